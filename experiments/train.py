@@ -1,0 +1,34 @@
+r"""Trains one DP-FedAvg run: flags and a config in, `train_and_evaluate` out.
+
+  .venv/bin/python experiments/train.py --config=configs/churn.py --workdir=DIR \
+      [--config.KEY=VALUE ...]
+"""
+
+from absl import app
+from absl import flags
+from absl import logging
+from ml_collections import config_flags
+
+from fl_analytics import training
+
+_CONFIG = config_flags.DEFINE_config_file('config', None, 'Config file.')
+_WORKDIR = flags.DEFINE_string('workdir', None, 'Run directory (created if missing).')
+flags.mark_flags_as_required(['config', 'workdir'])
+
+
+def main(argv):
+  if len(argv) > 1:
+    raise app.UsageError(f'Unexpected arguments: {argv[1:]}')
+  try:
+    last = training.train_and_evaluate(_CONFIG.value, _WORKDIR.value)
+  except training.InvalidSettingsError as e:  # bad settings: a message, not a traceback
+    logging.error('%s', e)
+    raise SystemExit(2) from None
+  print(f'Results in {_WORKDIR.value}: config.json, metrics.csv, privacy.json, '
+        'tensorboard/, checkpoints/')
+  if last:
+    print('Last round: ' + ', '.join(f'{k}={v}' for k, v in last.items() if v not in (None, '')))
+
+
+if __name__ == '__main__':
+  app.run(main)

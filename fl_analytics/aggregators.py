@@ -1,0 +1,111 @@
+"""The model aggregator of DP-FedAvg, chosen by `dp.mechanism`.
+
+DP is just another `tff.aggregators` factory (the TFF design): the learning algorithm is
+`tff.learning.algorithms.build_unweighted_fed_avg` and only its `model_aggregator`
+changes.
+
+* ``none``: `tff.aggregators.UnweightedMeanFactory`, plain FedAvg, the non-private
+  reference.
+* ``gaussian_fixed``: `DifferentiallyPrivateFactory.gaussian_fixed`: each user's update
+  is clipped to L2 norm `dp.clip` and Gaussian noise of stddev `noise_multiplier * clip`
+  is added to the sum, divided by the expected cohort (McMahan et al. 2018).
+* ``gaussian_adaptive``: `DifferentiallyPrivateFactory.gaussian_adaptive`: the clip norm
+  starts at `dp.clip` and follows the `dp.target_unclipped_quantile` quantile of update
+  norms, estimated privately (Andrew et al. 2021).
+
+`check_dp_config` validates the settings without importing TFF, so a bad value fails
+before anything is trained or written.
+"""
+
+from __future__ import annotations
+
+import math
+
+MECHANISMS = ('none', 'gaussian_fixed', 'gaussian_adaptive')
+
+
+def adaptive_max_noise_multiplier(clients_per_round: float) -> float:
+  """The bound of TFF's `adaptive_clip_noise_params` with its default count noise.
+
+  The clipped-count query gets stddev `0.05 * clients_per_round`; the total noise
+  multiplier must stay below twice that, or no noise is left for the update itself.
+  """
+  return 2 * 0.05 * clients_per_round
+
+
+def check_dp_config(
+    *,
+    mechanism: str,
+    noise_multiplier: float,
+    clip: float,
+    clients_per_round: float,
+    target_unclipped_quantile: float = 0.5,
+    clip_learning_rate: float = 0.2,
+) -> None:
+  """Raises ValueError naming the bad value and what is allowed."""
+  if mechanism not in MECHANISMS:
+    raise ValueError(
+        f'dp.mechanism must be one of {", ".join(MECHANISMS)}. Found {mechanism!r}.')
+  if mechanism == 'none':
+    return
+  if not (noise_multiplier > 0 and math.isfinite(noise_multiplier)):
+    raise ValueError(
+        f'dp.noise_multiplier must be a finite number > 0 for dp.mechanism='
+        f'{mechanism}. Found {noise_multiplier}. (Use dp.mechanism=none for the '
+        'non-private reference.)')
+  if not (clip > 0 and math.isfinite(clip)):
+    raise ValueError(f'dp.clip must be a finite number > 0. Found {clip}.')
+  if mechanism == 'gaussian_adaptive':
+    bound = adaptive_max_noise_multiplier(clients_per_round)
+    if noise_multiplier >= bound:
+      raise ValueError(
+          f'dp.noise_multiplier={noise_multiplier:g} is too large for adaptive '
+          f'clipping with clients_per_round={clients_per_round:g}: it must be below '
+          f'0.1 * clients_per_round = {bound:g} (TFF gives the clipped-count query '
+          'noise stddev 0.05 * clients_per_round). Raise clients_per_round, lower '
+          'the noise (or dp.target_epsilon), or use dp.mechanism=gaussian_fixed.')
+    if not 0 < target_unclipped_quantile < 1:
+      raise ValueError(
+          'dp.target_unclipped_quantile must be in (0, 1). Found '
+          f'{target_unclipped_quantile}.')
+    if not clip_learning_rate > 0:
+      raise ValueError(
+          f'dp.clip_learning_rate must be > 0. Found {clip_learning_rate}.')
+
+
+def build_model_aggregator(
+    *,
+    mechanism: str,
+    noise_multiplier: float,
+    clip: float,
+    clients_per_round: float,
+    target_unclipped_quantile: float = 0.5,
+    clip_learning_rate: float = 0.2,
+):
+  """The `tff.aggregators.UnweightedAggregationFactory` for `mechanism`."""
+  check_dp_config(
+      mechanism=mechanism,
+      noise_multiplier=noise_multiplier,
+      clip=clip,
+      clients_per_round=clients_per_round,
+      target_unclipped_quantile=target_unclipped_quantile,
+      clip_learning_rate=clip_learning_rate,
+  )
+  import tensorflow_federated as tff  # pylint: disable=g-import-not-at-top
+
+  dp_factory = tff.aggregators.DifferentiallyPrivateFactory
+  if mechanism == 'none':
+    return tff.aggregators.UnweightedMeanFactory()
+  if mechanism == 'gaussian_fixed':
+    return dp_factory.gaussian_fixed(
+        noise_multiplier=noise_multiplier,
+        clients_per_round=float(clients_per_round),
+        clip=clip,
+    )
+  return dp_factory.gaussian_adaptive(
+      noise_multiplier=noise_multiplier,
+      clients_per_round=float(clients_per_round),
+      initial_l2_norm_clip=clip,
+      target_unclipped_quantile=target_unclipped_quantile,
+      learning_rate=clip_learning_rate,
+  )

@@ -1,0 +1,1 @@
+"""Client data: the synthetic population, featurization and the train/eval split."""

@@ -1,0 +1,135 @@
+"""On-device featurization: one user's event log -> churn examples.
+
+For each observation day `d` (every `stride_days`, once a full trailing window is
+available and a full label horizon remains before the end of data collection), the
+features summarize the trailing window of `window_days` days ending with day `d`, and
+the label is 1 when the user has no event in the next `horizon_days` days (churn).
+Only days on which the user was active at least once in the window are observed:
+churn is predicted for current users, not for users who are already gone.
+
+Everything is computed from the user's own log (no population statistics), as it would
+be on the device. Sessions are derived from the timestamps: a gap of more than
+`SESSION_GAP_SECONDS` starts a new session, so the same code serves real event logs.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from fl_analytics.data.synthetic import EVENT_VOCAB
+from fl_analytics.data.synthetic import SECONDS_PER_DAY
+
+SESSION_GAP_SECONDS = 30 * 60
+
+FEATURE_NAMES: tuple[str, ...] = tuple(f'log_count_{e}' for e in EVENT_VOCAB) + (
+    'log_sessions',
+    'active_day_share',
+    'last_week_active_share',
+    'recency',
+    'trend',
+    'log_events_per_session',
+)
+NUM_FEATURES = len(FEATURE_NAMES)
+
+
+def check_window(*, window_days: int, horizon_days: int, stride_days: int) -> None:
+  for name, value in (
+      ('window_days', window_days),
+      ('horizon_days', horizon_days),
+      ('stride_days', stride_days),
+  ):
+    if not isinstance(value, (int, np.integer)) or value < 1:
+      raise ValueError(f'data.{name} must be a positive integer. Found {value!r}.')
+  if window_days < 2:
+    raise ValueError(f'data.window_days must be at least 2. Found {window_days}.')
+
+
+def churn_examples(
+    timestamps: np.ndarray,
+    events: np.ndarray,
+    *,
+    origin_timestamp: int,
+    num_days: int,
+    window_days: int,
+    horizon_days: int,
+    stride_days: int,
+) -> tuple[np.ndarray, np.ndarray]:
+  """Churn examples of one user.
+
+  Args:
+    timestamps: int seconds since the epoch, sorted ascending.
+    events: int indices into `EVENT_VOCAB`, aligned with `timestamps`.
+    origin_timestamp: start of day 0 of data collection.
+    num_days: length of data collection; events after it are ignored.
+    window_days: length of the trailing feature window.
+    horizon_days: the label looks this many days ahead.
+    stride_days: days between two observation days.
+
+  Returns:
+    `(x, y)`: float32 features of shape `[n, NUM_FEATURES]` and float32 labels `[n]`.
+  """
+  check_window(
+      window_days=window_days, horizon_days=horizon_days, stride_days=stride_days
+  )
+  empty = (np.zeros((0, NUM_FEATURES), np.float32), np.zeros((0,), np.float32))
+  obs_days = np.arange(window_days - 1, num_days - horizon_days, stride_days)
+  if len(timestamps) == 0 or len(obs_days) == 0:
+    return empty
+
+  timestamps = np.asarray(timestamps, np.int64)
+  events = np.asarray(events, np.int64)
+  day = (timestamps - origin_timestamp) // SECONDS_PER_DAY
+  keep = (day >= 0) & (day < num_days)
+  session_start = np.ones(len(timestamps), bool)
+  session_start[1:] = np.diff(timestamps) > SESSION_GAP_SECONDS
+  day, events, session_start = day[keep], events[keep], session_start[keep]
+
+  v = len(EVENT_VOCAB)
+  counts = np.zeros((num_days + 1, v), np.float64)  # row 0: the cumsum origin
+  np.add.at(counts, (day + 1, events), 1.0)
+  sessions = np.zeros(num_days + 1, np.float64)
+  np.add.at(sessions, day[session_start] + 1, 1.0)
+  active = (counts[1:].sum(axis=1) > 0).astype(np.float64)
+
+  c_counts = np.cumsum(counts, axis=0)
+  c_sessions = np.cumsum(sessions)
+  c_active = np.concatenate([[0.0], np.cumsum(active)])
+
+  def window_sum(c, end, length):  # sum over days (end - length, end]
+    return c[end + 1] - c[end + 1 - length]
+
+  win_counts = window_sum(c_counts, obs_days, window_days)
+  win_sessions = window_sum(c_sessions, obs_days, window_days)
+  win_active = window_sum(c_active, obs_days, window_days)
+  observed = win_active > 0
+  if not observed.any():
+    return empty
+  obs_days = obs_days[observed]
+  win_counts, win_sessions, win_active = (
+      win_counts[observed], win_sessions[observed], win_active[observed])
+
+  half = window_days // 2
+  recent_half = window_sum(c_active, obs_days, half)
+  early_half = win_active - recent_half
+  last_week = window_sum(c_active, obs_days, min(7, window_days))
+  # Days since the last active day, within the window (the user was active in it).
+  active_days = np.flatnonzero(active)
+  last_active = active_days[np.searchsorted(active_days, obs_days, side='right') - 1]
+  recency = (obs_days - last_active) / window_days
+  total_events = win_counts.sum(axis=1)
+
+  x = np.concatenate(
+      [
+          np.log1p(win_counts),
+          np.log1p(win_sessions)[:, None],
+          (win_active / window_days)[:, None],
+          (last_week / min(7, window_days))[:, None],
+          recency[:, None],
+          ((recent_half - early_half) / half)[:, None],
+          np.log1p(total_events / np.maximum(win_sessions, 1.0))[:, None],
+      ],
+      axis=1,
+  ).astype(np.float32)
+  future = window_sum(c_active, obs_days + horizon_days, horizon_days)
+  y = (future == 0).astype(np.float32)
+  return x, y

@@ -1,0 +1,32 @@
+"""Evaluation metrics for binary churn prediction, in NumPy."""
+
+from __future__ import annotations
+
+import numpy as np
+from scipy import stats
+
+
+def binary_metrics(logits: np.ndarray, labels: np.ndarray) -> dict[str, float]:
+  """Mean log loss, accuracy at logit 0, ROC AUC and base rate of the labels.
+
+  AUC is the Mann-Whitney statistic (ties count one half); NaN when only one class
+  is present.
+  """
+  logits = np.asarray(logits, np.float64).reshape(-1)
+  labels = np.asarray(labels, np.float64).reshape(-1)
+  # log(1 + exp(-|z|)) + max(z, 0) - z * y: the stable logistic loss.
+  loss = np.mean(np.logaddexp(0.0, logits) - logits * labels)
+  accuracy = np.mean((logits > 0) == (labels > 0.5))
+  pos = labels > 0.5
+  n_pos, n_neg = int(pos.sum()), int((~pos).sum())
+  if n_pos == 0 or n_neg == 0:
+    auc = float('nan')
+  else:
+    ranks = stats.rankdata(logits)
+    auc = (ranks[pos].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg)
+  return {
+      'loss': float(loss),
+      'accuracy': float(accuracy),
+      'auc': float(auc),
+      'base_rate': float(labels.mean()),
+  }

@@ -1,0 +1,330 @@
+"""`train_and_evaluate(config, workdir)`: one DP-FedAvg churn run, resumable.
+
+The algorithm is `tff.learning.algorithms.build_unweighted_fed_avg` (every user counts
+equally, so the unit of privacy is one user's whole data), with the model aggregator
+chosen by `dp.mechanism` (`fl_analytics.aggregators`), Poisson client sampling
+(`fl_analytics.sampling`) and RDP accounting of exactly that sampling
+(`fl_analytics.privacy`). The sampling probability comes from one place
+(`clients_per_round / population_size`) and feeds both the sampler and the accountant.
+
+Evaluation is on held-out users (never trained on), pooled, every `eval_every` rounds
+and after the last round: log loss, accuracy, ROC AUC and the churn base rate.
+
+The run directory follows `fl_analytics.rundir`; after every round the metrics table,
+the privacy statement and a checkpoint of the server state are written atomically, so
+running the same command again resumes after the last completed round, and a larger
+`num_rounds` continues the run.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import time
+from typing import Any, Optional
+
+from absl import logging
+# TensorFlow must be imported before absl's app.run starts main(): imported inside it,
+# tf.keras.Input returns graph tensors and Keras functional models fail to build.
+import tensorflow as tf
+import tensorflow_federated as tff
+
+from fl_analytics import aggregators
+from fl_analytics import metrics
+from fl_analytics import models
+from fl_analytics import privacy
+from fl_analytics import rundir
+from fl_analytics import runtime
+from fl_analytics import sampling
+from fl_analytics.data import clients
+from fl_analytics.data import features
+
+METRIC_COLUMNS = (
+    'round',
+    'epsilon',
+    'cohort_size',
+    'train_loss',
+    'train_accuracy',
+    'eval_loss',
+    'eval_accuracy',
+    'eval_auc',
+    'eval_base_rate',
+    'clip',
+    'round_seconds',
+)
+# Keys that may change between launches of the same run.
+_MUTABLE_KEYS = ('num_rounds', 'runtime')
+
+
+class InvalidSettingsError(ValueError):
+  """A config value no run can use; raised before anything is trained or written."""
+
+
+class ConfigMismatchError(InvalidSettingsError):
+  """The workdir holds a run with a different config."""
+
+
+def check_config(config) -> None:
+  """Raises ValueError for values no run can use, before anything is built."""
+  for key in ('num_rounds', 'eval_every'):
+    value = config[key]
+    if not isinstance(value, int) or value < 1:
+      raise ValueError(f'{key} must be a positive integer. Found {value!r}.')
+  if not config.clients_per_round > 0:
+    raise ValueError(
+        f'clients_per_round must be > 0. Found {config.clients_per_round}.')
+  if config.task != 'churn':
+    raise ValueError(f"task must be 'churn'. Found {config.task!r}.")
+  for key in ('client.learning_rate', 'client.batch_size', 'client.local_epochs',
+              'server.learning_rate'):
+    section, name = key.split('.')
+    if not config[section][name] > 0:
+      raise ValueError(f'{key} must be > 0. Found {config[section][name]}.')
+  if not 0 <= config.server.momentum < 1:
+    raise ValueError(f'server.momentum must be in [0, 1). Found {config.server.momentum}.')
+  clients.check_data_config(config.data)
+  dp = config.dp
+  if dp.target_epsilon is not None and not dp.target_epsilon > 0:
+    raise ValueError(f'dp.target_epsilon must be > 0. Found {dp.target_epsilon}.')
+  if not 0 < dp.delta < 1:
+    raise ValueError(f'dp.delta must be in (0, 1). Found {dp.delta}.')
+
+
+def resolve_config(config, *, population_size: int, stored: Optional[dict] = None):
+  """The config dict of the run: validated, with the noise multiplier resolved.
+
+  With `dp.target_epsilon` set, the noise multiplier is calibrated so that
+  `num_rounds` rounds spend the target at `dp.delta`. A continued run keeps the noise
+  multiplier it was started with (recorded in `stored`), so the rounds it already
+  ran stay accounted for correctly; its epsilon then grows past the target.
+  """
+  check_config(config)
+  resolved = config.to_dict()
+  dp = resolved['dp']
+  if population_size < config.clients_per_round:
+    raise ValueError(
+        f'clients_per_round={config.clients_per_round} is larger than the '
+        f'population that can be sampled ({population_size} training users with '
+        'data). Lower clients_per_round or raise data.num_users.')
+  if dp['delta'] >= 1 / population_size:
+    raise ValueError(
+        f'dp.delta={dp["delta"]:g} must be below 1 / population size = '
+        f'{1 / population_size:.3g}; a larger delta allows revealing some user.')
+  q = privacy.sampling_probability(
+      clients_per_round=config.clients_per_round, population_size=population_size
+  )
+  if dp['mechanism'] != 'none' and dp['target_epsilon'] is not None:
+    if stored is not None and stored['dp'].get('target_epsilon') == dp['target_epsilon']:
+      dp['noise_multiplier'] = stored['dp']['noise_multiplier']
+    else:
+      dp['noise_multiplier'] = privacy.calibrate_noise_multiplier(
+          target_epsilon=dp['target_epsilon'],
+          sampling_probability=q,
+          rounds=config.num_rounds,
+          delta=dp['delta'],
+      )
+  aggregators.check_dp_config(
+      mechanism=dp['mechanism'],
+      noise_multiplier=dp['noise_multiplier'],
+      clip=dp['clip'],
+      clients_per_round=config.clients_per_round,
+      target_unclipped_quantile=dp['target_unclipped_quantile'],
+      clip_learning_rate=dp['clip_learning_rate'],
+  )
+  resolved['resolved'] = {
+      'population_size': population_size,
+      'sampling_probability': q,
+      'noise_multiplier': dp['noise_multiplier'] if dp['mechanism'] != 'none' else 0.0,
+      'num_features': features.NUM_FEATURES,
+  }
+  return resolved
+
+
+def _statement(resolved: dict, rounds: int) -> dict[str, Any]:
+  return privacy.privacy_statement(
+      mechanism=resolved['dp']['mechanism'],
+      noise_multiplier=resolved['resolved']['noise_multiplier'],
+      clients_per_round=resolved['clients_per_round'],
+      population_size=resolved['resolved']['population_size'],
+      rounds=rounds,
+      delta=resolved['dp']['delta'],
+  )
+
+
+def _prepare_workdir(config, workdir: str, population_size: int) -> tuple[dict, int]:
+  """Validates against any run already in `workdir`; returns (resolved, start round)."""
+  config_path = os.path.join(workdir, rundir.CONFIG_FILE)
+  stored = rundir.read_json(config_path) if os.path.exists(config_path) else None
+  resolved = resolve_config(config, population_size=population_size, stored=stored)
+  start = 0
+  if stored is not None:
+    diffs = rundir.config_differences(stored, resolved, ignore=_MUTABLE_KEYS)
+    if diffs:
+      raise ConfigMismatchError(
+          f'{workdir} holds a run with a different config; only num_rounds may '
+          'change when resuming or continuing a run. Use a new --workdir. '
+          'Differences:\n  ' + '\n  '.join(diffs))
+    start = rundir.latest_checkpoint_round(workdir)
+    if (config.dp.target_epsilon is not None and config.dp.mechanism != 'none'
+        and config.num_rounds > stored['num_rounds']):
+      logging.warning(
+          'Continuing to %d rounds with the noise multiplier calibrated for %d: '
+          'epsilon will exceed dp.target_epsilon=%g.', config.num_rounds,
+          stored['num_rounds'], config.dp.target_epsilon)
+  os.makedirs(workdir, exist_ok=True)
+  rundir.write_json(config_path, resolved)
+  return resolved, start
+
+
+def _evaluate(keras_model, model_weights, data: clients.ChurnData) -> dict[str, float]:
+  model_weights.assign_weights_to(keras_model)
+  logits = keras_model(data.eval_x, training=False).numpy()
+  return metrics.binary_metrics(logits, data.eval_y)
+
+
+def train_and_evaluate(config, workdir: str) -> dict[str, Any]:
+  """Trains and evaluates one run into `workdir`; returns the last metrics row.
+
+  Raises:
+    InvalidSettingsError: for invalid settings, before anything is written.
+    ConfigMismatchError: when `workdir` holds a run with another config.
+    FloatingPointError: when the training loss becomes NaN or infinite.
+  """
+  try:
+    check_config(config)
+    data = clients.build_churn_data(config.data, seed=config.seed)
+    resolved, start_round = _prepare_workdir(config, workdir, data.population_size)
+  except InvalidSettingsError:
+    raise
+  except ValueError as e:
+    raise InvalidSettingsError(str(e)) from e
+  logging.info(
+      'Population: %d training users (%d without examples left out), %d held-out '
+      'users, %d eval examples, churn base rate %.3f.', data.population_size,
+      data.num_users_without_examples, data.num_eval_users, len(data.eval_y),
+      data.eval_base_rate)
+
+  rows = []
+  metrics_path = os.path.join(workdir, rundir.METRICS_FILE)
+  if start_round and os.path.exists(metrics_path):
+    rows = [r for r in rundir.read_csv(metrics_path) if int(r['round']) <= start_round]
+    if len(rows) != start_round:
+      raise RuntimeError(
+          f'{metrics_path} has {len(rows)} rows up to round {start_round}, the last '
+          'checkpoint; the run directory is inconsistent.')
+  if start_round >= config.num_rounds:
+    logging.info('%s already has %d rounds; nothing to do.', workdir, start_round)
+    return rows[-1] if rows else {}
+  if start_round:
+    logging.info('Resuming %s after round %d.', workdir, start_round)
+
+  dp = resolved['dp']
+  model_kwargs = dict(
+      num_features=features.NUM_FEATURES,
+      hidden_units=config.model.hidden_units,
+      seed=config.seed,
+  )
+  process = tff.learning.algorithms.build_unweighted_fed_avg(
+      models.churn_model_fn(**model_kwargs),
+      client_optimizer_fn=tff.learning.optimizers.build_sgdm(
+          config.client.learning_rate),
+      server_optimizer_fn=tff.learning.optimizers.build_sgdm(
+          config.server.learning_rate, momentum=config.server.momentum or None),
+      model_aggregator=aggregators.build_model_aggregator(
+          mechanism=dp['mechanism'],
+          noise_multiplier=resolved['resolved']['noise_multiplier'],
+          clip=dp['clip'],
+          clients_per_round=config.clients_per_round,
+          target_unclipped_quantile=dp['target_unclipped_quantile'],
+          clip_learning_rate=dp['clip_learning_rate'],
+      ),
+  )
+  # Built after the process: in Keras 2.14 a model built eagerly *before* TFF traces
+  # model_fn is left "in an invalid state" by the tracing. Its seeded initializers
+  # give the run's initial weights.
+  keras_model = models.build_churn_model(**model_kwargs)
+  q = resolved['resolved']['sampling_probability']
+
+  def client_dataset(index: int):
+    x, y = data.train_examples[index]
+    return (
+        tf.data.Dataset.from_tensor_slices((x, y))
+        .repeat(config.client.local_epochs)
+        .batch(config.client.batch_size)
+    )
+
+  summary_writer = tf.summary.create_file_writer(
+      os.path.join(workdir, rundir.TENSORBOARD_DIR))
+  runtime.install_sigterm_handler()
+  with runtime.local_cpp_context(
+      max_concurrent_computation_calls=config.runtime.max_concurrent_computation_calls,
+      log_path=os.path.join(workdir, rundir.WORKER_LOG),
+  ):
+    state = process.initialize()
+    if start_round:
+      state = tf.nest.pack_sequence_as(
+          state, rundir.load_checkpoint(workdir, start_round))
+    else:
+      state = process.set_model_weights(
+          state,
+          tff.learning.models.ModelWeights(*models.initial_weights(keras_model)))
+
+    for round_num in range(start_round + 1, config.num_rounds + 1):
+      t0 = time.monotonic()
+      cohort = sampling.poisson_cohort(
+          population_size=data.population_size,
+          sampling_probability=q,
+          seed=config.seed,
+          round_num=round_num,
+      )
+      row = {'round': round_num, 'cohort_size': len(cohort)}
+      if len(cohort):
+        output = process.next(state, [client_dataset(i) for i in cohort])
+        state = output.state
+        train = output.metrics['client_work']['train']
+        row['train_loss'] = float(train['loss'])
+        row['train_accuracy'] = float(train['binary_accuracy'])
+        if not math.isfinite(row['train_loss']):
+          raise FloatingPointError(
+              f'Training loss is {row["train_loss"]} at round {round_num}; lower '
+              'client.learning_rate or server.learning_rate.')
+        dp_metrics = output.metrics['aggregator'].get('dp_query_metrics') or {}
+        if 'clip' in dp_metrics:
+          row['clip'] = float(dp_metrics['clip'])
+      else:
+        # Nobody was sampled: no update, but the round still counts for privacy.
+        logging.warning('Round %d sampled no client; the model is unchanged.', round_num)
+      if dp['mechanism'] == 'gaussian_fixed':
+        row['clip'] = dp['clip']
+      row['round_seconds'] = time.monotonic() - t0
+      statement = _statement(resolved, round_num)
+      row['epsilon'] = statement['epsilon'] if statement['epsilon'] is not None else math.inf
+      if round_num % config.eval_every == 0 or round_num == config.num_rounds:
+        ev = _evaluate(keras_model, process.get_model_weights(state), data)
+        row.update({f'eval_{k}': v for k, v in ev.items()})
+
+      rows.append(row)
+      # Order matters for resuming: metrics first, then the checkpoint that makes
+      # the round count as completed.
+      rundir.write_csv(metrics_path, METRIC_COLUMNS, rows)
+      rundir.save_checkpoint(workdir, round_num, tf.nest.flatten(state))
+      rundir.write_json(os.path.join(workdir, rundir.PRIVACY_FILE), statement)
+      with summary_writer.as_default(step=round_num):
+        for key, value in row.items():
+          if key != 'round' and value is not None and math.isfinite(float(value)):
+            tf.summary.scalar(key, float(value))
+      summary_writer.flush()
+      logging.info(
+          'round %d/%d  eps %s  cohort %d  train_loss %s  eval_acc %s  eval_auc %s  '
+          '%.2f s', round_num, config.num_rounds, _fmt(row['epsilon']),
+          row['cohort_size'], _fmt(row.get('train_loss')),
+          _fmt(row.get('eval_accuracy')), _fmt(row.get('eval_auc')),
+          row['round_seconds'])
+  summary_writer.close()
+  return rows[-1]
+
+
+def _fmt(value) -> str:
+  if value is None or value == '':
+    return '-'
+  return f'{float(value):.3f}'
