@@ -14,9 +14,10 @@ dormant    rarely active, quits often
 
 The population is non-IID on purpose, with three knobs (all in `data` of the config):
 
-* ``quantity_skew`` (>= 0): sigma of a per-user log-normal activity multiplier (mean 1)
-  on the probability of being active and the number of sessions. 0: every user of an
-  archetype has the same expected amount of data; larger: some users have far more.
+* ``quantity_skew`` (>= 0): sigma of a per-user log-normal volume multiplier (mean 1)
+  on the number of sessions per active day and of events per session. 0: every user of
+  an archetype has the same expected amount of data; larger: some users have far more.
+  It leaves the days a user is active, and so the churn labels, alone.
 * ``label_skew`` (in [0, 1]): how far each user's churn dynamics (activity level, decay,
   quit hazard) follow its archetype rather than the population average. 0: every user
   churns at the same expected rate; 1: churn rates differ by archetype.
@@ -53,6 +54,10 @@ EVENT_VOCAB: tuple[str, ...] = (
 )
 # Every session starts with `app_open`; the other events follow the user's mix.
 _SESSION_START = 0
+# Sessions start in the first 20 minutes of distinct even hours (06:00-22:00) and last at
+# most 25 minutes, so two sessions are always more than the 30-minute session gap apart.
+_SESSION_HOURS = np.arange(6, 24, 2)
+_MAX_SESSION_SECONDS = 1500
 
 
 @dataclasses.dataclass(frozen=True)
@@ -127,9 +132,10 @@ def generate_user(
   def skewed(field):  # label_skew interpolates population mean -> archetype
     return label_skew * getattr(arch, field) + (1 - label_skew) * mean_of(field)
 
-  activity = rng.lognormal(-0.5 * quantity_skew**2, quantity_skew)
-  active_prob = min(0.98, skewed('active_prob') * activity)
-  sessions_mean = max(1.0, arch.sessions_mean * activity)
+  volume = rng.lognormal(-0.5 * quantity_skew**2, quantity_skew)
+  active_prob = skewed('active_prob')
+  sessions_mean = max(1.0, arch.sessions_mean * volume)
+  events_per_session = arch.events_per_session * volume
   daily_decay = skewed('daily_decay')
   quit_hazard = skewed('quit_hazard')
 
@@ -147,15 +153,16 @@ def generate_user(
   for day in range(min(num_days, quit_day)):
     if rng.random() >= active_prob * np.exp(-daily_decay * day):
       continue
-    n_sessions = min(12, 1 + rng.poisson(sessions_mean - 1.0))
-    # Distinct start hours (06:00-23:00) keep sessions more than 30 min apart.
-    hours = np.sort(rng.choice(np.arange(6, 24), size=n_sessions, replace=False))
+    n_sessions = min(len(_SESSION_HOURS), 1 + rng.poisson(sessions_mean - 1.0))
+    hours = np.sort(rng.choice(_SESSION_HOURS, size=n_sessions, replace=False))
     for hour in hours:
       t = (ORIGIN_TIMESTAMP + day * SECONDS_PER_DAY + hour * 3600
            + int(rng.integers(0, 1200)))
-      n_events = rng.poisson(arch.events_per_session)
-      gaps = rng.integers(5, 90, size=n_events)
-      times = t + np.concatenate([[0], np.cumsum(gaps)])
+      n_events = rng.poisson(events_per_session)
+      offsets = np.cumsum(rng.integers(5, 90, size=n_events))
+      if n_events and offsets[-1] > _MAX_SESSION_SECONDS:
+        offsets = offsets * _MAX_SESSION_SECONDS // offsets[-1]
+      times = t + np.concatenate([[0], offsets])
       kinds = np.concatenate(
           [[_SESSION_START], 1 + rng.choice(len(mix), size=n_events, p=mix)]
       )

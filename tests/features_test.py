@@ -1,0 +1,72 @@
+"""On-device featurization of one user's log into churn examples."""
+
+import numpy as np
+import pytest
+
+from fl_analytics.data import features
+from fl_analytics.data import synthetic
+
+DAY = 86400
+T0 = synthetic.ORIGIN_TIMESTAMP
+COL = {name: i for i, name in enumerate(features.FEATURE_NAMES)}
+
+
+def _examples(ts, ev, **kw):
+  args = dict(origin_timestamp=T0, num_days=30, window_days=4, horizon_days=3,
+              stride_days=1)
+  args.update(kw)
+  return features.churn_examples(np.array(ts, np.int64), np.array(ev, np.int32), **args)
+
+
+def test_user_active_on_days_0_to_9_churns_from_day_7():
+  # One session (app_open + play) at noon on days 0..9, nothing afterwards.
+  ts, ev = [], []
+  for d in range(10):
+    ts += [T0 + d * DAY + 43200, T0 + d * DAY + 43260]
+    ev += [0, 1]
+  x, y = _examples(ts, ev)
+  # Observation days 3..26; observed only while active in the 4-day window: 3..12.
+  assert len(y) == 10
+  # Label: no event in days d+1..d+3. Days 3..8 see activity ahead; 9..12 do not.
+  np.testing.assert_array_equal(y, [0, 0, 0, 0, 0, 0, 1, 1, 1, 1])
+  # Day 3: window days 0..3, 4 sessions, 4 app_open and 4 play events.
+  np.testing.assert_allclose(x[0, COL['log_count_app_open']], np.log1p(4))
+  np.testing.assert_allclose(x[0, COL['log_count_play']], np.log1p(4))
+  np.testing.assert_allclose(x[0, COL['log_sessions']], np.log1p(4))
+  assert x[0, COL['active_day_share']] == 1.0
+  assert x[0, COL['recency']] == 0.0
+  # Day 12: window 9..12, last active day 9.
+  np.testing.assert_allclose(x[-1, COL['recency']], 3 / 4)
+  np.testing.assert_allclose(x[-1, COL['active_day_share']], 1 / 4)
+
+
+def test_sessions_are_split_by_gaps_longer_than_30_minutes():
+  ts = [T0 + 3 * DAY + s for s in (0, 60, 60 + 1801, 60 + 1801 + 30)]
+  x, _ = _examples(ts, [0, 1, 0, 2])
+  np.testing.assert_allclose(x[0, COL['log_sessions']], np.log1p(2))
+
+
+def test_events_outside_the_collection_period_are_ignored():
+  x1, y1 = _examples([T0 + 5 * DAY], [1])
+  x2, y2 = _examples([T0 - 2 * DAY, T0 + 5 * DAY, T0 + 40 * DAY], [1, 1, 1])
+  np.testing.assert_array_equal(x1, x2)
+  np.testing.assert_array_equal(y1, y2)
+
+
+def test_empty_log_gives_no_examples():
+  x, y = _examples([], [])
+  assert x.shape == (0, features.NUM_FEATURES) and y.shape == (0,)
+
+
+def test_features_are_finite_for_a_synthetic_population():
+  for log in synthetic.generate_population(num_users=40, seed=1, num_days=40):
+    x, y = features.churn_examples(
+        log.timestamps, log.events, origin_timestamp=T0, num_days=40,
+        window_days=14, horizon_days=7, stride_days=1)
+    assert np.isfinite(x).all()
+    assert set(np.unique(y)) <= {0.0, 1.0}
+
+
+def test_window_shorter_than_two_days_is_refused():
+  with pytest.raises(ValueError, match='window_days must be at least 2'):
+    _examples([T0], [0], window_days=1)
