@@ -51,6 +51,9 @@ def get_config() -> ml_collections.ConfigDict:
   c.dp.clip = 0.5  # fixed clip, or the initial clip of adaptive clipping
   c.dp.target_unclipped_quantile = 0.5
   c.dp.clip_learning_rate = 0.2
+  # Simulation: draw the DP noise from `seed` so runs repeat exactly and resume
+  # bit-exactly. False: TF Privacy's unseeded noise, as a deployment needs.
+  c.dp.reproducible_noise = True
 
   c.runtime = ml_collections.ConfigDict()
   c.runtime.max_concurrent_computation_calls = -1  # TFF worker; <= 0: no limit

@@ -20,6 +20,7 @@ before anything is trained or written.
 from __future__ import annotations
 
 import math
+from typing import Optional
 
 MECHANISMS = ('none', 'gaussian_fixed', 'gaussian_adaptive')
 
@@ -81,8 +82,14 @@ def build_model_aggregator(
     clients_per_round: float,
     target_unclipped_quantile: float = 0.5,
     clip_learning_rate: float = 0.2,
+    noise_seed: Optional[int] = None,
 ):
-  """The `tff.aggregators.UnweightedAggregationFactory` for `mechanism`."""
+  """The `tff.aggregators.UnweightedAggregationFactory` for `mechanism`.
+
+  With `noise_seed` set, the DP noise is drawn reproducibly from that seed
+  (`fl_analytics.seeded_noise`, for simulation); with None, TF Privacy draws it from an
+  unseeded generator.
+  """
   check_dp_config(
       mechanism=mechanism,
       noise_multiplier=noise_multiplier,
@@ -97,15 +104,25 @@ def build_model_aggregator(
   if mechanism == 'none':
     return tff.aggregators.UnweightedMeanFactory()
   if mechanism == 'gaussian_fixed':
-    return dp_factory.gaussian_fixed(
+    factory = dp_factory.gaussian_fixed(
         noise_multiplier=noise_multiplier,
         clients_per_round=float(clients_per_round),
         clip=clip,
     )
-  return dp_factory.gaussian_adaptive(
-      noise_multiplier=noise_multiplier,
-      clients_per_round=float(clients_per_round),
-      initial_l2_norm_clip=clip,
-      target_unclipped_quantile=target_unclipped_quantile,
-      learning_rate=clip_learning_rate,
+  else:
+    factory = dp_factory.gaussian_adaptive(
+        noise_multiplier=noise_multiplier,
+        clients_per_round=float(clients_per_round),
+        initial_l2_norm_clip=clip,
+        target_unclipped_quantile=target_unclipped_quantile,
+        learning_rate=clip_learning_rate,
+    )
+  if noise_seed is None:
+    return factory
+  from fl_analytics import seeded_noise  # pylint: disable=g-import-not-at-top
+
+  # TFF builds the query inside these classmethods; `_query` is how to reach it
+  # without copying their noise-splitting arithmetic (pinned TFF 0.87.0).
+  return dp_factory(
+      seeded_noise.SeededNoiseQuery(factory._query, noise_seed)  # pylint: disable=protected-access
   )

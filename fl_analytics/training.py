@@ -237,6 +237,7 @@ def train_and_evaluate(config, workdir: str) -> dict[str, Any]:
           clients_per_round=config.clients_per_round,
           target_unclipped_quantile=dp['target_unclipped_quantile'],
           clip_learning_rate=dp['clip_learning_rate'],
+          noise_seed=config.seed if dp['reproducible_noise'] else None,
       ),
   )
   # Built after the process: in Keras 2.14 a model built eagerly *before* TFF traces

@@ -1,0 +1,105 @@
+"""Aggregator selection, its validation errors, and the seeded DP noise."""
+
+import collections
+
+import numpy as np
+import pytest
+import tensorflow as tf
+import tensorflow_federated as tff
+
+from fl_analytics import aggregators
+from fl_analytics import runtime
+from fl_analytics import seeded_noise
+
+
+def _check(**kw):
+  args = dict(mechanism='gaussian_adaptive', noise_multiplier=1.0, clip=1.0,
+              clients_per_round=50)
+  args.update(kw)
+  aggregators.check_dp_config(**args)
+
+
+def test_adaptive_clip_raises_when_noise_too_large_for_cohort():
+  with pytest.raises(ValueError, match=r'dp.noise_multiplier=6 is too large for adaptive '
+                     r'clipping with clients_per_round=50: it must be below .* = 5'):
+    _check(noise_multiplier=6.0)
+
+
+def test_adaptive_bound_agrees_with_tff():
+  # Just below our bound TFF accepts; at the bound TFF raises too.
+  bound = aggregators.adaptive_max_noise_multiplier(20)
+  tff.aggregators.DifferentiallyPrivateFactory.gaussian_adaptive(
+      noise_multiplier=bound * 0.99, clients_per_round=20.0)
+  with pytest.raises(ValueError):
+    tff.aggregators.DifferentiallyPrivateFactory.gaussian_adaptive(
+        noise_multiplier=bound, clients_per_round=20.0)
+
+
+@pytest.mark.parametrize('kw, message', [
+    (dict(clip=-1.0), r'dp.clip must be a finite number > 0. Found -1.0'),
+    (dict(mechanism='laplace'), r'dp.mechanism must be one of none, gaussian_fixed, '
+     r"gaussian_adaptive. Found 'laplace'"),
+    (dict(mechanism='gaussian_fixed', noise_multiplier=0.0),
+     r'dp.noise_multiplier must be a finite number > 0'),
+    (dict(target_unclipped_quantile=1.5), r'target_unclipped_quantile must be in \(0, 1\)'),
+])
+def test_invalid_dp_settings_raise_naming_the_value(kw, message):
+  with pytest.raises(ValueError, match=message):
+    _check(**kw)
+
+
+def test_none_ignores_noise_settings():
+  _check(mechanism='none', noise_multiplier=0.0, clip=-1.0)
+
+
+@pytest.mark.parametrize('mechanism, seed', [
+    ('none', None), ('gaussian_fixed', None), ('gaussian_adaptive', 3),
+])
+def test_each_mechanism_builds_an_unweighted_factory(mechanism, seed):
+  factory = aggregators.build_model_aggregator(
+      mechanism=mechanism, noise_multiplier=0.5, clip=1.0, clients_per_round=10,
+      noise_seed=seed)
+  assert isinstance(factory, tff.aggregators.UnweightedAggregationFactory)
+  if seed is not None:
+    assert isinstance(factory._query, seeded_noise.SeededNoiseQuery)
+
+
+def _noise_of_rounds(seed, rounds, mechanism='gaussian_fixed'):
+  """The aggregate of all-zero updates from one client: pure noise / cohort."""
+  value_type = tff.types.to_type(
+      collections.OrderedDict(a=(np.float32, [4000]), b=(np.float32, [4000])))
+  process = aggregators.build_model_aggregator(
+      mechanism=mechanism, noise_multiplier=2.0, clip=0.5, clients_per_round=10,
+      noise_seed=seed).create(value_type)
+  zeros = collections.OrderedDict(a=np.zeros(4000, np.float32),
+                                  b=np.zeros(4000, np.float32))
+  out = []
+  with runtime.local_cpp_context():
+    state = process.initialize()
+    for _ in range(rounds):
+      output = process.next(state, [zeros])
+      state = output.state
+      out.append(output.result)
+  return out
+
+
+def test_seeded_noise_repeats_differs_by_round_and_tensor_and_has_its_stddev():
+  first = _noise_of_rounds(seed=7, rounds=2)
+  again = _noise_of_rounds(seed=7, rounds=2)
+  other = _noise_of_rounds(seed=8, rounds=1)
+  np.testing.assert_array_equal(first[0]['a'], again[0]['a'])
+  np.testing.assert_array_equal(first[1]['b'], again[1]['b'])
+  assert not np.allclose(first[0]['a'], first[1]['a'])  # another round
+  assert not np.allclose(first[0]['a'], first[0]['b'])  # another tensor
+  assert not np.allclose(first[0]['a'], other[0]['a'])  # another seed
+  # Sum noise stddev = z * clip = 1.0, divided by the expected cohort of 10.
+  noise = np.concatenate([first[0]['a'], first[0]['b'], first[1]['a']])
+  assert noise.std() == pytest.approx(0.1, rel=0.05)
+  assert abs(noise.mean()) < 0.01
+  assert abs(np.corrcoef(first[0]['a'], first[1]['a'])[0, 1]) < 0.05
+
+
+def test_unseeded_noise_differs_between_runs():
+  a = _noise_of_rounds(seed=None, rounds=1)
+  b = _noise_of_rounds(seed=None, rounds=1)
+  assert not np.allclose(a[0]['a'], b[0]['a'])
