@@ -1,0 +1,24 @@
+"""Suite-wide guard: no TFF worker_binary may outlive the tests that started it."""
+
+import os
+import signal
+
+# Before TensorFlow is imported anywhere: keep its C++ start-up notices out of the logs.
+os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
+
+import pytest  # pylint: disable=g-import-not-at-top
+
+from fl_analytics import runtime
+
+
+@pytest.fixture(scope='session', autouse=True)
+def no_worker_left_behind():
+  before = runtime.running_worker_pids()
+  yield
+  leaked = runtime.running_worker_pids() - before
+  for pid in leaked:  # never let a leaked worker hold CI's output open
+    try:
+      os.kill(pid, signal.SIGKILL)
+    except ProcessLookupError:
+      pass
+  assert not leaked, f'TFF worker_binary processes left running: {sorted(leaked)}'

@@ -1,0 +1,147 @@
+"""End to end: tiny DP-FedAvg runs, their files, calibration, resume and refusals."""
+
+import json
+import math
+import os
+
+import pytest
+import tensorflow as tf
+
+from configs import churn
+from fl_analytics import privacy
+from fl_analytics import rundir
+from fl_analytics import training
+
+
+def tiny_config(**overrides):
+  c = churn.get_config()
+  c.num_rounds = 2
+  c.eval_every = 1
+  c.clients_per_round = 20
+  c.data.num_users = 150
+  c.data.num_days = 40
+  c.data.stride_days = 3
+  c.dp.noise_multiplier = 1.0
+  for key, value in overrides.items():
+    node = c
+    *path, last = key.split('.')
+    for p in path:
+      node = node[p]
+    node[last] = value
+  return c
+
+
+def _metrics(workdir, drop=('round_seconds',)):
+  return [{k: v for k, v in row.items() if k not in drop}
+          for row in rundir.read_csv(os.path.join(workdir, 'metrics.csv'))]
+
+
+@pytest.mark.parametrize('mechanism', ['none', 'gaussian_fixed', 'gaussian_adaptive'])
+def test_two_round_run_writes_the_run_directory_contract(tmp_path, mechanism):
+  workdir = str(tmp_path / mechanism)
+  last = training.train_and_evaluate(tiny_config(**{'dp.mechanism': mechanism}), workdir)
+
+  rows = rundir.read_csv(os.path.join(workdir, 'metrics.csv'))
+  assert [r['round'] for r in rows] == ['1', '2']
+  for column in ('round', 'epsilon', 'train_loss', 'eval_loss', 'eval_accuracy',
+                 'eval_auc', 'round_seconds'):
+    assert column in rows[0]
+  for row in rows:
+    assert math.isfinite(float(row['train_loss']))
+    assert 0.0 <= float(row['eval_auc']) <= 1.0
+    assert 0.0 <= float(row['eval_accuracy']) <= 1.0
+    assert float(row['round_seconds']) > 0
+  assert last['round'] == 2
+
+  statement = rundir.read_json(os.path.join(workdir, 'privacy.json'))
+  config = rundir.read_json(os.path.join(workdir, 'config.json'))
+  population = config['resolved']['population_size']
+  assert statement['population_size'] == population
+  assert statement['rounds'] == 2 and statement['clients_per_round'] == 20
+  assert statement['unit_of_privacy'].startswith("one user's whole data")
+  if mechanism == 'none':
+    assert [r['epsilon'] for r in rows] == ['inf', 'inf']
+    assert statement['epsilon'] is None
+  else:
+    expected = [privacy.epsilon_spent(noise_multiplier=1.0,
+                                      sampling_probability=20 / population,
+                                      rounds=t, delta=1e-5) for t in (1, 2)]
+    assert [float(r['epsilon']) for r in rows] == pytest.approx(expected)
+    assert statement['epsilon'] == pytest.approx(expected[1])
+    assert statement['noise_multiplier'] == 1.0
+  if mechanism == 'gaussian_adaptive':
+    assert float(rows[1]['clip']) != float(rows[0]['clip'])  # the clip adapts
+  events = os.listdir(os.path.join(workdir, 'tensorboard'))
+  assert any(name.startswith('events.out.tfevents') for name in events)
+  assert not [n for n in os.listdir(workdir) if n.startswith('.tmp-')]
+
+
+def test_target_epsilon_is_calibrated_and_recorded(tmp_path):
+  workdir = str(tmp_path / 'run')
+  training.train_and_evaluate(
+      tiny_config(**{'dp.mechanism': 'gaussian_fixed', 'dp.target_epsilon': 3.0}),
+      workdir)
+  config = rundir.read_json(os.path.join(workdir, 'config.json'))
+  statement = rundir.read_json(os.path.join(workdir, 'privacy.json'))
+  assert config['dp']['noise_multiplier'] != 1.0
+  assert statement['noise_multiplier'] == config['dp']['noise_multiplier']
+  assert statement['epsilon'] <= 3.0
+  assert statement['epsilon'] == pytest.approx(3.0, rel=1e-2)
+
+
+def test_resume_after_crash_equals_uninterrupted_run(tmp_path, monkeypatch):
+  config = tiny_config(num_rounds=4)
+  straight = str(tmp_path / 'straight')
+  training.train_and_evaluate(config, straight)
+
+  # Crash at the worst moment: round 3's metrics row is written, its checkpoint not.
+  crashed = str(tmp_path / 'crashed')
+  save = rundir.save_checkpoint
+
+  def crash_at_round_3(workdir, round_num, leaves, **kw):
+    if round_num == 3:
+      raise KeyboardInterrupt
+    save(workdir, round_num, leaves, **kw)
+
+  monkeypatch.setattr(rundir, 'save_checkpoint', crash_at_round_3)
+  with pytest.raises(KeyboardInterrupt):
+    training.train_and_evaluate(config, crashed)
+  monkeypatch.setattr(rundir, 'save_checkpoint', save)
+  assert len(_metrics(crashed)) == 3 and rundir.latest_checkpoint_round(crashed) == 2
+
+  training.train_and_evaluate(config, crashed)  # the same command again
+  assert _metrics(crashed) == _metrics(straight)
+
+
+def test_larger_num_rounds_continues_the_run(tmp_path):
+  straight = str(tmp_path / 'straight')
+  training.train_and_evaluate(tiny_config(num_rounds=3), straight)
+  continued = str(tmp_path / 'continued')
+  training.train_and_evaluate(tiny_config(num_rounds=2), continued)
+  training.train_and_evaluate(tiny_config(num_rounds=3), continued)
+  assert _metrics(continued) == _metrics(straight)
+  assert rundir.read_json(os.path.join(continued, 'privacy.json'))['rounds'] == 3
+
+
+def test_changed_config_is_refused_for_an_existing_run(tmp_path):
+  workdir = str(tmp_path / 'run')
+  training.train_and_evaluate(tiny_config(num_rounds=1), workdir)
+  before = open(os.path.join(workdir, 'config.json')).read()
+  with pytest.raises(training.ConfigMismatchError, match=r'dp.clip: run has 0.5, command has 2.0'):
+    training.train_and_evaluate(tiny_config(**{'dp.clip': 2.0}), workdir)
+  assert open(os.path.join(workdir, 'config.json')).read() == before
+
+
+@pytest.mark.parametrize('overrides, message', [
+    ({'clients_per_round': 500}, r'clients_per_round=500 is larger than the population'),
+    ({'dp.clip': -1.0}, r'dp.clip must be a finite number > 0. Found -1.0'),
+    ({'dp.noise_multiplier': 5.0}, r'dp.noise_multiplier=5 is too large for adaptive'),
+    ({'dp.delta': 0.5}, r'dp.delta=0.5 must be below 1 / population size'),
+    ({'num_rounds': 0}, r'num_rounds must be a positive integer. Found 0'),
+    ({'data.label_skew': 2.0}, r'data.label_skew must be in \[0, 1\]. Found 2.0'),
+])
+def test_invalid_settings_fail_before_anything_is_written(tmp_path, overrides, message):
+  workdir = tmp_path / 'run'
+  with pytest.raises(training.InvalidSettingsError, match=message):
+    training.train_and_evaluate(tiny_config(**overrides), str(workdir))
+  assert not workdir.exists()
