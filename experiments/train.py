@@ -9,6 +9,7 @@ from absl import flags
 from absl import logging
 from ml_collections import config_flags
 
+from fl_analytics import report
 from fl_analytics import training
 
 _CONFIG = config_flags.DEFINE_config_file('config', None, 'Config file.')
@@ -20,14 +21,11 @@ def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f'Unexpected arguments: {argv[1:]}')
   try:
-    last = training.train_and_evaluate(_CONFIG.value, _WORKDIR.value)
+    training.train_and_evaluate(_CONFIG.value, _WORKDIR.value)
   except training.InvalidSettingsError as e:  # bad settings: a message, not a traceback
     logging.error('%s', e)
     raise SystemExit(2) from None
-  print(f'Results in {_WORKDIR.value}: config.json, metrics.csv, privacy.json, '
-        'tensorboard/, checkpoints/')
-  if last:
-    print('Last round: ' + ', '.join(f'{k}={v}' for k, v in last.items() if v not in (None, '')))
+  print(report.run_summary(_WORKDIR.value))
 
 
 if __name__ == '__main__':

@@ -9,6 +9,7 @@ import tensorflow as tf
 
 from configs import churn
 from fl_analytics import privacy
+from fl_analytics import report
 from fl_analytics import rundir
 from fl_analytics import training
 
@@ -74,6 +75,9 @@ def test_two_round_run_writes_the_run_directory_contract(tmp_path, mechanism):
   events = os.listdir(os.path.join(workdir, 'tensorboard'))
   assert any(name.startswith('events.out.tfevents') for name in events)
   assert not [n for n in os.listdir(workdir) if n.startswith('.tmp-')]
+  summary = report.run_summary(workdir)
+  assert 'Held-out users at round 2: AUC' in summary
+  assert ('epsilon' in summary) == (mechanism != 'none')
 
 
 def test_target_epsilon_is_calibrated_and_recorded(tmp_path):

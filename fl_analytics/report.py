@@ -1,0 +1,44 @@
+"""Human-readable summaries of a run directory, read from its files only (no TF)."""
+
+from __future__ import annotations
+
+import os
+
+from fl_analytics import rundir
+
+
+def last_evaluated_row(rows: list[dict[str, str]]) -> dict[str, str]:
+  evaluated = [r for r in rows if r.get('eval_auc')]
+  return evaluated[-1] if evaluated else {}
+
+
+def run_summary(workdir: str) -> str:
+  """A few lines: rounds, the privacy spent, held-out metrics and where files are."""
+  rows = rundir.read_csv(os.path.join(workdir, rundir.METRICS_FILE))
+  statement = rundir.read_json(os.path.join(workdir, rundir.PRIVACY_FILE))
+  if statement['epsilon'] is None:
+    privacy_line = 'no differential privacy (the non-private reference)'
+  else:
+    privacy_line = (
+        f"epsilon {statement['epsilon']:.3g} at delta {statement['delta']:g} "
+        f"({statement['mechanism']}, noise multiplier "
+        f"{statement['noise_multiplier']:.3g}, {statement['accountant'].upper()} "
+        f"accountant, Poisson sampling q={statement['sampling_probability']:.3g} of "
+        f"{statement['population_size']} users; unit: {statement['unit_of_privacy']})")
+  lines = [f"{len(rows)} rounds, {privacy_line}."]
+  ev = last_evaluated_row(rows)
+  if ev:
+    lines.append(
+        f"Held-out users at round {ev['round']}: AUC {float(ev['eval_auc']):.3f}, "
+        f"accuracy {float(ev['eval_accuracy']):.3f} (churn base rate "
+        f"{float(ev['eval_base_rate']):.3f}), log loss {float(ev['eval_loss']):.3f}.")
+  lines.append(f'Results in {workdir}/:')
+  for name, what in (
+      (rundir.CONFIG_FILE, 'the resolved config'),
+      (rundir.METRICS_FILE, 'one row per round'),
+      (rundir.PRIVACY_FILE, 'the privacy statement'),
+      (rundir.TENSORBOARD_DIR + '/', 'TensorBoard summaries'),
+      (rundir.CHECKPOINT_DIR + '/', 'server state; run the command again to resume'),
+  ):
+    lines.append(f'  {name:<15} {what}')
+  return '\n'.join(lines)
