@@ -21,6 +21,9 @@ def get_config() -> ml_collections.ConfigDict:
   c.eval_every = 5
 
   c.data = ml_collections.ConfigDict()
+  # The population (users, their logs, the held-out split) has its own seed, so runs
+  # with different `seed`s differ only in training randomness and share one test set.
+  c.data.seed = 0
   c.data.num_users = 1000  # training users + held-out users
   c.data.eval_fraction = 0.2  # share of users held out for evaluation
   c.data.num_days = 90  # days of data collection
@@ -48,7 +51,7 @@ def get_config() -> ml_collections.ConfigDict:
   c.dp.noise_multiplier = 1.0  # ignored when target_epsilon is set
   c.dp.target_epsilon = config_dict.placeholder(float)  # calibrate noise to this
   c.dp.delta = 1e-5
-  c.dp.clip = 0.5  # fixed clip, or the initial clip of adaptive clipping
+  c.dp.clip = 0.2  # fixed clip, or the initial clip of adaptive clipping
   c.dp.target_unclipped_quantile = 0.5
   c.dp.clip_learning_rate = 0.2
   # Simulation: draw the DP noise from `seed` so runs repeat exactly and resume

@@ -192,7 +192,7 @@ def train_and_evaluate(config, workdir: str) -> dict[str, Any]:
   """
   try:
     check_config(config)
-    data = clients.build_churn_data(config.data, seed=config.seed)
+    data = clients.build_churn_data(config.data, seed=config.data.seed)
     resolved, start_round = _prepare_workdir(config, workdir, data.population_size)
   except InvalidSettingsError:
     raise

@@ -131,7 +131,7 @@ def test_changed_config_is_refused_for_an_existing_run(tmp_path):
   workdir = str(tmp_path / 'run')
   training.train_and_evaluate(tiny_config(num_rounds=1), workdir)
   before = open(os.path.join(workdir, 'config.json')).read()
-  with pytest.raises(training.ConfigMismatchError, match=r'dp.clip: run has 0.5, command has 2.0'):
+  with pytest.raises(training.ConfigMismatchError, match=r'dp.clip: run has 0.2, command has 2.0'):
     training.train_and_evaluate(tiny_config(**{'dp.clip': 2.0}), workdir)
   assert open(os.path.join(workdir, 'config.json')).read() == before
 

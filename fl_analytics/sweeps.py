@@ -1,0 +1,333 @@
+"""Sweeps: lists of overrides of one base config, run as ordinary training runs.
+
+A sweep config (`configs/sweeps/*.py`) names a base config, overrides applied to every
+point (`base_overrides`), a list of `settings` (each a dict of overrides, e.g. one
+privacy budget of one mechanism) and `seeds`. Every (setting, seed) pair is a point; its
+run directory is `DIR/<run name>/`, the name derived from its overrides, and it is run
+by the command `train.py` runs (the caller passes the command), so a sweep point *is* a
+`train.py` run: same outputs, same resume.
+
+Points run in parallel subprocesses. Each gets `cores // parallel` TensorFlow threads
+through `TF_NUM_INTRAOP_THREADS` / `TF_NUM_INTEROP_THREADS`, which both the Python
+process and TFF's C++ worker read, so parallel points do not over-subscribe the cores.
+Finished points are skipped, interrupted ones resume, a failed one is reported (its log
+is in `DIR/logs/`) and does not stop the others.
+
+The summary reads only the run directories. This module imports neither TensorFlow nor
+TFF.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import dataclasses
+import importlib.util
+import math
+import os
+import subprocess
+import sys
+import threading
+import time
+from typing import Any, Callable, Optional, Sequence
+
+import numpy as np
+
+from fl_analytics import report
+from fl_analytics import rundir
+
+SUMMARY_FILE = 'summary.csv'
+LOG_DIR = 'logs'
+# Keys that differ between runs of one setting without making it another setting.
+_NOT_A_SETTING = ('seed', 'resolved', 'runtime', 'num_rounds', 'eval_every')
+
+
+def load_config_file(path: str):
+  """Calls `get_config()` of a Python config file."""
+  if not os.path.isfile(path):
+    raise FileNotFoundError(f'Config file not found: {path}')
+  spec = importlib.util.spec_from_file_location(
+      '_config_' + os.path.basename(path).replace('.', '_'), path)
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  if not hasattr(module, 'get_config'):
+    raise ValueError(f'{path} defines no get_config().')
+  return module.get_config()
+
+
+def apply_overrides(config, overrides: dict[str, Any], *, source: str = 'sweep'):
+  """Sets dotted keys on a ConfigDict; an unknown key raises naming it."""
+  config = config.copy_and_resolve_references()
+  for key, value in overrides.items():
+    node = config
+    *path, last = key.split('.')
+    for part in path:
+      if part not in node:
+        raise ValueError(f'{source}: unknown config key {key!r}.')
+      node = node[part]
+    if last not in node:
+      raise ValueError(f'{source}: unknown config key {key!r}.')
+    node[last] = value
+  return config
+
+
+def _format_value(value) -> str:
+  if isinstance(value, float):
+    return f'{value:g}'
+  return str(value)
+
+
+def run_name(overrides: dict[str, Any]) -> str:
+  """`dp.mechanism=none, seed=1` -> `mechanism-none_seed-1`."""
+  parts = [f'{k.split(".")[-1]}-{_format_value(v)}' for k, v in overrides.items()]
+  name = '_'.join(parts) or 'base'
+  return ''.join(c if c.isalnum() or c in '-_.' else '-' for c in name)
+
+
+@dataclasses.dataclass(frozen=True)
+class Point:
+  name: str
+  overrides: dict[str, Any]  # everything on top of the base config
+  num_rounds: int
+
+
+def expand(sweep, *, repo_root: str = '.') -> list[Point]:
+  """The points of a sweep config, validated against its base config."""
+  base_path = os.path.join(repo_root, sweep.base_config)
+  base = load_config_file(base_path)
+  points, names = [], set()
+  for setting in sweep.settings:
+    for seed in sweep.seeds:
+      overrides = dict(sweep.base_overrides)
+      overrides.update(setting)
+      overrides['seed'] = seed
+      config = apply_overrides(base, overrides, source=f'sweep over {base_path}')
+      name = run_name({**dict(setting), 'seed': seed})
+      if name in names:
+        raise ValueError(f'Two sweep points are both named {name!r}.')
+      names.add(name)
+      points.append(Point(name, overrides, config.num_rounds))
+  return points
+
+
+def is_complete(run_dir: str, num_rounds: int) -> bool:
+  path = os.path.join(run_dir, rundir.PRIVACY_FILE)
+  return os.path.exists(path) and rundir.read_json(path)['rounds'] >= num_rounds
+
+
+def default_parallel() -> int:
+  return max(1, os.cpu_count() or 1)
+
+
+@dataclasses.dataclass
+class PointResult:
+  point: Point
+  status: str  # 'skipped' | 'done' | 'failed'
+  seconds: float = 0.0
+  message: str = ''
+
+
+def run_sweep(
+    points: Sequence[Point],
+    workdir: str,
+    *,
+    command: Callable[[Point, str], list[str]],
+    parallel: Optional[int] = None,
+    log: Callable[[str], None] = print,
+) -> list[PointResult]:
+  """Runs every unfinished point; returns one result per point."""
+  parallel = parallel or default_parallel()
+  if parallel < 1:
+    raise ValueError(f'parallel must be >= 1. Found {parallel}.')
+  threads = str(max(1, (os.cpu_count() or 1) // parallel))
+  os.makedirs(os.path.join(workdir, LOG_DIR), exist_ok=True)
+  results: list[PointResult] = []
+  todo = []
+  for p in points:
+    if is_complete(os.path.join(workdir, p.name), p.num_rounds):
+      results.append(PointResult(p, 'skipped'))
+    else:
+      todo.append(p)
+  log(f'Sweep of {len(points)} points: {len(results)} already finished, '
+      f'{len(todo)} to run, {parallel} at a time, {threads} TF thread(s) each.')
+  lock = threading.Lock()
+  procs: set[subprocess.Popen] = set()
+  stopping = threading.Event()
+
+  def run_one(p: Point) -> PointResult:
+    if stopping.is_set():
+      return PointResult(p, 'failed', message='not started: sweep interrupted')
+    run_dir = os.path.join(workdir, p.name)
+    log_path = os.path.join(workdir, LOG_DIR, p.name + '.log')
+    env = dict(os.environ, TF_NUM_INTRAOP_THREADS=threads,
+               TF_NUM_INTEROP_THREADS=threads, OMP_NUM_THREADS=threads)
+    t0 = time.monotonic()
+    with open(log_path, 'ab') as out:
+      proc = subprocess.Popen(command(p, run_dir), stdout=out, stderr=subprocess.STDOUT,
+                              stdin=subprocess.DEVNULL, env=env)
+      with lock:
+        procs.add(proc)
+      code = proc.wait()
+      with lock:
+        procs.discard(proc)
+    seconds = time.monotonic() - t0
+    if code != 0:
+      return PointResult(p, 'failed', seconds,
+                         f'exit code {code}; last lines of {log_path}:\n'
+                         + _tail(log_path))
+    return PointResult(p, 'done', seconds)
+
+  with concurrent.futures.ThreadPoolExecutor(max_workers=parallel) as pool:
+    futures = {pool.submit(run_one, p): p for p in todo}
+    try:
+      for n, future in enumerate(concurrent.futures.as_completed(futures), 1):
+        r = future.result()
+        results.append(r)
+        detail = r.message.splitlines()[0] if r.status == 'failed' else _brief(
+            os.path.join(workdir, r.point.name))
+        log(f'[{n}/{len(todo)}] {r.status:<6} {r.point.name} ({r.seconds:.0f} s) {detail}')
+        if r.status == 'failed':
+          log(r.message)
+    except KeyboardInterrupt:
+      stopping.set()
+      with lock:
+        for proc in procs:  # each run checkpoints and stops its worker on SIGINT
+          proc.send_signal(subprocess.signal.SIGINT)
+      raise
+  order = {p.name: i for i, p in enumerate(points)}
+  return sorted(results, key=lambda r: order[r.point.name])
+
+
+def _tail(path: str, lines: int = 15) -> str:
+  with open(path, errors='replace') as f:
+    return ''.join(f.readlines()[-lines:])
+
+
+def _brief(run_dir: str) -> str:
+  try:
+    rows = rundir.read_csv(os.path.join(run_dir, rundir.METRICS_FILE))
+  except OSError:
+    return ''
+  ev = report.last_evaluated_row(rows)
+  if not ev:
+    return ''
+  eps = float(ev['epsilon'])
+  return f"eps {eps:.3g}  AUC {float(ev['eval_auc']):.3f}" if math.isfinite(eps) else (
+      f"non-private  AUC {float(ev['eval_auc']):.3f}")
+
+
+# --- Reading results back --------------------------------------------------------------
+
+
+@dataclasses.dataclass
+class Run:
+  name: str
+  config: dict
+  privacy: dict
+  rows: list[dict[str, str]]
+
+  @property
+  def mechanism(self) -> str:
+    return self.config['dp']['mechanism']
+
+  @property
+  def setting_key(self) -> tuple:
+    flat = rundir.flatten_dict(self.config)
+    drop = set()
+    if self.config['dp'].get('target_epsilon') is not None or self.mechanism == 'none':
+      drop.add('dp.noise_multiplier')  # calibrated per seed's population
+    if self.mechanism == 'none':
+      drop.update(k for k in flat if k.startswith('dp.') and k != 'dp.mechanism')
+    return tuple(sorted(
+        (k, repr(v)) for k, v in flat.items()
+        if k not in drop and not any(k == n or k.startswith(n + '.') for n in _NOT_A_SETTING)))
+
+  def final(self) -> dict[str, float]:
+    ev = report.last_evaluated_row(self.rows)
+    return {k: rundir.to_float(ev[k]) for k in
+            ('epsilon', 'eval_auc', 'eval_accuracy', 'eval_loss', 'eval_base_rate')}
+
+
+def collect_runs(workdir: str) -> list[Run]:
+  """Every finished-or-not run directory directly under `workdir`."""
+  runs = []
+  for name in sorted(os.listdir(workdir)):
+    d = os.path.join(workdir, name)
+    files = [os.path.join(d, f) for f in
+             (rundir.CONFIG_FILE, rundir.PRIVACY_FILE, rundir.METRICS_FILE)]
+    if all(os.path.exists(f) for f in files):
+      runs.append(Run(name, rundir.read_json(files[0]), rundir.read_json(files[1]),
+                      rundir.read_csv(files[2])))
+  return runs
+
+
+def group_by_setting(runs: Sequence[Run]) -> list[list[Run]]:
+  groups: dict[tuple, list[Run]] = {}
+  for run in runs:
+    groups.setdefault(run.setting_key, []).append(run)
+  return list(groups.values())
+
+
+def setting_label(group: Sequence[Run]) -> str:
+  """The run name without its seed part, e.g. `mechanism-none`."""
+  name = group[0].name
+  return name.rsplit('_seed-', 1)[0] if '_seed-' in name else name
+
+
+SUMMARY_COLUMNS = (
+    'setting', 'mechanism', 'target_epsilon', 'noise_multiplier', 'rounds', 'num_seeds',
+    'epsilon_mean', 'epsilon_std', 'eval_auc_mean', 'eval_auc_std',
+    'eval_accuracy_mean', 'eval_accuracy_std', 'eval_loss_mean', 'eval_loss_std',
+    'eval_base_rate_mean',
+)
+
+
+def _mean_std(values: Sequence[float]) -> tuple[float, Optional[float]]:
+  """Mean and sample std; std is None for one value or non-finite values."""
+  a = np.asarray(values, np.float64)
+  if not np.all(np.isfinite(a)):
+    return (math.inf if np.all(np.isposinf(a)) else math.nan), None
+  return float(a.mean()), (float(a.std(ddof=1)) if len(a) > 1 else None)
+
+
+def summarize(runs: Sequence[Run]) -> list[dict[str, Any]]:
+  """One row per setting: final metrics as mean and sample std over seeds."""
+  rows = []
+  for group in group_by_setting(runs):
+    finals = [r.final() for r in group]
+    first = group[0]
+    row = {
+        'setting': setting_label(group),
+        'mechanism': first.mechanism,
+        'target_epsilon': first.config['dp'].get('target_epsilon'),
+        'noise_multiplier': float(np.mean([r.privacy['noise_multiplier'] for r in group])),
+        'rounds': first.privacy['rounds'],
+        'num_seeds': len(group),
+    }
+    for metric in ('epsilon', 'eval_auc', 'eval_accuracy', 'eval_loss'):
+      row[f'{metric}_mean'], row[f'{metric}_std'] = _mean_std(
+          [f[metric] for f in finals])
+    row['eval_base_rate_mean'] = _mean_std([f['eval_base_rate'] for f in finals])[0]
+    rows.append(row)
+  rows.sort(key=lambda r: (r['mechanism'] != 'none', r['mechanism'], r['epsilon_mean']))
+  return rows
+
+
+def write_summary(workdir: str) -> list[dict[str, Any]]:
+  rows = summarize(collect_runs(workdir))
+  rundir.write_csv(os.path.join(workdir, SUMMARY_FILE), SUMMARY_COLUMNS, rows)
+  return rows
+
+
+def format_summary(rows: Sequence[dict[str, Any]]) -> str:
+  """The summary as an aligned text table."""
+  def pm(mean, std, fmt):
+    s = format(mean, fmt) if mean is not None and math.isfinite(mean) else 'inf'
+    return s + (f' ± {format(std, fmt)}' if std is not None and math.isfinite(std) else '')
+
+  header = ('setting', 'seeds', 'epsilon', 'AUC', 'accuracy')
+  table = [header] + [
+      (r['setting'], str(r['num_seeds']), pm(r['epsilon_mean'], None, '.3g'),
+       pm(r['eval_auc_mean'], r['eval_auc_std'], '.3f'),
+       pm(r['eval_accuracy_mean'], r['eval_accuracy_std'], '.3f')) for r in rows]
+  widths = [max(len(row[i]) for row in table) for i in range(len(header))]
+  return '\n'.join('  '.join(c.ljust(w) for c, w in zip(row, widths)) for row in table)
