@@ -9,8 +9,10 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 TFF_VERSION := 0.87.0
 DEMO_DIR ?= runs/demo
+REFERENCE_RUNS ?= runs/reference
+PARALLEL ?=
 
-.PHONY: setup test demo clean-runs
+.PHONY: setup test demo reproduce clean-runs
 
 setup: $(STAMP)
 
@@ -29,8 +31,18 @@ $(STAMP): requirements.txt requirements.lock setup.py
 test: setup
 	$(PY) -m pytest tests
 
+# A small privacy sweep (3 budgets x 2 seeds + the non-private reference) and its plots.
 demo: setup
-	$(PY) experiments/train.py --config=configs/churn.py --workdir=$(DEMO_DIR)
+	$(PY) experiments/sweep.py --config=configs/sweeps/demo.py --workdir=$(DEMO_DIR) $(if $(PARALLEL),--parallel=$(PARALLEL))
+	$(PY) experiments/plot.py --workdir=$(DEMO_DIR)
+
+# Regenerates results/reference/ from scratch: the reference sweep, its plots, and the
+# small files that are committed.
+reproduce: setup
+	rm -rf $(REFERENCE_RUNS)
+	$(PY) experiments/sweep.py --config=configs/sweeps/reference.py --workdir=$(REFERENCE_RUNS) $(if $(PARALLEL),--parallel=$(PARALLEL))
+	$(PY) experiments/plot.py --workdir=$(REFERENCE_RUNS)
+	$(PY) experiments/export_reference.py --workdir=$(REFERENCE_RUNS) --reference=results/reference
 
 clean-runs:
 	rm -rf runs

@@ -212,3 +212,31 @@ def running_worker_pids() -> set[int]:
     if WORKER_MARKER in cmdline and '--port' in cmdline:
       pids.add(int(entry))
   return pids
+
+
+def _parent_pid(pid: int) -> int:
+  with open(f'/proc/{pid}/stat') as f:
+    return int(f.read().rsplit(')', 1)[1].split()[1])
+
+
+def worker_pids_owned_by(root_pid: int, *, include_orphans: bool = True) -> set[int]:
+  """Workers that descend from `root_pid`, plus orphaned ones (re-parented to init).
+
+  An orphan is what a leak looks like once its parent has exited; workers of other
+  live processes on the machine are not counted.
+  """
+  owned = set()
+  for pid in running_worker_pids():
+    try:
+      p = _parent_pid(pid)
+      if p == 1 and include_orphans:
+        owned.add(pid)
+        continue
+      while p > 1:
+        if p == root_pid:
+          owned.add(pid)
+          break
+        p = _parent_pid(p)
+    except (OSError, ValueError, IndexError):
+      continue
+  return owned

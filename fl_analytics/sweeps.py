@@ -90,18 +90,31 @@ class Point:
   num_rounds: int
 
 
+def flat_overrides(overrides) -> dict[str, Any]:
+  """Overrides as dotted keys; nested dicts (as ConfigDict stores them) are flattened.
+
+  `base_overrides` is a ConfigDict field, which does not accept dotted keys, so it
+  is written nested (`{'data': {'num_users': 150}}`); settings, in a list, may use
+  either form.
+  """
+  if hasattr(overrides, 'to_dict'):
+    overrides = overrides.to_dict()
+  return rundir.flatten_dict(dict(overrides))
+
+
 def expand(sweep, *, repo_root: str = '.') -> list[Point]:
   """The points of a sweep config, validated against its base config."""
   base_path = os.path.join(repo_root, sweep.base_config)
   base = load_config_file(base_path)
   points, names = [], set()
   for setting in sweep.settings:
+    setting = flat_overrides(setting)
     for seed in sweep.seeds:
-      overrides = dict(sweep.base_overrides)
+      overrides = flat_overrides(sweep.base_overrides)
       overrides.update(setting)
       overrides['seed'] = seed
       config = apply_overrides(base, overrides, source=f'sweep over {base_path}')
-      name = run_name({**dict(setting), 'seed': seed})
+      name = run_name({**setting, 'seed': seed})
       if name in names:
         raise ValueError(f'Two sweep points are both named {name!r}.')
       names.add(name)
@@ -160,6 +173,7 @@ def run_sweep(
     log_path = os.path.join(workdir, LOG_DIR, p.name + '.log')
     env = dict(os.environ, TF_NUM_INTRAOP_THREADS=threads,
                TF_NUM_INTEROP_THREADS=threads, OMP_NUM_THREADS=threads)
+    env.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
     t0 = time.monotonic()
     with open(log_path, 'ab') as out:
       proc = subprocess.Popen(command(p, run_dir), stdout=out, stderr=subprocess.STDOUT,
@@ -173,7 +187,7 @@ def run_sweep(
     if code != 0:
       return PointResult(p, 'failed', seconds,
                          f'exit code {code}; last lines of {log_path}:\n'
-                         + _tail(log_path))
+                         + _tail(log_path, 5))
     return PointResult(p, 'done', seconds)
 
   with concurrent.futures.ThreadPoolExecutor(max_workers=parallel) as pool:
@@ -182,11 +196,11 @@ def run_sweep(
       for n, future in enumerate(concurrent.futures.as_completed(futures), 1):
         r = future.result()
         results.append(r)
-        detail = r.message.splitlines()[0] if r.status == 'failed' else _brief(
-            os.path.join(workdir, r.point.name))
-        log(f'[{n}/{len(todo)}] {r.status:<6} {r.point.name} ({r.seconds:.0f} s) {detail}')
         if r.status == 'failed':
-          log(r.message)
+          detail = '\n    ' + r.message.rstrip().replace('\n', '\n    ')
+        else:
+          detail = _brief(os.path.join(workdir, r.point.name))
+        log(f'[{n}/{len(todo)}] {r.status:<6} {r.point.name} ({r.seconds:.0f} s) {detail}')
     except KeyboardInterrupt:
       stopping.set()
       with lock:
@@ -331,3 +345,36 @@ def format_summary(rows: Sequence[dict[str, Any]]) -> str:
        pm(r['eval_accuracy_mean'], r['eval_accuracy_std'], '.3f')) for r in rows]
   widths = [max(len(row[i]) for row in table) for i in range(len(header))]
   return '\n'.join('  '.join(c.ljust(w) for c, w in zip(row, widths)) for row in table)
+
+
+EXPORTED_RUN_FILES = (rundir.CONFIG_FILE, rundir.METRICS_FILE, rundir.PRIVACY_FILE)
+
+
+def export_small_files(src: str, dst: str, *, extra_dirs: Sequence[str] = ()) -> None:
+  """Copies what a committed reference keeps: summary, figures, per-run small files.
+
+  The copy is assembled next to `dst` and renamed into place, so an interrupted export
+  leaves the previous reference intact.
+  """
+  import shutil  # pylint: disable=g-import-not-at-top
+
+  tmp = dst.rstrip('/') + '.tmp-export'
+  if os.path.exists(tmp):
+    shutil.rmtree(tmp)
+  os.makedirs(tmp)
+  shutil.copy2(os.path.join(src, SUMMARY_FILE), tmp)
+  for d in extra_dirs:
+    if os.path.isdir(os.path.join(src, d)):
+      shutil.copytree(os.path.join(src, d), os.path.join(tmp, d))
+  for run in collect_runs(src):
+    os.makedirs(os.path.join(tmp, run.name))
+    for name in EXPORTED_RUN_FILES:
+      shutil.copy2(os.path.join(src, run.name, name), os.path.join(tmp, run.name, name))
+  if os.path.exists(dst):
+    old = dst.rstrip('/') + '.tmp-old'
+    os.replace(dst, old)
+    os.replace(tmp, dst)
+    shutil.rmtree(old)
+  else:
+    os.makedirs(os.path.dirname(os.path.abspath(dst)), exist_ok=True)
+    os.replace(tmp, dst)

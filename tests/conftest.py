@@ -13,9 +13,9 @@ from fl_analytics import runtime
 
 @pytest.fixture(scope='session', autouse=True)
 def no_worker_left_behind():
-  before = runtime.running_worker_pids()
+  before = runtime.worker_pids_owned_by(os.getpid())
   yield
-  leaked = runtime.running_worker_pids() - before
+  leaked = runtime.worker_pids_owned_by(os.getpid()) - before
   for pid in leaked:  # never let a leaked worker hold CI's output open
     try:
       os.kill(pid, signal.SIGKILL)

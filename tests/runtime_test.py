@@ -37,15 +37,7 @@ def _wait_for(predicate, timeout_s=120.0):
 
 
 def _children(pid):
-  out = set()
-  for p in runtime.running_worker_pids():
-    try:
-      with open(f'/proc/{p}/stat') as f:
-        if int(f.read().rsplit(')', 1)[1].split()[1]) == pid:
-          out.add(p)
-    except OSError:
-      pass
-  return out
+  return runtime.worker_pids_owned_by(pid, include_orphans=False)
 
 
 def test_context_stops_its_worker_on_exit_and_on_error():
@@ -63,7 +55,7 @@ def test_context_stops_its_worker_on_exit_and_on_error():
 
 
 def test_train_script_leaves_no_worker_on_success_and_keeps_pipe_free(tmp_path):
-  before = runtime.running_worker_pids()
+  before = runtime.worker_pids_owned_by(os.getpid())
   # Through a pipe, as `train.py | tail` would: communicate() returns only once every
   # holder of the pipe (a leaked worker too) has closed it.
   proc = subprocess.Popen(_train_cmd(tmp_path / 'ok', '--config.num_rounds=1'),
@@ -71,7 +63,7 @@ def test_train_script_leaves_no_worker_on_success_and_keeps_pipe_free(tmp_path):
   out, _ = proc.communicate(timeout=300)
   assert proc.returncode == 0, out.decode()[-2000:]
   assert b'Results in' in out
-  assert runtime.running_worker_pids() - before == set()
+  assert runtime.worker_pids_owned_by(os.getpid()) - before == set()
 
 
 def test_train_script_reports_bad_settings_without_traceback(tmp_path):
@@ -86,7 +78,7 @@ def test_train_script_reports_bad_settings_without_traceback(tmp_path):
 @pytest.mark.parametrize('sig', [signal.SIGINT, signal.SIGTERM, signal.SIGKILL])
 def test_interrupted_or_killed_run_leaves_no_worker_and_resumes(tmp_path, sig):
   workdir = tmp_path / 'run'
-  before = runtime.running_worker_pids()
+  before = runtime.worker_pids_owned_by(os.getpid())
   proc = subprocess.Popen(_train_cmd(workdir, '--config.num_rounds=200'),
                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
   try:
@@ -101,7 +93,7 @@ def test_interrupted_or_killed_run_leaves_no_worker_and_resumes(tmp_path, sig):
       proc.kill()
       proc.wait()
   assert _wait_for(lambda: not (workers & runtime.running_worker_pids()), 10)
-  assert runtime.running_worker_pids() - before == set()
+  assert runtime.worker_pids_owned_by(os.getpid()) - before == set()
   done = len(open(workdir / 'metrics.csv').read().splitlines()) - 1
   assert done >= 1
   # The same command (with fewer rounds so it ends soon) resumes after `done`.

@@ -1,0 +1,29 @@
+r"""Copies a finished sweep's small files into a committed reference directory.
+
+  .venv/bin/python experiments/export_reference.py --workdir=runs/reference \
+      --reference=results/reference
+
+Keeps summary.csv, figures/, and each run's config.json, metrics.csv and privacy.json.
+"""
+
+from absl import app
+from absl import flags
+
+from fl_analytics import plots
+from fl_analytics import sweeps
+
+_WORKDIR = flags.DEFINE_string('workdir', None, 'Finished sweep directory.')
+_REFERENCE = flags.DEFINE_string('reference', 'results/reference', 'Destination.')
+flags.mark_flags_as_required(['workdir'])
+
+
+def main(argv):
+  if len(argv) > 1:
+    raise app.UsageError(f'Unexpected arguments: {argv[1:]}')
+  sweeps.export_small_files(_WORKDIR.value, _REFERENCE.value,
+                            extra_dirs=(plots.FIGURE_DIR,))
+  print(f'Reference written to {_REFERENCE.value}')
+
+
+if __name__ == '__main__':
+  app.run(main)

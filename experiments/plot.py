@@ -1,0 +1,33 @@
+r"""Draws the figures of a sweep from its run directories.
+
+  .venv/bin/python experiments/plot.py --workdir=DIR
+
+Writes DIR/figures/{frontier,auc_by_round,epsilon_by_round,clip_by_round}.{png,pdf}.
+"""
+
+import sys
+
+from absl import app
+from absl import flags
+
+from fl_analytics import plots
+
+_WORKDIR = flags.DEFINE_string('workdir', None, 'Sweep directory.')
+flags.mark_flags_as_required(['workdir'])
+
+
+def main(argv):
+  if len(argv) > 1:
+    raise app.UsageError(f'Unexpected arguments: {argv[1:]}')
+  try:
+    paths = plots.plot_sweep(_WORKDIR.value)
+  except (ValueError, FileNotFoundError) as e:
+    print(f'error: {e}', file=sys.stderr)
+    raise SystemExit(2) from None
+  print('Figures:')
+  for path in paths:
+    print(f'  {path}')
+
+
+if __name__ == '__main__':
+  app.run(main)

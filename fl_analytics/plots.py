@@ -1,0 +1,167 @@
+"""Figures of a sweep, drawn from its run directories only (matplotlib, no TF).
+
+* `frontier`: the privacy-utility frontier: final held-out AUC and accuracy against the
+  epsilon spent (log axis), one line per mechanism with error bars over seeds, the
+  non-private reference as a band (mean ± one standard deviation over seeds).
+* `auc_by_round`, `epsilon_by_round`, `clip_by_round`: per setting, mean over seeds with
+  a ± one standard deviation band.
+"""
+
+from __future__ import annotations
+
+import io
+import math
+import os
+from typing import Sequence
+
+import matplotlib
+
+matplotlib.use('Agg')
+import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
+from matplotlib import ticker  # pylint: disable=g-import-not-at-top
+import numpy as np  # pylint: disable=g-import-not-at-top
+
+from fl_analytics import rundir  # pylint: disable=g-import-not-at-top
+from fl_analytics import sweeps  # pylint: disable=g-import-not-at-top
+
+FIGURE_DIR = 'figures'
+FORMATS = ('png', 'pdf')
+_MECHANISM_STYLE = {
+    'gaussian_adaptive': dict(color='tab:blue', marker='o', label='adaptive clipping'),
+    'gaussian_fixed': dict(color='tab:orange', marker='s', label='fixed clipping'),
+}
+
+
+def _style(mechanism: str) -> dict:
+  return _MECHANISM_STYLE.get(mechanism, dict(color='tab:green', marker='^',
+                                              label=mechanism))
+
+
+def _save(fig, workdir: str, name: str) -> list[str]:
+  paths = []
+  for fmt in FORMATS:
+    buf = io.BytesIO()
+    fig.savefig(buf, format=fmt, dpi=150, bbox_inches='tight')
+    path = os.path.join(workdir, FIGURE_DIR, f'{name}.{fmt}')
+    rundir.atomic_write_bytes(path, buf.getvalue())
+    paths.append(path)
+  plt.close(fig)
+  return paths
+
+
+def _title(runs: Sequence[sweeps.Run], what: str) -> str:
+  c = runs[0].config
+  return (f"{what}\nChurn prediction, {c['data']['num_users']} synthetic users "
+          f"({c['resolved']['population_size']} training with data), "
+          f"{c['clients_per_round']} clients/round (Poisson), "
+          f"{c['num_rounds']} rounds, δ={c['dp']['delta']:g}")
+
+
+def _series(group: Sequence[sweeps.Run], column: str):
+  """Rounds and per-round mean/std over seeds of a column, where it is present."""
+  per_round: dict[int, list[float]] = {}
+  for run in group:
+    for row in run.rows:
+      value = rundir.to_float(row.get(column, ''))
+      if value is not None and math.isfinite(value):
+        per_round.setdefault(int(row['round']), []).append(value)
+  rounds = sorted(per_round)
+  mean = np.array([np.mean(per_round[r]) for r in rounds])
+  std = np.array([np.std(per_round[r], ddof=1) if len(per_round[r]) > 1 else 0.0
+                  for r in rounds])
+  return np.array(rounds), mean, std
+
+
+def _private_groups(runs):
+  groups = [g for g in sweeps.group_by_setting(runs) if g[0].mechanism != 'none']
+  return sorted(groups, key=lambda g: (g[0].mechanism, g[0].final()['epsilon']))
+
+
+def frontier(runs: Sequence[sweeps.Run], workdir: str) -> list[str]:
+  summary = sweeps.summarize(runs)
+  fig, axes = plt.subplots(1, 2, figsize=(11, 4.4))
+  for ax, metric, ylabel in ((axes[0], 'eval_auc', 'held-out ROC AUC'),
+                             (axes[1], 'eval_accuracy', 'held-out accuracy')):
+    for row in [r for r in summary if r['mechanism'] == 'none']:
+      mean, std = row[f'{metric}_mean'], row[f'{metric}_std'] or 0.0
+      ax.axhspan(mean - std, mean + std, color='0.85', zorder=0)
+      ax.axhline(mean, color='0.4', lw=1.2,
+                 label=f"non-private (mean ± sd, {row['num_seeds']} seeds)")
+    for mechanism in sorted({r['mechanism'] for r in summary} - {'none'}):
+      rows = sorted((r for r in summary if r['mechanism'] == mechanism),
+                    key=lambda r: r['epsilon_mean'])
+      style = _style(mechanism)
+      ax.errorbar([r['epsilon_mean'] for r in rows], [r[f'{metric}_mean'] for r in rows],
+                  yerr=[r[f'{metric}_std'] or 0.0 for r in rows], capsize=3, lw=1.5,
+                  **style)
+    if metric == 'eval_accuracy':
+      base = float(np.mean([r['eval_base_rate_mean'] for r in summary]))
+      ax.axhline(1 - base, color='0.6', ls=':', lw=1,
+                 label=f'always "no churn" ({1 - base:.3f})')
+    ax.set_xscale('log')
+    eps_values = sorted({r['epsilon_mean'] for r in summary if r['mechanism'] != 'none'})
+    if eps_values:
+      ax.set_xticks(eps_values)
+      ax.xaxis.set_major_formatter(ticker.FuncFormatter(lambda x, _: f'{x:.3g}'))
+      ax.xaxis.set_minor_formatter(ticker.NullFormatter())
+    ax.set_xlabel('ε spent (log scale)')
+    ax.set_ylabel(ylabel)
+    ax.grid(True, which='both', alpha=0.3)
+    ax.legend(loc='lower right', fontsize=8, framealpha=0.9)
+  fig.suptitle(_title(runs, 'Privacy-utility frontier (error bars: ± 1 sd over seeds)'),
+               fontsize=10)
+  return _save(fig, workdir, 'frontier')
+
+
+def _by_round(runs, workdir, column, ylabel, name, what, *, groups=None,
+              log_y=False) -> list[str]:
+  groups = groups if groups is not None else sweeps.group_by_setting(runs)
+  fig, ax = plt.subplots(figsize=(8, 4.6))
+  private = _private_groups(runs)
+  eps_values = sorted({g[0].final()['epsilon'] for g in private})
+  cmap = plt.get_cmap('viridis')
+  for group in groups:
+    rounds, mean, std = _series(group, column)
+    if not len(rounds):
+      continue
+    first = group[0]
+    if first.mechanism == 'none':
+      color, ls, label = 'black', '-', 'non-private'
+    else:
+      eps = first.final()['epsilon']
+      color = cmap(eps_values.index(eps) / max(1, len(eps_values) - 1) * 0.9)
+      ls = '-' if first.mechanism == 'gaussian_adaptive' else '--'
+      label = f"{_style(first.mechanism)['label']}, ε={eps:.3g}"
+    ax.plot(rounds, mean, color=color, ls=ls, lw=1.5, label=label,
+            marker='o' if len(rounds) < 15 else None, ms=3)
+    ax.fill_between(rounds, mean - std, mean + std, color=color, alpha=0.15, lw=0)
+  ax.set_xlabel('round')
+  ax.set_ylabel(ylabel)
+  if log_y:
+    ax.set_yscale('log')
+  ax.grid(True, alpha=0.3)
+  ax.legend(loc='center left', bbox_to_anchor=(1.01, 0.5), fontsize=8)
+  ax.set_title(_title(runs, what), fontsize=10)
+  return _save(fig, workdir, name)
+
+
+def plot_sweep(workdir: str) -> list[str]:
+  """Writes every figure of the sweep in `workdir`; returns their paths."""
+  runs = sweeps.collect_runs(workdir)
+  if not runs:
+    raise ValueError(f'No run directories (with config.json, metrics.csv and '
+                     f'privacy.json) under {workdir}.')
+  paths = frontier(runs, workdir)
+  paths += _by_round(runs, workdir, 'eval_auc', 'held-out ROC AUC', 'auc_by_round',
+                     'Held-out AUC by round (mean ± sd over seeds)')
+  private = _private_groups(runs)
+  if private:
+    paths += _by_round(runs, workdir, 'epsilon', 'ε spent so far', 'epsilon_by_round',
+                       'Privacy spent by round (RDP accountant)', groups=private,
+                       log_y=True)
+  adaptive = [g for g in private if g[0].mechanism == 'gaussian_adaptive']
+  if adaptive:
+    paths += _by_round(runs, workdir, 'clip', 'L2 clip norm', 'clip_by_round',
+                       'Adaptive clip norm by round (Andrew et al. 2021)',
+                       groups=adaptive)
+  return paths

@@ -1,0 +1,159 @@
+"""Sweeps: points and names, summary over seeds, plots, and one real tiny sweep."""
+
+import os
+import subprocess
+import sys
+import textwrap
+
+import ml_collections
+import numpy as np
+import pytest
+
+from fl_analytics import plots
+from fl_analytics import rundir
+from fl_analytics import sweeps
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def _sweep_config(**kw):
+  c = ml_collections.ConfigDict()
+  c.base_config = 'configs/churn.py'
+  c.base_overrides = {'num_rounds': 2}
+  c.settings = [{'dp.mechanism': 'none'},
+                {'dp.mechanism': 'gaussian_fixed', 'dp.target_epsilon': 2.0}]
+  c.seeds = [0, 1]
+  c.update(kw)
+  return c
+
+
+def test_points_are_settings_times_seeds_named_by_their_overrides():
+  points = sweeps.expand(_sweep_config(), repo_root=REPO)
+  assert [p.name for p in points] == [
+      'mechanism-none_seed-0', 'mechanism-none_seed-1',
+      'mechanism-gaussian_fixed_target_epsilon-2_seed-0',
+      'mechanism-gaussian_fixed_target_epsilon-2_seed-1']
+  assert points[2].overrides == {'num_rounds': 2, 'dp.mechanism': 'gaussian_fixed',
+                                 'dp.target_epsilon': 2.0, 'seed': 0}
+  assert all(p.num_rounds == 2 for p in points)
+
+
+def test_unknown_override_key_is_refused_before_running():
+  with pytest.raises(ValueError, match=r"unknown config key 'dp.clipp'"):
+    sweeps.expand(_sweep_config(settings=[{'dp.clipp': 1.0}]), repo_root=REPO)
+
+
+def _fake_run(root, name, *, mechanism, seed, eps, auc, acc, target=None):
+  d = os.path.join(root, name)
+  os.makedirs(d)
+  config = {'seed': seed, 'num_rounds': 2, 'clients_per_round': 20,
+            'data': {'num_users': 100, 'seed': 0},
+            'dp': {'mechanism': mechanism, 'target_epsilon': target, 'delta': 1e-5,
+                   'noise_multiplier': 1.0 + seed / 10, 'clip': 0.2},
+            'resolved': {'population_size': 80}}
+  rundir.write_json(os.path.join(d, 'config.json'), config)
+  rundir.write_json(os.path.join(d, 'privacy.json'),
+                    {'rounds': 2, 'noise_multiplier': 1.0,
+                     'epsilon': None if eps == float('inf') else eps})
+  rundir.write_csv(os.path.join(d, 'metrics.csv'),
+                   ['round', 'epsilon', 'eval_auc', 'eval_accuracy', 'eval_loss',
+                    'eval_base_rate', 'clip'],
+                   [{'round': 1, 'epsilon': eps / 2, 'eval_auc': 0.5, 'eval_accuracy': 0.5,
+                     'eval_loss': 0.7, 'eval_base_rate': 0.2, 'clip': 0.3},
+                    {'round': 2, 'epsilon': eps, 'eval_auc': auc, 'eval_accuracy': acc,
+                     'eval_loss': 0.5, 'eval_base_rate': 0.2, 'clip': 0.25}])
+
+
+@pytest.fixture
+def fake_sweep(tmp_path):
+  root = str(tmp_path)
+  inf = float('inf')
+  _fake_run(root, 'mechanism-none_seed-0', mechanism='none', seed=0, eps=inf, auc=0.80, acc=0.85)
+  _fake_run(root, 'mechanism-none_seed-1', mechanism='none', seed=1, eps=inf, auc=0.84, acc=0.87)
+  for seed, auc in ((0, 0.70), (1, 0.74), (2, 0.78)):
+    _fake_run(root, f'mechanism-gaussian_adaptive_target_epsilon-1_seed-{seed}',
+              mechanism='gaussian_adaptive', seed=seed, eps=1.0, auc=auc, acc=0.8,
+              target=1.0)
+  _fake_run(root, 'mechanism-gaussian_adaptive_target_epsilon-4_seed-0',
+            mechanism='gaussian_adaptive', seed=0, eps=4.0, auc=0.79, acc=0.84, target=4.0)
+  return root
+
+
+def test_summary_has_mean_and_std_over_seeds_per_setting(fake_sweep):
+  rows = sweeps.write_summary(fake_sweep)
+  by = {r['setting']: r for r in rows}
+  assert set(by) == {'mechanism-none', 'mechanism-gaussian_adaptive_target_epsilon-1',
+                     'mechanism-gaussian_adaptive_target_epsilon-4'}
+  eps1 = by['mechanism-gaussian_adaptive_target_epsilon-1']
+  assert eps1['num_seeds'] == 3
+  assert eps1['eval_auc_mean'] == pytest.approx(0.74)
+  assert eps1['eval_auc_std'] == pytest.approx(np.std([0.70, 0.74, 0.78], ddof=1))
+  assert eps1['epsilon_mean'] == pytest.approx(1.0)
+  assert by['mechanism-none']['num_seeds'] == 2
+  assert by['mechanism-none']['epsilon_mean'] == float('inf')
+  assert by['mechanism-gaussian_adaptive_target_epsilon-4']['eval_auc_std'] is None
+  written = rundir.read_csv(os.path.join(fake_sweep, 'summary.csv'))
+  assert [r['setting'] for r in written] == [r['setting'] for r in rows]
+  assert written[0]['epsilon_mean'] == 'inf'
+  table = sweeps.format_summary(rows)
+  assert '0.740 ± 0.040' in table
+
+
+def test_plots_write_every_figure_as_png_and_pdf(fake_sweep):
+  paths = plots.plot_sweep(fake_sweep)
+  names = {os.path.basename(p) for p in paths}
+  for fig in ('frontier', 'auc_by_round', 'epsilon_by_round', 'clip_by_round'):
+    assert {f'{fig}.png', f'{fig}.pdf'} <= names
+  for p in paths:
+    with open(p, 'rb') as f:
+      head = f.read(8)
+    assert head.startswith(b'\x89PNG') or head.startswith(b'%PDF')
+
+
+def test_plot_of_empty_directory_says_what_is_missing(tmp_path):
+  with pytest.raises(ValueError, match='No run directories'):
+    plots.plot_sweep(str(tmp_path))
+
+
+def test_export_keeps_only_small_files(fake_sweep, tmp_path):
+  sweeps.write_summary(fake_sweep)
+  os.makedirs(os.path.join(fake_sweep, 'mechanism-none_seed-0', 'checkpoints'))
+  dst = str(tmp_path / 'ref')
+  sweeps.export_small_files(fake_sweep, dst)
+  assert sorted(os.listdir(os.path.join(dst, 'mechanism-none_seed-0'))) == [
+      'config.json', 'metrics.csv', 'privacy.json']
+  assert os.path.exists(os.path.join(dst, 'summary.csv'))
+
+
+def test_tiny_sweep_runs_in_parallel_reports_failures_and_skips_finished(tmp_path):
+  config = tmp_path / 'tiny_sweep.py'
+  config.write_text(textwrap.dedent('''
+      import ml_collections
+      def get_config():
+        c = ml_collections.ConfigDict()
+        c.base_config = 'configs/churn.py'
+        c.base_overrides = {'num_rounds': 2, 'eval_every': 1, 'clients_per_round': 20,
+                            'data': {'num_users': 150, 'num_days': 40}}
+        c.settings = [{'dp.mechanism': 'none'},
+                      {'dp.mechanism': 'gaussian_adaptive', 'dp.noise_multiplier': 1.0},
+                      {'dp.mechanism': 'gaussian_fixed', 'dp.clip': -1.0}]
+        c.seeds = [0, 1]
+        return c
+  '''))
+  workdir = tmp_path / 'sweep'
+  cmd = [sys.executable, os.path.join(REPO, 'experiments', 'sweep.py'),
+         f'--config={config}', f'--workdir={workdir}', '--parallel=2']
+  first = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+  assert first.returncode == 1, first.stdout + first.stderr
+  assert 'dp.clip must be a finite number > 0' in first.stdout
+  assert '2 point(s) failed: mechanism-gaussian_fixed_clip--1_seed-0' in first.stderr
+  summary = rundir.read_csv(str(workdir / 'summary.csv'))
+  assert [(r['setting'], r['num_seeds']) for r in summary] == [
+      ('mechanism-none', '2'), ('mechanism-gaussian_adaptive_noise_multiplier-1', '2')]
+  # The summary's mean AUC is the mean of the runs' final AUCs.
+  finals = [float(rundir.read_csv(str(workdir / f'mechanism-none_seed-{s}' /
+                                      'metrics.csv'))[-1]['eval_auc']) for s in (0, 1)]
+  assert float(summary[0]['eval_auc_mean']) == pytest.approx(np.mean(finals))
+
+  second = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+  assert '4 already finished, 2 to run' in second.stdout
