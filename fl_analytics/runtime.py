@@ -79,6 +79,10 @@ class LocalWorker:
   def pid(self) -> Optional[int]:
     return None if self._process is None else self._process.pid
 
+  @property
+  def alive(self) -> bool:
+    return self._process is not None and self._process.poll() is None
+
   def start(self) -> None:
     import grpc  # pylint: disable=g-import-not-at-top
     import portpicker  # pylint: disable=g-import-not-at-top
@@ -163,8 +167,11 @@ def local_cpp_context(
     worker.start()
 
     def stack_fn(cardinalities):
-      if not worker.stub.is_ready:
-        raise RuntimeError('The TFF worker_binary is no longer serving.')
+      # Not `stub.is_ready`: a healthy channel can be IDLE between calls.
+      if not worker.alive:
+        raise RuntimeError(
+            f'The TFF worker_binary (pid {worker.pid}) has exited; see '
+            f'{log_path or "its log"}.')
       # As TFF's own local factory does: computations with no federated argument
       # still need a CLIENTS cardinality.
       cardinalities = dict(cardinalities)
