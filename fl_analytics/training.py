@@ -140,6 +140,22 @@ def resolve_config(config, *, population_size: int, stored: Optional[dict] = Non
   return resolved
 
 
+def replay_config(run_config: dict, *, num_rounds: Optional[int] = None):
+  """The ConfigDict that re-runs a recorded run (its `config.json`).
+
+  The noise multiplier is the recorded (calibrated) one, so the replay spends exactly
+  what the recorded run spent per round, whatever `num_rounds` it is given.
+  """
+  import ml_collections  # pylint: disable=g-import-not-at-top
+
+  d = {k: v for k, v in run_config.items() if k != 'resolved'}
+  d['dp'] = dict(d['dp'], target_epsilon=None,
+                 noise_multiplier=run_config['dp']['noise_multiplier'])
+  if num_rounds is not None:
+    d['num_rounds'] = num_rounds
+  return ml_collections.ConfigDict(d)
+
+
 def _statement(resolved: dict, rounds: int) -> dict[str, Any]:
   return privacy.privacy_statement(
       mechanism=resolved['dp']['mechanism'],
