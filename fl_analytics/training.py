@@ -140,20 +140,28 @@ def resolve_config(config, *, population_size: int, stored: Optional[dict] = Non
   return resolved
 
 
-def replay_config(run_config: dict, *, num_rounds: Optional[int] = None):
-  """The ConfigDict that re-runs a recorded run (its `config.json`).
+def replay_config(run_config: dict, base, *, num_rounds: Optional[int] = None):
+  """The config that re-runs a recorded run (its `config.json`).
 
-  The noise multiplier is the recorded (calibrated) one, so the replay spends exactly
-  what the recorded run spent per round, whatever `num_rounds` it is given.
+  The recorded values are set on `base` (the task's current default config), so keys
+  added since the run was recorded keep their defaults. The noise multiplier is the
+  recorded (calibrated) one, so the replay spends exactly what the recorded run spent
+  per round, whatever `num_rounds` it is given.
   """
-  import ml_collections  # pylint: disable=g-import-not-at-top
-
-  d = {k: v for k, v in run_config.items() if k != 'resolved'}
-  d['dp'] = dict(d['dp'], target_epsilon=None,
-                 noise_multiplier=run_config['dp']['noise_multiplier'])
+  config = base.copy_and_resolve_references()
+  flat = rundir.flatten_dict({k: v for k, v in run_config.items() if k != 'resolved'})
+  flat['dp.target_epsilon'] = None
   if num_rounds is not None:
-    d['num_rounds'] = num_rounds
-  return ml_collections.ConfigDict(d)
+    flat['num_rounds'] = num_rounds
+  for key, value in flat.items():
+    *path, last = key.split('.')
+    node = config
+    for part in path:
+      node = node[part]
+    if last not in node:
+      raise ValueError(f'Recorded config key {key!r} is not in the base config.')
+    node[last] = value
+  return config
 
 
 def _statement(resolved: dict, rounds: int) -> dict[str, Any]:

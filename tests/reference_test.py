@@ -16,6 +16,8 @@ import os
 
 import pytest
 
+from configs import churn
+
 from fl_analytics import rundir
 from fl_analytics import sweeps
 from fl_analytics import training
@@ -34,7 +36,7 @@ def test_short_replay_matches_committed_metrics(tmp_path, name):
   run_dir = os.path.join(REFERENCE, name)
   committed = rundir.read_csv(os.path.join(run_dir, 'metrics.csv'))[:SHORT_ROUNDS]
   config = training.replay_config(rundir.read_json(os.path.join(run_dir, 'config.json')),
-                                  num_rounds=SHORT_ROUNDS)
+                                  churn.get_config(), num_rounds=SHORT_ROUNDS)
   assert SHORT_ROUNDS % config.eval_every == 0
   training.train_and_evaluate(config, str(tmp_path / name))
   replayed = rundir.read_csv(str(tmp_path / name / 'metrics.csv'))
