@@ -17,7 +17,8 @@ def get_config() -> ml_collections.ConfigDict:
   c.task = 'churn'
   c.seed = 0
   c.num_rounds = 40
-  c.clients_per_round = 50
+  c.clients_per_round = 50  # expected (poisson) or exact (fixed_size) cohort
+  c.sampling = 'poisson'  # poisson | fixed_size (uniform without replacement)
   c.eval_every = 5
 
   c.data = ml_collections.ConfigDict()
@@ -51,6 +52,8 @@ def get_config() -> ml_collections.ConfigDict:
   c.dp.noise_multiplier = 1.0  # ignored when target_epsilon is set
   c.dp.target_epsilon = config_dict.placeholder(float)  # calibrate noise to this
   c.dp.delta = 1e-5
+  c.dp.accountant = 'rdp'  # rdp | pld (pld: poisson sampling only)
+  c.dp.max_epsilon = config_dict.placeholder(float)  # budget guard: stop before it
   c.dp.clip = 0.2  # fixed clip, or the initial clip of adaptive clipping
   c.dp.target_unclipped_quantile = 0.5
   c.dp.clip_learning_rate = 0.2

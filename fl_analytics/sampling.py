@@ -1,4 +1,4 @@
-"""Client sampling that matches the accountant: Poisson sampling, seeded per round.
+"""Client sampling that matches the accountant, seeded per round: Poisson or fixed-size.
 
 Each of the `population_size` users joins round `t` independently with probability
 `q`; the cohort size varies around `q * population_size`. The draw of round `t` depends
@@ -19,3 +19,35 @@ def poisson_cohort(
         f'sampling_probability must be in (0, 1]. Found {sampling_probability}.')
   rng = np.random.default_rng([seed, 0xC0407, round_num])
   return np.flatnonzero(rng.random(population_size) < sampling_probability)
+
+
+def fixed_size_cohort(
+    *, population_size: int, cohort_size: int, seed: int, round_num: int
+) -> np.ndarray:
+  """Sorted indices of exactly `cohort_size` users, uniformly without replacement."""
+  if not 0 < cohort_size <= population_size:
+    raise ValueError(
+        f'cohort size must be in (0, {population_size}]. Found {cohort_size}.')
+  rng = np.random.default_rng([seed, 0xF1CED, round_num])
+  return np.sort(rng.choice(population_size, size=cohort_size, replace=False))
+
+
+def cohort(
+    *, sampling: str, population_size: int, clients_per_round: float, seed: int,
+    round_num: int,
+) -> np.ndarray:
+  """The cohort of round `round_num` under `sampling` (`poisson` or `fixed_size`).
+
+  `clients_per_round` is the expected cohort for Poisson and the exact one for
+  fixed-size sampling; the accountant reads the same value (`fl_analytics.privacy`).
+  """
+  if sampling == 'poisson':
+    return poisson_cohort(
+        population_size=population_size,
+        sampling_probability=clients_per_round / population_size,
+        seed=seed, round_num=round_num)
+  if sampling == 'fixed_size':
+    return fixed_size_cohort(population_size=population_size,
+                             cohort_size=int(clients_per_round), seed=seed,
+                             round_num=round_num)
+  raise ValueError(f"sampling must be 'poisson' or 'fixed_size'. Found {sampling!r}.")

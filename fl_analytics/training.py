@@ -53,7 +53,7 @@ METRIC_COLUMNS = (
     'round_seconds',
 )
 # Keys that may change between launches of the same run.
-_MUTABLE_KEYS = ('num_rounds', 'runtime')
+_MUTABLE_KEYS = ('num_rounds', 'runtime', 'dp.max_epsilon')
 
 
 class InvalidSettingsError(ValueError):
@@ -88,6 +88,12 @@ def check_config(config) -> None:
     raise ValueError(f'dp.target_epsilon must be > 0. Found {dp.target_epsilon}.')
   if not 0 < dp.delta < 1:
     raise ValueError(f'dp.delta must be in (0, 1). Found {dp.delta}.')
+  if dp.max_epsilon is not None and not dp.max_epsilon > 0:
+    raise ValueError(f'dp.max_epsilon must be > 0. Found {dp.max_epsilon}.')
+  privacy.check_accounting(accountant=dp.accountant, sampling=config.sampling)
+  if config.sampling == 'fixed_size' and int(config.clients_per_round) != config.clients_per_round:
+    raise ValueError('clients_per_round must be a whole number with sampling=fixed_size. '
+                     f'Found {config.clients_per_round}.')
 
 
 def resolve_config(config, *, population_size: int, stored: Optional[dict] = None):
@@ -119,9 +125,12 @@ def resolve_config(config, *, population_size: int, stored: Optional[dict] = Non
     else:
       dp['noise_multiplier'] = privacy.calibrate_noise_multiplier(
           target_epsilon=dp['target_epsilon'],
-          sampling_probability=q,
+          clients_per_round=config.clients_per_round,
+          population_size=population_size,
           rounds=config.num_rounds,
           delta=dp['delta'],
+          sampling=config.sampling,
+          accountant=dp['accountant'],
       )
   aggregators.check_dp_config(
       mechanism=dp['mechanism'],
@@ -172,6 +181,8 @@ def _statement(resolved: dict, rounds: int) -> dict[str, Any]:
       population_size=resolved['resolved']['population_size'],
       rounds=rounds,
       delta=resolved['dp']['delta'],
+      sampling=resolved['sampling'],
+      accountant=resolved['dp']['accountant'],
   )
 
 
@@ -268,7 +279,6 @@ def train_and_evaluate(config, workdir: str) -> dict[str, Any]:
   # model_fn is left "in an invalid state" by the tracing. Its seeded initializers
   # give the run's initial weights.
   keras_model = models.build_churn_model(**model_kwargs)
-  q = resolved['resolved']['sampling_probability']
 
   def client_dataset(index: int):
     x, y = data.train_examples[index]
@@ -285,6 +295,10 @@ def train_and_evaluate(config, workdir: str) -> dict[str, Any]:
       max_concurrent_computation_calls=config.runtime.max_concurrent_computation_calls,
       log_path=os.path.join(workdir, rundir.WORKER_LOG),
   ):
+    if not start_round:  # the contract's files exist from the start
+      rundir.write_csv(metrics_path, METRIC_COLUMNS, [])
+      rundir.write_json(os.path.join(workdir, rundir.PRIVACY_FILE),
+                        _statement(resolved, 0))
     state = process.initialize()
     if start_round:
       state = tf.nest.pack_sequence_as(
@@ -296,9 +310,19 @@ def train_and_evaluate(config, workdir: str) -> dict[str, Any]:
 
     for round_num in range(start_round + 1, config.num_rounds + 1):
       t0 = time.monotonic()
-      cohort = sampling.poisson_cohort(
+      statement = _statement(resolved, round_num)
+      if (dp['max_epsilon'] is not None and statement['epsilon'] is not None
+          and statement['epsilon'] > dp['max_epsilon']):
+        logging.warning(
+            'Budget guard: round %d would spend epsilon %.4g > dp.max_epsilon=%g. '
+            'Stopping after round %d (checkpointed; privacy.json covers %d rounds).',
+            round_num, statement['epsilon'], dp['max_epsilon'], round_num - 1,
+            round_num - 1)
+        break
+      cohort = sampling.cohort(
+          sampling=config.sampling,
           population_size=data.population_size,
-          sampling_probability=q,
+          clients_per_round=config.clients_per_round,
           seed=config.seed,
           round_num=round_num,
       )
@@ -322,7 +346,6 @@ def train_and_evaluate(config, workdir: str) -> dict[str, Any]:
       if dp['mechanism'] == 'gaussian_fixed':
         row['clip'] = dp['clip']
       row['round_seconds'] = time.monotonic() - t0
-      statement = _statement(resolved, round_num)
       row['epsilon'] = statement['epsilon'] if statement['epsilon'] is not None else math.inf
       if round_num % config.eval_every == 0 or round_num == config.num_rounds:
         ev = _evaluate(keras_model, process.get_model_weights(state), data)
@@ -346,7 +369,7 @@ def train_and_evaluate(config, workdir: str) -> dict[str, Any]:
           _fmt(row.get('eval_accuracy')), _fmt(row.get('eval_auc')),
           row['round_seconds'])
   summary_writer.close()
-  return rows[-1]
+  return rows[-1] if rows else {}
 
 
 def _fmt(value) -> str:

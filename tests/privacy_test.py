@@ -14,14 +14,61 @@ def test_epsilon_equals_dp_accounting_rdp_of_poisson_gaussian_rounds():
       dp_accounting.PoissonSampledDpEvent(0.05, dp_accounting.GaussianDpEvent(1.1)), 40)
   expected = accountant.get_epsilon(1e-5)
   got = privacy.epsilon_spent(
-      noise_multiplier=1.1, sampling_probability=0.05, rounds=40, delta=1e-5)
+      noise_multiplier=1.1, clients_per_round=20, population_size=400, rounds=40,
+      delta=1e-5)
   assert got == pytest.approx(expected, rel=1e-12)
+
+
+def test_fixed_size_epsilon_equals_rdp_replace_one_with_doubled_sensitivity():
+  accountant = dp_accounting.rdp.RdpAccountant(
+      neighboring_relation=dp_accounting.NeighboringRelation.REPLACE_ONE)
+  accountant.compose(dp_accounting.SampledWithoutReplacementDpEvent(
+      400, 20, dp_accounting.GaussianDpEvent(1.1 / 2)), 40)
+  expected = accountant.get_epsilon(1e-5)
+  got = privacy.epsilon_spent(
+      noise_multiplier=1.1, clients_per_round=20, population_size=400, rounds=40,
+      delta=1e-5, sampling='fixed_size')
+  assert got == pytest.approx(expected, rel=1e-12)
+
+
+def test_pld_epsilon_equals_dp_accounting_pld():
+  accountant = dp_accounting.pld.PLDAccountant(value_discretization_interval=1e-3)
+  accountant.compose(dp_accounting.PoissonSampledDpEvent(
+      0.05, dp_accounting.GaussianDpEvent(1.1)), 40)
+  got = privacy.epsilon_spent(
+      noise_multiplier=1.1, clients_per_round=20, population_size=400, rounds=40,
+      delta=1e-5, accountant='pld')
+  assert got == pytest.approx(accountant.get_epsilon(1e-5), rel=1e-12)
+
+
+@pytest.mark.parametrize('z, q, rounds', [(0.8, 0.01, 1000), (1.0, 0.0644, 40),
+                                          (2.0, 0.2, 100), (5.0, 1.0, 10)])
+def test_pld_never_above_rdp_for_poisson(z, q, rounds):
+  kw = dict(noise_multiplier=z, clients_per_round=q * 1000, population_size=1000,
+            rounds=rounds, delta=1e-5)
+  assert privacy.epsilon_spent(accountant='pld', **kw) <= privacy.epsilon_spent(
+      accountant='rdp', **kw)
+
+
+def test_pld_with_fixed_size_is_refused_not_answered():
+  with pytest.raises(ValueError, match='pld accountant cannot analyse fixed_size'):
+    privacy.epsilon_spent(noise_multiplier=1.0, clients_per_round=10,
+                          population_size=100, rounds=5, accountant='pld',
+                          sampling='fixed_size')
+
+
+def test_unknown_accountant_and_sampling_are_refused():
+  with pytest.raises(ValueError, match="accountant must be one of rdp, pld. Found 'gdp'"):
+    privacy.check_accounting(accountant='gdp', sampling='poisson')
+  with pytest.raises(ValueError, match="sampling must be one of poisson, fixed_size"):
+    privacy.check_accounting(accountant='rdp', sampling='shuffle')
 
 
 def test_epsilon_matches_pinned_value():
   # dp_accounting 0.4.3 RDP, q=0.01, z=1.0, 1000 rounds, delta=1e-5.
   got = privacy.epsilon_spent(
-      noise_multiplier=1.0, sampling_probability=0.01, rounds=1000, delta=1e-5)
+      noise_multiplier=1.0, clients_per_round=10, population_size=1000, rounds=1000,
+      delta=1e-5)
   assert got == pytest.approx(2.1013652716430564, rel=1e-6)
 
 
@@ -30,32 +77,33 @@ def test_epsilon_below_analytic_bound_of_unsampled_gaussian():
   # RDP gives eps <= T/(2 z^2) + sqrt(2 T/z^2 log(1/delta)) (Mironov 2017, Prop. 3).
   z, t, delta = 2.0, 10, 1e-5
   got = privacy.epsilon_spent(
-      noise_multiplier=z, sampling_probability=1.0, rounds=t, delta=delta)
+      noise_multiplier=z, clients_per_round=10, population_size=10, rounds=t,
+      delta=delta)
   bound = t / (2 * z**2) + math.sqrt(2 * t / z**2 * math.log(1 / delta))
   assert 0 < got <= bound
 
 
 def test_epsilon_grows_with_rounds_and_shrinks_with_noise():
-  eps = [privacy.epsilon_spent(noise_multiplier=1.0, sampling_probability=0.05,
-                               rounds=t) for t in (1, 10, 100)]
+  kw = dict(clients_per_round=5, population_size=100)
+  eps = [privacy.epsilon_spent(noise_multiplier=1.0, rounds=t, **kw) for t in (1, 10, 100)]
   assert eps[0] < eps[1] < eps[2]
-  assert privacy.epsilon_spent(
-      noise_multiplier=2.0, sampling_probability=0.05, rounds=10) < eps[1]
+  assert privacy.epsilon_spent(noise_multiplier=2.0, rounds=10, **kw) < eps[1]
 
 
 def test_zero_rounds_spend_nothing_and_zero_noise_is_unbounded():
-  assert privacy.epsilon_spent(
-      noise_multiplier=1.0, sampling_probability=0.1, rounds=0) == 0.0
-  assert math.isinf(privacy.epsilon_spent(
-      noise_multiplier=0.0, sampling_probability=0.1, rounds=5))
+  kw = dict(clients_per_round=10, population_size=100)
+  assert privacy.epsilon_spent(noise_multiplier=1.0, rounds=0, **kw) == 0.0
+  assert math.isinf(privacy.epsilon_spent(noise_multiplier=0.0, rounds=5, **kw))
 
 
-@pytest.mark.parametrize('target', [0.5, 2.0, 8.0])
-def test_calibration_round_trip_hits_target(target):
-  z = privacy.calibrate_noise_multiplier(
-      target_epsilon=target, sampling_probability=0.05, rounds=30, delta=1e-5)
-  eps = privacy.epsilon_spent(
-      noise_multiplier=z, sampling_probability=0.05, rounds=30, delta=1e-5)
+@pytest.mark.parametrize('target, accountant, sampling', [
+    (0.5, 'rdp', 'poisson'), (2.0, 'rdp', 'poisson'), (8.0, 'rdp', 'poisson'),
+    (2.0, 'pld', 'poisson'), (4.0, 'rdp', 'fixed_size')])
+def test_calibration_round_trip_hits_target(target, accountant, sampling):
+  kw = dict(clients_per_round=20, population_size=400, rounds=30, delta=1e-5,
+            accountant=accountant, sampling=sampling)
+  z = privacy.calibrate_noise_multiplier(target_epsilon=target, **kw)
+  eps = privacy.epsilon_spent(noise_multiplier=z, **kw)
   assert eps <= target
   assert eps == pytest.approx(target, rel=1e-2)
 
@@ -73,7 +121,8 @@ def test_privacy_statement_names_what_is_protected():
   assert s['sampling'] == 'poisson' and s['accountant'] == 'rdp'
   assert s['sampling_probability'] == pytest.approx(0.1)
   assert s['epsilon'] == pytest.approx(privacy.epsilon_spent(
-      noise_multiplier=1.0, sampling_probability=0.1, rounds=5, delta=1e-5))
+      noise_multiplier=1.0, clients_per_round=10, population_size=100, rounds=5,
+      delta=1e-5))
 
 
 def test_non_private_statement_has_no_epsilon():

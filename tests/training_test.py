@@ -12,6 +12,7 @@ from fl_analytics import privacy
 from fl_analytics import report
 from fl_analytics import rundir
 from fl_analytics import training
+from fl_analytics.data import clients
 
 
 def tiny_config(**overrides):
@@ -64,8 +65,8 @@ def test_two_round_run_writes_the_run_directory_contract(tmp_path, mechanism):
     assert [r['epsilon'] for r in rows] == ['inf', 'inf']
     assert statement['epsilon'] is None
   else:
-    expected = [privacy.epsilon_spent(noise_multiplier=1.0,
-                                      sampling_probability=20 / population,
+    expected = [privacy.epsilon_spent(noise_multiplier=1.0, clients_per_round=20,
+                                      population_size=population,
                                       rounds=t, delta=1e-5) for t in (1, 2)]
     assert [float(r['epsilon']) for r in rows] == pytest.approx(expected)
     assert statement['epsilon'] == pytest.approx(expected[1])
@@ -91,6 +92,46 @@ def test_target_epsilon_is_calibrated_and_recorded(tmp_path):
   assert statement['noise_multiplier'] == config['dp']['noise_multiplier']
   assert statement['epsilon'] <= 3.0
   assert statement['epsilon'] == pytest.approx(3.0, rel=1e-2)
+
+
+@pytest.mark.parametrize('sampling, accountant', [('fixed_size', 'rdp'), ('poisson', 'pld')])
+def test_sampling_and_accountant_reach_cohort_and_privacy_json(tmp_path, sampling,
+                                                                accountant):
+  workdir = str(tmp_path / 'run')
+  training.train_and_evaluate(
+      tiny_config(sampling=sampling, **{'dp.accountant': accountant,
+                                        'dp.mechanism': 'gaussian_fixed'}), workdir)
+  rows = rundir.read_csv(os.path.join(workdir, 'metrics.csv'))
+  statement = rundir.read_json(os.path.join(workdir, 'privacy.json'))
+  assert statement['sampling'] == sampling and statement['accountant'] == accountant
+  assert statement['epsilon'] == pytest.approx(privacy.epsilon_spent(
+      noise_multiplier=1.0, clients_per_round=20,
+      population_size=statement['population_size'], rounds=2, delta=1e-5,
+      sampling=sampling, accountant=accountant))
+  if sampling == 'fixed_size':
+    assert [r['cohort_size'] for r in rows] == ['20', '20']
+    assert statement['neighboring_relation'] == 'replace one user'
+
+
+def test_budget_guard_stops_before_the_round_that_would_exceed_it(tmp_path):
+  workdir = str(tmp_path / 'run')
+  config = tiny_config(num_rounds=10, **{'dp.mechanism': 'gaussian_fixed'})
+  population = clients.build_churn_data(config.data, seed=config.data.seed).population_size
+  eps = [privacy.epsilon_spent(noise_multiplier=1.0, clients_per_round=20,
+                               population_size=population, rounds=t) for t in (3, 4)]
+  config.dp.max_epsilon = (eps[0] + eps[1]) / 2
+  training.train_and_evaluate(config, workdir)
+  statement = rundir.read_json(os.path.join(workdir, 'privacy.json'))
+  assert statement['population_size'] == population
+  assert statement['rounds'] == 3
+  assert statement['epsilon'] == pytest.approx(eps[0]) and eps[0] <= config.dp.max_epsilon
+  assert len(rundir.read_csv(os.path.join(workdir, 'metrics.csv'))) == 3
+  assert rundir.latest_checkpoint_round(workdir) == 3
+  # Raising the budget continues the run from its checkpoint.
+  config.dp.max_epsilon = 100.0
+  config.num_rounds = 4
+  training.train_and_evaluate(config, workdir)
+  assert rundir.read_json(os.path.join(workdir, 'privacy.json'))['rounds'] == 4
 
 
 def test_resume_after_crash_equals_uninterrupted_run(tmp_path, monkeypatch):
@@ -143,6 +184,9 @@ def test_changed_config_is_refused_for_an_existing_run(tmp_path):
     ({'dp.delta': 0.5}, r'dp.delta=0.5 must be below 1 / population size'),
     ({'num_rounds': 0}, r'num_rounds must be a positive integer. Found 0'),
     ({'data.label_skew': 2.0}, r'data.label_skew must be in \[0, 1\]. Found 2.0'),
+    ({'dp.accountant': 'pld', 'sampling': 'fixed_size'},
+     r'pld accountant cannot analyse fixed_size sampling'),
+    ({'dp.max_epsilon': -1.0}, r'dp.max_epsilon must be > 0. Found -1.0'),
 ])
 def test_invalid_settings_fail_before_anything_is_written(tmp_path, overrides, message):
   workdir = tmp_path / 'run'
