@@ -18,7 +18,8 @@ def get_config() -> ml_collections.ConfigDict:
   c.seed = 0
   c.num_rounds = 40
   c.clients_per_round = 50  # expected (poisson) or exact (fixed_size) cohort
-  c.sampling = 'poisson'  # poisson | fixed_size (uniform without replacement)
+  # poisson | fixed_size (uniform without replacement) | shuffle (cyclic passes; tree)
+  c.sampling = 'poisson'
   c.eval_every = 5
 
   c.data = ml_collections.ConfigDict()
@@ -48,7 +49,8 @@ def get_config() -> ml_collections.ConfigDict:
   c.server.momentum = 0.9
 
   c.dp = ml_collections.ConfigDict()
-  c.dp.mechanism = 'gaussian_adaptive'  # none | gaussian_fixed | gaussian_adaptive
+  # none | gaussian_fixed | gaussian_adaptive | tree (DP-FTRL, needs sampling=shuffle)
+  c.dp.mechanism = 'gaussian_adaptive'
   c.dp.noise_multiplier = 1.0  # ignored when target_epsilon is set
   c.dp.target_epsilon = config_dict.placeholder(float)  # calibrate noise to this
   c.dp.delta = 1e-5

@@ -12,6 +12,13 @@ changes.
 * ``gaussian_adaptive``: `DifferentiallyPrivateFactory.gaussian_adaptive`: the clip norm
   starts at `dp.clip` and follows the `dp.target_unclipped_quantile` quantile of update
   norms, estimated privately (Andrew et al. 2021).
+* ``tree``: DP-FTRL (Kairouz et al. 2021, "Practical and Private (Deep) Learning without
+  Sampling or Shuffling"): updates clipped to `dp.clip`, noise from tree aggregation of
+  the running sum (`tfp.TreeResidualSumQuery`, the query of TFF's
+  `DifferentiallyPrivateFactory.tree_aggregation`, with the efficient estimator), the
+  tree restarted every `restart_period` rounds (`tfp.RestartQuery`), i.e. after each
+  pass over the users, which is what the accounting assumes. No sampling
+  amplification: users take part in cyclic passes (`sampling=shuffle`).
 
 `check_dp_config` validates the settings without importing TFF, so a bad value fails
 before anything is trained or written.
@@ -22,7 +29,7 @@ from __future__ import annotations
 import math
 from typing import Optional
 
-MECHANISMS = ('none', 'gaussian_fixed', 'gaussian_adaptive')
+MECHANISMS = ('none', 'gaussian_fixed', 'gaussian_adaptive', 'tree')
 
 
 def adaptive_max_noise_multiplier(clients_per_round: float) -> float:
@@ -83,12 +90,15 @@ def build_model_aggregator(
     target_unclipped_quantile: float = 0.5,
     clip_learning_rate: float = 0.2,
     noise_seed: Optional[int] = None,
+    record_specs=None,
+    restart_period: Optional[int] = None,
 ):
   """The `tff.aggregators.UnweightedAggregationFactory` for `mechanism`.
 
   With `noise_seed` set, the DP noise is drawn reproducibly from that seed
-  (`fl_analytics.seeded_noise`, for simulation); with None, TF Privacy draws it from an
-  unseeded generator.
+  (`fl_analytics.seeded_noise`, for simulation; tree aggregation takes the seed
+  itself); with None, TF Privacy draws it from an unseeded generator. `tree` also
+  needs `record_specs` (the model's trainable weights) and `restart_period`.
   """
   check_dp_config(
       mechanism=mechanism,
@@ -103,6 +113,18 @@ def build_model_aggregator(
   dp_factory = tff.aggregators.DifferentiallyPrivateFactory
   if mechanism == 'none':
     return tff.aggregators.UnweightedMeanFactory()
+  if mechanism == 'tree':
+    import tensorflow_privacy as tfp  # pylint: disable=g-import-not-at-top
+
+    if record_specs is None or not restart_period or restart_period < 1:
+      raise ValueError('dp.mechanism=tree needs the record specs and a restart period '
+                       f'>= 1 (rounds per pass). Found {restart_period!r}.')
+    sum_query = tfp.TreeResidualSumQuery.build_l2_gaussian_query(
+        clip, noise_multiplier, record_specs, noise_seed=noise_seed,
+        use_efficient=True)
+    sum_query = tfp.RestartQuery(
+        sum_query, tfp.restart_query.PeriodicRoundRestartIndicator(period=restart_period))
+    return dp_factory(tfp.NormalizedQuery(sum_query, denominator=float(clients_per_round)))
   if mechanism == 'gaussian_fixed':
     factory = dp_factory.gaussian_fixed(
         noise_multiplier=noise_multiplier,

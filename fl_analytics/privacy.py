@@ -16,7 +16,15 @@ analyse exactly that:
   clipped sum by up to 2C, so the noise relative to that sensitivity is `z / 2`. Only
   the RDP accountant analyses it; `pld` with `fixed_size` is refused.
 
-`T` rounds are the round event self-composed `T` times. For adaptive clipping (Andrew
+* ``shuffle`` (only with ``dp.mechanism=tree``, DP-FTRL of Kairouz et al. 2021): cyclic
+  passes of `R = population_size // clients_per_round` rounds over one shuffle of the
+  users, the aggregation tree restarted after each pass, so each user is in each tree
+  at most once. No sampling amplification is claimed: `T` rounds are
+  `SingleEpochTreeAggregationDpEvent(z, R)` composed once per full pass, plus one for
+  the partial pass, under dp_accounting's REPLACE_SPECIAL relation (one user replaced
+  by a user who contributes zero), RDP only.
+
+For the sampled mechanisms `T` rounds are the round event self-composed `T` times. For adaptive clipping (Andrew
 et al. 2021) TFF's `gaussian_adaptive` splits the *total* noise multiplier between the
 update and the clipped-count query, so the same events describe it.
 
@@ -36,12 +44,14 @@ import numpy as np
 
 DEFAULT_DELTA = 1e-5
 ACCOUNTANTS = ('rdp', 'pld')
-SAMPLINGS = ('poisson', 'fixed_size')
+SAMPLINGS = ('poisson', 'fixed_size', 'shuffle')
 UNIT_OF_PRIVACY = "one user's whole data (user-level DP)"
 NEIGHBORING_RELATIONS = {
     'poisson': 'add or remove one user',
     'fixed_size': 'replace one user',
+    'shuffle': 'replace one user by a user who contributes nothing (zero update)',
 }
+TREE_MECHANISMS = ('tree',)
 
 
 def sampling_probability(*, clients_per_round: float, population_size: int) -> float:
@@ -55,14 +65,31 @@ def sampling_probability(*, clients_per_round: float, population_size: int) -> f
   return clients_per_round / population_size
 
 
-def check_accounting(*, accountant: str, sampling: str) -> None:
-  """Refuses combinations the accountant cannot analyse, naming what is allowed."""
+def check_accounting(*, accountant: str, sampling: str, mechanism: str = '') -> None:
+  """Refuses combinations the accountant cannot analyse, naming what is allowed.
+
+  `mechanism` (when given) must match the sampling: tree aggregation is accounted for
+  cyclic passes (`shuffle`) only, and `shuffle` only for tree aggregation.
+  """
   if accountant not in ACCOUNTANTS:
     raise ValueError(
         f'accountant must be one of {", ".join(ACCOUNTANTS)}. Found {accountant!r}.')
   if sampling not in SAMPLINGS:
     raise ValueError(
         f'sampling must be one of {", ".join(SAMPLINGS)}. Found {sampling!r}.')
+  if mechanism in TREE_MECHANISMS and sampling != 'shuffle':
+    raise ValueError(
+        f'dp.mechanism={mechanism} (DP-FTRL) is accounted for sampling=shuffle (cyclic '
+        f'passes over the users) only. Found sampling={sampling}.')
+  if sampling == 'shuffle' and mechanism and mechanism not in TREE_MECHANISMS + ('none',):
+    raise ValueError(
+        f'sampling=shuffle is accounted only for dp.mechanism=tree; {mechanism} needs '
+        'sampling=poisson or fixed_size.')
+  if accountant == 'pld' and sampling == 'shuffle':
+    raise ValueError(
+        'The pld accountant cannot analyse tree aggregation (sampling=shuffle): '
+        'dp_accounting 0.4.3 accounts SingleEpochTreeAggregationDpEvent with RDP only. '
+        'Use the rdp accountant.')
   if accountant == 'pld' and sampling == 'fixed_size':
     raise ValueError(
         "The pld accountant cannot analyse fixed_size sampling: dp_accounting 0.4.3 "
@@ -88,7 +115,34 @@ def round_event(
     return dp_accounting.SampledWithoutReplacementDpEvent(
         population_size, int(clients_per_round),
         dp_accounting.GaussianDpEvent(noise_multiplier / 2))
-  raise ValueError(f'sampling must be one of {", ".join(SAMPLINGS)}. Found {sampling!r}.')
+  raise ValueError(
+      f'round_event covers poisson and fixed_size sampling. Found {sampling!r}.')
+
+
+def rounds_per_pass(*, clients_per_round: float, population_size: int) -> int:
+  """Rounds of one cyclic pass over the users (sampling=shuffle)."""
+  sampling_probability(clients_per_round=clients_per_round, population_size=population_size)
+  if int(clients_per_round) != clients_per_round:
+    raise ValueError('clients_per_round must be a whole number with sampling=shuffle. '
+                     f'Found {clients_per_round}.')
+  return population_size // int(clients_per_round)
+
+
+def tree_training_event(
+    *, noise_multiplier: float, clients_per_round: float, population_size: int,
+    rounds: int,
+) -> dp_accounting.DpEvent:
+  """`rounds` rounds of DP-FTRL: one tree per pass, each user once per tree."""
+  per_pass = rounds_per_pass(clients_per_round=clients_per_round,
+                             population_size=population_size)
+  full, rest = divmod(rounds, per_pass)
+  events = []
+  if full:
+    events.append(dp_accounting.SelfComposedDpEvent(
+        dp_accounting.SingleEpochTreeAggregationDpEvent(noise_multiplier, per_pass), full))
+  if rest:
+    events.append(dp_accounting.SingleEpochTreeAggregationDpEvent(noise_multiplier, rest))
+  return dp_accounting.ComposedDpEvent(events)
 
 
 def make_accountant(*, accountant: str, sampling: str) -> dp_accounting.PrivacyAccountant:
@@ -97,8 +151,11 @@ def make_accountant(*, accountant: str, sampling: str) -> dp_accounting.PrivacyA
     # 1e-3 instead of the default 1e-4: 20x faster here, epsilon within 1e-4 of it,
     # and still a pessimistic (upper-bound) discretization.
     return dp_accounting.pld.PLDAccountant(value_discretization_interval=1e-3)
-  relation = (dp_accounting.NeighboringRelation.REPLACE_ONE if sampling == 'fixed_size'
-              else dp_accounting.NeighboringRelation.ADD_OR_REMOVE_ONE)
+  relation = {
+      'poisson': dp_accounting.NeighboringRelation.ADD_OR_REMOVE_ONE,
+      'fixed_size': dp_accounting.NeighboringRelation.REPLACE_ONE,
+      'shuffle': dp_accounting.NeighboringRelation.REPLACE_SPECIAL,
+  }[sampling]
   return dp_accounting.rdp.RdpAccountant(neighboring_relation=relation)
 
 
@@ -125,6 +182,16 @@ def epsilon_spent(
   """Epsilon at `delta` after `rounds` rounds (0 for none, inf without noise)."""
   _check_common(noise_multiplier=noise_multiplier, rounds=rounds, delta=delta)
   acc = make_accountant(accountant=accountant, sampling=sampling)
+  if sampling == 'shuffle':
+    rounds_per_pass(clients_per_round=clients_per_round, population_size=population_size)
+    if rounds == 0:
+      return 0.0
+    if noise_multiplier == 0:
+      return math.inf
+    acc.compose(tree_training_event(
+        noise_multiplier=noise_multiplier, clients_per_round=clients_per_round,
+        population_size=population_size, rounds=rounds))
+    return float(acc.get_epsilon(delta))
   event = round_event(noise_multiplier=max(noise_multiplier, 1e-12),
                       clients_per_round=clients_per_round,
                       population_size=population_size, sampling=sampling)
@@ -172,6 +239,9 @@ def calibrate_noise_multiplier(
     raise ValueError('Cannot calibrate noise for 0 rounds.')
 
   def make_event(z):
+    if sampling == 'shuffle':
+      return tree_training_event(noise_multiplier=z, clients_per_round=clients_per_round,
+                                 population_size=population_size, rounds=rounds)
     return dp_accounting.SelfComposedDpEvent(
         round_event(noise_multiplier=z, clients_per_round=clients_per_round,
                     population_size=population_size, sampling=sampling), rounds)
@@ -200,7 +270,7 @@ def privacy_statement(
     accountant: str = 'rdp',
 ) -> dict[str, Any]:
   """What was protected, how, and at what (epsilon, delta): the `privacy.json` body."""
-  check_accounting(accountant=accountant, sampling=sampling)
+  check_accounting(accountant=accountant, sampling=sampling, mechanism=mechanism)
   q = sampling_probability(
       clients_per_round=clients_per_round, population_size=population_size)
   private = mechanism != 'none'
@@ -213,11 +283,20 @@ def privacy_statement(
     sampling_note = ('Each round samples every training user independently with '
                      'probability sampling_probability (Poisson), as the accountant '
                      'assumes.')
-  else:
+  elif sampling == 'fixed_size':
     sampling_note = ('Each round samples exactly clients_per_round training users '
                      'uniformly without replacement, as the accountant assumes; under '
                      'replace-one neighbours the clipped sum moves by up to 2 * clip, '
                      'so the accountant uses noise_multiplier / 2.')
+  else:
+    per_pass = rounds_per_pass(clients_per_round=clients_per_round,
+                               population_size=population_size)
+    sampling_note = (
+        f'DP-FTRL (Kairouz et al. 2021): cyclic passes of {per_pass} rounds over one '
+        'shuffle of the users, so a user takes part at most once per pass and its '
+        f'participations are {per_pass} rounds apart; the aggregation tree restarts '
+        'after each pass. No sampling amplification is claimed; each pass is a '
+        'SingleEpochTreeAggregationDpEvent (RDP, REPLACE_SPECIAL).')
   return {
       'epsilon': epsilon if math.isfinite(epsilon) else None,
       'delta': delta,
@@ -232,6 +311,11 @@ def privacy_statement(
       'clients_per_round': clients_per_round,
       'population_size': population_size,
       'rounds': rounds,
+      **({'rounds_per_pass': rounds_per_pass(clients_per_round=clients_per_round,
+                                             population_size=population_size),
+          'max_participations': -(-rounds // rounds_per_pass(
+              clients_per_round=clients_per_round, population_size=population_size))}
+         if sampling == 'shuffle' else {}),
       'notes': (
           sampling_note + ' Training metrics (train_loss) are simulation diagnostics '
           'outside the guarantee. Evaluation uses held-out users only.'

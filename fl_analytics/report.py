@@ -19,12 +19,18 @@ def run_summary(workdir: str) -> str:
   if statement['epsilon'] is None:
     privacy_line = 'no differential privacy (the non-private reference)'
   else:
+    sampling = {
+        'poisson': f"Poisson sampling q={statement['sampling_probability']:.3g}",
+        'fixed_size': f"{statement['clients_per_round']:g} users per round without "
+                      'replacement',
+        'shuffle': f"cyclic passes of {statement.get('rounds_per_pass')} rounds",
+    }.get(statement['sampling'], statement['sampling'])
     privacy_line = (
         f"epsilon {statement['epsilon']:.3g} at delta {statement['delta']:g} "
         f"({statement['mechanism']}, noise multiplier "
         f"{statement['noise_multiplier']:.3g}, {statement['accountant'].upper()} "
-        f"accountant, Poisson sampling q={statement['sampling_probability']:.3g} of "
-        f"{statement['population_size']} users; unit: {statement['unit_of_privacy']})")
+        f"accountant, {sampling} of {statement['population_size']} users; "
+        f"unit: {statement['unit_of_privacy']})")
   lines = [f"{len(rows)} rounds, {privacy_line}."]
   ev = last_evaluated_row(rows)
   if ev:

@@ -32,6 +32,25 @@ def fixed_size_cohort(
   return np.sort(rng.choice(population_size, size=cohort_size, replace=False))
 
 
+def shuffle_cohort(
+    *, population_size: int, cohort_size: int, seed: int, round_num: int
+) -> np.ndarray:
+  """Cyclic passes over one seeded shuffle of the users (DP-FTRL's participation).
+
+  The users are shuffled once; pass after pass, round `r` takes the next block of
+  `cohort_size` of them. A pass has `population_size // cohort_size` rounds; the
+  `population_size % cohort_size` users after the last full block never take part.
+  Each user takes part once per pass, and its participations are exactly one pass
+  apart, which is what the DP-FTRL accounting assumes.
+  """
+  if not 0 < cohort_size <= population_size:
+    raise ValueError(
+        f'cohort size must be in (0, {population_size}]. Found {cohort_size}.')
+  order = np.random.default_rng([seed, 0x5F1E]).permutation(population_size)
+  block = (round_num - 1) % (population_size // cohort_size)
+  return np.sort(order[block * cohort_size:(block + 1) * cohort_size])
+
+
 def cohort(
     *, sampling: str, population_size: int, clients_per_round: float, seed: int,
     round_num: int,
@@ -50,4 +69,9 @@ def cohort(
     return fixed_size_cohort(population_size=population_size,
                              cohort_size=int(clients_per_round), seed=seed,
                              round_num=round_num)
-  raise ValueError(f"sampling must be 'poisson' or 'fixed_size'. Found {sampling!r}.")
+  if sampling == 'shuffle':
+    return shuffle_cohort(population_size=population_size,
+                          cohort_size=int(clients_per_round), seed=seed,
+                          round_num=round_num)
+  raise ValueError(
+      f"sampling must be 'poisson', 'fixed_size' or 'shuffle'. Found {sampling!r}.")

@@ -90,10 +90,12 @@ def check_config(config) -> None:
     raise ValueError(f'dp.delta must be in (0, 1). Found {dp.delta}.')
   if dp.max_epsilon is not None and not dp.max_epsilon > 0:
     raise ValueError(f'dp.max_epsilon must be > 0. Found {dp.max_epsilon}.')
-  privacy.check_accounting(accountant=dp.accountant, sampling=config.sampling)
-  if config.sampling == 'fixed_size' and int(config.clients_per_round) != config.clients_per_round:
-    raise ValueError('clients_per_round must be a whole number with sampling=fixed_size. '
-                     f'Found {config.clients_per_round}.')
+  privacy.check_accounting(accountant=dp.accountant, sampling=config.sampling,
+                           mechanism=dp.mechanism)
+  if (config.sampling in ('fixed_size', 'shuffle')
+      and int(config.clients_per_round) != config.clients_per_round):
+    raise ValueError(f'clients_per_round must be a whole number with sampling='
+                     f'{config.sampling}. Found {config.clients_per_round}.')
 
 
 def resolve_config(config, *, population_size: int, stored: Optional[dict] = None):
@@ -259,6 +261,14 @@ def train_and_evaluate(config, workdir: str) -> dict[str, Any]:
       hidden_units=config.model.hidden_units,
       seed=config.seed,
   )
+  tree_kwargs = {}
+  if dp['mechanism'] == 'tree':
+    with tf.Graph().as_default():  # shapes only; see the note on keras_model below
+      specs = [tf.TensorSpec(v.shape, v.dtype) for v in
+               models.build_churn_model(**model_kwargs).trainable_variables]
+    tree_kwargs = dict(record_specs=specs, restart_period=privacy.rounds_per_pass(
+        clients_per_round=config.clients_per_round,
+        population_size=data.population_size))
   process = tff.learning.algorithms.build_unweighted_fed_avg(
       models.churn_model_fn(**model_kwargs),
       client_optimizer_fn=tff.learning.optimizers.build_sgdm(
@@ -273,6 +283,7 @@ def train_and_evaluate(config, workdir: str) -> dict[str, Any]:
           target_unclipped_quantile=dp['target_unclipped_quantile'],
           clip_learning_rate=dp['clip_learning_rate'],
           noise_seed=config.seed if dp['reproducible_noise'] else None,
+          **tree_kwargs,
       ),
   )
   # Built after the process: in Keras 2.14 a model built eagerly *before* TFF traces
@@ -343,7 +354,7 @@ def train_and_evaluate(config, workdir: str) -> dict[str, Any]:
       else:
         # Nobody was sampled: no update, but the round still counts for privacy.
         logging.warning('Round %d sampled no client; the model is unchanged.', round_num)
-      if dp['mechanism'] == 'gaussian_fixed':
+      if dp['mechanism'] in ('gaussian_fixed', 'tree'):
         row['clip'] = dp['clip']
       row['round_seconds'] = time.monotonic() - t0
       row['epsilon'] = statement['epsilon'] if statement['epsilon'] is not None else math.inf

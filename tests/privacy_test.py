@@ -138,3 +138,38 @@ def test_privacy_module_does_not_import_tensorflow():
   code = ('import sys, fl_analytics.privacy, fl_analytics.rundir, fl_analytics.data.clients;'
           'sys.exit(1 if "tensorflow" in sys.modules else 0)')
   assert subprocess.run([sys.executable, '-c', code]).returncode == 0
+
+
+def test_tree_epsilon_composes_one_single_epoch_tree_per_pass():
+  # 776 users, 50 per round: passes of 15 rounds; 40 rounds = 2 full passes + 10.
+  accountant = dp_accounting.rdp.RdpAccountant(
+      neighboring_relation=dp_accounting.NeighboringRelation.REPLACE_SPECIAL)
+  accountant.compose(dp_accounting.SingleEpochTreeAggregationDpEvent(3.0, 15), 2)
+  accountant.compose(dp_accounting.SingleEpochTreeAggregationDpEvent(3.0, 10))
+  got = privacy.epsilon_spent(noise_multiplier=3.0, clients_per_round=50,
+                              population_size=776, rounds=40, sampling='shuffle')
+  assert got == pytest.approx(accountant.get_epsilon(1e-5), rel=1e-12)
+  statement = privacy.privacy_statement(
+      mechanism='tree', noise_multiplier=3.0, clients_per_round=50,
+      population_size=776, rounds=40, sampling='shuffle')
+  assert statement['rounds_per_pass'] == 15 and statement['max_participations'] == 3
+  assert 'No sampling amplification' in statement['notes']
+
+
+def test_tree_calibration_round_trip():
+  kw = dict(clients_per_round=50, population_size=776, rounds=40, sampling='shuffle')
+  z = privacy.calibrate_noise_multiplier(target_epsilon=4.0, **kw)
+  assert privacy.epsilon_spent(noise_multiplier=z, **kw) == pytest.approx(4.0, rel=1e-2)
+
+
+@pytest.mark.parametrize('kw, message', [
+    (dict(mechanism='tree', sampling='poisson'), 'accounted for sampling=shuffle'),
+    (dict(mechanism='gaussian_fixed', sampling='shuffle'),
+     'sampling=shuffle is accounted only for dp.mechanism=tree'),
+    (dict(mechanism='tree', sampling='shuffle', accountant='pld'),
+     'pld accountant cannot analyse tree aggregation'),
+])
+def test_tree_combinations_the_accountant_cannot_analyse_are_refused(kw, message):
+  kw.setdefault('accountant', 'rdp')
+  with pytest.raises(ValueError, match=message):
+    privacy.check_accounting(**kw)

@@ -29,6 +29,25 @@ def test_poisson_cohort_size_has_binomial_mean_and_variance():
   assert sizes.var() == pytest.approx(400 * 0.05 * 0.95, rel=0.15)
 
 
+def test_fixed_size_cohort_has_exactly_the_cohort_size():
+  for r in range(1, 20):
+    c = sampling.fixed_size_cohort(population_size=100, cohort_size=7, seed=0,
+                                   round_num=r)
+    assert len(c) == len(set(c.tolist())) == 7
+
+
+def test_shuffle_takes_each_user_once_per_pass_one_pass_apart():
+  n, m = 103, 10  # passes of 10 rounds; 3 users never take part
+  seen = {}
+  for r in range(1, 31):
+    for user in sampling.shuffle_cohort(population_size=n, cohort_size=m, seed=4,
+                                        round_num=r):
+      seen.setdefault(int(user), []).append(r)
+  assert len(seen) == 100
+  for rounds in seen.values():
+    assert len(rounds) == 3 and np.all(np.diff(rounds) == 10)
+
+
 def test_auc_matches_pairwise_definition_with_ties():
   rng = np.random.default_rng(0)
   labels = rng.random(200) < 0.3

@@ -38,10 +38,13 @@ def _metrics(workdir, drop=('round_seconds',)):
           for row in rundir.read_csv(os.path.join(workdir, 'metrics.csv'))]
 
 
-@pytest.mark.parametrize('mechanism', ['none', 'gaussian_fixed', 'gaussian_adaptive'])
+@pytest.mark.parametrize('mechanism', ['none', 'gaussian_fixed', 'gaussian_adaptive',
+                                       'tree'])
 def test_two_round_run_writes_the_run_directory_contract(tmp_path, mechanism):
   workdir = str(tmp_path / mechanism)
-  last = training.train_and_evaluate(tiny_config(**{'dp.mechanism': mechanism}), workdir)
+  sampling = 'shuffle' if mechanism == 'tree' else 'poisson'
+  last = training.train_and_evaluate(
+      tiny_config(sampling=sampling, **{'dp.mechanism': mechanism}), workdir)
 
   rows = rundir.read_csv(os.path.join(workdir, 'metrics.csv'))
   assert [r['round'] for r in rows] == ['1', '2']
@@ -66,7 +69,7 @@ def test_two_round_run_writes_the_run_directory_contract(tmp_path, mechanism):
     assert statement['epsilon'] is None
   else:
     expected = [privacy.epsilon_spent(noise_multiplier=1.0, clients_per_round=20,
-                                      population_size=population,
+                                      population_size=population, sampling=sampling,
                                       rounds=t, delta=1e-5) for t in (1, 2)]
     assert [float(r['epsilon']) for r in rows] == pytest.approx(expected)
     assert statement['epsilon'] == pytest.approx(expected[1])
@@ -134,8 +137,11 @@ def test_budget_guard_stops_before_the_round_that_would_exceed_it(tmp_path):
   assert rundir.read_json(os.path.join(workdir, 'privacy.json'))['rounds'] == 4
 
 
-def test_resume_after_crash_equals_uninterrupted_run(tmp_path, monkeypatch):
-  config = tiny_config(num_rounds=4)
+@pytest.mark.parametrize('mechanism, sampling', [('gaussian_adaptive', 'poisson'),
+                                                 ('tree', 'shuffle')])
+def test_resume_after_crash_equals_uninterrupted_run(tmp_path, monkeypatch, mechanism,
+                                                     sampling):
+  config = tiny_config(num_rounds=4, sampling=sampling, **{'dp.mechanism': mechanism})
   straight = str(tmp_path / 'straight')
   training.train_and_evaluate(config, straight)
 
@@ -187,6 +193,8 @@ def test_changed_config_is_refused_for_an_existing_run(tmp_path):
     ({'dp.accountant': 'pld', 'sampling': 'fixed_size'},
      r'pld accountant cannot analyse fixed_size sampling'),
     ({'dp.max_epsilon': -1.0}, r'dp.max_epsilon must be > 0. Found -1.0'),
+    ({'dp.mechanism': 'tree'}, r'dp.mechanism=tree \(DP-FTRL\) is accounted for '
+     r'sampling=shuffle'),
 ])
 def test_invalid_settings_fail_before_anything_is_written(tmp_path, overrides, message):
   workdir = tmp_path / 'run'
