@@ -246,13 +246,29 @@ def calibrate_noise_multiplier(
         round_event(noise_multiplier=z, clients_per_round=clients_per_round,
                     population_size=population_size, sampling=sampling), rounds)
 
+  bracket = dp_accounting.LowerEndpointAndGuess(1e-2, 1.0)
+  if accountant == 'pld':
+    # PLD is slow for tiny noise (a wide privacy loss support), which the default
+    # bracket search probes. RDP never reports less than PLD, so the RDP-calibrated
+    # noise spends at most the target under PLD: search below it.
+    upper = calibrate_noise_multiplier(
+        target_epsilon=target_epsilon, clients_per_round=clients_per_round,
+        population_size=population_size, rounds=rounds, delta=delta,
+        sampling=sampling, accountant='rdp')
+    lower = upper / 2
+    while lower > 1e-2 and epsilon_spent(
+        noise_multiplier=lower, clients_per_round=clients_per_round,
+        population_size=population_size, rounds=rounds, delta=delta,
+        sampling=sampling, accountant='pld') <= target_epsilon:
+      lower /= 2
+    bracket = dp_accounting.ExplicitBracketInterval(lower, upper)
   return float(
       dp_accounting.calibrate_dp_mechanism(
           lambda: make_accountant(accountant=accountant, sampling=sampling),
           make_event,
           target_epsilon,
           delta,
-          bracket_interval=dp_accounting.LowerEndpointAndGuess(1e-2, 1.0),
+          bracket_interval=bracket,
           tol=1e-4,
       )
   )

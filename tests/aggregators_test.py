@@ -38,7 +38,7 @@ def test_adaptive_bound_agrees_with_tff():
 @pytest.mark.parametrize('kw, message', [
     (dict(clip=-1.0), r'dp.clip must be a finite number > 0. Found -1.0'),
     (dict(mechanism='laplace'), r'dp.mechanism must be one of none, gaussian_fixed, '
-     r"gaussian_adaptive. Found 'laplace'"),
+     r"gaussian_adaptive, tree. Found 'laplace'"),
     (dict(mechanism='gaussian_fixed', noise_multiplier=0.0),
      r'dp.noise_multiplier must be a finite number > 0'),
     (dict(target_unclipped_quantile=1.5), r'target_unclipped_quantile must be in \(0, 1\)'),

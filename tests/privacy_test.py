@@ -60,8 +60,9 @@ def test_pld_with_fixed_size_is_refused_not_answered():
 def test_unknown_accountant_and_sampling_are_refused():
   with pytest.raises(ValueError, match="accountant must be one of rdp, pld. Found 'gdp'"):
     privacy.check_accounting(accountant='gdp', sampling='poisson')
-  with pytest.raises(ValueError, match="sampling must be one of poisson, fixed_size"):
-    privacy.check_accounting(accountant='rdp', sampling='shuffle')
+  with pytest.raises(ValueError, match="sampling must be one of poisson, fixed_size, "
+                     "shuffle. Found 'cyclic'"):
+    privacy.check_accounting(accountant='rdp', sampling='cyclic')
 
 
 def test_epsilon_matches_pinned_value():
