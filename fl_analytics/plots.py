@@ -29,6 +29,7 @@ FORMATS = ('png', 'pdf')
 _MECHANISM_STYLE = {
     'gaussian_adaptive': dict(color='tab:blue', marker='o', label='adaptive clipping'),
     'gaussian_fixed': dict(color='tab:orange', marker='s', label='fixed clipping'),
+    'tree': dict(color='tab:green', marker='^', label='DP-FTRL (tree)'),
 }
 
 
@@ -130,7 +131,7 @@ def _by_round(runs, workdir, column, ylabel, name, what, *, groups=None,
     else:
       eps = first.final()['epsilon']
       color = cmap(eps_values.index(eps) / max(1, len(eps_values) - 1) * 0.9)
-      ls = '-' if first.mechanism == 'gaussian_adaptive' else '--'
+      ls = {'gaussian_adaptive': '-', 'gaussian_fixed': '--'}.get(first.mechanism, ':')
       label = f"{_style(first.mechanism)['label']}, ε={eps:.3g}"
     ax.plot(rounds, mean, color=color, ls=ls, lw=1.5, label=label,
             marker='o' if len(rounds) < 15 else None, ms=3)
