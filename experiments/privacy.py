@@ -2,7 +2,8 @@ r"""A privacy statement for DP-FedAvg settings, without training (no TensorFlow)
 
   .venv/bin/python experiments/privacy.py --num_clients=N --clients_per_round=M \
       --noise_multiplier=Z --rounds=T --delta=D [--accountant=rdp|pld] \
-      [--sampling=poisson|fixed_size] [--target_epsilon=E] [--json]
+      [--sampling=poisson|fixed_size|shuffle] [--mechanism=gaussian|tree] \
+      [--target_epsilon=E] [--json]
 
 Calls `fl_analytics.privacy.privacy_statement`, the function `train.py` uses for
 privacy.json. With --target_epsilon it calibrates the noise multiplier instead.
@@ -24,7 +25,10 @@ _T = flags.DEFINE_integer('rounds', None, 'Rounds.')
 _DELTA = flags.DEFINE_float('delta', privacy.DEFAULT_DELTA, 'Delta.')
 _ACCOUNTANT = flags.DEFINE_enum('accountant', 'rdp', list(privacy.ACCOUNTANTS),
                                 'Accountant.')
-_SAMPLING = flags.DEFINE_enum('sampling', 'poisson', list(privacy.SAMPLINGS), 'Sampling.')
+_SAMPLING = flags.DEFINE_enum('sampling', 'poisson', list(privacy.SAMPLINGS),
+                              'Sampling (shuffle: cyclic passes, with --mechanism=tree).')
+_MECHANISM = flags.DEFINE_enum('mechanism', 'gaussian', ['gaussian', 'tree'],
+                               'gaussian (fixed or adaptive clipping) or tree (DP-FTRL).')
 _TARGET = flags.DEFINE_float('target_epsilon', None,
                              'Calibrate the noise multiplier to this epsilon.')
 _JSON = flags.DEFINE_bool('json', False, 'Print one JSON object.')
@@ -35,6 +39,8 @@ def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f'Unexpected arguments: {argv[1:]}')
   try:
+    privacy.check_accounting(accountant=_ACCOUNTANT.value, sampling=_SAMPLING.value,
+                             mechanism=_MECHANISM.value)
     if _TARGET.value is not None:
       z = privacy.calibrate_noise_multiplier(
           target_epsilon=_TARGET.value, clients_per_round=_M.value,
@@ -45,7 +51,7 @@ def main(argv):
     else:
       z = _Z.value
     statement = privacy.privacy_statement(
-        mechanism='gaussian', noise_multiplier=z, clients_per_round=_M.value,
+        mechanism=_MECHANISM.value, noise_multiplier=z, clients_per_round=_M.value,
         population_size=_N.value, rounds=_T.value, delta=_DELTA.value,
         sampling=_SAMPLING.value, accountant=_ACCOUNTANT.value)
   except ValueError as e:
@@ -62,16 +68,21 @@ def main(argv):
                         'population_size': statement['population_size']}))
     return
   s = statement
-  sampling = ('Poisson sampling, each user with probability '
-              f"{s['sampling_probability']:.4g} per round" if s['sampling'] == 'poisson'
-              else f"exactly {s['clients_per_round']:g} users per round, uniformly "
-              'without replacement')
+  sampling = {
+      'poisson': ('Poisson sampling, each user with probability '
+                  f"{s['sampling_probability']:.4g} per round"),
+      'fixed_size': (f"exactly {s['clients_per_round']:g} users per round, uniformly "
+                     'without replacement'),
+      'shuffle': (f"cyclic passes of {s.get('rounds_per_pass')} rounds over one shuffle "
+                  'of the users, no amplification claimed'),
+  }[s['sampling']]
   eps = 'inf' if s['epsilon'] is None else f"{s['epsilon']:.4g}"
   lines = [
       f"Protected: {s['unit_of_privacy']}.",
       f"Neighbouring datasets: {s['neighboring_relation']}.",
       f"Sampling: {sampling}, from {s['population_size']} users.",
-      f"Mechanism: Gaussian noise, noise multiplier {s['noise_multiplier']:.4g}"
+      f"Mechanism: {'tree aggregation (DP-FTRL)' if s['mechanism'] == 'tree' else 'Gaussian'}"
+      f" noise, noise multiplier {s['noise_multiplier']:.4g}"
       + (' (calibrated to the target)' if _TARGET.value is not None else '')
       + f", {s['rounds']} rounds.",
       f"Guarantee: ({eps}, {s['delta']:g})-DP by the {s['accountant'].upper()} accountant.",

@@ -1,0 +1,57 @@
+"""experiments/privacy.py: a privacy statement without training."""
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from fl_analytics import privacy
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+CLI = [sys.executable, os.path.join(REPO, 'experiments', 'privacy.py'),
+       '--num_clients=776', '--clients_per_round=50', '--rounds=40', '--delta=1e-5']
+
+
+def _run(*flags):
+  return subprocess.run(CLI + list(flags), capture_output=True, text=True, timeout=120)
+
+
+@pytest.mark.parametrize('accountant, sampling, mechanism', [
+    ('rdp', 'poisson', 'gaussian'), ('pld', 'poisson', 'gaussian'),
+    ('rdp', 'fixed_size', 'gaussian'), ('rdp', 'shuffle', 'tree')])
+def test_json_statement_is_the_library_statement(accountant, sampling, mechanism):
+  out = _run('--noise_multiplier=1.5', f'--accountant={accountant}',
+             f'--sampling={sampling}', f'--mechanism={mechanism}', '--json')
+  assert out.returncode == 0, out.stderr
+  got = json.loads(out.stdout)
+  assert {'epsilon', 'delta', 'noise_multiplier', 'accountant', 'sampling'} <= set(got)
+  assert got['epsilon'] == pytest.approx(privacy.epsilon_spent(
+      noise_multiplier=1.5, clients_per_round=50, population_size=776, rounds=40,
+      delta=1e-5, accountant=accountant, sampling=sampling), rel=1e-12)
+  assert (got['accountant'], got['sampling']) == (accountant, sampling)
+
+
+def test_target_epsilon_gives_the_calibrated_noise_multiplier():
+  out = _run('--target_epsilon=2', '--json')
+  got = json.loads(out.stdout)
+  assert got['calibrated'] is True
+  assert got['noise_multiplier'] == pytest.approx(privacy.calibrate_noise_multiplier(
+      target_epsilon=2.0, clients_per_round=50, population_size=776, rounds=40))
+  assert got['epsilon'] <= 2.0
+
+
+def test_text_statement_says_what_is_protected_and_how():
+  out = _run('--noise_multiplier=1')
+  assert out.returncode == 0
+  assert "Protected: one user's whole data" in out.stdout
+  assert 'Neighbouring datasets: add or remove one user.' in out.stdout
+  assert 'Guarantee: (3.67, 1e-05)-DP by the RDP accountant.' in out.stdout
+
+
+def test_unanalysable_combination_is_refused_with_a_message():
+  out = _run('--noise_multiplier=1', '--accountant=pld', '--sampling=fixed_size')
+  assert out.returncode == 2
+  assert 'pld accountant cannot analyse fixed_size sampling' in out.stderr
+  assert 'Traceback' not in out.stderr and out.stdout == ''
