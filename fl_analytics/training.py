@@ -198,9 +198,9 @@ def _prepare_workdir(config, workdir: str, population_size: int) -> tuple[dict, 
     diffs = rundir.config_differences(stored, resolved, ignore=_MUTABLE_KEYS)
     if diffs:
       raise ConfigMismatchError(
-          f'{workdir} holds a run with a different config; only num_rounds may '
-          'change when resuming or continuing a run. Use a new --workdir. '
-          'Differences:\n  ' + '\n  '.join(diffs))
+          f'{workdir} holds a run with a different config; only num_rounds, '
+          'dp.max_epsilon and runtime.* may change when resuming or continuing a run. '
+          'Use a new --workdir. Differences:\n  ' + '\n  '.join(diffs))
     start = rundir.latest_checkpoint_round(workdir)
     if (config.dp.target_epsilon is not None and config.dp.mechanism != 'none'
         and config.num_rounds > stored['num_rounds']):
@@ -320,7 +320,6 @@ def train_and_evaluate(config, workdir: str) -> dict[str, Any]:
           tff.learning.models.ModelWeights(*models.initial_weights(keras_model)))
 
     for round_num in range(start_round + 1, config.num_rounds + 1):
-      t0 = time.monotonic()
       statement = _statement(resolved, round_num)
       if (dp['max_epsilon'] is not None and statement['epsilon'] is not None
           and statement['epsilon'] > dp['max_epsilon']):
@@ -330,6 +329,7 @@ def train_and_evaluate(config, workdir: str) -> dict[str, Any]:
             round_num, statement['epsilon'], dp['max_epsilon'], round_num - 1,
             round_num - 1)
         break
+      t0 = time.monotonic()  # round_seconds: sampling, local training, aggregation
       cohort = sampling.cohort(
           sampling=config.sampling,
           population_size=data.population_size,
