@@ -169,6 +169,20 @@ def _check_common(*, noise_multiplier: float, rounds: int, delta: float) -> None
     raise ValueError(f'delta must be in (0, 1). Found {delta}.')
 
 
+def training_event(
+    *, noise_multiplier: float, clients_per_round: float, population_size: int,
+    rounds: int, sampling: str = 'poisson',
+) -> dp_accounting.DpEvent:
+  """The DpEvent of `rounds` rounds as they ran under `sampling`."""
+  if sampling == 'shuffle':
+    return tree_training_event(noise_multiplier=noise_multiplier,
+                               clients_per_round=clients_per_round,
+                               population_size=population_size, rounds=rounds)
+  return dp_accounting.SelfComposedDpEvent(
+      round_event(noise_multiplier=noise_multiplier, clients_per_round=clients_per_round,
+                  population_size=population_size, sampling=sampling), rounds)
+
+
 def epsilon_spent(
     *,
     noise_multiplier: float,
@@ -181,28 +195,21 @@ def epsilon_spent(
 ) -> float:
   """Epsilon at `delta` after `rounds` rounds (0 for none, inf without noise)."""
   _check_common(noise_multiplier=noise_multiplier, rounds=rounds, delta=delta)
-  acc = make_accountant(accountant=accountant, sampling=sampling)
-  if sampling == 'shuffle':
-    rounds_per_pass(clients_per_round=clients_per_round, population_size=population_size)
-    if rounds == 0:
-      return 0.0
-    if noise_multiplier == 0:
-      return math.inf
-    acc.compose(tree_training_event(
-        noise_multiplier=noise_multiplier, clients_per_round=clients_per_round,
-        population_size=population_size, rounds=rounds))
-    return float(acc.get_epsilon(delta))
-  event = round_event(noise_multiplier=max(noise_multiplier, 1e-12),
-                      clients_per_round=clients_per_round,
-                      population_size=population_size, sampling=sampling)
+  check_accounting(accountant=accountant, sampling=sampling)
+  # Built even when not composed: it validates the cohort against the population.
+  event = training_event(noise_multiplier=max(noise_multiplier, 1e-12),
+                         clients_per_round=clients_per_round,
+                         population_size=population_size, rounds=rounds,
+                         sampling=sampling)
   if rounds == 0:
     return 0.0
   if noise_multiplier == 0:
     return math.inf
-  if accountant == 'rdp':
-    orders, rdp = _one_round_rdp(event, sampling)
+  if accountant == 'rdp' and sampling != 'shuffle':  # T identical rounds: T * RDP(round)
+    orders, rdp = _one_round_rdp(event.event, sampling)
     return float(rdp_privacy_accountant.compute_epsilon(orders, rounds * rdp, delta)[0])
-  acc.compose(dp_accounting.SelfComposedDpEvent(event, rounds))
+  acc = make_accountant(accountant=accountant, sampling=sampling)
+  acc.compose(event)
   return float(acc.get_epsilon(delta))
 
 
@@ -239,12 +246,9 @@ def calibrate_noise_multiplier(
     raise ValueError('Cannot calibrate noise for 0 rounds.')
 
   def make_event(z):
-    if sampling == 'shuffle':
-      return tree_training_event(noise_multiplier=z, clients_per_round=clients_per_round,
-                                 population_size=population_size, rounds=rounds)
-    return dp_accounting.SelfComposedDpEvent(
-        round_event(noise_multiplier=z, clients_per_round=clients_per_round,
-                    population_size=population_size, sampling=sampling), rounds)
+    return training_event(noise_multiplier=z, clients_per_round=clients_per_round,
+                          population_size=population_size, rounds=rounds,
+                          sampling=sampling)
 
   bracket = dp_accounting.LowerEndpointAndGuess(1e-2, 1.0)
   if accountant == 'pld':
