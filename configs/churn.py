@@ -62,6 +62,9 @@ def get_config() -> ml_collections.ConfigDict:
   # Simulation: draw the DP noise from `seed` so runs repeat exactly and resume
   # bit-exactly. False: TF Privacy's unseeded noise, as a deployment needs.
   c.dp.reproducible_noise = True
+  # Sum the clipped updates with TFF's SecureSumFactory (gaussian_fixed and tree only;
+  # simulated by TFF's local runtime). The accounting covers its quantization.
+  c.dp.secure_sum = False
 
   c.runtime = ml_collections.ConfigDict()
   c.runtime.max_concurrent_computation_calls = -1  # TFF worker; <= 0: no limit

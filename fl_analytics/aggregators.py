@@ -20,6 +20,13 @@ changes.
   pass over the users, which is what the accounting assumes. No sampling
   amplification: users take part in cyclic passes (`sampling=shuffle`).
 
+With `secure_sum`, the clipped updates of `gaussian_fixed` and `tree` are summed with
+`tff.aggregators.SecureSumFactory` (bounds +-clip, 32-bit quantization) inside
+`DifferentiallyPrivateFactory`, the central-DP-with-SecAgg setting: the server sees only
+the sum and adds the noise. TFF's local runtime simulates the secure sum. Adaptive
+clipping is refused: fixed secure-sum bounds against a clip that adapts would leave the
+quantization error relative to the clip unbounded.
+
 `check_dp_config` validates the settings without importing TFF, so a bad value fails
 before anything is trained or written.
 """
@@ -30,6 +37,7 @@ import math
 from typing import Optional
 
 MECHANISMS = ('none', 'gaussian_fixed', 'gaussian_adaptive', 'tree')
+SECURE_SUM_MECHANISMS = ('gaussian_fixed', 'tree')
 
 
 def adaptive_max_noise_multiplier(clients_per_round: float) -> float:
@@ -49,8 +57,16 @@ def check_dp_config(
     clients_per_round: float,
     target_unclipped_quantile: float = 0.5,
     clip_learning_rate: float = 0.2,
+    secure_sum: bool = False,
 ) -> None:
   """Raises ValueError naming the bad value and what is allowed."""
+  if secure_sum and mechanism not in SECURE_SUM_MECHANISMS:
+    raise ValueError(
+        f'dp.secure_sum=True is supported for dp.mechanism in '
+        f'{", ".join(SECURE_SUM_MECHANISMS)}. Found {mechanism!r}.'
+        + (' TFF\'s secure sum needs fixed bounds, and with adaptive clipping its '
+           'quantization error relative to the clip is unbounded.'
+           if mechanism == 'gaussian_adaptive' else ''))
   if mechanism not in MECHANISMS:
     raise ValueError(
         f'dp.mechanism must be one of {", ".join(MECHANISMS)}. Found {mechanism!r}.')
@@ -92,6 +108,7 @@ def build_model_aggregator(
     noise_seed: Optional[int] = None,
     record_specs=None,
     restart_period: Optional[int] = None,
+    secure_sum: bool = False,
 ):
   """The `tff.aggregators.UnweightedAggregationFactory` for `mechanism`.
 
@@ -107,10 +124,14 @@ def build_model_aggregator(
       clients_per_round=clients_per_round,
       target_unclipped_quantile=target_unclipped_quantile,
       clip_learning_rate=clip_learning_rate,
+      secure_sum=secure_sum,
   )
   import tensorflow_federated as tff  # pylint: disable=g-import-not-at-top
 
   dp_factory = tff.aggregators.DifferentiallyPrivateFactory
+  record_sum = (tff.aggregators.SecureSumFactory(
+      upper_bound_threshold=float(clip), lower_bound_threshold=-float(clip))
+                if secure_sum else None)
   if mechanism == 'none':
     return tff.aggregators.UnweightedMeanFactory()
   if mechanism == 'tree':
@@ -124,7 +145,8 @@ def build_model_aggregator(
         use_efficient=True)
     sum_query = tfp.RestartQuery(
         sum_query, tfp.restart_query.PeriodicRoundRestartIndicator(period=restart_period))
-    return dp_factory(tfp.NormalizedQuery(sum_query, denominator=float(clients_per_round)))
+    return dp_factory(tfp.NormalizedQuery(sum_query, denominator=float(clients_per_round)),
+                      record_sum)
   if mechanism == 'gaussian_fixed':
     factory = dp_factory.gaussian_fixed(
         noise_multiplier=noise_multiplier,
@@ -139,12 +161,13 @@ def build_model_aggregator(
         target_unclipped_quantile=target_unclipped_quantile,
         learning_rate=clip_learning_rate,
     )
-  if noise_seed is None:
+  if noise_seed is None and record_sum is None:
     return factory
-  from fl_analytics import seeded_noise  # pylint: disable=g-import-not-at-top
-
   # TFF builds the query inside these classmethods; `_query` is how to reach it
   # without copying their noise-splitting arithmetic (pinned TFF 0.87.0).
-  return dp_factory(
-      seeded_noise.SeededNoiseQuery(factory._query, noise_seed)  # pylint: disable=protected-access
-  )
+  query = factory._query  # pylint: disable=protected-access
+  if noise_seed is not None:
+    from fl_analytics import seeded_noise  # pylint: disable=g-import-not-at-top
+
+    query = seeded_noise.SeededNoiseQuery(query, noise_seed)
+  return dp_factory(query, record_sum)

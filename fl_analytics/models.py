@@ -27,6 +27,13 @@ def build_churn_model(*, num_features: int, hidden_units: int, seed: int):
   return tf.keras.Model(inputs, logit)
 
 
+def churn_num_parameters(*, num_features: int, hidden_units: int) -> int:
+  """Trainable parameters of `build_churn_model` (models_test checks it against Keras)."""
+  if hidden_units > 0:
+    return num_features * hidden_units + hidden_units + hidden_units + 1
+  return num_features + 1
+
+
 def churn_model_fn(*, num_features: int, hidden_units: int, seed: int) -> Callable:
   """A no-argument function returning a fresh `tff.learning.models.VariableModel`."""
   import tensorflow as tf  # pylint: disable=g-import-not-at-top

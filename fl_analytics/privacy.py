@@ -278,6 +278,21 @@ def calibrate_noise_multiplier(
   )
 
 
+def secure_sum_sensitivity_factor(num_parameters: int) -> float:
+  """How much TFF's 32-bit secure sum can enlarge one user's clipped update.
+
+  `SecureSumFactory` with bounds [-C, C] quantizes each coordinate to 2**32 levels
+  with deterministic rounding to nearest (`secure_quantized_sum`), an error of at most
+  half a step, C / (2**32 - 1), per coordinate; so a record of L2 norm <= C reaches at
+  most C * (1 + sqrt(d) / (2**32 - 1)). The accountant divides the noise multiplier by
+  this factor. (Float32 rounding of the sums themselves is not modelled, as in every
+  floating-point DP implementation.)
+  """
+  if num_parameters < 1:
+    raise ValueError(f'num_parameters must be >= 1. Found {num_parameters}.')
+  return 1.0 + math.sqrt(num_parameters) / (2**32 - 1)
+
+
 def privacy_statement(
     *,
     mechanism: str,
@@ -288,14 +303,24 @@ def privacy_statement(
     delta: float = DEFAULT_DELTA,
     sampling: str = 'poisson',
     accountant: str = 'rdp',
+    sensitivity_factor: float = 1.0,
+    secure_sum: bool = False,
 ) -> dict[str, Any]:
-  """What was protected, how, and at what (epsilon, delta): the `privacy.json` body."""
+  """What was protected, how, and at what (epsilon, delta): the `privacy.json` body.
+
+  `sensitivity_factor` (>= 1) is how much the aggregation can enlarge one user's
+  clipped contribution (see `secure_sum_sensitivity_factor`); the accountant uses
+  `noise_multiplier / sensitivity_factor`.
+  """
+  if not sensitivity_factor >= 1:
+    raise ValueError(f'sensitivity_factor must be >= 1. Found {sensitivity_factor}.')
   check_accounting(accountant=accountant, sampling=sampling, mechanism=mechanism)
   q = sampling_probability(
       clients_per_round=clients_per_round, population_size=population_size)
   private = mechanism != 'none'
+  accounted_noise = noise_multiplier / sensitivity_factor
   epsilon = (
-      epsilon_spent(noise_multiplier=noise_multiplier, clients_per_round=clients_per_round,
+      epsilon_spent(noise_multiplier=accounted_noise, clients_per_round=clients_per_round,
                     population_size=population_size, rounds=rounds, delta=delta,
                     sampling=sampling, accountant=accountant)
       if private else math.inf)
@@ -336,6 +361,11 @@ def privacy_statement(
           'max_participations': -(-rounds // rounds_per_pass(
               clients_per_round=clients_per_round, population_size=population_size))}
          if sampling == 'shuffle' else {}),
+      **({'secure_aggregation': (
+          "TFF SecureSumFactory (32-bit quantized secure sum of the clipped updates); "
+          "TFF's local runtime simulates the secure sum, so no cryptography ran here"),
+          'sensitivity_factor': sensitivity_factor,
+          'accounted_noise_multiplier': accounted_noise} if secure_sum else {}),
       'notes': (
           sampling_note + ' Training metrics (train_loss) are simulation diagnostics '
           'outside the guarantee. Evaluation uses held-out users only.'

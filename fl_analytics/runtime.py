@@ -181,11 +181,18 @@ def local_cpp_context(
       executor.set_cardinalities(cardinalities)
       return executor
 
+    def compile_fn(comp):
+      # The C++ worker has no secure-sum intrinsics: as TFF's own test context
+      # (`tff.backends.test`) does, replace them with plain TensorFlow sums that keep
+      # their range checks. A simulation of secure aggregation, no cryptography.
+      comp = tff.backends.test.replace_secure_intrinsics_with_bodies(comp)
+      return tff.backends.native.desugar_and_transform_to_native(comp)
+
     context = tff.framework.SyncExecutionContext(
         executor_fn=tff.framework.ResourceManagingExecutorFactory(
             executor_stack_fn=stack_fn
         ),
-        compiler_fn=tff.backends.native.desugar_and_transform_to_native,
+        compiler_fn=compile_fn,
         transform_args=tff.tensorflow.transform_args,
         transform_result=tff.tensorflow.transform_result,
     )

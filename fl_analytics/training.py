@@ -121,11 +121,17 @@ def resolve_config(config, *, population_size: int, stored: Optional[dict] = Non
   q = privacy.sampling_probability(
       clients_per_round=config.clients_per_round, population_size=population_size
   )
+  aggregators.check_dp_config(
+      mechanism=dp['mechanism'], noise_multiplier=1.0, clip=dp['clip'],
+      clients_per_round=config.clients_per_round, secure_sum=dp['secure_sum'])
+  factor = (privacy.secure_sum_sensitivity_factor(models.churn_num_parameters(
+      num_features=features.NUM_FEATURES, hidden_units=config.model.hidden_units))
+            if dp['secure_sum'] else 1.0)
   if dp['mechanism'] != 'none' and dp['target_epsilon'] is not None:
     if stored is not None and stored['dp'].get('target_epsilon') == dp['target_epsilon']:
       dp['noise_multiplier'] = stored['dp']['noise_multiplier']
     else:
-      dp['noise_multiplier'] = privacy.calibrate_noise_multiplier(
+      dp['noise_multiplier'] = factor * privacy.calibrate_noise_multiplier(
           target_epsilon=dp['target_epsilon'],
           clients_per_round=config.clients_per_round,
           population_size=population_size,
@@ -141,8 +147,10 @@ def resolve_config(config, *, population_size: int, stored: Optional[dict] = Non
       clients_per_round=config.clients_per_round,
       target_unclipped_quantile=dp['target_unclipped_quantile'],
       clip_learning_rate=dp['clip_learning_rate'],
+      secure_sum=dp['secure_sum'],
   )
   resolved['resolved'] = {
+      'sensitivity_factor': factor,
       'population_size': population_size,
       'sampling_probability': q,
       'noise_multiplier': dp['noise_multiplier'] if dp['mechanism'] != 'none' else 0.0,
@@ -185,6 +193,8 @@ def _statement(resolved: dict, rounds: int) -> dict[str, Any]:
       delta=resolved['dp']['delta'],
       sampling=resolved['sampling'],
       accountant=resolved['dp']['accountant'],
+      sensitivity_factor=resolved['resolved']['sensitivity_factor'],
+      secure_sum=resolved['dp']['secure_sum'],
   )
 
 
@@ -283,6 +293,7 @@ def train_and_evaluate(config, workdir: str) -> dict[str, Any]:
           target_unclipped_quantile=dp['target_unclipped_quantile'],
           clip_learning_rate=dp['clip_learning_rate'],
           noise_seed=config.seed if dp['reproducible_noise'] else None,
+          secure_sum=dp['secure_sum'],
           **tree_kwargs,
       ),
   )
@@ -301,6 +312,9 @@ def train_and_evaluate(config, workdir: str) -> dict[str, Any]:
 
   summary_writer = tf.summary.create_file_writer(
       os.path.join(workdir, rundir.TENSORBOARD_DIR))
+  if dp['secure_sum']:
+    logging.info('Secure aggregation: TFF SecureSumFactory, simulated by TFF\'s local '
+                 'runtime (no cryptography runs in simulation).')
   runtime.install_sigterm_handler()
   with runtime.local_cpp_context(
       max_concurrent_computation_calls=config.runtime.max_concurrent_computation_calls,

@@ -174,3 +174,14 @@ def test_tree_combinations_the_accountant_cannot_analyse_are_refused(kw, message
   kw.setdefault('accountant', 'rdp')
   with pytest.raises(ValueError, match=message):
     privacy.check_accounting(**kw)
+
+
+def test_secure_sum_factor_is_half_a_quantization_step_per_coordinate():
+  # d coordinates each off by at most C / (2**32 - 1): the L2 norm grows by sqrt(d) of it.
+  assert privacy.secure_sum_sensitivity_factor(4) == 1.0 + 2.0 / (2**32 - 1)
+  with pytest.raises(ValueError, match='num_parameters must be >= 1. Found 0'):
+    privacy.secure_sum_sensitivity_factor(0)
+  with pytest.raises(ValueError, match='sensitivity_factor must be >= 1. Found 0.5'):
+    privacy.privacy_statement(mechanism='gaussian_fixed', noise_multiplier=1.0,
+                              clients_per_round=10, population_size=100, rounds=1,
+                              sensitivity_factor=0.5)

@@ -8,11 +8,13 @@ import pytest
 import tensorflow as tf
 
 from configs import churn
+from fl_analytics import models
 from fl_analytics import privacy
 from fl_analytics import report
 from fl_analytics import rundir
 from fl_analytics import training
 from fl_analytics.data import clients
+from fl_analytics.data import features
 
 
 def tiny_config(**overrides):
@@ -95,6 +97,31 @@ def test_target_epsilon_is_calibrated_and_recorded(tmp_path):
   assert statement['noise_multiplier'] == config['dp']['noise_multiplier']
   assert statement['epsilon'] <= 3.0
   assert statement['epsilon'] == pytest.approx(3.0, rel=1e-2)
+
+
+def test_secure_sum_runs_accounts_its_quantization_and_matches_the_plain_sum(tmp_path):
+  plain, secure = str(tmp_path / 'plain'), str(tmp_path / 'secure')
+  base = {'dp.mechanism': 'gaussian_fixed', 'dp.target_epsilon': 3.0}
+  training.train_and_evaluate(tiny_config(**base), plain)
+  training.train_and_evaluate(tiny_config(**base, **{'dp.secure_sum': True}), secure)
+
+  config = rundir.read_json(os.path.join(secure, 'config.json'))
+  statement = rundir.read_json(os.path.join(secure, 'privacy.json'))
+  factor = privacy.secure_sum_sensitivity_factor(models.churn_num_parameters(
+      num_features=features.NUM_FEATURES, hidden_units=config['model']['hidden_units']))
+  assert 1.0 < factor < 1.0 + 1e-6
+  assert config['resolved']['sensitivity_factor'] == factor
+  plain_z = rundir.read_json(os.path.join(plain, 'config.json'))['dp']['noise_multiplier']
+  assert config['dp']['noise_multiplier'] == pytest.approx(factor * plain_z, rel=1e-12)
+  assert statement['accounted_noise_multiplier'] == pytest.approx(plain_z, rel=1e-12)
+  assert statement['epsilon'] == pytest.approx(privacy.epsilon_spent(
+      noise_multiplier=config['dp']['noise_multiplier'] / factor, clients_per_round=20,
+      population_size=statement['population_size'], rounds=2, delta=1e-5))
+  assert 'simulates the secure sum' in statement['secure_aggregation']
+  # Same seed, same noise: the 32-bit quantized sum changes the model by rounding only.
+  for a, b in zip(_metrics(plain), _metrics(secure)):
+    for key in ('train_loss', 'eval_loss', 'eval_auc'):
+      assert float(a[key]) == pytest.approx(float(b[key]), rel=1e-4), key
 
 
 @pytest.mark.parametrize('sampling, accountant', [('fixed_size', 'rdp'), ('poisson', 'pld')])
@@ -195,6 +222,8 @@ def test_changed_config_is_refused_for_an_existing_run(tmp_path):
     ({'dp.max_epsilon': -1.0}, r'dp.max_epsilon must be > 0. Found -1.0'),
     ({'dp.mechanism': 'tree'}, r'dp.mechanism=tree \(DP-FTRL\) is accounted for '
      r'sampling=shuffle'),
+    ({'dp.secure_sum': True}, r'dp.secure_sum=True is supported for dp.mechanism in '
+     r"gaussian_fixed, tree. Found 'gaussian_adaptive'"),
 ])
 def test_invalid_settings_fail_before_anything_is_written(tmp_path, overrides, message):
   workdir = tmp_path / 'run'
