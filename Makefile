@@ -12,7 +12,7 @@ DEMO_DIR ?= runs/demo
 REFERENCE_RUNS ?= runs/reference
 PARALLEL ?=
 
-.PHONY: setup test demo reproduce clean-runs
+.PHONY: setup test demo reproduce bench clean-runs
 
 setup: $(STAMP)
 
@@ -43,6 +43,11 @@ reproduce: setup
 	$(PY) experiments/sweep.py --config=configs/sweeps/reference.py --workdir=$(REFERENCE_RUNS) $(if $(PARALLEL),--parallel=$(PARALLEL))
 	$(PY) experiments/plot.py --workdir=$(REFERENCE_RUNS)
 	$(PY) experiments/export_reference.py --workdir=$(REFERENCE_RUNS) --reference=results/reference
+
+# Seconds per round of the pipeline against the plain-TensorFlow floor, sweep throughput
+# and memory (about 4 minutes; BENCH_ARGS='--memory_rounds=1000' adds the long run).
+bench: setup
+	$(PY) experiments/benchmark.py --json=runs/benchmark.json $(BENCH_ARGS)
 
 clean-runs:
 	rm -rf runs

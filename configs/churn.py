@@ -67,5 +67,8 @@ def get_config() -> ml_collections.ConfigDict:
   c.dp.secure_sum = False
 
   c.runtime = ml_collections.ConfigDict()
-  c.runtime.max_concurrent_computation_calls = -1  # TFF worker; <= 0: no limit
+  # mapreduce: the process's MapReduceForm run in this process (fast); cpp: TFF's
+  # local C++ runtime (a worker_binary). Same results; may change when resuming.
+  c.runtime.engine = 'mapreduce'
+  c.runtime.max_concurrent_computation_calls = -1  # cpp engine; <= 0: no limit
   return c

@@ -18,10 +18,11 @@ running the same command again resumes after the last completed round, and a lar
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 import time
-from typing import Any, Optional
+from typing import Any, Callable, Optional
 
 from absl import logging
 # TensorFlow must be imported before absl's app.run starts main(): imported inside it,
@@ -32,6 +33,7 @@ import tensorflow_federated as tff
 from fl_analytics import aggregators
 from fl_analytics import metrics
 from fl_analytics import models
+from fl_analytics import mrf_runner
 from fl_analytics import privacy
 from fl_analytics import rundir
 from fl_analytics import runtime
@@ -52,6 +54,9 @@ METRIC_COLUMNS = (
     'clip',
     'round_seconds',
 )
+# How rounds execute: `mapreduce` runs the process's MapReduceForm in this process
+# (`fl_analytics.mrf_runner`); `cpp` runs it on TFF's local C++ runtime. Same results.
+ENGINES = ('mapreduce', 'cpp')
 # Keys that may change between launches of the same run.
 _MUTABLE_KEYS = ('num_rounds', 'runtime', 'dp.max_epsilon')
 
@@ -92,6 +97,9 @@ def check_config(config) -> None:
     raise ValueError(f'dp.max_epsilon must be > 0. Found {dp.max_epsilon}.')
   privacy.check_accounting(accountant=dp.accountant, sampling=config.sampling,
                            mechanism=dp.mechanism)
+  if config.runtime.engine not in ENGINES:
+    raise ValueError(f'runtime.engine must be one of {", ".join(ENGINES)}. '
+                     f'Found {config.runtime.engine!r}.')
   if (config.sampling in ('fixed_size', 'shuffle')
       and int(config.clients_per_round) != config.clients_per_round):
     raise ValueError(f'clients_per_round must be a whole number with sampling='
@@ -229,8 +237,12 @@ def _evaluate(keras_model, model_weights, data: clients.ChurnData) -> dict[str, 
   return metrics.binary_metrics(logits, data.eval_y)
 
 
-def train_and_evaluate(config, workdir: str) -> dict[str, Any]:
+def train_and_evaluate(config, workdir: str,
+                       on_round: Optional[Callable[[dict], None]] = None) -> dict[str, Any]:
   """Trains and evaluates one run into `workdir`; returns the last metrics row.
+
+  `on_round`, if given, is called with each round's metrics row once it is saved
+  (the benchmark reads memory there).
 
   Raises:
     InvalidSettingsError: for invalid settings, before anything is written.
@@ -281,6 +293,9 @@ def train_and_evaluate(config, workdir: str) -> dict[str, Any]:
         population_size=data.population_size))
   process = tff.learning.algorithms.build_unweighted_fed_avg(
       models.churn_model_fn(**model_kwargs),
+      # An iterator loop: TFF's default, dataset.reduce, re-instantiates the training
+      # step's function at every client call (about 70 ms each here).
+      loop_implementation=tff.learning.LoopImplementation.DATASET_ITERATOR,
       client_optimizer_fn=tff.learning.optimizers.build_sgdm(
           config.client.learning_rate),
       server_optimizer_fn=tff.learning.optimizers.build_sgdm(
@@ -302,34 +317,43 @@ def train_and_evaluate(config, workdir: str) -> dict[str, Any]:
   # give the run's initial weights.
   keras_model = models.build_churn_model(**model_kwargs)
 
-  def client_dataset(index: int):
-    x, y = data.train_examples[index]
-    return (
-        tf.data.Dataset.from_tensor_slices((x, y))
-        .repeat(config.client.local_epochs)
-        .batch(config.client.batch_size)
-    )
+  def batches(x, y):
+    return tf.data.Dataset.from_tensor_slices((x, y)).repeat(
+        config.client.local_epochs).batch(config.client.batch_size)
 
   summary_writer = tf.summary.create_file_writer(
       os.path.join(workdir, rundir.TENSORBOARD_DIR))
   if dp['secure_sum']:
-    logging.info('Secure aggregation: TFF SecureSumFactory, simulated by TFF\'s local '
-                 'runtime (no cryptography runs in simulation).')
+    logging.info('Secure aggregation: TFF SecureSumFactory, simulated in the clear '
+                 '(no cryptography runs in simulation).')
   runtime.install_sigterm_handler()
-  with runtime.local_cpp_context(
-      max_concurrent_computation_calls=config.runtime.max_concurrent_computation_calls,
-      log_path=os.path.join(workdir, rundir.WORKER_LOG),
-  ):
+  with contextlib.ExitStack() as stack:
+    if config.runtime.engine == 'mapreduce':
+      engine = mrf_runner.MapReduceRunner(process, batches)
+      stack.callback(engine.close)
+      run_round = lambda state, cohort: engine.next(  # pylint: disable=g-long-lambda
+          state, [data.train_examples[i] for i in cohort])
+    else:
+      stack.enter_context(runtime.local_cpp_context(
+          max_concurrent_computation_calls=config.runtime.max_concurrent_computation_calls,
+          log_path=os.path.join(workdir, rundir.WORKER_LOG)))
+      engine = process
+
+      def run_round(state, cohort):
+        output = process.next(
+            state, [batches(*data.train_examples[i]) for i in cohort])
+        return output.state, output.metrics
+
     if not start_round:  # the contract's files exist from the start
       rundir.write_csv(metrics_path, METRIC_COLUMNS, [])
       rundir.write_json(os.path.join(workdir, rundir.PRIVACY_FILE),
                         _statement(resolved, 0))
-    state = process.initialize()
+    state = engine.initialize()
     if start_round:
       state = tf.nest.pack_sequence_as(
           state, rundir.load_checkpoint(workdir, start_round))
     else:
-      state = process.set_model_weights(
+      state = engine.set_model_weights(
           state,
           tff.learning.models.ModelWeights(*models.initial_weights(keras_model)))
 
@@ -353,16 +377,15 @@ def train_and_evaluate(config, workdir: str) -> dict[str, Any]:
       )
       row = {'round': round_num, 'cohort_size': len(cohort)}
       if len(cohort):
-        output = process.next(state, [client_dataset(i) for i in cohort])
-        state = output.state
-        train = output.metrics['client_work']['train']
+        state, round_metrics = run_round(state, cohort)
+        train = round_metrics['client_work']['train']
         row['train_loss'] = float(train['loss'])
         row['train_accuracy'] = float(train['binary_accuracy'])
         if not math.isfinite(row['train_loss']):
           raise FloatingPointError(
               f'Training loss is {row["train_loss"]} at round {round_num}; lower '
               'client.learning_rate or server.learning_rate.')
-        dp_metrics = output.metrics['aggregator'].get('dp_query_metrics') or {}
+        dp_metrics = round_metrics['aggregator'].get('dp_query_metrics') or {}
         if 'clip' in dp_metrics:
           row['clip'] = float(dp_metrics['clip'])
       else:
@@ -373,7 +396,7 @@ def train_and_evaluate(config, workdir: str) -> dict[str, Any]:
       row['round_seconds'] = time.monotonic() - t0
       row['epsilon'] = statement['epsilon'] if statement['epsilon'] is not None else math.inf
       if round_num % config.eval_every == 0 or round_num == config.num_rounds:
-        ev = _evaluate(keras_model, process.get_model_weights(state), data)
+        ev = _evaluate(keras_model, engine.get_model_weights(state), data)
         row.update({f'eval_{k}': v for k, v in ev.items()})
 
       rows.append(row)
@@ -387,6 +410,8 @@ def train_and_evaluate(config, workdir: str) -> dict[str, Any]:
           if key != 'round' and value is not None and math.isfinite(float(value)):
             tf.summary.scalar(key, float(value))
       summary_writer.flush()
+      if on_round is not None:
+        on_round(row)
       logging.info(
           'round %d/%d  eps %s  cohort %d  train_loss %s  eval_acc %s  eval_auc %s  '
           '%.2f s', round_num, config.num_rounds, _fmt(row['epsilon']),

@@ -58,7 +58,8 @@ def test_train_script_leaves_no_worker_on_success_and_keeps_pipe_free(tmp_path):
   before = runtime.worker_pids_owned_by(os.getpid())
   # Through a pipe, as `train.py | tail` would: communicate() returns only once every
   # holder of the pipe (a leaked worker too) has closed it.
-  proc = subprocess.Popen(_train_cmd(tmp_path / 'ok', '--config.num_rounds=1'),
+  proc = subprocess.Popen(_train_cmd(tmp_path / 'ok', '--config.num_rounds=1',
+                                     '--config.runtime.engine=cpp'),
                           stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
   out, _ = proc.communicate(timeout=300)
   assert proc.returncode == 0, out.decode()[-2000:]
@@ -79,7 +80,9 @@ def test_train_script_reports_bad_settings_without_traceback(tmp_path):
 def test_interrupted_or_killed_run_leaves_no_worker_and_resumes(tmp_path, sig):
   workdir = tmp_path / 'run'
   before = runtime.worker_pids_owned_by(os.getpid())
-  proc = subprocess.Popen(_train_cmd(workdir, '--config.num_rounds=200'),
+  # The cpp engine starts a worker; the default (mapreduce) engine starts none.
+  proc = subprocess.Popen(_train_cmd(workdir, '--config.num_rounds=200',
+                                     '--config.runtime.engine=cpp'),
                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
   try:
     assert _wait_for(lambda: (workdir / 'checkpoints').is_dir()
@@ -98,7 +101,7 @@ def test_interrupted_or_killed_run_leaves_no_worker_and_resumes(tmp_path, sig):
   assert done >= 1
   # The same command (with fewer rounds so it ends soon) resumes after `done`.
   result = subprocess.run(
-      _train_cmd(workdir, f'--config.num_rounds={done + 1}'),
+      _train_cmd(workdir, f'--config.num_rounds={done + 1}', '--config.runtime.engine=cpp'),
       capture_output=True, text=True, timeout=300)
   assert result.returncode == 0, result.stderr[-2000:]
   assert f'Resuming {workdir} after round' in result.stderr

@@ -1,0 +1,154 @@
+"""What `experiments/benchmark.py` measures: the pipeline's rounds against their floor.
+
+- `pipeline_round_seconds`: seconds per round of `training.train_and_evaluate` itself
+  (its `round_seconds` column: sampling, local training, aggregation, noise), the
+  median after warm-up rounds, for the churn config with adaptive-clipping DP.
+- `floor_round_seconds` (`fl_analytics.floor`): the same rounds' work in plain
+  TensorFlow on the same clients, and that loop's trace count.
+- `sweep_throughput`: rounds per second across the points of a small parallel sweep.
+- `memory_profile`: resident memory of a long run at two rounds.
+"""
+
+from __future__ import annotations
+
+import os
+import resource
+import sys
+import tempfile
+import time
+from typing import Callable, Optional, Sequence
+
+import numpy as np
+
+from fl_analytics import floor
+from fl_analytics import rundir
+from fl_analytics import sampling
+from fl_analytics import sweeps
+from fl_analytics import training
+from fl_analytics.data import clients
+from fl_analytics.data import features
+
+
+def rss_mb(pid: Optional[int] = None) -> float:
+  """Resident memory of a process now, in MiB (Linux /proc)."""
+  with open(f'/proc/{pid or "self"}/status') as f:
+    for line in f:
+      if line.startswith('VmRSS:'):
+        return int(line.split()[1]) / 1024
+  raise RuntimeError('VmRSS not found in /proc status')
+
+
+def peak_rss_mb() -> dict[str, float]:
+  """Peak resident memory of this process and of its largest finished child, MiB."""
+  return {'self': resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+          'children': resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024}
+
+
+def benchmark_config(clients_per_round: int, num_rounds: int):
+  from configs import churn  # pylint: disable=g-import-not-at-top
+
+  config = churn.get_config()
+  config.clients_per_round = clients_per_round
+  config.num_rounds = num_rounds
+  config.eval_every = num_rounds  # evaluation only after the last round, untimed
+  return config
+
+
+def pipeline_round_seconds(clients_per_round: int, *, rounds: int, warmup: int = 2,
+                           engine: str = 'mapreduce') -> float:
+  """Median `round_seconds` of the pipeline's loop over `rounds` rounds after warm-up."""
+  config = benchmark_config(clients_per_round, warmup + rounds)
+  config.runtime.engine = engine
+  with tempfile.TemporaryDirectory() as workdir:
+    training.train_and_evaluate(config, workdir)
+    rows = rundir.read_csv(os.path.join(workdir, rundir.METRICS_FILE))
+  return float(np.median([float(r['round_seconds']) for r in rows[warmup:]]))
+
+
+def floor_round_seconds(clients_per_round: int, *, rounds: int) -> tuple[float, int]:
+  """The floor on the same clients the pipeline samples: (median seconds, traces)."""
+  config = benchmark_config(clients_per_round, rounds + 1)
+  data = clients.build_churn_data(config.data, seed=config.data.seed)
+  cohorts = [[data.train_examples[i] for i in sampling.cohort(
+      sampling=config.sampling, population_size=data.population_size,
+      clients_per_round=clients_per_round, seed=config.seed, round_num=r)]
+              for r in range(1, rounds + 2)]
+  return floor.floor_round_seconds(
+      rounds, cohorts, num_features=features.NUM_FEATURES,
+      hidden_units=config.model.hidden_units, seed=config.seed,
+      client_learning_rate=config.client.learning_rate,
+      batch_size=config.client.batch_size, local_epochs=config.client.local_epochs,
+      server_learning_rate=config.server.learning_rate,
+      server_momentum=config.server.momentum,
+      noise_multiplier=config.dp.noise_multiplier, clip=config.dp.clip,
+      clients_per_round=clients_per_round,
+      adaptive=config.dp.mechanism == 'gaussian_adaptive',
+      target_unclipped_quantile=config.dp.target_unclipped_quantile,
+      clip_learning_rate=config.dp.clip_learning_rate)
+
+
+def sweep_throughput(*, points: int, rounds: int, parallel: Optional[int],
+                     train_script: str) -> dict[str, float]:
+  """Rounds per second across `points` sweep points of `rounds` rounds, run in parallel.
+
+  Wall time includes each point's start-up (imports, data, building the process),
+  which is what a sweep pays.
+  """
+  overrides = [{'seed': s} for s in range(points)]
+  point_list = [sweeps.Point(sweeps.run_name(o), {'num_rounds': rounds,
+                                                  'eval_every': rounds, **o},
+                             rounds) for o in overrides]
+  from configs import churn  # pylint: disable=g-import-not-at-top
+  base = os.path.abspath(churn.__file__)
+
+  def command(point, run_dir):
+    return [sys.executable, train_script, f'--config={base}', f'--workdir={run_dir}'] + [
+        f'--config.{k}={v}' for k, v in point.overrides.items()]
+
+  with tempfile.TemporaryDirectory() as workdir:
+    t0 = time.monotonic()
+    results = sweeps.run_sweep(point_list, workdir, command=command, parallel=parallel,
+                               log=lambda _: None)
+    seconds = time.monotonic() - t0
+    failed = [r.point.name for r in results if r.status == 'failed']
+    if failed:
+      raise RuntimeError(f'sweep points failed: {failed}')
+    round_seconds = [float(row['round_seconds']) for r in results
+                     for row in rundir.read_csv(os.path.join(
+                         workdir, r.point.name, rundir.METRICS_FILE))]
+  return {'points': points, 'rounds_per_point': rounds,
+          'parallel': parallel or sweeps.default_parallel(),
+          'wall_seconds': seconds, 'rounds_per_second': points * rounds / seconds,
+          'median_round_seconds_in_sweep': float(np.median(round_seconds))}
+
+
+def memory_profile(num_rounds: int, *, at: int = 50,
+                   progress: Callable[[str], None] = print) -> dict[str, float]:
+  """Resident memory after round `at` and after round `num_rounds` of one long run."""
+  if num_rounds <= at:
+    raise ValueError(f'--memory_rounds must be > {at}. Found {num_rounds}.')
+  config = benchmark_config(50, num_rounds)
+  config.eval_every = 50
+  samples = {}
+
+  def on_round(row):
+    r = row['round']
+    if r in (at, num_rounds) or r % 100 == 0:
+      samples[r] = rss_mb()
+      progress(f'memory: round {r}/{num_rounds}: {samples[r]:.0f} MiB resident')
+
+  with tempfile.TemporaryDirectory() as workdir:
+    training.train_and_evaluate(config, workdir, on_round=on_round)
+  return {'rounds': num_rounds, f'rss_mb_round_{at}': samples[at],
+          f'rss_mb_round_{num_rounds}': samples[num_rounds],
+          'growth': samples[num_rounds] / samples[at] - 1.0,
+          'samples': {str(k): v for k, v in sorted(samples.items())}}
+
+
+def rows_table(rows: Sequence[dict]) -> str:
+  lines = [f'{"clients/round":>13}  {"pipeline s/round":>16}  {"floor s/round":>13}  '
+           f'{"ratio":>6}']
+  for r in rows:
+    lines.append(f'{r["clients_per_round"]:>13}  {r["pipeline_round_s"]:>16.3f}  '
+                 f'{r["floor_round_s"]:>13.3f}  {r["ratio"]:>6.2f}')
+  return '\n'.join(lines)
