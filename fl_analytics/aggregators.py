@@ -49,6 +49,17 @@ def adaptive_max_noise_multiplier(clients_per_round: float) -> float:
   return 2 * 0.05 * clients_per_round
 
 
+def check_secure_sum(mechanism: str, secure_sum: bool) -> None:
+  """Raises ValueError when `dp.secure_sum` is asked of a mechanism without it."""
+  if secure_sum and mechanism not in SECURE_SUM_MECHANISMS:
+    raise ValueError(
+        f'dp.secure_sum=True is supported for dp.mechanism in '
+        f'{", ".join(SECURE_SUM_MECHANISMS)}. Found {mechanism!r}.'
+        + (' TFF\'s secure sum needs fixed bounds, and with adaptive clipping its '
+           'quantization error relative to the clip is unbounded.'
+           if mechanism == 'gaussian_adaptive' else ''))
+
+
 def check_dp_config(
     *,
     mechanism: str,
@@ -60,13 +71,7 @@ def check_dp_config(
     secure_sum: bool = False,
 ) -> None:
   """Raises ValueError naming the bad value and what is allowed."""
-  if secure_sum and mechanism not in SECURE_SUM_MECHANISMS:
-    raise ValueError(
-        f'dp.secure_sum=True is supported for dp.mechanism in '
-        f'{", ".join(SECURE_SUM_MECHANISMS)}. Found {mechanism!r}.'
-        + (' TFF\'s secure sum needs fixed bounds, and with adaptive clipping its '
-           'quantization error relative to the clip is unbounded.'
-           if mechanism == 'gaussian_adaptive' else ''))
+  check_secure_sum(mechanism, secure_sum)
   if mechanism not in MECHANISMS:
     raise ValueError(
         f'dp.mechanism must be one of {", ".join(MECHANISMS)}. Found {mechanism!r}.')

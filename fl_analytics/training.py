@@ -97,6 +97,7 @@ def check_config(config) -> None:
     raise ValueError(f'dp.max_epsilon must be > 0. Found {dp.max_epsilon}.')
   privacy.check_accounting(accountant=dp.accountant, sampling=config.sampling,
                            mechanism=dp.mechanism)
+  aggregators.check_secure_sum(dp.mechanism, dp.secure_sum)
   if config.runtime.engine not in ENGINES:
     raise ValueError(f'runtime.engine must be one of {", ".join(ENGINES)}. '
                      f'Found {config.runtime.engine!r}.')
@@ -129,9 +130,6 @@ def resolve_config(config, *, population_size: int, stored: Optional[dict] = Non
   q = privacy.sampling_probability(
       clients_per_round=config.clients_per_round, population_size=population_size
   )
-  aggregators.check_dp_config(
-      mechanism=dp['mechanism'], noise_multiplier=1.0, clip=dp['clip'],
-      clients_per_round=config.clients_per_round, secure_sum=dp['secure_sum'])
   factor = (privacy.secure_sum_sensitivity_factor(models.churn_num_parameters(
       num_features=features.NUM_FEATURES, hidden_units=config.model.hidden_units))
             if dp['secure_sum'] else 1.0)

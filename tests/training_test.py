@@ -230,3 +230,10 @@ def test_invalid_settings_fail_before_anything_is_written(tmp_path, overrides, m
   with pytest.raises(training.InvalidSettingsError, match=message):
     training.train_and_evaluate(tiny_config(**overrides), str(workdir))
   assert not workdir.exists()
+
+
+def test_small_adaptive_cohort_with_small_noise_is_accepted():
+  # Adaptive clipping allows noise below 0.1 * cohort: 0.5 at a cohort of 8.
+  config = tiny_config(clients_per_round=8, **{'dp.noise_multiplier': 0.5})
+  resolved = training.resolve_config(config, population_size=100)
+  assert resolved['resolved']['noise_multiplier'] == 0.5
