@@ -42,11 +42,15 @@ class PlainTFRound:
     self._clip_lr = clip_learning_rate
     spec = [tf.TensorSpec([None, num_features], tf.float32),
             tf.TensorSpec([None, 1], tf.float32)]
+    self._total = [tf.Variable(tf.zeros_like(v)) for v in self._weights]
+    self._unclipped = tf.Variable(0.0)
     self.client_update = tf.function(self._client_update, input_signature=spec)
+    self.accumulate = tf.function(self._accumulate, input_signature=spec)
 
   @property
   def trace_count(self) -> int:
-    return self.client_update.experimental_get_tracing_count()
+    """Traces of the per-client function the round calls."""
+    return self.accumulate.experimental_get_tracing_count()
 
   def _client_update(self, x, y):
     for local, global_ in zip(self._model.trainable_variables, self._weights):
@@ -66,13 +70,20 @@ class PlainTFRound:
     clipped, _ = tf.clip_by_global_norm(delta, self._clip, use_norm=norm)
     return clipped, tf.cast(norm <= self._clip, tf.float32)
 
+  def _accumulate(self, x, y):
+    # The sum stays in variables: one call per client, no eager op in between.
+    clipped, below = self._client_update(x, y)
+    for t, c in zip(self._total, clipped):
+      t.assign_add(c)
+    self._unclipped.assign_add(below)
+
   def run_round(self, client_data) -> None:
-    total = [tf.zeros_like(v) for v in self._weights]
-    unclipped = 0.0
+    for t in self._total:
+      t.assign(tf.zeros_like(t))
+    self._unclipped.assign(0.0)
     for x, y in client_data:
-      clipped, below = self.client_update(x, y)
-      total = [t + c for t, c in zip(total, clipped)]
-      unclipped += below
+      self.accumulate(x, y)
+    total, unclipped = self._total, self._unclipped
     # As TFF's adaptive factory, the noise multiplier is split between the update and
     # the count; the floor only needs the same amount of work, not that arithmetic.
     stddev = self._z * self._clip
