@@ -50,6 +50,7 @@ def get_config() -> ml_collections.ConfigDict:
 
   c.dp = ml_collections.ConfigDict()
   # none | gaussian_fixed | gaussian_adaptive | tree (DP-FTRL, needs sampling=shuffle)
+  # | distributed (Skellam over secure aggregation, needs sampling=fixed_size)
   c.dp.mechanism = 'gaussian_adaptive'
   c.dp.noise_multiplier = 1.0  # ignored when target_epsilon is set
   c.dp.target_epsilon = config_dict.placeholder(float)  # calibrate noise to this
@@ -65,6 +66,9 @@ def get_config() -> ml_collections.ConfigDict:
   # Sum the clipped updates with TFF's SecureSumFactory (gaussian_fixed and tree only;
   # simulated by TFF's local runtime). The accounting covers its quantization.
   c.dp.secure_sum = False
+  # distributed: bit width of the modular secure sum (TFF: 1..22; 12 suits ~100
+  # clients, 16 ~1000). Its noise is drawn by TFF from a timestamp seed.
+  c.dp.bits = 16
 
   c.runtime = ml_collections.ConfigDict()
   # mapreduce: the process's MapReduceForm run in this process (fast); cpp: TFF's

@@ -20,6 +20,20 @@ changes.
   pass over the users, which is what the accounting assumes. No sampling
   amplification: users take part in cyclic passes (`sampling=shuffle`).
 
+* ``distributed``: distributed DP over secure aggregation with the Skellam mechanism
+  (Agarwal, Kairouz, Liu 2021): TFF's `DistributedDpSumFactory`, the core of
+  `tff.learning.ddp_secure_aggregator`, with its pipeline (concatenation, randomized
+  Hadamard rotation, L2 clip `dp.clip`, scaling and stochastic rounding to integers,
+  local Skellam noise, modular secure sum of `dp.bits`-bit integers), inside the same
+  `UnweightedMeanFactory` with a securely summed count. Two parts of
+  `ddp_secure_aggregator` are left out because no analysis here covers them: its
+  adaptive clip (a hard-coded initial clip of 0.1, Gaussian noise on the clip counts
+  and a scale recomputed every round) and its adaptive zeroing (a norm quantile
+  estimated without noise). The clip is `dp.clip`, fixed, so every round runs the same
+  Skellam mechanism, accounted by `fl_analytics.privacy` from the parameters
+  `distributed_parameters` reads off TFF's own construction. TFF draws the Skellam
+  noise from a timestamp seed: these runs do not repeat exactly.
+
 With `secure_sum`, the clipped updates of `gaussian_fixed` and `tree` are summed with
 `tff.aggregators.SecureSumFactory` (bounds +-clip, 32-bit quantization) inside
 `DifferentiallyPrivateFactory`, the central-DP-with-SecAgg setting: the server sees only
@@ -36,7 +50,9 @@ from __future__ import annotations
 import math
 from typing import Optional
 
-MECHANISMS = ('none', 'gaussian_fixed', 'gaussian_adaptive', 'tree')
+MECHANISMS = ('none', 'gaussian_fixed', 'gaussian_adaptive', 'tree', 'distributed')
+# TFF's range for the bit width of the distributed mechanism's secure sum.
+MAX_BITS = 22
 SECURE_SUM_MECHANISMS = ('gaussian_fixed', 'tree')
 
 
@@ -69,6 +85,7 @@ def check_dp_config(
     target_unclipped_quantile: float = 0.5,
     clip_learning_rate: float = 0.2,
     secure_sum: bool = False,
+    bits: int = 16,
 ) -> None:
   """Raises ValueError naming the bad value and what is allowed."""
   check_secure_sum(mechanism, secure_sum)
@@ -84,6 +101,13 @@ def check_dp_config(
         'non-private reference.)')
   if not (clip > 0 and math.isfinite(clip)):
     raise ValueError(f'dp.clip must be a finite number > 0. Found {clip}.')
+  if mechanism == 'distributed':
+    if not isinstance(bits, int) or not 1 <= bits <= MAX_BITS:
+      raise ValueError(f'dp.bits must be an integer in [1, {MAX_BITS}]. Found {bits!r}.')
+    if 2**bits < clients_per_round:
+      raise ValueError(
+          f'dp.bits={bits} is too small for clients_per_round={clients_per_round:g}: '
+          f'the modular sum needs 2**bits >= clients_per_round. Raise dp.bits.')
   if mechanism == 'gaussian_adaptive':
     bound = adaptive_max_noise_multiplier(clients_per_round)
     if noise_multiplier >= bound:
@@ -102,6 +126,39 @@ def check_dp_config(
           f'dp.clip_learning_rate must be > 0. Found {clip_learning_rate}.')
 
 
+def distributed_parameters(*, noise_multiplier: float, clip: float,
+                           clients_per_round: int, bits: int, dim: int) -> dict:
+  """The parameters of TFF's distributed Skellam query for these settings.
+
+  `DistributedDpSumFactory` (pinned TFF 0.87.0) picks a scale factor from the bit
+  width, the expected cohort and the local noise, inflates the clip for stochastic
+  rounding, and gives the Skellam query the L1/L2 bounds and local stddev in the
+  scaled integer domain. The same TFF functions, in the same order, give them here;
+  `tests/aggregators_test.py` checks them against the query state of a built process.
+  """
+  import numpy as np  # pylint: disable=g-import-not-at-top
+  from tensorflow_federated.python.aggregators import discretization  # pylint: disable=g-import-not-at-top
+  from tensorflow_federated.python.aggregators import distributed_dp  # pylint: disable=g-import-not-at-top
+
+  factory = distributed_dp.DistributedDpSumFactory(  # validates bits against the cohort
+      noise_multiplier=noise_multiplier, expected_clients_per_round=int(clients_per_round),
+      bits=bits, l2_clip=clip, mechanism='distributed_skellam', rotation_type='hd')
+  k_stddevs = factory._k_stddevs  # pylint: disable=protected-access
+  padded_dim = 2**math.ceil(math.log2(max(1, dim)))  # Hadamard rotation pads to 2**k
+  local_stddev = noise_multiplier * clip / math.sqrt(clients_per_round)
+  scale = min(float(distributed_dp._heuristic_scale_factor(  # pylint: disable=protected-access
+      local_stddev, clip, bits, int(clients_per_round), padded_dim, k_stddevs).numpy()),
+              distributed_dp.MAX_SCALE_FACTOR)
+  inflated = float(discretization.inflated_l2_norm_bound(
+      l2_norm_bound=clip, gamma=1.0 / scale, beta=0.0, dim=padded_dim).numpy())
+  l2_bound = (inflated + 1e-5) * scale
+  l1_bound = math.ceil(l2_bound * min(math.sqrt(padded_dim), l2_bound))
+  # The query keeps them as int32 / float32 (`initial_global_state`).
+  return {'l1_bound': int(np.int32(l1_bound)), 'l2_bound': float(np.float32(l2_bound)),
+          'local_stddev': float(np.float32(local_stddev * scale)), 'scale': scale,
+          'bits': bits, 'dim': dim, 'padded_dim': padded_dim}
+
+
 def build_model_aggregator(
     *,
     mechanism: str,
@@ -114,6 +171,7 @@ def build_model_aggregator(
     record_specs=None,
     restart_period: Optional[int] = None,
     secure_sum: bool = False,
+    bits: int = 16,
 ):
   """The `tff.aggregators.UnweightedAggregationFactory` for `mechanism`.
 
@@ -130,6 +188,7 @@ def build_model_aggregator(
       target_unclipped_quantile=target_unclipped_quantile,
       clip_learning_rate=clip_learning_rate,
       secure_sum=secure_sum,
+      bits=bits,
   )
   import tensorflow_federated as tff  # pylint: disable=g-import-not-at-top
 
@@ -139,6 +198,25 @@ def build_model_aggregator(
                 if secure_sum else None)
   if mechanism == 'none':
     return tff.aggregators.UnweightedMeanFactory()
+  if mechanism == 'distributed':
+    # Not exported under tff.aggregators in TFF 0.87; the factory of ddp_secure_aggregator.
+    from google.protobuf.internal import api_implementation  # pylint: disable=g-import-not-at-top
+    from tensorflow_federated.python.aggregators import distributed_dp  # pylint: disable=g-import-not-at-top
+
+    if api_implementation.Type() == 'upb':
+      # The computation of this aggregator nests deeper than upb's default parse
+      # depth (100): building its proto fails with "DecodeError: Error parsing
+      # message". Allowing oversize protos lifts the depth limit in upb.
+      from google._upb import _message  # pylint: disable=g-import-not-at-top
+
+      _message.SetAllowOversizeProtos(True)
+    return tff.aggregators.UnweightedMeanFactory(
+        value_sum_factory=distributed_dp.DistributedDpSumFactory(
+            noise_multiplier=noise_multiplier,
+            expected_clients_per_round=int(clients_per_round), bits=bits, l2_clip=clip,
+            mechanism='distributed_skellam', rotation_type='hd', auto_l2_clip=False),
+        count_sum_factory=tff.aggregators.SecureSumFactory(
+            upper_bound_threshold=1, lower_bound_threshold=0))
   if mechanism == 'tree':
     import tensorflow_privacy as tfp  # pylint: disable=g-import-not-at-top
 

@@ -130,12 +130,29 @@ def resolve_config(config, *, population_size: int, stored: Optional[dict] = Non
   q = privacy.sampling_probability(
       clients_per_round=config.clients_per_round, population_size=population_size
   )
-  factor = (privacy.secure_sum_sensitivity_factor(models.churn_num_parameters(
-      num_features=features.NUM_FEATURES, hidden_units=config.model.hidden_units))
+  num_parameters = models.churn_num_parameters(
+      num_features=features.NUM_FEATURES, hidden_units=config.model.hidden_units)
+  factor = (privacy.secure_sum_sensitivity_factor(num_parameters)
             if dp['secure_sum'] else 1.0)
+  distributed = dp['mechanism'] in privacy.DISTRIBUTED_MECHANISMS
+  if distributed:
+    aggregators.check_dp_config(  # bits before TFF sees them
+        mechanism=dp['mechanism'], noise_multiplier=1.0, clip=dp['clip'],
+        clients_per_round=config.clients_per_round, bits=dp['bits'])
+
+  def distributed_params(z):
+    return aggregators.distributed_parameters(
+        noise_multiplier=z, clip=dp['clip'], clients_per_round=config.clients_per_round,
+        bits=dp['bits'], dim=num_parameters)
+
   if dp['mechanism'] != 'none' and dp['target_epsilon'] is not None:
     if stored is not None and stored['dp'].get('target_epsilon') == dp['target_epsilon']:
       dp['noise_multiplier'] = stored['dp']['noise_multiplier']
+    elif distributed:
+      dp['noise_multiplier'] = privacy.calibrate_distributed(
+          target_epsilon=dp['target_epsilon'], params_fn=distributed_params,
+          clients_per_round=config.clients_per_round, population_size=population_size,
+          rounds=config.num_rounds, delta=dp['delta'])
     else:
       dp['noise_multiplier'] = factor * privacy.calibrate_noise_multiplier(
           target_epsilon=dp['target_epsilon'],
@@ -154,6 +171,7 @@ def resolve_config(config, *, population_size: int, stored: Optional[dict] = Non
       target_unclipped_quantile=dp['target_unclipped_quantile'],
       clip_learning_rate=dp['clip_learning_rate'],
       secure_sum=dp['secure_sum'],
+      bits=dp['bits'],
   )
   resolved['resolved'] = {
       'sensitivity_factor': factor,
@@ -162,6 +180,8 @@ def resolve_config(config, *, population_size: int, stored: Optional[dict] = Non
       'noise_multiplier': dp['noise_multiplier'] if dp['mechanism'] != 'none' else 0.0,
       'num_features': features.NUM_FEATURES,
   }
+  if distributed:
+    resolved['resolved']['distributed'] = distributed_params(dp['noise_multiplier'])
   return resolved
 
 
@@ -201,6 +221,7 @@ def _statement(resolved: dict, rounds: int) -> dict[str, Any]:
       accountant=resolved['dp']['accountant'],
       sensitivity_factor=resolved['resolved']['sensitivity_factor'],
       secure_sum=resolved['dp']['secure_sum'],
+      distributed=resolved['resolved'].get('distributed'),
   )
 
 
@@ -307,6 +328,7 @@ def train_and_evaluate(config, workdir: str,
           clip_learning_rate=dp['clip_learning_rate'],
           noise_seed=config.seed if dp['reproducible_noise'] else None,
           secure_sum=dp['secure_sum'],
+          bits=dp['bits'],
           **tree_kwargs,
       ),
   )
@@ -327,8 +349,8 @@ def train_and_evaluate(config, workdir: str,
 
   summary_writer = tf.summary.create_file_writer(
       os.path.join(workdir, rundir.TENSORBOARD_DIR))
-  if dp['secure_sum']:
-    logging.info('Secure aggregation: TFF SecureSumFactory, simulated in the clear '
+  if dp['secure_sum'] or dp['mechanism'] in privacy.DISTRIBUTED_MECHANISMS:
+    logging.info('Secure aggregation: TFF secure sums, simulated in the clear '
                  '(no cryptography runs in simulation).')
   runtime.install_sigterm_handler()
   with contextlib.ExitStack() as stack:
@@ -395,7 +417,7 @@ def train_and_evaluate(config, workdir: str,
       else:
         # Nobody was sampled: no update, but the round still counts for privacy.
         logging.warning('Round %d sampled no client; the model is unchanged.', round_num)
-      if dp['mechanism'] in ('gaussian_fixed', 'tree'):
+      if dp['mechanism'] in ('gaussian_fixed', 'tree', 'distributed'):
         row['clip'] = dp['clip']
       row['round_seconds'] = time.monotonic() - t0
       row['epsilon'] = statement['epsilon'] if statement['epsilon'] is not None else math.inf

@@ -38,7 +38,11 @@ def test_adaptive_bound_agrees_with_tff():
 @pytest.mark.parametrize('kw, message', [
     (dict(clip=-1.0), r'dp.clip must be a finite number > 0. Found -1.0'),
     (dict(mechanism='laplace'), r'dp.mechanism must be one of none, gaussian_fixed, '
-     r"gaussian_adaptive, tree. Found 'laplace'"),
+     r"gaussian_adaptive, tree, distributed. Found 'laplace'"),
+    (dict(mechanism='distributed', bits=30), r'dp.bits must be an integer in \[1, 22\]. '
+     r'Found 30'),
+    (dict(mechanism='distributed', bits=5), r'dp.bits=5 is too small for '
+     r'clients_per_round=50'),
     (dict(mechanism='gaussian_fixed', noise_multiplier=0.0),
      r'dp.noise_multiplier must be a finite number > 0'),
     (dict(target_unclipped_quantile=1.5), r'target_unclipped_quantile must be in \(0, 1\)'),
@@ -103,3 +107,42 @@ def test_unseeded_noise_differs_between_runs():
   a = _noise_of_rounds(seed=None, rounds=1)
   b = _noise_of_rounds(seed=None, rounds=1)
   assert not np.allclose(a[0]['a'], b[0]['a'])
+
+
+def _find_skellam_query_state(structure):
+  """The DistributedSkellamSumQuery's global state inside an aggregator state."""
+  if hasattr(structure, '_fields') and set(structure._fields) == {
+      'l1_norm_bound', 'l2_norm_bound', 'local_stddev'}:
+    return structure
+  children = (structure.values() if isinstance(structure, dict) else
+              structure if isinstance(structure, (list, tuple)) else [])
+  for child in children:
+    found = _find_skellam_query_state(child)
+    if found is not None:
+      return found
+  return None
+
+
+def test_distributed_parameters_are_those_of_the_built_skellam_query():
+  dim, z, clip, clients, bits = 300, 1.3, 0.5, 20, 14
+  params = aggregators.distributed_parameters(
+      noise_multiplier=z, clip=clip, clients_per_round=clients, bits=bits, dim=dim)
+  process = aggregators.build_model_aggregator(
+      mechanism='distributed', noise_multiplier=z, clip=clip, clients_per_round=clients,
+      bits=bits).create(tff.types.to_type(collections.OrderedDict(
+          a=(np.float32, [200]), b=(np.float32, [100]))))
+  with runtime.local_cpp_context():
+    state = process.initialize()
+  query = _find_skellam_query_state(state)
+  assert query is not None
+  assert params['padded_dim'] == 512
+  assert params['l1_bound'] == int(query.l1_norm_bound)
+  assert params['l2_bound'] == float(query.l2_norm_bound)
+  assert params['local_stddev'] == float(query.local_stddev)
+  # The scaled local noise is the noise multiplier times the scaled clip, split over
+  # the cohort; the L2 bound is the scaled clip inflated by the rounding of each of
+  # the padded coordinates (beta = 0: + sqrt(padded_dim) after scaling).
+  assert params['local_stddev'] == pytest.approx(
+      z * clip * params['scale'] / np.sqrt(clients), rel=1e-6)
+  assert params['l2_bound'] == pytest.approx(
+      (clip + 1e-5) * params['scale'] + np.sqrt(512), rel=1e-6)  # TFF's 1e-5 leeway

@@ -3,6 +3,8 @@
 import math
 
 import dp_accounting
+from dp_accounting.rdp import rdp_privacy_accountant
+import numpy as np
 import pytest
 
 from fl_analytics import privacy
@@ -185,3 +187,56 @@ def test_secure_sum_factor_is_half_a_quantization_step_per_coordinate():
     privacy.privacy_statement(mechanism='gaussian_fixed', noise_multiplier=1.0,
                               clients_per_round=10, population_size=100, rounds=1,
                               sensitivity_factor=0.5)
+
+
+def test_general_sampling_without_replacement_bound_matches_dp_accounting_for_gaussian():
+  orders = list(range(2, 257))
+  for z, q in ((1.3, 0.05), (0.8, 0.2), (3.0, 0.01)):
+    gaussian = np.array([a / (2 * z * z) for a in orders])
+    ours = privacy.sample_without_replacement_rdp(orders, gaussian, q)
+    theirs = rdp_privacy_accountant._compute_rdp_sample_wor_gaussian(q, z, orders)
+    # Theorem 9 at order 2 is what dp_accounting computes; above, dp_accounting may
+    # only be tighter (its Theorem 27).
+    assert ours[0] == pytest.approx(theirs[0], rel=1e-12)
+    assert np.all(ours >= theirs * (1 - 1e-12))
+    assert np.all(ours <= gaussian + 1e-12)
+
+
+def test_skellam_rdp_tends_to_the_gaussian_rdp_for_large_noise():
+  orders = [2, 8, 32]
+  rdp = privacy.skellam_rdp(orders, l1_sensitivity=100, l2_sensitivity=10,
+                            variance=1e8)
+  gaussian = np.array(orders) * 100 / (2 * 1e8)
+  assert np.all(rdp > gaussian)
+  assert rdp == pytest.approx(gaussian, rel=1e-3)
+  with pytest.raises(ValueError, match='integers >= 2'):
+    privacy.skellam_rdp([1.5], l1_sensitivity=1, l2_sensitivity=1, variance=1.0)
+
+
+def _skellam_params(z, clip=0.2, scale=1e4, clients=50, dim=1024):
+  l2 = (clip + math.sqrt(dim) / scale) * scale
+  return {'l1_bound': math.ceil(l2 * math.sqrt(dim)), 'l2_bound': l2,
+          'local_stddev': z * clip * scale / math.sqrt(clients)}
+
+
+def test_distributed_epsilon_is_just_above_the_fixed_size_gaussian_epsilon():
+  kw = dict(clients_per_round=50, population_size=800, rounds=40)
+  gaussian = privacy.epsilon_spent(noise_multiplier=1.5, sampling='fixed_size', **kw)
+  skellam = privacy.distributed_epsilon(params=_skellam_params(1.5), **kw)
+  # The same noise relative to the (slightly inflated) clip, plus the discrete term.
+  assert gaussian < skellam < 1.1 * gaussian
+
+
+def test_distributed_calibration_round_trip():
+  kw = dict(clients_per_round=50, population_size=800, rounds=40)
+  z = privacy.calibrate_distributed(target_epsilon=3.0, params_fn=_skellam_params, **kw)
+  eps = privacy.distributed_epsilon(params=_skellam_params(z), **kw)
+  assert eps <= 3.0 and eps == pytest.approx(3.0, rel=1e-3)
+
+
+@pytest.mark.parametrize('kw', [dict(accountant='rdp', sampling='poisson'),
+                                dict(accountant='pld', sampling='fixed_size')])
+def test_distributed_is_accounted_for_fixed_size_rdp_only(kw):
+  with pytest.raises(ValueError, match=r'dp.mechanism=distributed \(distributed Skellam\) '
+                     r'is accounted for sampling=fixed_size with the rdp accountant only'):
+    privacy.check_accounting(mechanism='distributed', **kw)

@@ -99,6 +99,31 @@ def test_target_epsilon_is_calibrated_and_recorded(tmp_path):
   assert statement['epsilon'] == pytest.approx(3.0, rel=1e-2)
 
 
+def test_distributed_skellam_run_is_calibrated_and_accounted_from_its_parameters(tmp_path):
+  workdir = str(tmp_path / 'run')
+  training.train_and_evaluate(
+      tiny_config(sampling='fixed_size', **{'dp.mechanism': 'distributed',
+                                            'dp.target_epsilon': 8.0, 'dp.bits': 14}),
+      workdir)
+  config = rundir.read_json(os.path.join(workdir, 'config.json'))
+  statement = rundir.read_json(os.path.join(workdir, 'privacy.json'))
+  params = config['resolved']['distributed']
+  assert statement['distributed_parameters'] == params
+  assert params['bits'] == 14 and params['dim'] == models.churn_num_parameters(
+      num_features=features.NUM_FEATURES, hidden_units=config['model']['hidden_units'])
+  rows = rundir.read_csv(os.path.join(workdir, 'metrics.csv'))
+  expected = [privacy.distributed_epsilon(
+      params=params, clients_per_round=20, population_size=statement['population_size'],
+      rounds=t) for t in (1, 2)]
+  assert [float(r['epsilon']) for r in rows] == pytest.approx(expected, rel=1e-12)
+  assert statement['epsilon'] <= 8.0 and statement['epsilon'] == pytest.approx(8.0, rel=1e-3)
+  assert statement['neighboring_relation'] == 'replace one user'
+  assert 'Skellam' in statement['analysis'] and 'report' in statement['assumptions']
+  assert 'simulates it' in statement['secure_aggregation']
+  for row in rows:
+    assert math.isfinite(float(row['train_loss'])) and 0 <= float(row['eval_auc']) <= 1
+
+
 def test_secure_sum_runs_accounts_its_quantization_and_matches_the_plain_sum(tmp_path):
   plain, secure = str(tmp_path / 'plain'), str(tmp_path / 'secure')
   base = {'dp.mechanism': 'gaussian_fixed', 'dp.target_epsilon': 3.0}
@@ -224,6 +249,10 @@ def test_changed_config_is_refused_for_an_existing_run(tmp_path):
      r'sampling=shuffle'),
     ({'dp.secure_sum': True}, r'dp.secure_sum=True is supported for dp.mechanism in '
      r"gaussian_fixed, tree. Found 'gaussian_adaptive'"),
+    ({'dp.mechanism': 'distributed'}, r'dp.mechanism=distributed \(distributed Skellam\) '
+     r'is accounted for sampling=fixed_size with the rdp accountant only'),
+    ({'dp.mechanism': 'distributed', 'sampling': 'fixed_size', 'dp.bits': 4},
+     r'dp.bits=4 is too small for clients_per_round=20'),
 ])
 def test_invalid_settings_fail_before_anything_is_written(tmp_path, overrides, message):
   workdir = tmp_path / 'run'
