@@ -12,7 +12,8 @@ DEMO_DIR ?= runs/demo
 REFERENCE_RUNS ?= runs/reference
 PARALLEL ?=
 
-.PHONY: setup test demo reproduce bench clean-runs
+.PHONY: setup test demo reproduce mechanisms bench clean-runs
+MECHANISM_RUNS ?= runs/mechanisms
 
 setup: $(STAMP)
 
@@ -43,6 +44,13 @@ reproduce: setup
 	$(PY) experiments/sweep.py --config=configs/sweeps/reference.py --workdir=$(REFERENCE_RUNS) $(if $(PARALLEL),--parallel=$(PARALLEL))
 	$(PY) experiments/plot.py --workdir=$(REFERENCE_RUNS)
 	$(PY) experiments/export_reference.py --workdir=$(REFERENCE_RUNS) --reference=results/reference
+
+# Every DP mechanism on one frontier (configs/sweeps/mechanisms.py), exported to
+# results/mechanisms/.
+mechanisms: setup
+	$(PY) experiments/sweep.py --config=configs/sweeps/mechanisms.py --workdir=$(MECHANISM_RUNS) $(if $(PARALLEL),--parallel=$(PARALLEL))
+	$(PY) experiments/plot.py --workdir=$(MECHANISM_RUNS)
+	$(PY) experiments/export_reference.py --workdir=$(MECHANISM_RUNS) --reference=results/mechanisms
 
 # Seconds per round of the pipeline against the plain-TensorFlow floor, sweep throughput
 # and memory (about 4 minutes; BENCH_ARGS='--memory_rounds=1000' adds the long run).

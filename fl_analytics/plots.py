@@ -30,7 +30,12 @@ _MECHANISM_STYLE = {
     'gaussian_adaptive': dict(color='tab:blue', marker='o', label='adaptive clipping'),
     'gaussian_fixed': dict(color='tab:orange', marker='s', label='fixed clipping'),
     'tree': dict(color='tab:green', marker='^', label='DP-FTRL (tree)'),
+    'distributed': dict(color='tab:red', marker='D', label='distributed Skellam'),
 }
+_MECHANISM_LINESTYLE = {'gaussian_adaptive': '-', 'gaussian_fixed': '--', 'tree': ':',
+                        'distributed': '-.'}
+_SAMPLING_LABEL = {'poisson': 'Poisson', 'fixed_size': 'fixed size',
+                   'shuffle': 'cyclic passes'}
 
 
 def _style(mechanism: str) -> dict:
@@ -52,9 +57,11 @@ def _save(fig, workdir: str, name: str) -> list[str]:
 
 def _title(runs: Sequence[sweeps.Run], what: str) -> str:
   c = runs[0].config
+  samplings = sorted({_SAMPLING_LABEL.get(r.config.get('sampling', 'poisson'), '?')
+                      for r in runs if r.mechanism != 'none'}) or ['Poisson']
   return (f"{what}\nChurn prediction, {c['data']['num_users']} synthetic users "
           f"({c['resolved']['population_size']} training with data), "
-          f"{c['clients_per_round']} clients/round (Poisson), "
+          f"{c['clients_per_round']} clients/round ({', '.join(samplings)}), "
           f"{c['num_rounds']} rounds, δ={c['dp']['delta']:g}")
 
 
@@ -131,7 +138,7 @@ def _by_round(runs, workdir, column, ylabel, name, what, *, groups=None,
     else:
       eps = first.final()['epsilon']
       color = cmap(eps_values.index(eps) / max(1, len(eps_values) - 1) * 0.9)
-      ls = {'gaussian_adaptive': '-', 'gaussian_fixed': '--'}.get(first.mechanism, ':')
+      ls = _MECHANISM_LINESTYLE.get(first.mechanism, ':')
       label = f"{_style(first.mechanism)['label']}, ε={eps:.3g}"
     ax.plot(rounds, mean, color=color, ls=ls, lw=1.5, label=label,
             marker='o' if len(rounds) < 15 else None, ms=3)
@@ -158,7 +165,9 @@ def plot_sweep(workdir: str) -> list[str]:
   private = _private_groups(runs)
   if private:
     paths += _by_round(runs, workdir, 'epsilon', 'ε spent so far', 'epsilon_by_round',
-                       'Privacy spent by round (RDP accountant)', groups=private,
+                       'Privacy spent by round ({} accountant)'.format(', '.join(sorted(
+                           {g[0].config['dp'].get('accountant', 'rdp').upper()
+                            for g in private}))), groups=private,
                        log_y=True)
   adaptive = [g for g in private if g[0].mechanism == 'gaussian_adaptive']
   if adaptive:
