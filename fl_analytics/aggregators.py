@@ -54,6 +54,8 @@ MECHANISMS = ('none', 'gaussian_fixed', 'gaussian_adaptive', 'tree', 'distribute
 # TFF's range for the bit width of the distributed mechanism's secure sum.
 MAX_BITS = 22
 SECURE_SUM_MECHANISMS = ('gaussian_fixed', 'tree')
+# Mechanisms whose clip is `dp.clip` in every round.
+FIXED_CLIP_MECHANISMS = ('gaussian_fixed', 'tree', 'distributed')
 
 
 def adaptive_max_noise_multiplier(clients_per_round: float) -> float:
@@ -126,6 +128,22 @@ def check_dp_config(
           f'dp.clip_learning_rate must be > 0. Found {clip_learning_rate}.')
 
 
+def _skellam_sum_factory(*, noise_multiplier: float, clip: float,
+                         clients_per_round: float, bits: int):
+  """TFF's `DistributedDpSumFactory` as `distributed` runs it (fixed clip, Skellam).
+
+  Not exported under `tff.aggregators` in TFF 0.87; the factory of
+  `tff.learning.ddp_secure_aggregator`. Its constructor validates `bits` against the
+  cohort.
+  """
+  from tensorflow_federated.python.aggregators import distributed_dp  # pylint: disable=g-import-not-at-top
+
+  return distributed_dp.DistributedDpSumFactory(
+      noise_multiplier=noise_multiplier, expected_clients_per_round=int(clients_per_round),
+      bits=bits, l2_clip=clip, mechanism='distributed_skellam', rotation_type='hd',
+      auto_l2_clip=False)
+
+
 def distributed_parameters(*, noise_multiplier: float, clip: float,
                            clients_per_round: int, bits: int, dim: int) -> dict:
   """The parameters of TFF's distributed Skellam query for these settings.
@@ -140,9 +158,8 @@ def distributed_parameters(*, noise_multiplier: float, clip: float,
   from tensorflow_federated.python.aggregators import discretization  # pylint: disable=g-import-not-at-top
   from tensorflow_federated.python.aggregators import distributed_dp  # pylint: disable=g-import-not-at-top
 
-  factory = distributed_dp.DistributedDpSumFactory(  # validates bits against the cohort
-      noise_multiplier=noise_multiplier, expected_clients_per_round=int(clients_per_round),
-      bits=bits, l2_clip=clip, mechanism='distributed_skellam', rotation_type='hd')
+  factory = _skellam_sum_factory(noise_multiplier=noise_multiplier, clip=clip,
+                                 clients_per_round=clients_per_round, bits=bits)
   k_stddevs = factory._k_stddevs  # pylint: disable=protected-access
   padded_dim = 2**math.ceil(math.log2(max(1, dim)))  # Hadamard rotation pads to 2**k
   local_stddev = noise_multiplier * clip / math.sqrt(clients_per_round)
@@ -199,9 +216,7 @@ def build_model_aggregator(
   if mechanism == 'none':
     return tff.aggregators.UnweightedMeanFactory()
   if mechanism == 'distributed':
-    # Not exported under tff.aggregators in TFF 0.87; the factory of ddp_secure_aggregator.
     from google.protobuf.internal import api_implementation  # pylint: disable=g-import-not-at-top
-    from tensorflow_federated.python.aggregators import distributed_dp  # pylint: disable=g-import-not-at-top
 
     if api_implementation.Type() == 'upb':
       # The computation of this aggregator nests deeper than upb's default parse
@@ -211,10 +226,9 @@ def build_model_aggregator(
 
       _message.SetAllowOversizeProtos(True)
     return tff.aggregators.UnweightedMeanFactory(
-        value_sum_factory=distributed_dp.DistributedDpSumFactory(
-            noise_multiplier=noise_multiplier,
-            expected_clients_per_round=int(clients_per_round), bits=bits, l2_clip=clip,
-            mechanism='distributed_skellam', rotation_type='hd', auto_l2_clip=False),
+        value_sum_factory=_skellam_sum_factory(
+            noise_multiplier=noise_multiplier, clip=clip,
+            clients_per_round=clients_per_round, bits=bits),
         count_sum_factory=tff.aggregators.SecureSumFactory(
             upper_bound_threshold=1, lower_bound_threshold=0))
   if mechanism == 'tree':

@@ -342,17 +342,15 @@ def sample_without_replacement_rdp(orders, rdp: np.ndarray, q: float) -> np.ndar
   rdp = np.asarray(rdp, dtype=float)
   if q == 1:
     return rdp
-  by_order = dict(zip(orders, rdp))
+  eps2 = rdp[0]  # rdp[j - 2] is eps(j)
+  order2 = min(math.log(4) + eps2 + math.log1p(-math.exp(-eps2)) if eps2 > 0
+               else -math.inf, math.log(2) + eps2)
+  log_comb = rdp_privacy_accountant._log_comb  # pylint: disable=protected-access
   out = []
   for a in orders:
-    eps2 = by_order[2]
-    log_terms = [0.0, 2 * math.log(q) + rdp_privacy_accountant._log_comb(a, 2)  # pylint: disable=protected-access
-                 + min(math.log(4) + eps2 + math.log1p(-math.exp(-eps2)) if eps2 > 0
-                       else -math.inf, math.log(2) + eps2)]
-    for j in range(3, a + 1):
-      log_terms.append(math.log(2) + j * math.log(q)
-                       + rdp_privacy_accountant._log_comb(a, j)  # pylint: disable=protected-access
-                       + (j - 1) * by_order[j])
+    log_terms = [0.0, 2 * math.log(q) + log_comb(a, 2) + order2]
+    log_terms += [math.log(2) + j * math.log(q) + log_comb(a, j) + (j - 1) * rdp[j - 2]
+                  for j in range(3, a + 1)]
     out.append(float(np.logaddexp.reduce(log_terms)) / (a - 1))
   return np.array(out)
 

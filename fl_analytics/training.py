@@ -417,7 +417,7 @@ def train_and_evaluate(config, workdir: str,
       else:
         # Nobody was sampled: no update, but the round still counts for privacy.
         logging.warning('Round %d sampled no client; the model is unchanged.', round_num)
-      if dp['mechanism'] in ('gaussian_fixed', 'tree', 'distributed'):
+      if dp['mechanism'] in aggregators.FIXED_CLIP_MECHANISMS:
         row['clip'] = dp['clip']
       row['round_seconds'] = time.monotonic() - t0
       row['epsilon'] = statement['epsilon'] if statement['epsilon'] is not None else math.inf
