@@ -12,8 +12,9 @@ DEMO_DIR ?= runs/demo
 REFERENCE_RUNS ?= runs/reference
 PARALLEL ?=
 
-.PHONY: setup test demo reproduce mechanisms bench clean-runs
+.PHONY: setup test demo reproduce mechanisms compression bench clean-runs
 MECHANISM_RUNS ?= runs/mechanisms
+COMPRESSION_RUNS ?= runs/compression
 
 setup: $(STAMP)
 
@@ -51,6 +52,13 @@ mechanisms: setup
 	$(PY) experiments/sweep.py --config=configs/sweeps/mechanisms.py --workdir=$(MECHANISM_RUNS) $(if $(PARALLEL),--parallel=$(PARALLEL))
 	$(PY) experiments/plot.py --workdir=$(MECHANISM_RUNS)
 	$(PY) experiments/export_reference.py --workdir=$(MECHANISM_RUNS) --reference=results/mechanisms
+
+# Uniform quantization of the updates: bytes sent per client against held-out AUC
+# (configs/sweeps/compression.py), exported to results/compression/.
+compression: setup
+	$(PY) experiments/sweep.py --config=configs/sweeps/compression.py --workdir=$(COMPRESSION_RUNS) $(if $(PARALLEL),--parallel=$(PARALLEL))
+	$(PY) experiments/plot.py --workdir=$(COMPRESSION_RUNS)
+	$(PY) experiments/export_reference.py --workdir=$(COMPRESSION_RUNS) --reference=results/compression
 
 # Seconds per round of the pipeline against the plain-TensorFlow floor, sweep throughput
 # and memory (about 4 minutes; BENCH_ARGS='--memory_rounds=1000' adds the long run).

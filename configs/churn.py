@@ -23,6 +23,11 @@ def get_config() -> ml_collections.ConfigDict:
   c.eval_every = 5
 
   c.data = ml_collections.ConfigDict()
+  # synthetic (the embedded generator) or events:PATH (a CSV or Parquet event log with
+  # user_id, timestamp, event; README "Real event logs"). With a file, num_users,
+  # num_days and the skew knobs do not apply.
+  c.data.source = 'synthetic'
+  c.data.unknown_events = 'drop'  # event names outside the vocabulary: drop | error
   # The population (users, their logs, the held-out split) has its own seed, so runs
   # with different `seed`s differ only in training randomness and share one test set.
   c.data.seed = 0
@@ -69,6 +74,14 @@ def get_config() -> ml_collections.ConfigDict:
   # distributed: bit width of the modular secure sum (TFF: 1..22; 12 suits ~100
   # clients, 16 ~1000). Its noise is drawn by TFF from a timestamp seed.
   c.dp.bits = 16
+
+  # Uniform quantization of the updates clients send (TFF EncodedSumFactory; none,
+  # gaussian_fixed and tree). bits 0: off; 1..16 bits for every tensor of more than
+  # `threshold` elements. With DP the accountant covers the quantization error. The
+  # bytes each client sent per round are in metrics.csv (client_bytes).
+  c.compression = ml_collections.ConfigDict()
+  c.compression.bits = 0
+  c.compression.threshold = 100
 
   c.runtime = ml_collections.ConfigDict()
   # mapreduce: the process's MapReduceForm run in this process (fast); cpp: TFF's

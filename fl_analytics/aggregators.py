@@ -41,6 +41,21 @@ the sum and adds the noise. TFF's local runtime simulates the secure sum. Adapti
 clipping is refused: fixed secure-sum bounds against a clip that adapts would leave the
 quantization error relative to the clip unbounded.
 
+With `compression.bits` > 0, updates are uniformly quantized to that many bits
+(Suresh et al. 2017, "Distributed Mean Estimation with Limited Communication"): TFF's
+`EncodedSumFactory.quantize_above_threshold`, the sum inside
+`tff.learning.compression_aggregator`, whose fixed 8 bits and 20000-element threshold
+would leave this task's small tensors uncompressed; here both are config values
+(`compression.bits`, `compression.threshold`). Each tensor of more than `threshold`
+elements is quantized between its own min and max with stochastic rounding and
+bit-packed. For `none` it is the value sum of the mean; for `gaussian_fixed` and `tree`
+it sums the clipped updates inside `DifferentiallyPrivateFactory` (as the secure sum
+does), so quantization can enlarge a clipped record, which the accountant covers
+(`privacy.compression_sensitivity_factor`). Not with `gaussian_adaptive` (the clip
+count query would need its own analysis), `distributed` (it already quantizes to
+`dp.bits`) or `secure_sum` (`EncodedSumFactory` takes no inner sum). The stochastic
+rounding is drawn by TensorFlow unseeded: compressed runs do not repeat exactly.
+
 `check_dp_config` validates the settings without importing TFF, so a bad value fails
 before anything is trained or written.
 """
@@ -56,6 +71,9 @@ MAX_BITS = 22
 SECURE_SUM_MECHANISMS = ('gaussian_fixed', 'tree')
 # Mechanisms whose clip is `dp.clip` in every round.
 FIXED_CLIP_MECHANISMS = ('gaussian_fixed', 'tree', 'distributed')
+COMPRESSION_MECHANISMS = ('none', 'gaussian_fixed', 'tree')
+# TF Model Optimization's UniformQuantizationEncodingStage allows 1..16 bits.
+MAX_COMPRESSION_BITS = 16
 
 
 def adaptive_max_noise_multiplier(clients_per_round: float) -> float:
@@ -76,6 +94,37 @@ def check_secure_sum(mechanism: str, secure_sum: bool) -> None:
         + (' TFF\'s secure sum needs fixed bounds, and with adaptive clipping its '
            'quantization error relative to the clip is unbounded.'
            if mechanism == 'gaussian_adaptive' else ''))
+
+
+def check_compression(*, mechanism: str, bits: int, threshold: int,
+                      secure_sum: bool = False) -> None:
+  """Raises ValueError for `compression.*` values no run can use (bits 0: off)."""
+  if not isinstance(bits, int) or not 0 <= bits <= MAX_COMPRESSION_BITS:
+    raise ValueError(f'compression.bits must be an integer in [0, {MAX_COMPRESSION_BITS}] '
+                     f'(0: no compression). Found {bits!r}.')
+  if not isinstance(threshold, int) or threshold < 0:
+    raise ValueError(f'compression.threshold must be an integer >= 0. Found {threshold!r}.')
+  if not bits:
+    return
+  if mechanism not in COMPRESSION_MECHANISMS:
+    why = {'distributed': 'it already quantizes updates to dp.bits',
+           'gaussian_adaptive': "no analysis here covers quantization's effect on the "
+                                'clip-count query'}.get(mechanism, '')
+    raise ValueError(
+        f'compression.bits > 0 is supported for dp.mechanism in '
+        f'{", ".join(COMPRESSION_MECHANISMS)}. Found {mechanism!r}'
+        + (f': {why}.' if why else '.'))
+  if secure_sum:
+    raise ValueError('compression.bits > 0 cannot be combined with dp.secure_sum=True: '
+                     "TFF's EncodedSumFactory takes no inner sum factory.")
+
+
+def compression_sum_factory(*, bits: int, threshold: int):
+  """TFF's uniform-quantization sum (the core of `tff.learning.compression_aggregator`)."""
+  import tensorflow_federated as tff  # pylint: disable=g-import-not-at-top
+
+  return tff.aggregators.EncodedSumFactory.quantize_above_threshold(
+      quantization_bits=bits, threshold=threshold)
 
 
 def check_dp_config(
@@ -189,14 +238,19 @@ def build_model_aggregator(
     restart_period: Optional[int] = None,
     secure_sum: bool = False,
     bits: int = 16,
+    compression_bits: int = 0,
+    compression_threshold: int = 0,
 ):
   """The `tff.aggregators.UnweightedAggregationFactory` for `mechanism`.
 
   With `noise_seed` set, the DP noise is drawn reproducibly from that seed
   (`fl_analytics.seeded_noise`, for simulation; tree aggregation takes the seed
   itself); with None, TF Privacy draws it from an unseeded generator. `tree` also
-  needs `record_specs` (the model's trainable weights) and `restart_period`.
+  needs `record_specs` (the model's trainable weights) and `restart_period`. With
+  `compression_bits` > 0 the (clipped) updates are summed quantized.
   """
+  check_compression(mechanism=mechanism, bits=compression_bits,
+                    threshold=compression_threshold, secure_sum=secure_sum)
   check_dp_config(
       mechanism=mechanism,
       noise_multiplier=noise_multiplier,
@@ -210,11 +264,15 @@ def build_model_aggregator(
   import tensorflow_federated as tff  # pylint: disable=g-import-not-at-top
 
   dp_factory = tff.aggregators.DifferentiallyPrivateFactory
-  record_sum = (tff.aggregators.SecureSumFactory(
-      upper_bound_threshold=float(clip), lower_bound_threshold=-float(clip))
-                if secure_sum else None)
+  record_sum = None
+  if secure_sum:
+    record_sum = tff.aggregators.SecureSumFactory(
+        upper_bound_threshold=float(clip), lower_bound_threshold=-float(clip))
+  elif compression_bits:
+    record_sum = compression_sum_factory(bits=compression_bits,
+                                         threshold=compression_threshold)
   if mechanism == 'none':
-    return tff.aggregators.UnweightedMeanFactory()
+    return tff.aggregators.UnweightedMeanFactory(value_sum_factory=record_sum)
   if mechanism == 'distributed':
     from google.protobuf.internal import api_implementation  # pylint: disable=g-import-not-at-top
 

@@ -27,11 +27,17 @@ def build_churn_model(*, num_features: int, hidden_units: int, seed: int):
   return tf.keras.Model(inputs, logit)
 
 
-def churn_num_parameters(*, num_features: int, hidden_units: int) -> int:
-  """Trainable parameters of `build_churn_model` (models_test checks it against Keras)."""
+def churn_tensor_sizes(*, num_features: int, hidden_units: int) -> list[int]:
+  """Elements of each trainable tensor of `build_churn_model`, in Keras order
+  (models_test checks them against Keras)."""
   if hidden_units > 0:
-    return num_features * hidden_units + hidden_units + hidden_units + 1
-  return num_features + 1
+    return [num_features * hidden_units, hidden_units, hidden_units, 1]
+  return [num_features, 1]
+
+
+def churn_num_parameters(*, num_features: int, hidden_units: int) -> int:
+  """Trainable parameters of `build_churn_model`."""
+  return sum(churn_tensor_sizes(num_features=num_features, hidden_units=hidden_units))
 
 
 def churn_model_fn(*, num_features: int, hidden_units: int, seed: int) -> Callable:

@@ -227,6 +227,7 @@ class MapReduceRunner:
     self._groups = [_ClientStep(mrf, dataset_fn) for _ in range(groups)]
     self._pool = (concurrent.futures.ThreadPoolExecutor(parallel)
                   if parallel > 1 else None)
+    self.client_bytes: list[int] = []
 
   def initialize(self):
     """The process's `initialize`, run from its compiled form."""
@@ -243,7 +244,14 @@ class MapReduceRunner:
     return state._replace(global_model_weights=model_weights)
 
   def next(self, state, client_data: Sequence[tuple[np.ndarray, np.ndarray]]):
-    """One round; returns `(new_state, metrics)` in the process's Python containers."""
+    """One round; returns `(new_state, metrics)` in the process's Python containers.
+
+    Afterwards `client_bytes` holds, per client of the round, the bytes of the arrays
+    it sent: its `work` output to the aggregation (the update as the aggregator
+    encodes it, the count, the metrics' sums) and its secure-sum inputs, each at the
+    dtype the computation holds it in (for secure-sum inputs that is wider than the
+    protocol's bit width).
+    """
     flat_state = _flatten_value(state)
     server_feed = dict(zip(self._state_feeds, flat_state))
     broadcast, acc, secure_params = self._server.run(
@@ -254,18 +262,21 @@ class MapReduceRunner:
       acc_g = acc
       secure_g = [[np.zeros_like(np.asarray(v), dtype=np.int64) for v in params]
                   for params in secure_params]
+      sent_g = []
       for x, y in client_data[g::len(self._groups)]:
-        acc_g, secure = self._groups[g].run(broadcast, acc_g, x, y)
+        acc_g, secure, sent = self._groups[g].run(broadcast, acc_g, x, y)
+        sent_g.append(sent)
         for totals, values in zip(secure_g, secure):
           for j, v in enumerate(values):
             totals[j] = totals[j] + np.asarray(v, np.int64)
-      return acc_g, secure_g
+      return acc_g, secure_g, sent_g
 
     indexes = range(len(self._groups))
     results = (list(self._pool.map(run_group, indexes)) if self._pool is not None
                else [run_group(g) for g in indexes])
-    acc, secure_sums = results[0]
-    for acc_g, secure_g in results[1:]:
+    self.client_bytes = [b for _, _, sent_g in results for b in sent_g]
+    acc, secure_sums, _ = results[0]
+    for acc_g, secure_g, _ in results[1:]:
       acc = self._server.run(self._merged, {**dict(zip(self._acc_feeds, acc)),
                                             **dict(zip(self._other_feeds, acc_g))})
       secure_sums = [[a + b for a, b in zip(x, y)] for x, y in zip(secure_sums, secure_g)]
@@ -312,22 +323,27 @@ class _ClientStep:
           graph.call(mrf.accumulate, structure.Struct.unnamed(acc, out[0])))
       # The inputs of secure_sum_bitwidth, secure_sum and secure_modular_sum.
       secure = [_flat_tensors(out[i]) if out[i] else [] for i in (1, 2, 3)]
+      sent = _flat_tensors(out[0])  # what goes to federated_aggregate
     graph.finalize()
     self._secure_sizes = [len(s) for s in secure]
     self._num_acc = len(self._acc_out)
+    self._num_sent = len(sent)
     self._call = graph.make_callable(
-        self._acc_out + [t for s in secure for t in s],
+        self._acc_out + sent + [t for s in secure for t in s],
         self._broadcast + self._acc_in + [self._x, self._y])
 
   def run(self, broadcast, acc, x, y):
-    """The accumulator after this client, and its secure-sum inputs."""
+    """The accumulator after this client, its secure-sum inputs, and the bytes of
+    everything it sent (aggregate and secure-sum inputs, at their dtypes)."""
     out = self._call(*broadcast, *acc, x, y)
     acc, rest = out[:self._num_acc], out[self._num_acc:]
+    sent_bytes = sum(np.asarray(v).nbytes for v in rest)
+    rest = rest[self._num_sent:]
     secure = []
     for size in self._secure_sizes:
       secure.append(rest[:size])
       rest = rest[size:]
-    return acc, secure
+    return acc, secure, sent_bytes
 
   def close(self):
     self._graph.close()

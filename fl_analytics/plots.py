@@ -5,6 +5,10 @@
   non-private reference as a band (mean ± one standard deviation over seeds).
 * `auc_by_round`, `epsilon_by_round`, `clip_by_round`: per setting, mean over seeds with
   a ± one standard deviation band.
+* `communication` (sweeps with `compression.bits` > 0): held-out AUC against the bytes a
+  client sent per round (log axis), one line per mechanism and budget through its bit
+  widths.
+Compressed settings are lines of their own, labelled with their bit width.
 """
 
 from __future__ import annotations
@@ -34,6 +38,8 @@ _MECHANISM_STYLE = {
 }
 _MECHANISM_LINESTYLE = {'gaussian_adaptive': '-', 'gaussian_fixed': '--', 'tree': ':',
                         'distributed': '-.'}
+# Compressed variants of a mechanism: same colour, another line style.
+_BITS_LINESTYLE = ('--', '-.', ':', (0, (5, 1)))
 _SAMPLING_LABEL = {'poisson': 'Poisson', 'fixed_size': 'fixed size',
                    'shuffle': 'cyclic passes'}
 
@@ -41,6 +47,15 @@ _SAMPLING_LABEL = {'poisson': 'Poisson', 'fixed_size': 'fixed size',
 def _style(mechanism: str) -> dict:
   return _MECHANISM_STYLE.get(mechanism, dict(color='tab:green', marker='^',
                                               label=mechanism))
+
+
+def _bits_label(bits: int) -> str:
+  return f'{bits}-bit updates' if bits else 'float32 updates'
+
+
+def _variant_label(mechanism: str, bits: int) -> str:
+  label = 'non-private' if mechanism == 'none' else _style(mechanism)['label']
+  return f'{label}, {_bits_label(bits)}' if bits else label
 
 
 def _save(fig, workdir: str, name: str) -> list[str]:
@@ -92,15 +107,24 @@ def frontier(runs: Sequence[sweeps.Run], workdir: str) -> list[str]:
                              (axes[1], 'eval_accuracy', 'held-out accuracy')):
     for row in [r for r in summary if r['mechanism'] == 'none']:
       mean, std = row[f'{metric}_mean'], row[f'{metric}_std'] or 0.0
+      label = _variant_label('none', row['compression_bits'])
+      if row['compression_bits']:  # in the communication figure
+        continue
       ax.axhspan(mean - std, mean + std, color='0.85', zorder=0)
       ax.axhline(mean, color='0.4', lw=1.2,
-                 label=f"non-private (mean ± sd, {row['num_seeds']} seeds)")
-    for mechanism in sorted({r['mechanism'] for r in summary} - {'none'}):
-      rows = sorted((r for r in summary if r['mechanism'] == mechanism),
+                 label=f"{label} (mean ± sd, {row['num_seeds']} seeds)")
+    widths = sorted({r['compression_bits'] for r in summary if r['compression_bits']},
+                    reverse=True)
+    for mechanism, bits in sorted({(r['mechanism'], r['compression_bits'])
+                                   for r in summary if r['mechanism'] != 'none'}):
+      rows = sorted((r for r in summary
+                     if (r['mechanism'], r['compression_bits']) == (mechanism, bits)),
                     key=lambda r: r['epsilon_mean'])
-      style = _style(mechanism)
+      style = dict(_style(mechanism), label=_variant_label(mechanism, bits))
       ax.errorbar([r['epsilon_mean'] for r in rows], [r[f'{metric}_mean'] for r in rows],
                   yerr=[r[f'{metric}_std'] or 0.0 for r in rows], capsize=3, lw=1.5,
+                  ls=(_BITS_LINESTYLE[widths.index(bits) % len(_BITS_LINESTYLE)]
+                      if bits else '-'),
                   **style)
     if metric == 'eval_accuracy':
       base = float(np.mean([r['eval_base_rate_mean'] for r in summary]))
@@ -115,10 +139,52 @@ def frontier(runs: Sequence[sweeps.Run], workdir: str) -> list[str]:
     ax.set_xlabel('ε spent (log scale)')
     ax.set_ylabel(ylabel)
     ax.grid(True, which='both', alpha=0.3)
-    ax.legend(loc='lower right', fontsize=8, framealpha=0.9)
+    ax.legend(loc='best', fontsize=8, framealpha=0.9)
   fig.suptitle(_title(runs, 'Privacy-utility frontier (error bars: ± 1 sd over seeds)'),
                fontsize=10)
   return _save(fig, workdir, 'frontier')
+
+
+def communication(runs: Sequence[sweeps.Run], workdir: str) -> list[str]:
+  """Held-out AUC against the bytes a client sent per round, through the bit widths."""
+  summary = [r for r in sweeps.summarize(runs) if r['client_bytes_mean'] is not None]
+  if not summary:
+    raise ValueError('No run of the sweep logged client_bytes (runtime.engine=mapreduce '
+                     'logs them); nothing to plot for communication.')
+  fig, ax = plt.subplots(figsize=(8, 4.6))
+  lines = sorted({(r['mechanism'], r['target_epsilon'] or 0.0) for r in summary},
+                 key=lambda k: (k[0] != 'none', k))
+  seen: dict[str, int] = {}
+  for mechanism, eps in lines:
+    rows = sorted((r for r in summary
+                   if (r['mechanism'], r['target_epsilon'] or 0.0) == (mechanism, eps)),
+                  key=lambda r: r['client_bytes_mean'])
+    if mechanism == 'none':
+      style = dict(color='black', marker='o', label='non-private')
+    else:  # budgets of one mechanism: its colour, one line style each
+      k = seen[mechanism] = seen.get(mechanism, -1) + 1
+      style = dict(_style(mechanism), ls=('-', '--', ':', '-.')[k % 4],
+                   mfc=('white' if k % 2 else None),
+                   label=f"{_style(mechanism)['label']}, ε={rows[0]['epsilon_mean']:.3g}")
+    ax.errorbar([r['client_bytes_mean'] for r in rows], [r['eval_auc_mean'] for r in rows],
+                yerr=[r['eval_auc_std'] or 0.0 for r in rows], capsize=3, lw=1.5, **style)
+  # One tick per bit width, at the mean bytes of its settings.
+  ticks = {}
+  for r in summary:
+    ticks.setdefault(r['compression_bits'], []).append(r['client_bytes_mean'])
+  ax.set_xscale('log')
+  positions = [float(np.mean(v)) for v in ticks.values()]
+  ax.set_xticks(positions)
+  ax.set_xticklabels([f"{f'{b} bit' if b else 'float32'}\n{x:.0f} B"
+                      for b, x in zip(ticks, positions)], fontsize=8)
+  ax.xaxis.set_minor_locator(ticker.NullLocator())
+  ax.set_xlabel('bytes sent per client per round (measured, log scale)')
+  ax.set_ylabel('held-out ROC AUC')
+  ax.grid(True, which='both', alpha=0.3)
+  ax.legend(loc='lower right', fontsize=8, framealpha=0.9)
+  ax.set_title(_title(runs, 'Communication vs utility: uniform quantization of the '
+                      'updates (± 1 sd over seeds)'), fontsize=10)
+  return _save(fig, workdir, 'communication')
 
 
 def _by_round(runs, workdir, column, ylabel, name, what, *, groups=None,
@@ -134,12 +200,13 @@ def _by_round(runs, workdir, column, ylabel, name, what, *, groups=None,
       continue
     first = group[0]
     if first.mechanism == 'none':
-      color, ls, label = 'black', '-', 'non-private'
+      color, ls = 'black', ':' if first.compression_bits else '-'
+      label = _variant_label('none', first.compression_bits)
     else:
       eps = first.final()['epsilon']
       color = cmap(eps_values.index(eps) / max(1, len(eps_values) - 1) * 0.9)
       ls = _MECHANISM_LINESTYLE.get(first.mechanism, ':')
-      label = f"{_style(first.mechanism)['label']}, ε={eps:.3g}"
+      label = f'{_variant_label(first.mechanism, first.compression_bits)}, ε={eps:.3g}'
     ax.plot(rounds, mean, color=color, ls=ls, lw=1.5, label=label,
             marker='o' if len(rounds) < 15 else None, ms=3)
     ax.fill_between(rounds, mean - std, mean + std, color=color, alpha=0.15, lw=0)
@@ -169,6 +236,8 @@ def plot_sweep(workdir: str) -> list[str]:
                            {g[0].config['dp'].get('accountant', 'rdp').upper()
                             for g in private}))), groups=private,
                        log_y=True)
+  if any(r.compression_bits for r in runs):
+    paths += communication(runs, workdir)
   adaptive = [g for g in private if g[0].mechanism == 'gaussian_adaptive']
   if adaptive:
     paths += _by_round(runs, workdir, 'clip', 'L2 clip norm', 'clip_by_round',

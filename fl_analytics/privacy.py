@@ -51,7 +51,7 @@ from __future__ import annotations
 
 import functools
 import math
-from typing import Any, Optional
+from typing import Any, Optional, Sequence
 
 import dp_accounting
 from dp_accounting.rdp import rdp_privacy_accountant
@@ -442,6 +442,26 @@ def secure_sum_sensitivity_factor(num_parameters: int) -> float:
   return 1.0 + math.sqrt(num_parameters) / (2**32 - 1)
 
 
+def compression_sensitivity_factor(*, bits: int, tensor_sizes: Sequence[int],
+                                   threshold: int) -> float:
+  """How much uniform quantization (`compression.bits`) can enlarge a clipped update.
+
+  TFF's `EncodedSumFactory.quantize_above_threshold` quantizes each tensor x_t of more
+  than `threshold` elements (d_t of them) between its own min and max to L = 2**bits - 1
+  levels, rounding stochastically: every coordinate moves by less than
+  (max_t - min_t) / L, and (max_t - min_t)**2 <= 2 ||x_t||**2. So
+  ||q - x||**2 < sum_t 2 d_t ||x_t||**2 / L**2 <= (2 max_t d_t / L**2) ||x||**2, and a
+  record of norm <= C reaches at most C * (1 + sqrt(2 max_t d_t) / L). The accountant
+  divides the noise multiplier by this factor.
+  """
+  if not 1 <= bits <= 16:
+    raise ValueError(f'bits must be in [1, 16]. Found {bits}.')
+  quantized = [d for d in tensor_sizes if d > threshold]
+  if not quantized:
+    return 1.0
+  return 1.0 + math.sqrt(2 * max(quantized)) / (2**bits - 1)
+
+
 def privacy_statement(
     *,
     mechanism: str,
@@ -455,11 +475,13 @@ def privacy_statement(
     sensitivity_factor: float = 1.0,
     secure_sum: bool = False,
     distributed: Optional[dict] = None,
+    compression_bits: int = 0,
 ) -> dict[str, Any]:
   """What was protected, how, and at what (epsilon, delta): the `privacy.json` body.
 
   `sensitivity_factor` (>= 1) is how much the aggregation can enlarge one user's
-  clipped contribution (see `secure_sum_sensitivity_factor`); the accountant uses
+  clipped contribution (`secure_sum_sensitivity_factor`,
+  `compression_sensitivity_factor`); the accountant uses
   `noise_multiplier / sensitivity_factor`. For `mechanism=distributed`,
   `distributed` holds the mechanism's scaled parameters (`l1_bound`, `l2_bound`,
   `local_stddev`, `scale`, `bits`, `dim`; `aggregators.distributed_parameters`).
@@ -525,9 +547,17 @@ def privacy_statement(
          if sampling == 'shuffle' else {}),
       **({'secure_aggregation': (
           "TFF SecureSumFactory (32-bit quantized secure sum of the clipped updates); "
-          "TFF's local runtime simulates the secure sum, so no cryptography ran here"),
-          'sensitivity_factor': sensitivity_factor,
-          'accounted_noise_multiplier': accounted_noise} if secure_sum else {}),
+          "TFF's local runtime simulates the secure sum, so no cryptography ran here")}
+         if secure_sum else {}),
+      **({'compression': (
+          f'Updates uniformly quantized to {compression_bits} bits per coordinate '
+          "(TFF EncodedSumFactory) after clipping; the accountant covers how much "
+          'quantization can enlarge a clipped update (sensitivity_factor)' if private
+          else f'Updates uniformly quantized to {compression_bits} bits per coordinate '
+          '(TFF EncodedSumFactory)')} if compression_bits else {}),
+      **({'sensitivity_factor': sensitivity_factor,
+          'accounted_noise_multiplier': accounted_noise}
+         if private and (secure_sum or compression_bits) else {}),
       **({'secure_aggregation': (
           f"TFF modular secure sum of {distributed['bits']}-bit integers; TFF's local "
           'runtime simulates it, so no cryptography ran here'),

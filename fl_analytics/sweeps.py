@@ -244,6 +244,11 @@ class Run:
     return self.config['dp']['mechanism']
 
   @property
+  def compression_bits(self) -> int:
+    """`compression.bits` of the run (0: uncompressed; runs from before it: 0)."""
+    return int(self.config.get('compression', {}).get('bits', 0))
+
+  @property
   def setting_key(self) -> tuple:
     flat = rundir.flatten_dict(self.config)
     drop = set()
@@ -291,7 +296,7 @@ SUMMARY_COLUMNS = (
     'setting', 'mechanism', 'target_epsilon', 'noise_multiplier', 'rounds', 'num_seeds',
     'epsilon_mean', 'epsilon_std', 'eval_auc_mean', 'eval_auc_std',
     'eval_accuracy_mean', 'eval_accuracy_std', 'eval_loss_mean', 'eval_loss_std',
-    'eval_base_rate_mean',
+    'eval_base_rate_mean', 'compression_bits', 'client_bytes_mean',
 )
 
 
@@ -321,8 +326,14 @@ def summarize(runs: Sequence[Run]) -> list[dict[str, Any]]:
       row[f'{metric}_mean'], row[f'{metric}_std'] = _mean_std(
           [f[metric] for f in finals])
     row['eval_base_rate_mean'] = _mean_std([f['eval_base_rate'] for f in finals])[0]
+    row['compression_bits'] = first.compression_bits
+    # Bytes a client sent per round, over every round and seed (mapreduce engine).
+    sent = [rundir.to_float(r.get('client_bytes', '')) for run in group for r in run.rows]
+    sent = [b for b in sent if b is not None]
+    row['client_bytes_mean'] = float(np.mean(sent)) if sent else None
     rows.append(row)
-  rows.sort(key=lambda r: (r['mechanism'] != 'none', r['mechanism'], r['epsilon_mean']))
+  rows.sort(key=lambda r: (r['mechanism'] != 'none', r['mechanism'], r['compression_bits'],
+                           r['epsilon_mean']))
   return rows
 
 

@@ -52,6 +52,7 @@ METRIC_COLUMNS = (
     'eval_auc',
     'eval_base_rate',
     'clip',
+    'client_bytes',
     'round_seconds',
 )
 # How rounds execute: `mapreduce` runs the process's MapReduceForm in this process
@@ -98,6 +99,9 @@ def check_config(config) -> None:
   privacy.check_accounting(accountant=dp.accountant, sampling=config.sampling,
                            mechanism=dp.mechanism)
   aggregators.check_secure_sum(dp.mechanism, dp.secure_sum)
+  aggregators.check_compression(
+      mechanism=dp.mechanism, bits=config.compression.bits,
+      threshold=config.compression.threshold, secure_sum=dp.secure_sum)
   if config.runtime.engine not in ENGINES:
     raise ValueError(f'runtime.engine must be one of {", ".join(ENGINES)}. '
                      f'Found {config.runtime.engine!r}.')
@@ -130,10 +134,16 @@ def resolve_config(config, *, population_size: int, stored: Optional[dict] = Non
   q = privacy.sampling_probability(
       clients_per_round=config.clients_per_round, population_size=population_size
   )
-  num_parameters = models.churn_num_parameters(
+  tensor_sizes = models.churn_tensor_sizes(
       num_features=features.NUM_FEATURES, hidden_units=config.model.hidden_units)
-  factor = (privacy.secure_sum_sensitivity_factor(num_parameters)
-            if dp['secure_sum'] else 1.0)
+  num_parameters = sum(tensor_sizes)
+  factor = 1.0
+  if dp['secure_sum']:
+    factor = privacy.secure_sum_sensitivity_factor(num_parameters)
+  elif config.compression.bits:
+    factor = privacy.compression_sensitivity_factor(
+        bits=config.compression.bits, tensor_sizes=tensor_sizes,
+        threshold=config.compression.threshold)
   distributed = dp['mechanism'] in privacy.DISTRIBUTED_MECHANISMS
   if distributed:
     aggregators.check_dp_config(  # bits before TFF sees them
@@ -222,6 +232,7 @@ def _statement(resolved: dict, rounds: int) -> dict[str, Any]:
       sensitivity_factor=resolved['resolved']['sensitivity_factor'],
       secure_sum=resolved['dp']['secure_sum'],
       distributed=resolved['resolved'].get('distributed'),
+      compression_bits=resolved['compression']['bits'],
   )
 
 
@@ -276,6 +287,7 @@ def train_and_evaluate(config, workdir: str,
     raise
   except ValueError as e:
     raise InvalidSettingsError(str(e)) from e
+  logging.info('Data: %s.', data.source_note)
   logging.info(
       'Population: %d training users (%d without examples left out), %d held-out '
       'users, %d eval examples, churn base rate %.3f.', data.population_size,
@@ -329,6 +341,8 @@ def train_and_evaluate(config, workdir: str,
           noise_seed=config.seed if dp['reproducible_noise'] else None,
           secure_sum=dp['secure_sum'],
           bits=dp['bits'],
+          compression_bits=config.compression.bits,
+          compression_threshold=config.compression.threshold,
           **tree_kwargs,
       ),
   )
@@ -404,6 +418,8 @@ def train_and_evaluate(config, workdir: str,
       row = {'round': round_num, 'cohort_size': len(cohort)}
       if len(cohort):
         state, round_metrics = run_round(state, cohort)
+        if config.runtime.engine == 'mapreduce':
+          row['client_bytes'] = sum(engine.client_bytes) / len(engine.client_bytes)
         train = round_metrics['client_work']['train']
         row['train_loss'] = float(train['loss'])
         row['train_accuracy'] = float(train['binary_accuracy'])

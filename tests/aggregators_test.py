@@ -1,6 +1,7 @@
 """Aggregator selection, its validation errors, and the seeded DP noise."""
 
 import collections
+import math
 
 import numpy as np
 import pytest
@@ -8,6 +9,7 @@ import tensorflow as tf
 import tensorflow_federated as tff
 
 from fl_analytics import aggregators
+from fl_analytics import privacy
 from fl_analytics import runtime
 from fl_analytics import seeded_noise
 
@@ -146,3 +148,36 @@ def test_distributed_parameters_are_those_of_the_built_skellam_query():
       z * clip * params['scale'] / np.sqrt(clients), rel=1e-6)
   assert params['l2_bound'] == pytest.approx(
       (clip + 1e-5) * params['scale'] + np.sqrt(512), rel=1e-6)  # TFF's 1e-5 leeway
+
+
+def test_compression_factor_bounds_what_tff_quantization_does_to_a_clipped_update():
+  # TFF's own factory, applied to adversarial-ish records of norm 1: a few large
+  # coordinates (wide min/max range) and many small ones.
+  sizes = [300, 7]
+  value_type = tff.StructWithPythonType(
+      [tff.TensorType(np.float32, [d]) for d in sizes], list)
+  rng = np.random.default_rng(0)
+  with runtime.local_cpp_context():
+    worst = {bits: _worst_quantized_norm(bits, sizes, value_type, rng) for bits in (2, 4)}
+  for bits in (2, 4):
+    factor = privacy.compression_sensitivity_factor(bits=bits, tensor_sizes=sizes,
+                                                    threshold=10)
+    assert 1.0 < worst[bits] <= factor, (bits, worst[bits], factor)
+
+
+def _worst_quantized_norm(bits, sizes, value_type, rng):
+  """Largest norm after quantizing records of norm 1 with a few large coordinates."""
+  process = aggregators.compression_sum_factory(bits=bits, threshold=10).create(
+      value_type)
+  state = process.initialize()
+  worst = 0.0
+  for trial in range(20):
+    x = [rng.normal(size=d).astype(np.float32) for d in sizes]
+    x[0][:2] = [30.0, -30.0] if trial % 2 else [30.0, 0.0]
+    norm = math.sqrt(sum(float(np.sum(v.astype(np.float64)**2)) for v in x))
+    x = [v / norm for v in x]
+    out = process.next(state, [x]).result
+    worst = max(worst, math.sqrt(sum(float(np.sum(np.asarray(v, np.float64)**2))
+                                     for v in out)))
+    np.testing.assert_array_equal(out[1], x[1])  # below the threshold: unchanged
+  return worst

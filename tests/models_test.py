@@ -1,4 +1,4 @@
-"""The churn model's parameter count, which the secure-sum accounting relies on."""
+"""The churn model's tensor sizes, which the secure-sum and compression accounting rely on."""
 
 import pytest
 
@@ -6,7 +6,9 @@ from fl_analytics import models
 
 
 @pytest.mark.parametrize('hidden_units', [0, 1, 32])
-def test_churn_num_parameters_equals_keras_count(hidden_units):
+def test_churn_tensor_sizes_equal_keras_weights(hidden_units):
   model = models.build_churn_model(num_features=7, hidden_units=hidden_units, seed=0)
+  assert models.churn_tensor_sizes(num_features=7, hidden_units=hidden_units) == [
+      int(v.shape.num_elements()) for v in model.trainable_variables]
   assert models.churn_num_parameters(
       num_features=7, hidden_units=hidden_units) == model.count_params()

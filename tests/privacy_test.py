@@ -189,6 +189,16 @@ def test_secure_sum_factor_is_half_a_quantization_step_per_coordinate():
                               sensitivity_factor=0.5)
 
 
+def test_compression_factor_bounds_its_formula():
+  # 1 + sqrt(2 * largest quantized tensor) / (2**bits - 1); small tensors stay exact.
+  assert privacy.compression_sensitivity_factor(
+      bits=8, tensor_sizes=[512, 32, 32, 1], threshold=100) == 1 + math.sqrt(1024) / 255
+  assert privacy.compression_sensitivity_factor(
+      bits=8, tensor_sizes=[50, 1], threshold=100) == 1.0
+  with pytest.raises(ValueError, match='bits must be in \\[1, 16\\]. Found 0'):
+    privacy.compression_sensitivity_factor(bits=0, tensor_sizes=[5], threshold=0)
+
+
 def test_general_sampling_without_replacement_bound_matches_dp_accounting_for_gaussian():
   orders = list(range(2, 257))
   for z, q in ((1.3, 0.05), (0.8, 0.2), (3.0, 0.01)):

@@ -43,7 +43,8 @@ def test_unknown_override_key_is_refused_before_running():
     sweeps.expand(_sweep_config(settings=[{'dp.clipp': 1.0}]), repo_root=REPO)
 
 
-def _fake_run(root, name, *, mechanism, seed, eps, auc, acc, target=None):
+def _fake_run(root, name, *, mechanism, seed, eps, auc, acc, target=None, bits=None,
+              client_bytes=None):
   d = os.path.join(root, name)
   os.makedirs(d)
   config = {'seed': seed, 'num_rounds': 2, 'clients_per_round': 20,
@@ -51,17 +52,21 @@ def _fake_run(root, name, *, mechanism, seed, eps, auc, acc, target=None):
             'dp': {'mechanism': mechanism, 'target_epsilon': target, 'delta': 1e-5,
                    'noise_multiplier': 1.0 + seed / 10, 'clip': 0.2},
             'resolved': {'population_size': 80}}
+  if bits is not None:
+    config['compression'] = {'bits': bits, 'threshold': 100}
   rundir.write_json(os.path.join(d, 'config.json'), config)
   rundir.write_json(os.path.join(d, 'privacy.json'),
                     {'rounds': 2, 'noise_multiplier': 1.0,
                      'epsilon': None if eps == float('inf') else eps})
   rundir.write_csv(os.path.join(d, 'metrics.csv'),
                    ['round', 'epsilon', 'eval_auc', 'eval_accuracy', 'eval_loss',
-                    'eval_base_rate', 'clip'],
+                    'eval_base_rate', 'clip', 'client_bytes'],
                    [{'round': 1, 'epsilon': eps / 2, 'eval_auc': 0.5, 'eval_accuracy': 0.5,
-                     'eval_loss': 0.7, 'eval_base_rate': 0.2, 'clip': 0.3},
+                     'eval_loss': 0.7, 'eval_base_rate': 0.2, 'clip': 0.3,
+                     'client_bytes': client_bytes},
                     {'round': 2, 'epsilon': eps, 'eval_auc': auc, 'eval_accuracy': acc,
-                     'eval_loss': 0.5, 'eval_base_rate': 0.2, 'clip': 0.25}])
+                     'eval_loss': 0.5, 'eval_base_rate': 0.2, 'clip': 0.25,
+                     'client_bytes': client_bytes}])
 
 
 @pytest.fixture
@@ -108,6 +113,30 @@ def test_plots_write_every_figure_as_png_and_pdf(fake_sweep):
     with open(p, 'rb') as f:
       head = f.read(8)
     assert head.startswith(b'\x89PNG') or head.startswith(b'%PDF')
+
+
+def test_compressed_settings_get_their_bytes_and_own_lines_and_a_communication_plot(
+    tmp_path):
+  root = str(tmp_path)
+  for bits, sent, auc in ((0, 2344.0, 0.80), (8, 892.0, 0.79)):
+    for seed in (0, 1):
+      _fake_run(root, f'mechanism-none_bits-{bits}_seed-{seed}', mechanism='none',
+                seed=seed, eps=float('inf'), auc=auc, acc=0.85, bits=bits,
+                client_bytes=sent)
+      _fake_run(root, f'mechanism-gaussian_fixed_bits-{bits}_seed-{seed}',
+                mechanism='gaussian_fixed', seed=seed, eps=2.0, auc=auc - 0.05, acc=0.8,
+                target=2.0, bits=bits, client_bytes=sent + seed)
+  rows = sweeps.summarize(sweeps.collect_runs(root))
+  assert [(r['mechanism'], r['compression_bits'], r['client_bytes_mean'])
+          for r in rows] == [('none', 0, 2344.0), ('none', 8, 892.0),
+                             ('gaussian_fixed', 0, 2344.5), ('gaussian_fixed', 8, 892.5)]
+  names = {os.path.basename(p) for p in plots.plot_sweep(root)}
+  assert {'communication.png', 'communication.pdf', 'frontier.png'} <= names
+
+
+def test_communication_plot_without_logged_bytes_says_why(fake_sweep):
+  with pytest.raises(ValueError, match='No run of the sweep logged client_bytes'):
+    plots.communication(sweeps.collect_runs(fake_sweep), fake_sweep)
 
 
 def test_plot_of_empty_directory_says_what_is_missing(tmp_path):

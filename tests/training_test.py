@@ -149,6 +149,42 @@ def test_secure_sum_runs_accounts_its_quantization_and_matches_the_plain_sum(tmp
       assert float(a[key]) == pytest.approx(float(b[key]), rel=1e-4), key
 
 
+def test_compression_logs_the_bytes_sent_and_is_accounted(tmp_path):
+  sizes = models.churn_tensor_sizes(num_features=features.NUM_FEATURES,
+                                    hidden_units=32)
+  plain, none8 = str(tmp_path / 'plain'), str(tmp_path / 'none8')
+  training.train_and_evaluate(tiny_config(**{'dp.mechanism': 'none'}), plain)
+  training.train_and_evaluate(
+      tiny_config(**{'dp.mechanism': 'none', 'compression.bits': 8}), none8)
+  plain_bytes = [float(r['client_bytes']) for r in _metrics(plain)]
+  none8_bytes = [float(r['client_bytes']) for r in _metrics(none8)]
+  # Uncompressed, a client sends at least its float32 update; with 8 bits, the 512-
+  # element kernel shrinks to a quarter (packed), plus the encoder's few scalars (its
+  # range and the parameters TFF sends back); tensors of <= 100 elements stay.
+  assert all(b >= 4 * sum(sizes) for b in plain_bytes)
+  saved = 4 * sizes[0] - sizes[0]  # 3 bytes per kernel element
+  assert all(saved - 128 <= p - c <= saved for p, c in zip(plain_bytes, none8_bytes)), (
+      plain_bytes, none8_bytes)
+  assert 'quantized to 8 bits' in rundir.read_json(
+      os.path.join(none8, 'privacy.json'))['compression']
+
+  for mechanism, sampling in (('gaussian_fixed', 'poisson'), ('tree', 'shuffle')):
+    workdir = str(tmp_path / mechanism)
+    training.train_and_evaluate(tiny_config(sampling=sampling, **{
+        'dp.mechanism': mechanism, 'compression.bits': 4}), workdir)
+    statement = rundir.read_json(os.path.join(workdir, 'privacy.json'))
+    factor = privacy.compression_sensitivity_factor(bits=4, tensor_sizes=sizes,
+                                                    threshold=100)
+    assert factor == 1 + math.sqrt(2 * 512) / 15
+    assert statement['sensitivity_factor'] == factor
+    assert statement['epsilon'] == pytest.approx(privacy.epsilon_spent(
+        noise_multiplier=1.0 / factor, clients_per_round=20, sampling=sampling,
+        population_size=statement['population_size'], rounds=2, delta=1e-5))
+    rows = _metrics(workdir)
+    assert all(math.isfinite(float(r['train_loss'])) for r in rows)
+    assert all(float(r['client_bytes']) < min(plain_bytes) for r in rows)
+
+
 @pytest.mark.parametrize('sampling, accountant', [('fixed_size', 'rdp'), ('poisson', 'pld')])
 def test_sampling_and_accountant_reach_cohort_and_privacy_json(tmp_path, sampling,
                                                                 accountant):
@@ -253,6 +289,12 @@ def test_changed_config_is_refused_for_an_existing_run(tmp_path):
      r'is accounted for sampling=fixed_size with the rdp accountant only'),
     ({'dp.mechanism': 'distributed', 'sampling': 'fixed_size', 'dp.bits': 4},
      r'dp.bits=4 is too small for clients_per_round=20'),
+    ({'compression.bits': 8}, r'compression.bits > 0 is supported for dp.mechanism in '
+     r"none, gaussian_fixed, tree. Found 'gaussian_adaptive': no analysis"),
+    ({'compression.bits': 17, 'dp.mechanism': 'none'},
+     r'compression.bits must be an integer in \[0, 16\] \(0: no compression\). Found 17'),
+    ({'compression.bits': 8, 'dp.mechanism': 'gaussian_fixed', 'dp.secure_sum': True},
+     r'cannot be combined with dp.secure_sum=True'),
 ])
 def test_invalid_settings_fail_before_anything_is_written(tmp_path, overrides, message):
   workdir = tmp_path / 'run'

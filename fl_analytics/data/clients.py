@@ -1,6 +1,8 @@
 """The federated churn dataset: training users (the clients) and held-out users.
 
-`build_churn_data` generates the synthetic population, featurizes each user's log on
+`build_churn_data` generates the synthetic population (or, with
+`data.source=events:PATH`, reads the users' logs from an event file,
+`fl_analytics.data.events`), featurizes each user's log on
 its own (as a device would), and splits the users, not the examples: a held-out
 fraction of users is never trained on and serves for evaluation, so every example
 belongs to exactly one user on one side of the split.
@@ -16,6 +18,7 @@ import dataclasses
 
 import numpy as np
 
+from fl_analytics.data import events
 from fl_analytics.data import features
 from fl_analytics.data import synthetic
 
@@ -28,6 +31,7 @@ class ChurnData:
   eval_y: np.ndarray  # [n, 1]
   num_eval_users: int
   num_users_without_examples: int
+  source_note: str = ''  # where the logs came from, for the run's log
 
   @property
   def population_size(self) -> int:
@@ -39,6 +43,11 @@ class ChurnData:
 
 
 def check_data_config(data) -> None:
+  synthetic_source = events.source_path(data.source) is None
+  if data.unknown_events not in events.UNKNOWN_EVENT_POLICIES:
+    raise ValueError(f'data.unknown_events must be one of '
+                     f'{", ".join(events.UNKNOWN_EVENT_POLICIES)}. '
+                     f'Found {data.unknown_events!r}.')
   if not 0 < data.eval_fraction < 1:
     raise ValueError(f'data.eval_fraction must be in (0, 1). Found {data.eval_fraction}.')
   features.check_window(
@@ -46,30 +55,60 @@ def check_data_config(data) -> None:
       horizon_days=data.horizon_days,
       stride_days=data.stride_days,
   )
-  if data.num_days < data.window_days + data.horizon_days:
+  if synthetic_source and data.num_days < data.window_days + data.horizon_days:
     raise ValueError(
         f'data.num_days={data.num_days} leaves no observation day: it must be at '
         f'least data.window_days + data.horizon_days = '
         f'{data.window_days + data.horizon_days}.')
 
 
+def load_logs(data, *, seed: int) -> tuple[list[synthetic.UserLog], int, int, str]:
+  """The users' logs of config `data`: (logs, origin timestamp, days, a note).
+
+  Synthetic: `data.num_users` users over `data.num_days` days from
+  `synthetic.ORIGIN_TIMESTAMP`. From an event file: its users, from midnight (UTC) of
+  its first event's day through its last event's day; `data.num_users`,
+  `data.num_days` and the skew knobs do not apply.
+  """
+  path = events.source_path(data.source)
+  if path is None:
+    logs = synthetic.generate_population(
+        num_users=data.num_users,
+        seed=seed,
+        num_days=data.num_days,
+        quantity_skew=data.quantity_skew,
+        label_skew=data.label_skew,
+        feature_skew=data.feature_skew,
+    )
+    return logs, synthetic.ORIGIN_TIMESTAMP, data.num_days, (
+        f'synthetic population of {data.num_users} users, {data.num_days} days')
+  loaded = events.load_events(path, unknown_events=data.unknown_events)
+  needed = data.window_days + data.horizon_days
+  if loaded.num_days < needed:
+    raise events.EventLogError(
+        f'{path}: its events span {loaded.num_days} days; churn examples need at least '
+        f'data.window_days + data.horizon_days = {needed}.')
+  dropped = sum(loaded.unknown_events.values())
+  note = (f'{path}: {loaded.num_rows} events of {len(loaded.logs)} users over '
+          f'{loaded.num_days} days')
+  if dropped:
+    top = sorted(loaded.unknown_events.items(), key=lambda kv: -kv[1])[:5]
+    note += (f'; {dropped} events with names outside the vocabulary dropped ('
+             + ', '.join(f'{k!r}: {v}' for k, v in top) + ')')
+  return loaded.logs, loaded.origin_timestamp, loaded.num_days, note
+
+
 def build_churn_data(data, *, seed: int) -> ChurnData:
-  """Generates, featurizes and splits the population described by config `data`."""
+  """Loads, featurizes and splits the population described by config `data`."""
   check_data_config(data)
-  logs = synthetic.generate_population(
-      num_users=data.num_users,
-      seed=seed,
-      num_days=data.num_days,
-      quantity_skew=data.quantity_skew,
-      label_skew=data.label_skew,
-      feature_skew=data.feature_skew,
-  )
-  num_eval = int(round(data.eval_fraction * data.num_users))
-  if num_eval < 1 or num_eval >= data.num_users:
+  logs, origin, num_days, note = load_logs(data, seed=seed)
+  num_users = len(logs)
+  num_eval = int(round(data.eval_fraction * num_users))
+  if num_eval < 1 or num_eval >= num_users:
     raise ValueError(
-        f'data.eval_fraction={data.eval_fraction} of data.num_users={data.num_users} '
+        f'data.eval_fraction={data.eval_fraction} of {num_users} users '
         'must leave at least one user on each side of the split.')
-  order = np.random.default_rng([seed, 0x5EED, 1]).permutation(data.num_users)
+  order = np.random.default_rng([seed, 0x5EED, 1]).permutation(num_users)
   eval_set = set(order[:num_eval].tolist())
 
   train_ids, train_examples, eval_parts = [], [], []
@@ -78,8 +117,8 @@ def build_churn_data(data, *, seed: int) -> ChurnData:
     x, y = features.churn_examples(
         log.timestamps,
         log.events,
-        origin_timestamp=synthetic.ORIGIN_TIMESTAMP,
-        num_days=data.num_days,
+        origin_timestamp=origin,
+        num_days=num_days,
         window_days=data.window_days,
         horizon_days=data.horizon_days,
         stride_days=data.stride_days,
@@ -96,7 +135,7 @@ def build_churn_data(data, *, seed: int) -> ChurnData:
       train_examples.append((x[perm], y[perm]))
   if not train_ids:
     raise ValueError(
-        f'No training user has a churn example (data.num_users={data.num_users}).')
+        f'No training user has a churn example ({note}).')
   return ChurnData(
       train_user_ids=train_ids,
       train_examples=train_examples,
@@ -104,4 +143,5 @@ def build_churn_data(data, *, seed: int) -> ChurnData:
       eval_y=np.concatenate([y for _, y in eval_parts]),
       num_eval_users=num_eval,
       num_users_without_examples=without,
+      source_note=note,
   )
