@@ -27,7 +27,7 @@ $(STAMP): requirements.txt requirements.lock setup.py
 	# its other pins come from requirements.txt, TFF itself without dependencies.
 	$(PY) -m pip install --quiet --no-deps tensorflow-federated==$(TFF_VERSION)
 	$(PY) -m pip install --quiet --no-deps -e .
-	$(PY) -c 'import tensorflow_federated, dp_accounting, tensorflow_privacy, ml_collections, matplotlib'
+	$(PY) -c 'import tensorflow_federated, dp_accounting, tensorflow_privacy, ml_collections, matplotlib, pyarrow'
 	touch $(STAMP)
 
 test: setup

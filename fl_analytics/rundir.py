@@ -17,6 +17,7 @@ version, never half of one. This module does not import TensorFlow.
 from __future__ import annotations
 
 import csv
+import functools
 import io
 import json
 import math
@@ -36,6 +37,13 @@ WORKER_LOG = 'worker.log'
 _CKPT_RE = re.compile(r'^round_(\d{6,})\.npz$')
 
 
+@functools.lru_cache(maxsize=None)
+def _umask() -> int:
+  mask = os.umask(0o022)  # the only way to read it; restored at once
+  os.umask(mask)
+  return mask
+
+
 def atomic_write_bytes(path: str, data: bytes) -> None:
   directory = os.path.dirname(os.path.abspath(path))
   os.makedirs(directory, exist_ok=True)
@@ -45,6 +53,7 @@ def atomic_write_bytes(path: str, data: bytes) -> None:
       f.write(data)
       f.flush()
       os.fsync(f.fileno())
+    os.chmod(tmp, 0o666 & ~_umask())  # as open() would create it, not mkstemp's 0600
     os.replace(tmp, path)
   except BaseException:
     if os.path.exists(tmp):

@@ -14,6 +14,7 @@ from fl_analytics import report
 from fl_analytics import rundir
 from fl_analytics import training
 from fl_analytics.data import clients
+from fl_analytics.data import events
 from fl_analytics.data import features
 
 
@@ -183,6 +184,21 @@ def test_compression_logs_the_bytes_sent_and_is_accounted(tmp_path):
     rows = _metrics(workdir)
     assert all(math.isfinite(float(r['train_loss'])) for r in rows)
     assert all(float(r['client_bytes']) < min(plain_bytes) for r in rows)
+
+
+def test_training_on_an_exported_event_file_uses_the_same_user_logs(tmp_path):
+  config = tiny_config(**{'dp.mechanism': 'none', 'num_rounds': 1})
+  logs, _, _, _ = clients.load_logs(config.data, seed=config.data.seed)
+  path = str(tmp_path / 'events.parquet')
+  events.write_events(logs, path)
+  from_file = tiny_config(**{'dp.mechanism': 'none', 'num_rounds': 1,
+                             'data.source': f'events:{path}'})
+  data = clients.build_churn_data(from_file.data, seed=from_file.data.seed)
+  # Every user with events is in the file; the file spans the days that have events.
+  assert len(data.train_user_ids) + data.num_eval_users + data.num_users_without_examples \
+      == sum(1 for log in logs if len(log.events))
+  last = training.train_and_evaluate(from_file, str(tmp_path / 'run'))
+  assert 0 <= float(last['eval_auc']) <= 1
 
 
 @pytest.mark.parametrize('sampling, accountant', [('fixed_size', 'rdp'), ('poisson', 'pld')])
