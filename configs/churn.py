@@ -49,6 +49,14 @@ def get_config() -> ml_collections.ConfigDict:
   c.client.batch_size = 16
   c.client.local_epochs = 1
 
+  # Realistic clients (fl_analytics/devices.py): users who opted out (never sampled,
+  # never used), sampled clients failing to report, per-client caps on local steps
+  # (none | uniform:LOW:HIGH | lognormal:MEDIAN:SIGMA, in batches per round).
+  c.clients = ml_collections.ConfigDict()
+  c.clients.opt_out = 0.0
+  c.clients.dropout = 0.0
+  c.clients.max_local_steps = 'none'
+
   c.server = ml_collections.ConfigDict()
   c.server.learning_rate = 1.0
   c.server.momentum = 0.9

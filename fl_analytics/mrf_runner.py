@@ -177,7 +177,8 @@ class MapReduceRunner:
 
   `client_data` is a list of in-memory arrays per client, `(x, y)`, from which each
   client's dataset is built inside the graph by `dataset_fn(x, y)` (a function of two
-  tensors returning the `tf.data.Dataset` the process expects).
+  tensors returning the `tf.data.Dataset` the process expects), or `(x, y, max_steps)`
+  to let the client take only its first `max_steps` batches (-1: all).
   """
 
   def __init__(self, process, dataset_fn, *, groups: int = 2,
@@ -263,8 +264,9 @@ class MapReduceRunner:
       secure_g = [[np.zeros_like(np.asarray(v), dtype=np.int64) for v in params]
                   for params in secure_params]
       sent_g = []
-      for x, y in client_data[g::len(self._groups)]:
-        acc_g, secure, sent = self._groups[g].run(broadcast, acc_g, x, y)
+      for x, y, *max_steps in client_data[g::len(self._groups)]:
+        acc_g, secure, sent = self._groups[g].run(
+            broadcast, acc_g, x, y, max_steps[0] if max_steps else -1)
         sent_g.append(sent)
         for totals, values in zip(secure_g, secure):
           for j, v in enumerate(values):
@@ -317,8 +319,10 @@ class _ClientStep:
       # The client's whole arrays; `dataset_fn` batches them as the process expects.
       self._x = tf.compat.v1.placeholder(element[0].dtype, element[0].shape, name='x')
       self._y = tf.compat.v1.placeholder(element[1].dtype, element[1].shape, name='y')
-      out = graph.call(
-          mrf.work, structure.Struct.unnamed(dataset_fn(self._x, self._y), broadcast))
+      self._max_steps = tf.compat.v1.placeholder_with_default(
+          tf.constant(-1, tf.int64), [], name='max_steps')
+      out = graph.call(mrf.work, structure.Struct.unnamed(
+          dataset_fn(self._x, self._y).take(self._max_steps), broadcast))
       self._acc_out = _flat_tensors(
           graph.call(mrf.accumulate, structure.Struct.unnamed(acc, out[0])))
       # The inputs of secure_sum_bitwidth, secure_sum and secure_modular_sum.
@@ -330,12 +334,12 @@ class _ClientStep:
     self._num_sent = len(sent)
     self._call = graph.make_callable(
         self._acc_out + sent + [t for s in secure for t in s],
-        self._broadcast + self._acc_in + [self._x, self._y])
+        self._broadcast + self._acc_in + [self._x, self._y, self._max_steps])
 
-  def run(self, broadcast, acc, x, y):
+  def run(self, broadcast, acc, x, y, max_steps=-1):
     """The accumulator after this client, its secure-sum inputs, and the bytes of
     everything it sent (aggregate and secure-sum inputs, at their dtypes)."""
-    out = self._call(*broadcast, *acc, x, y)
+    out = self._call(*broadcast, *acc, x, y, max_steps)
     acc, rest = out[:self._num_acc], out[self._num_acc:]
     sent_bytes = sum(np.asarray(v).nbytes for v in rest)
     rest = rest[self._num_sent:]

@@ -462,6 +462,36 @@ def compression_sensitivity_factor(*, bits: int, tensor_sizes: Sequence[int],
   return 1.0 + math.sqrt(2 * max(quantized)) / (2**bits - 1)
 
 
+def dropout_note(dropout: float, sampling: str) -> str:
+  """Why the accountant's epsilon still holds when sampled clients fail to report.
+
+  Dropout is independent of the data and leaves the clip, the noise and its
+  denominator unchanged; only contributions go missing.
+  """
+  if sampling not in _DROPOUT_REASONS:
+    raise ValueError(f'No dropout analysis for sampling={sampling!r}.')
+  return (f'Each sampled client fails to report with probability {dropout:g}, '
+          'independently of the data; the round uses the others, with the same clip, '
+          'noise and denominator, and the epsilon still holds: '
+          + _DROPOUT_REASONS[sampling] + '.')
+
+
+_DROPOUT_REASONS = {
+    'poisson': (
+        'a user then contributes with probability q * (1 - dropout) <= q, and the '
+        'Poisson-subsampled Gaussian spends less privacy at a smaller q, so the '
+        'accountant, which uses q, gives an upper bound'),
+    'fixed_size': (
+        'given how many report, the reporting clients are a uniform sample without '
+        'replacement of that size, whose amplification is at least that of a sample '
+        'of clients_per_round, and a mixture over how many report is no less private '
+        'than its worst part'),
+    'shuffle': (
+        'a user still takes part at most once per pass, one pass apart, and a user who '
+        'drops out contributes nothing that round'),
+}
+
+
 def privacy_statement(
     *,
     mechanism: str,
@@ -476,6 +506,8 @@ def privacy_statement(
     secure_sum: bool = False,
     distributed: Optional[dict] = None,
     compression_bits: int = 0,
+    dropout: float = 0.0,
+    opted_out_users: int = 0,
 ) -> dict[str, Any]:
   """What was protected, how, and at what (epsilon, delta): the `privacy.json` body.
 
@@ -485,6 +517,8 @@ def privacy_statement(
   `noise_multiplier / sensitivity_factor`. For `mechanism=distributed`,
   `distributed` holds the mechanism's scaled parameters (`l1_bound`, `l2_bound`,
   `local_stddev`, `scale`, `bits`, `dim`; `aggregators.distributed_parameters`).
+  `dropout` and `opted_out_users` (`fl_analytics.devices`) add why the epsilon holds
+  when sampled clients fail to report, and who is not in `population_size`.
   """
   if not sensitivity_factor >= 1:
     raise ValueError(f'sensitivity_factor must be >= 1. Found {sensitivity_factor}.')
@@ -579,10 +613,15 @@ def privacy_statement(
               'l1_bound and l2_bound are checked by the query on every rounded update, '
               'so a violation stops the run rather than weakening the guarantee.'),
           'distributed_parameters': dict(distributed)} if is_distributed else {}),
+      **({'dropout': dropout} if dropout else {}),
+      **({'opted_out_users': opted_out_users} if opted_out_users else {}),
       'notes': (
           sampling_note + ' Training metrics (train_loss) are simulation diagnostics '
           'outside the guarantee. Evaluation uses held-out users only.'
           if private
           else 'Non-private reference run (plain FedAvg): no privacy guarantee.'
-      ),
+      ) + (' ' + dropout_note(dropout, sampling) if dropout and private else '') + (
+          f' {opted_out_users} users opted out: they are never sampled and their data '
+          'is never used; population_size counts only the users who can be sampled.'
+          if opted_out_users else ''),
   }

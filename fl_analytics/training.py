@@ -31,6 +31,7 @@ import tensorflow as tf
 import tensorflow_federated as tff
 
 from fl_analytics import aggregators
+from fl_analytics import devices
 from fl_analytics import metrics
 from fl_analytics import models
 from fl_analytics import mrf_runner
@@ -45,8 +46,10 @@ METRIC_COLUMNS = (
     'round',
     'epsilon',
     'cohort_size',
+    'reported',
     'train_loss',
     'train_accuracy',
+    'train_batches',
     'eval_loss',
     'eval_accuracy',
     'eval_auc',
@@ -89,6 +92,7 @@ def check_config(config) -> None:
   if not 0 <= config.server.momentum < 1:
     raise ValueError(f'server.momentum must be in [0, 1). Found {config.server.momentum}.')
   clients.check_data_config(config.data)
+  devices.check_clients_config(config.clients, mechanism=config.dp.mechanism)
   dp = config.dp
   if dp.target_epsilon is not None and not dp.target_epsilon > 0:
     raise ValueError(f'dp.target_epsilon must be > 0. Found {dp.target_epsilon}.')
@@ -111,7 +115,8 @@ def check_config(config) -> None:
                      f'{config.sampling}. Found {config.clients_per_round}.')
 
 
-def resolve_config(config, *, population_size: int, stored: Optional[dict] = None):
+def resolve_config(config, *, population_size: int, stored: Optional[dict] = None,
+                   opted_out_users: int = 0):
   """The config dict of the run: validated, with the noise multiplier resolved.
 
   With `dp.target_epsilon` set, the noise multiplier is calibrated so that
@@ -189,6 +194,7 @@ def resolve_config(config, *, population_size: int, stored: Optional[dict] = Non
       'sampling_probability': q,
       'noise_multiplier': dp['noise_multiplier'] if dp['mechanism'] != 'none' else 0.0,
       'num_features': features.NUM_FEATURES,
+      'opted_out_users': opted_out_users,
   }
   if distributed:
     resolved['resolved']['distributed'] = distributed_params(dp['noise_multiplier'])
@@ -233,14 +239,17 @@ def _statement(resolved: dict, rounds: int) -> dict[str, Any]:
       secure_sum=resolved['dp']['secure_sum'],
       distributed=resolved['resolved'].get('distributed'),
       compression_bits=resolved['compression']['bits'],
+      dropout=resolved['clients']['dropout'],
+      opted_out_users=resolved['resolved']['opted_out_users'],
   )
 
 
-def _prepare_workdir(config, workdir: str, population_size: int) -> tuple[dict, int]:
+def _prepare_workdir(config, workdir: str, data: clients.ChurnData) -> tuple[dict, int]:
   """Validates against any run already in `workdir`; returns (resolved, start round)."""
   config_path = os.path.join(workdir, rundir.CONFIG_FILE)
   stored = rundir.read_json(config_path) if os.path.exists(config_path) else None
-  resolved = resolve_config(config, population_size=population_size, stored=stored)
+  resolved = resolve_config(config, population_size=data.population_size, stored=stored,
+                            opted_out_users=data.num_opted_out)
   start = 0
   if stored is not None:
     diffs = rundir.config_differences(stored, resolved, ignore=_MUTABLE_KEYS)
@@ -281,18 +290,19 @@ def train_and_evaluate(config, workdir: str,
   """
   try:
     check_config(config)
-    data = clients.build_churn_data(config.data, seed=config.data.seed)
-    resolved, start_round = _prepare_workdir(config, workdir, data.population_size)
+    data = clients.build_churn_data(config.data, seed=config.data.seed,
+                                    opt_out=config.clients.opt_out)
+    resolved, start_round = _prepare_workdir(config, workdir, data)
   except InvalidSettingsError:
     raise
   except ValueError as e:
     raise InvalidSettingsError(str(e)) from e
   logging.info('Data: %s.', data.source_note)
   logging.info(
-      'Population: %d training users (%d without examples left out), %d held-out '
-      'users, %d eval examples, churn base rate %.3f.', data.population_size,
-      data.num_users_without_examples, data.num_eval_users, len(data.eval_y),
-      data.eval_base_rate)
+      'Population: %d training users (%d without examples left out, %d opted out), '
+      '%d held-out users, %d eval examples, churn base rate %.3f.', data.population_size,
+      data.num_users_without_examples, data.num_opted_out, data.num_eval_users,
+      len(data.eval_y), data.eval_base_rate)
 
   rows = []
   metrics_path = os.path.join(workdir, rundir.METRICS_FILE)
@@ -371,17 +381,19 @@ def train_and_evaluate(config, workdir: str,
     if config.runtime.engine == 'mapreduce':
       engine = mrf_runner.MapReduceRunner(process, batches)
       stack.callback(engine.close)
-      run_round = lambda state, cohort: engine.next(  # pylint: disable=g-long-lambda
-          state, [data.train_examples[i] for i in cohort])
+      run_round = lambda state, cohort, caps: engine.next(  # pylint: disable=g-long-lambda
+          state, [(*data.train_examples[i], -1 if caps is None else caps[k])
+                  for k, i in enumerate(cohort)])
     else:
       stack.enter_context(runtime.local_cpp_context(
           max_concurrent_computation_calls=config.runtime.max_concurrent_computation_calls,
           log_path=os.path.join(workdir, rundir.WORKER_LOG)))
       engine = process
 
-      def run_round(state, cohort):
-        output = process.next(
-            state, [batches(*data.train_examples[i]) for i in cohort])
+      def run_round(state, cohort, caps):
+        output = process.next(state, [
+            batches(*data.train_examples[i]).take(-1 if caps is None else caps[k])
+            for k, i in enumerate(cohort)])
         return output.state, output.metrics
 
     if not start_round:  # the contract's files exist from the start
@@ -415,14 +427,20 @@ def train_and_evaluate(config, workdir: str,
           seed=config.seed,
           round_num=round_num,
       )
-      row = {'round': round_num, 'cohort_size': len(cohort)}
-      if len(cohort):
-        state, round_metrics = run_round(state, cohort)
+      # Sampled clients that fail to report send nothing (clients.dropout).
+      reporting = devices.reporting(cohort, config.clients.dropout, seed=config.seed,
+                                    round_num=round_num)
+      caps = devices.max_local_steps(reporting, config.clients.max_local_steps,
+                                     seed=config.seed, round_num=round_num)
+      row = {'round': round_num, 'cohort_size': len(cohort), 'reported': len(reporting)}
+      if len(reporting):
+        state, round_metrics = run_round(state, reporting, caps)
         if config.runtime.engine == 'mapreduce':
           row['client_bytes'] = sum(engine.client_bytes) / len(engine.client_bytes)
         train = round_metrics['client_work']['train']
         row['train_loss'] = float(train['loss'])
         row['train_accuracy'] = float(train['binary_accuracy'])
+        row['train_batches'] = int(train['num_batches'])  # local steps, all clients
         if not math.isfinite(row['train_loss']):
           raise FloatingPointError(
               f'Training loss is {row["train_loss"]} at round {round_num}; lower '
@@ -431,8 +449,9 @@ def train_and_evaluate(config, workdir: str,
         if 'clip' in dp_metrics:
           row['clip'] = float(dp_metrics['clip'])
       else:
-        # Nobody was sampled: no update, but the round still counts for privacy.
-        logging.warning('Round %d sampled no client; the model is unchanged.', round_num)
+        # Nobody reported: no update, but the round still counts for privacy.
+        logging.warning('Round %d: no sampled client reported (%d sampled); the model '
+                        'is unchanged.', round_num, len(cohort))
       if dp['mechanism'] in aggregators.FIXED_CLIP_MECHANISMS:
         row['clip'] = dp['clip']
       row['round_seconds'] = time.monotonic() - t0
@@ -455,9 +474,11 @@ def train_and_evaluate(config, workdir: str,
       if on_round is not None:
         on_round(row)
       logging.info(
-          'round %d/%d  eps %s  cohort %d  train_loss %s  eval_acc %s  eval_auc %s  '
+          'round %d/%d  eps %s  cohort %d%s  train_loss %s  eval_acc %s  eval_auc %s  '
           '%.2f s', round_num, config.num_rounds, _fmt(row['epsilon']),
-          row['cohort_size'], _fmt(row.get('train_loss')),
+          row['cohort_size'],
+          f" ({row['reported']} reported)" if config.clients.dropout else '',
+          _fmt(row.get('train_loss')),
           _fmt(row.get('eval_accuracy')), _fmt(row.get('eval_auc')),
           row['round_seconds'])
   summary_writer.close()

@@ -201,6 +201,31 @@ def test_training_on_an_exported_event_file_uses_the_same_user_logs(tmp_path):
   assert 0 <= float(last['eval_auc']) <= 1
 
 
+@pytest.mark.parametrize('engine', ['mapreduce', 'cpp'])
+def test_dropout_consent_and_step_caps_reach_the_round_and_privacy_json(tmp_path, engine):
+  workdir = str(tmp_path / 'run')
+  config = tiny_config(**{'dp.mechanism': 'gaussian_fixed', 'clients.dropout': 0.4,
+                          'clients.opt_out': 0.2, 'clients.max_local_steps': 'uniform:1:1',
+                          'runtime.engine': engine})
+  training.train_and_evaluate(config, workdir)
+  rows = _metrics(workdir)
+  statement = rundir.read_json(os.path.join(workdir, 'privacy.json'))
+  full = clients.build_churn_data(config.data, seed=config.data.seed)
+  data = clients.build_churn_data(config.data, seed=config.data.seed, opt_out=0.2)
+  assert data.num_opted_out == 30  # 20% of 150 users
+  assert statement['opted_out_users'] == 30
+  assert statement['population_size'] == data.population_size < full.population_size
+  assert statement['epsilon'] == pytest.approx(privacy.epsilon_spent(
+      noise_multiplier=1.0, clients_per_round=20, population_size=data.population_size,
+      rounds=2, delta=1e-5))
+  assert 'fails to report with probability 0.4' in statement['notes']
+  assert 'never sampled and their data is never used' in statement['notes']
+  for row in rows:
+    assert 0 < int(row['reported']) < int(row['cohort_size'])
+    # One local step per reporting client: the cap reached every client's loop.
+    assert int(row['train_batches']) == int(row['reported'])
+
+
 @pytest.mark.parametrize('sampling, accountant', [('fixed_size', 'rdp'), ('poisson', 'pld')])
 def test_sampling_and_accountant_reach_cohort_and_privacy_json(tmp_path, sampling,
                                                                 accountant):
@@ -305,6 +330,9 @@ def test_changed_config_is_refused_for_an_existing_run(tmp_path):
      r'is accounted for sampling=fixed_size with the rdp accountant only'),
     ({'dp.mechanism': 'distributed', 'sampling': 'fixed_size', 'dp.bits': 4},
      r'dp.bits=4 is too small for clients_per_round=20'),
+    ({'clients.max_local_steps': 'uniform:9:3'}, r'LOW and HIGH must be integers'),
+    ({'clients.dropout': 0.1, 'dp.mechanism': 'distributed', 'sampling': 'fixed_size'},
+     r'clients.dropout > 0 is not supported with dp.mechanism=distributed'),
     ({'compression.bits': 8}, r'compression.bits > 0 is supported for dp.mechanism in '
      r"none, gaussian_fixed, tree. Found 'gaussian_adaptive': no analysis"),
     ({'compression.bits': 17, 'dp.mechanism': 'none'},

@@ -32,6 +32,7 @@ class ChurnData:
   num_eval_users: int
   num_users_without_examples: int
   source_note: str = ''  # where the logs came from, for the run's log
+  num_opted_out: int = 0  # users removed before anything else (clients.opt_out)
 
   @property
   def population_size(self) -> int:
@@ -98,10 +99,20 @@ def load_logs(data, *, seed: int) -> tuple[list[synthetic.UserLog], int, int, st
   return loaded.logs, loaded.origin_timestamp, loaded.num_days, note
 
 
-def build_churn_data(data, *, seed: int) -> ChurnData:
-  """Loads, featurizes and splits the population described by config `data`."""
+def build_churn_data(data, *, seed: int, opt_out: float = 0.0) -> ChurnData:
+  """Loads, featurizes and splits the population described by config `data`.
+
+  A fraction `opt_out` of the users (`devices.opted_out`, seeded by `seed`) is removed
+  first: their logs are never featurized, trained on or evaluated.
+  """
+  from fl_analytics import devices  # pylint: disable=g-import-not-at-top
+
   check_data_config(data)
   logs, origin, num_days, note = load_logs(data, seed=seed)
+  removed = devices.opted_out(len(logs), opt_out, seed=seed)
+  if len(removed):
+    removed_set = set(removed.tolist())
+    logs = [log for i, log in enumerate(logs) if i not in removed_set]
   num_users = len(logs)
   num_eval = int(round(data.eval_fraction * num_users))
   if num_eval < 1 or num_eval >= num_users:
@@ -144,4 +155,5 @@ def build_churn_data(data, *, seed: int) -> ChurnData:
       num_eval_users=num_eval,
       num_users_without_examples=without,
       source_note=note,
+      num_opted_out=len(removed),
   )
