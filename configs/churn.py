@@ -61,6 +61,12 @@ def get_config() -> ml_collections.ConfigDict:
   c.server.learning_rate = 1.0
   c.server.momentum = 0.9
 
+  # After the last round, on held-out users (fl_analytics/evaluation.py): per-user
+  # metrics, calibration, and personalization (fine-tune on a user's early days for
+  # this many local SGD steps, score on their later days; 0: skip).
+  c.evaluation = ml_collections.ConfigDict()
+  c.evaluation.personalization_steps = 5
+
   c.dp = ml_collections.ConfigDict()
   # none | gaussian_fixed | gaussian_adaptive | tree (DP-FTRL, needs sampling=shuffle)
   # | distributed (Skellam over secure aggregation, needs sampling=fixed_size)

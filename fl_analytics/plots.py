@@ -220,6 +220,43 @@ def _by_round(runs, workdir, column, ylabel, name, what, *, groups=None,
   return _save(fig, workdir, name)
 
 
+def calibration(workdir: str) -> list[str]:
+  """The reliability diagram of one run (`calibration.csv`, `evaluation.json`)."""
+  from fl_analytics import evaluation  # pylint: disable=g-import-not-at-top
+
+  bins = [b for b in rundir.read_csv(os.path.join(workdir, evaluation.CALIBRATION_FILE))
+          if int(b['count'])]
+  result = rundir.read_json(os.path.join(workdir, evaluation.EVALUATION_FILE))
+  config = rundir.read_json(os.path.join(workdir, rundir.CONFIG_FILE))
+  statement = rundir.read_json(os.path.join(workdir, rundir.PRIVACY_FILE))
+  fig, (ax, hist) = plt.subplots(2, 1, figsize=(5.6, 6.4), sharex=True,
+                                 gridspec_kw={'height_ratios': [3, 1]})
+  predicted = [float(b['mean_predicted']) for b in bins]
+  ax.plot([0, 1], [0, 1], color='0.6', ls='--', lw=1, label='perfectly calibrated')
+  ax.plot(predicted, [float(b['observed_rate']) for b in bins], marker='o', lw=1.5,
+          color='tab:blue', label='model (bins of predicted probability)')
+  ax.set_ylabel('observed churn rate')
+  ax.set_xlim(0, 1)
+  ax.set_ylim(0, 1)
+  ax.grid(True, alpha=0.3)
+  ax.legend(loc='upper left', fontsize=8)
+  eps = statement.get('epsilon')
+  ax.set_title(
+      f"Calibration on held-out users, round {result['round']}\n"
+      f"{config['dp']['mechanism']}, "
+      + (f'ε={eps:.3g}' if eps is not None else 'non-private')
+      + f", ECE {result['calibration']['expected_calibration_error']:.3f}", fontsize=10)
+  lows = [float(b['bin_low']) for b in bins]
+  widths = [float(b['bin_high']) - float(b['bin_low']) for b in bins]
+  hist.bar(lows, [int(b['count']) for b in bins], width=widths, align='edge',
+           color='tab:blue', alpha=0.5, edgecolor='white')
+  hist.set_yscale('log')
+  hist.set_xlabel('predicted churn probability')
+  hist.set_ylabel('examples')
+  hist.grid(True, alpha=0.3)
+  return _save(fig, workdir, 'calibration')
+
+
 def plot_sweep(workdir: str) -> list[str]:
   """Writes every figure of the sweep in `workdir`; returns their paths."""
   runs = sweeps.collect_runs(workdir)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 
+from fl_analytics import evaluation
 from fl_analytics import rundir
 
 
@@ -38,11 +39,33 @@ def run_summary(workdir: str) -> str:
         f"Held-out users at round {ev['round']}: AUC {float(ev['eval_auc']):.3f}, "
         f"accuracy {float(ev['eval_accuracy']):.3f} (churn base rate "
         f"{float(ev['eval_base_rate']):.3f}), log loss {float(ev['eval_loss']):.3f}.")
+  ev_path = os.path.join(workdir, evaluation.EVALUATION_FILE)
+  final = rundir.read_json(ev_path) if os.path.exists(ev_path) else None
+  if final:
+    users = final['per_user']
+    lines.append(
+        f"Per held-out user (round {final['round']}, {users['users']} users): log loss "
+        f"median {users['loss_percentiles']['p50']:.3f} (p10 "
+        f"{users['loss_percentiles']['p10']:.3f}, p90 {users['loss_percentiles']['p90']:.3f}); "
+        f"worse than a constant prediction for {100 * users['share_worse_than_baseline_loss']:.0f}% "
+        f"of users. Calibration error (ECE) "
+        f"{final['calibration']['expected_calibration_error']:.3f}.")
+    pers = final.get('personalization')
+    if pers:
+      lines.append(
+          f"Personalization ({pers['steps']} local steps on each user's early days, "
+          f"scored on their later days, {pers['users']} users): AUC "
+          f"{pers['global']['auc']:.3f} -> {pers['personalized']['auc']:.3f}, log loss "
+          f"{pers['global']['loss']:.3f} -> {pers['personalized']['loss']:.3f}; "
+          f"{100 * pers['share_of_users_improved']:.0f}% of users improved.")
   lines.append(f'Results in {workdir}/:')
   for name, what in (
       (rundir.CONFIG_FILE, 'the resolved config'),
       (rundir.METRICS_FILE, 'one row per round'),
       (rundir.PRIVACY_FILE, 'the privacy statement'),
+      *(((evaluation.EVALUATION_FILE, 'per-user metrics, calibration, personalization'),
+         (evaluation.USERS_FILE, 'one row per held-out user'),
+         ('figures/', 'calibration.png: the reliability diagram')) if final else ()),
       (rundir.TENSORBOARD_DIR + '/', 'TensorBoard summaries'),
       (rundir.CHECKPOINT_DIR + '/', 'server state; run the command again to resume'),
   ):

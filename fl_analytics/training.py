@@ -32,6 +32,7 @@ import tensorflow_federated as tff
 
 from fl_analytics import aggregators
 from fl_analytics import devices
+from fl_analytics import evaluation
 from fl_analytics import metrics
 from fl_analytics import models
 from fl_analytics import mrf_runner
@@ -62,7 +63,7 @@ METRIC_COLUMNS = (
 # (`fl_analytics.mrf_runner`); `cpp` runs it on TFF's local C++ runtime. Same results.
 ENGINES = ('mapreduce', 'cpp')
 # Keys that may change between launches of the same run.
-_MUTABLE_KEYS = ('num_rounds', 'runtime', 'dp.max_epsilon')
+_MUTABLE_KEYS = ('num_rounds', 'runtime', 'dp.max_epsilon', 'evaluation')
 
 
 class InvalidSettingsError(ValueError):
@@ -89,6 +90,10 @@ def check_config(config) -> None:
     section, name = key.split('.')
     if not config[section][name] > 0:
       raise ValueError(f'{key} must be > 0. Found {config[section][name]}.')
+  steps = config.evaluation.personalization_steps
+  if not isinstance(steps, int) or steps < 0:
+    raise ValueError(
+        f'evaluation.personalization_steps must be an integer >= 0. Found {steps!r}.')
   if not 0 <= config.server.momentum < 1:
     raise ValueError(f'server.momentum must be in [0, 1). Found {config.server.momentum}.')
   clients.check_data_config(config.data)
@@ -256,7 +261,7 @@ def _prepare_workdir(config, workdir: str, data: clients.ChurnData) -> tuple[dic
     if diffs:
       raise ConfigMismatchError(
           f'{workdir} holds a run with a different config; only num_rounds, '
-          'dp.max_epsilon and runtime.* may change when resuming or continuing a run. '
+          'dp.max_epsilon, runtime.* and evaluation.* may change when resuming or continuing a run. '
           'Use a new --workdir. Differences:\n  ' + '\n  '.join(diffs))
     start = rundir.latest_checkpoint_round(workdir)
     if (config.dp.target_epsilon is not None and config.dp.mechanism != 'none'
@@ -312,7 +317,8 @@ def train_and_evaluate(config, workdir: str,
       raise RuntimeError(
           f'{metrics_path} has {len(rows)} rows up to round {start_round}, the last '
           'checkpoint; the run directory is inconsistent.')
-  if start_round >= config.num_rounds:
+  evaluated = os.path.exists(os.path.join(workdir, evaluation.EVALUATION_FILE))
+  if start_round >= config.num_rounds and evaluated:
     logging.info('%s already has %d rounds; nothing to do.', workdir, start_round)
     return rows[-1] if rows else {}
   if start_round:
@@ -481,8 +487,35 @@ def train_and_evaluate(config, workdir: str,
           _fmt(row.get('train_loss')),
           _fmt(row.get('eval_accuracy')), _fmt(row.get('eval_auc')),
           row['round_seconds'])
+    if rows:  # the final model, also when the budget guard stopped the run
+      _final_evaluation(config, workdir, keras_model, engine.get_model_weights(state),
+                        data, round_num=int(rows[-1]['round']))
   summary_writer.close()
   return rows[-1] if rows else {}
+
+
+def _final_evaluation(config, workdir, keras_model, model_weights, data,
+                      round_num: int) -> None:
+  """Per-user metrics, calibration and personalization of the final model."""
+  from fl_analytics import plots  # pylint: disable=g-import-not-at-top
+
+  model_weights.assign_weights_to(keras_model)
+  t0 = time.monotonic()
+  result = evaluation.evaluate_run(
+      keras_model, keras_model.get_weights(), data.eval_users(), workdir,
+      round_num=round_num,
+      personalization_steps=config.evaluation.personalization_steps,
+      learning_rate=config.client.learning_rate, batch_size=config.client.batch_size,
+      seed=config.seed)
+  plots.calibration(workdir)
+  users = result['per_user']
+  logging.info(
+      'Final evaluation (%.1f s): per-user log loss median %.3f (p10 %.3f, p90 %.3f); '
+      'worse than the constant baseline for %.1f%% of %d users; ECE %.3f.',
+      time.monotonic() - t0, users['loss_percentiles']['p50'],
+      users['loss_percentiles']['p10'], users['loss_percentiles']['p90'],
+      100 * users['share_worse_than_baseline_loss'], users['users'],
+      result['calibration']['expected_calibration_error'])
 
 
 def _fmt(value) -> str:

@@ -226,6 +226,35 @@ def test_dropout_consent_and_step_caps_reach_the_round_and_privacy_json(tmp_path
     assert int(row['train_batches']) == int(row['reported'])
 
 
+def test_final_evaluation_writes_per_user_metrics_calibration_and_personalization(
+    tmp_path):
+  workdir = str(tmp_path / 'run')
+  config = tiny_config(**{'dp.mechanism': 'gaussian_fixed'})
+  training.train_and_evaluate(config, workdir)
+  result = rundir.read_json(os.path.join(workdir, 'evaluation.json'))
+  users = rundir.read_csv(os.path.join(workdir, 'eval_users.csv'))
+  data = clients.build_churn_data(config.data, seed=config.data.seed)
+  assert result['round'] == 2
+  assert result['per_user']['users'] == len(users) == len(data.eval_users())
+  assert sum(int(u['examples']) for u in users) == len(data.eval_y)
+  assert 0 <= result['per_user']['share_worse_than_baseline_loss'] <= 1
+  bins = rundir.read_csv(os.path.join(workdir, 'calibration.csv'))
+  assert sum(int(b['count']) for b in bins) == len(data.eval_y)
+  pers = result['personalization']
+  assert pers['steps'] == 5 and 0 < pers['users'] <= len(users)
+  assert pers['global']['base_rate'] == pers['personalized']['base_rate']
+  assert os.path.getsize(os.path.join(workdir, 'figures', 'calibration.png')) > 1000
+  summary = report.run_summary(workdir)
+  assert 'Per held-out user' in summary and 'Personalization (5 local steps' in summary
+
+  # Lost after the last checkpoint (a crash): the next launch evaluates again, only.
+  os.remove(os.path.join(workdir, 'evaluation.json'))
+  before = _metrics(workdir, drop=())
+  training.train_and_evaluate(config, workdir)
+  assert rundir.read_json(os.path.join(workdir, 'evaluation.json')) == result
+  assert _metrics(workdir, drop=()) == before
+
+
 @pytest.mark.parametrize('sampling, accountant', [('fixed_size', 'rdp'), ('poisson', 'pld')])
 def test_sampling_and_accountant_reach_cohort_and_privacy_json(tmp_path, sampling,
                                                                 accountant):

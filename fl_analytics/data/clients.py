@@ -31,12 +31,20 @@ class ChurnData:
   eval_y: np.ndarray  # [n, 1]
   num_eval_users: int
   num_users_without_examples: int
+  # Examples per held-out user, in the order of eval_x (each user's in time order).
+  eval_sizes: tuple[int, ...] = ()
   source_note: str = ''  # where the logs came from, for the run's log
   num_opted_out: int = 0  # users removed before anything else (clients.opt_out)
 
   @property
   def population_size(self) -> int:
     return len(self.train_user_ids)
+
+  def eval_users(self) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Each held-out user's `(x, y)`, in time order (users without examples left out)."""
+    bounds = np.cumsum((0,) + self.eval_sizes)
+    return [(self.eval_x[a:b], self.eval_y[a:b])
+            for a, b in zip(bounds[:-1], bounds[1:]) if b > a]
 
   @property
   def eval_base_rate(self) -> float:
@@ -154,6 +162,7 @@ def build_churn_data(data, *, seed: int, opt_out: float = 0.0) -> ChurnData:
       eval_y=np.concatenate([y for _, y in eval_parts]),
       num_eval_users=num_eval,
       num_users_without_examples=without,
+      eval_sizes=tuple(len(y) for _, y in eval_parts),
       source_note=note,
       num_opted_out=len(removed),
   )
