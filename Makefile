@@ -12,7 +12,7 @@ DEMO_DIR ?= runs/demo
 REFERENCE_RUNS ?= runs/reference
 PARALLEL ?=
 
-.PHONY: setup test demo reproduce mechanisms compression bench clean-runs
+.PHONY: setup test demo reproduce mechanisms compression analytics bench clean-runs
 MECHANISM_RUNS ?= runs/mechanisms
 COMPRESSION_RUNS ?= runs/compression
 
@@ -59,6 +59,12 @@ compression: setup
 	$(PY) experiments/sweep.py --config=configs/sweeps/compression.py --workdir=$(COMPRESSION_RUNS) $(if $(PARALLEL),--parallel=$(PARALLEL))
 	$(PY) experiments/plot.py --workdir=$(COMPRESSION_RUNS)
 	$(PY) experiments/export_reference.py --workdir=$(COMPRESSION_RUNS) --reference=results/compression
+
+# DP feature-usage analytics (configs/feature_usage.py): counts per feature released at
+# five epsilons, 20 releases each, their measured error and the figure, in
+# results/analytics/.
+analytics: setup
+	$(PY) experiments/analytics.py --config=configs/feature_usage.py --workdir=results/analytics
 
 # Seconds per round of the pipeline against the plain-TensorFlow floor, sweep throughput
 # and memory (about 4 minutes; BENCH_ARGS='--memory_rounds=1000' adds the long run).

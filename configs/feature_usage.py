@@ -1,0 +1,37 @@
+"""DP feature-usage analytics on the embedded synthetic population.
+
+Run:
+  .venv/bin/python experiments/analytics.py --config=configs/feature_usage.py --workdir=DIR
+For each feature (event type): how many users used it in the last week, released with
+TFF's DP sum at each epsilon; writes DIR/analytics.csv, DIR/analytics_summary.csv,
+DIR/privacy.json and DIR/figures/analytics_error.png (fl_analytics/analytics.py).
+"""
+
+import importlib.util
+import os
+
+import ml_collections
+
+
+def _churn_config():
+  """configs/churn.py, loaded by path (config files are not a package on sys.path)."""
+  spec = importlib.util.spec_from_file_location(
+      'churn_config', os.path.join(os.path.dirname(os.path.abspath(__file__)), 'churn.py'))
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  return module.get_config()
+
+
+def get_config() -> ml_collections.ConfigDict:
+  c = ml_collections.ConfigDict()
+  c.seed = 0  # noise of the repeats is TF Privacy's (unseeded); the population's is data.seed
+  c.data = _churn_config().data  # source (synthetic | events:PATH), population, days
+  c.clients = ml_collections.ConfigDict()
+  c.clients.opt_out = 0.0  # users who opted out are not counted
+  c.analytics = ml_collections.ConfigDict()
+  c.analytics.window_days = 7  # "used in the last week": the data's last 7 days
+  c.analytics.epsilons = (0.1, 0.3, 1.0, 3.0, 10.0)  # on the command line: "(1.0, 2.0)"
+  c.analytics.delta = 1e-5
+  c.analytics.repeats = 20  # releases per epsilon, to measure the error distribution
+  c.analytics.secure_sum = True
+  return c

@@ -1,0 +1,79 @@
+r"""DP feature-usage analytics: flags and a config in, releases and their errors out.
+
+  .venv/bin/python experiments/analytics.py --config=configs/feature_usage.py \
+      --workdir=DIR [--config.KEY=VALUE ...]
+
+Writes DIR/analytics.csv (epsilon, repeat, feature, true_value, dp_value, error),
+DIR/analytics_summary.csv, DIR/privacy.json and DIR/figures/analytics_error.{png,pdf}.
+Bad settings or a bad event file stop with exit code 2 and a message, before anything
+is written.
+"""
+
+import os
+import time
+
+from absl import app
+from absl import flags
+from absl import logging
+from ml_collections import config_flags
+# TensorFlow before app.run starts main() (see fl_analytics/training.py).
+import tensorflow as tf  # pylint: disable=unused-import
+
+from fl_analytics import analytics
+from fl_analytics import devices
+from fl_analytics import plots
+from fl_analytics.data import clients
+from fl_analytics.data import synthetic
+
+_CONFIG = config_flags.DEFINE_config_file('config', None, 'Config file.')
+_WORKDIR = flags.DEFINE_string('workdir', None, 'Output directory (created if missing).')
+flags.mark_flags_as_required(['config', 'workdir'])
+
+
+def main(argv):
+  if len(argv) > 1:
+    raise app.UsageError(f'Unexpected arguments: {argv[1:]}')
+  config = _CONFIG.value
+  try:
+    clients.check_data_config(config.data)
+    logs, origin, num_days, note = clients.load_logs(config.data, seed=config.data.seed)
+    removed = set(devices.opted_out(len(logs), config.clients.opt_out,
+                                    seed=config.data.seed).tolist())
+    logs = [log for i, log in enumerate(logs) if i not in removed]
+    analytics.check_analytics_config(config.analytics, num_users=len(logs))
+  except ValueError as e:
+    logging.error('%s', e)
+    raise SystemExit(2) from None
+  end = origin + num_days * synthetic.SECONDS_PER_DAY
+  vectors = analytics.usage_vectors(logs, end_timestamp=end,
+                                    window_days=config.analytics.window_days)
+  logging.info('%s; %d users counted (%d opted out).', note, len(logs), len(removed))
+  t0 = time.monotonic()
+  total = len(config.analytics.epsilons) * config.analytics.repeats
+
+  def progress(epsilon, repeat):
+    done = list(config.analytics.epsilons).index(epsilon) * config.analytics.repeats + repeat
+    if repeat == config.analytics.repeats:
+      logging.info('epsilon %g: %d releases (%d/%d, %.0f s)', epsilon, repeat, done,
+                   total, time.monotonic() - t0)
+
+  releases = analytics.run(vectors, epsilons=list(config.analytics.epsilons),
+                           delta=config.analytics.delta, repeats=config.analytics.repeats,
+                           secure_sum=config.analytics.secure_sum, progress=progress)
+  os.makedirs(_WORKDIR.value, exist_ok=True)
+  summary = analytics.write_results(
+      _WORKDIR.value, vectors.sum(axis=0), releases, delta=config.analytics.delta,
+      num_users=len(logs), secure_sum=config.analytics.secure_sum,
+      window_days=config.analytics.window_days)
+  plots.analytics_error(_WORKDIR.value)
+  print(f'Users who used each feature in the last {config.analytics.window_days} days, '
+        f'{len(logs)} users, delta {config.analytics.delta:g}:')
+  for s in summary:
+    print(f"  epsilon {s['epsilon']:<6g} noise stddev {s['noise_stddev']:8.2f}  measured "
+          f"RMSE {s['rmse']:8.2f}  mean relative error {100 * s['mean_relative_error']:.1f}%")
+  print(f'Results in {_WORKDIR.value}/: {analytics.RESULTS_FILE}, {analytics.SUMMARY_FILE}, '
+        f'{analytics.PRIVACY_FILE}, figures/analytics_error.png')
+
+
+if __name__ == '__main__':
+  app.run(main)
