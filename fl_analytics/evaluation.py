@@ -1,10 +1,12 @@
 """Evaluation beyond pooled metrics, on held-out users, after the last round.
 
-* Per-user metrics: each held-out user's log loss and accuracy, their percentiles over
-  users, and the share of users for whom the model does worse than a trivial baseline
-  (a constant prediction at the held-out churn base rate for the log loss; always "no
-  churn" for accuracy). A pooled AUC can hide users the model serves badly.
-* Calibration: predicted churn probability against the observed churn rate in ten
+* Per-user metrics: each held-out user's log loss and accuracy (top-1 for next action),
+  their percentiles over users, and the share of users for whom the model does worse
+  than a trivial baseline: a constant prediction at the held-out label frequencies (the
+  churn base rate; the frequency of each action) for the log loss, always the most
+  frequent label ("no churn"; the most frequent action) for accuracy. A pooled metric
+  can hide users the model serves badly.
+* Calibration (churn): predicted churn probability against the observed churn rate in ten
   equal-width bins (a reliability diagram), and the expected calibration error (ECE,
   the bins' count-weighted mean |observed - predicted|). DP noise and clipping can
   leave a model that ranks well and is still over- or under-confident.
@@ -34,34 +36,50 @@ EVALUATION_FILE = 'evaluation.json'
 USERS_FILE = 'eval_users.csv'
 CALIBRATION_FILE = 'calibration.csv'
 PERCENTILES = (10, 25, 50, 75, 90)
-USER_COLUMNS = ('user', 'examples', 'churn_rate', 'loss', 'baseline_loss', 'accuracy',
+USER_COLUMNS = ('user', 'examples', 'loss', 'baseline_loss', 'accuracy',
                 'baseline_accuracy', 'later_examples', 'global_later_loss',
                 'personalized_later_loss')
 CALIBRATION_COLUMNS = ('bin_low', 'bin_high', 'count', 'mean_predicted', 'observed_rate')
 
 
-def _log_loss(logits: np.ndarray, labels: np.ndarray) -> float:
-  return float(np.mean(np.logaddexp(0.0, logits) - logits * labels))
+def loss_and_correct(logits: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray,
+                                                                      np.ndarray]:
+  """Per-example log loss and top-1 correctness: one logit per example (binary) or
+  one per class (integer labels)."""
+  logits = np.asarray(logits, np.float64)
+  labels = np.asarray(labels).reshape(-1)
+  if logits.ndim == 1 or logits.shape[1] == 1:
+    z, y = logits.reshape(-1), labels.astype(np.float64)
+    return np.logaddexp(0.0, z) - z * y, (z > 0) == (y > 0.5)
+  return (metrics.softmax_cross_entropy(logits, labels),
+          np.argmax(logits, axis=1) == labels.astype(np.int64))
 
 
-def _constant_loss(rate: float, labels: np.ndarray) -> float:
-  rate = min(max(rate, 1e-6), 1 - 1e-6)
-  return float(-np.mean(labels * np.log(rate) + (1 - labels) * np.log(1 - rate)))
+def label_frequencies(labels: np.ndarray, num_classes: int) -> np.ndarray:
+  """Frequencies of the integer labels 0..num_classes-1 (the constant baseline)."""
+  counts = np.bincount(np.asarray(labels).reshape(-1).astype(np.int64),
+                       minlength=num_classes)
+  return counts / max(1, counts.sum())
 
 
 def per_user_rows(logits_per_user: Sequence[np.ndarray],
                   labels_per_user: Sequence[np.ndarray], *,
-                  base_rate: float) -> list[dict[str, Any]]:
-  """One row per user: the model's and the baseline's log loss and accuracy."""
+                  frequencies: np.ndarray) -> list[dict[str, Any]]:
+  """One row per user: the model's and the constant baseline's log loss and accuracy.
+
+  `frequencies`: the baseline's prediction, the held-out label frequencies (for a
+  binary task, `[1 - base rate, base rate]`).
+  """
+  log_freq = np.log(np.clip(frequencies, 1e-6, 1.0))
+  majority = int(np.argmax(frequencies))
   rows = []
   for i, (z, y) in enumerate(zip(logits_per_user, labels_per_user)):
-    z = np.asarray(z, np.float64).reshape(-1)
-    y = np.asarray(y, np.float64).reshape(-1)
+    loss, correct = loss_and_correct(z, y)
+    y = np.asarray(y).reshape(-1).astype(np.int64)
     rows.append({
-        'user': i, 'examples': len(y), 'churn_rate': float(y.mean()),
-        'loss': _log_loss(z, y), 'baseline_loss': _constant_loss(base_rate, y),
-        'accuracy': float(np.mean((z > 0) == (y > 0.5))),
-        'baseline_accuracy': float(np.mean(y < 0.5)),
+        'user': i, 'examples': len(y), 'loss': float(loss.mean()),
+        'baseline_loss': float(-log_freq[y].mean()), 'accuracy': float(correct.mean()),
+        'baseline_accuracy': float(np.mean(y == majority)),
     })
   return rows
 
@@ -109,7 +127,7 @@ def split_in_time(x: np.ndarray, y: np.ndarray):
   return (x[:half], y[:half]), (x[half:], y[half:])
 
 
-def personalize(keras_model, global_weights: Sequence[np.ndarray],
+def personalize(task, keras_model, global_weights: Sequence[np.ndarray],
                 users: Sequence[tuple[np.ndarray, np.ndarray]], *, steps: int,
                 learning_rate: float, batch_size: int, seed: int
                 ) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
@@ -120,14 +138,14 @@ def personalize(keras_model, global_weights: Sequence[np.ndarray],
   import tensorflow as tf  # pylint: disable=g-import-not-at-top
 
   variables = keras_model.trainable_variables
-  loss_fn = tf.keras.losses.BinaryCrossentropy(from_logits=True)
+  loss_fn = task.loss()
 
   @tf.function(reduce_retracing=True)
   def sgd_step(x, y):
     with tf.GradientTape() as tape:
       loss = loss_fn(y, keras_model(x, training=True))
     for v, g in zip(variables, tape.gradient(loss, variables)):
-      v.assign_sub(learning_rate * g)
+      v.assign_sub(learning_rate * tf.convert_to_tensor(g))  # embeddings: IndexedSlices
 
   results = []
   for index, (x, y) in enumerate(users):
@@ -148,37 +166,45 @@ def personalize(keras_model, global_weights: Sequence[np.ndarray],
   return results
 
 
-def evaluate_run(keras_model, global_weights: Sequence[np.ndarray],
+def evaluate_run(task, keras_model, global_weights: Sequence[np.ndarray],
                  users: Sequence[tuple[np.ndarray, np.ndarray]], workdir: str, *,
                  round_num: int, personalization_steps: int, learning_rate: float,
                  batch_size: int, seed: int) -> dict[str, Any]:
-  """Per-user metrics, calibration and personalization; writes the run's files."""
+  """Per-user metrics, calibration (binary tasks) and personalization of `task`
+  (`fl_analytics.tasks`); writes the run's files."""
   keras_model.set_weights(list(global_weights))
   logits = [keras_model(x, training=False).numpy() for x, _ in users]
   labels = [y for _, y in users]
   all_logits, all_labels = np.concatenate(logits), np.concatenate(labels)
-  base_rate = float(all_labels.mean())
-  rows = per_user_rows(logits, labels, base_rate=base_rate)
-  bins, ece = calibration_bins(all_logits, all_labels)
+  num_classes = 2 if task.binary else all_logits.shape[1]
+  frequencies = label_frequencies(all_labels, num_classes)
+  rows = per_user_rows(logits, labels, frequencies=frequencies)
   result: dict[str, Any] = {
       'round': round_num,
       'per_user': summarize_users(rows),
-      'baseline': (f'constant prediction at the held-out churn base rate '
-                   f'({base_rate:.4f}) for log loss; always "no churn" for accuracy'),
-      'calibration': {'expected_calibration_error': ece, 'bins': len(bins)},
+      'baseline': (
+          f'constant prediction at the held-out churn base rate ({frequencies[1]:.4f}) '
+          'for log loss; always "no churn" for accuracy' if task.binary else
+          'constant prediction at the held-out action frequencies for log loss; always '
+          'the most frequent action for accuracy'),
   }
+  bins = []
+  if task.binary:
+    bins, ece = calibration_bins(all_logits, all_labels)
+    result['calibration'] = {'expected_calibration_error': ece, 'bins': len(bins)}
   if personalization_steps:
-    pers = personalize(keras_model, global_weights, users, steps=personalization_steps,
-                       learning_rate=learning_rate, batch_size=batch_size, seed=seed)
+    pers = personalize(task, keras_model, global_weights, users,
+                       steps=personalization_steps, learning_rate=learning_rate,
+                       batch_size=batch_size, seed=seed)
     done = [(i, r) for i, r in enumerate(pers) if r is not None]
     for i, (y_later, g, p) in done:
-      rows[i].update(later_examples=len(y_later), global_later_loss=_log_loss(
-          g.reshape(-1), y_later.reshape(-1)), personalized_later_loss=_log_loss(
-              p.reshape(-1), y_later.reshape(-1)))
+      rows[i].update(later_examples=len(y_later),
+                     global_later_loss=float(loss_and_correct(g, y_later)[0].mean()),
+                     personalized_later_loss=float(loss_and_correct(p, y_later)[0].mean()))
     if done:
       y = np.concatenate([r[0] for _, r in done])
-      glob = metrics.binary_metrics(np.concatenate([r[1] for _, r in done]), y)
-      mine = metrics.binary_metrics(np.concatenate([r[2] for _, r in done]), y)
+      glob = task.eval_metrics(np.concatenate([r[1] for _, r in done]), y)
+      mine = task.eval_metrics(np.concatenate([r[2] for _, r in done]), y)
       result['personalization'] = {
           'steps': personalization_steps, 'learning_rate': learning_rate,
           'batch_size': batch_size, 'users': len(done),
@@ -191,7 +217,8 @@ def evaluate_run(keras_model, global_weights: Sequence[np.ndarray],
                for i, _ in done])),
       }
   rundir.write_csv(os.path.join(workdir, USERS_FILE), USER_COLUMNS, rows)
-  rundir.write_csv(os.path.join(workdir, CALIBRATION_FILE), CALIBRATION_COLUMNS, bins)
+  if bins:
+    rundir.write_csv(os.path.join(workdir, CALIBRATION_FILE), CALIBRATION_COLUMNS, bins)
   # Last: its presence marks the evaluation as complete.
   rundir.write_json(os.path.join(workdir, EVALUATION_FILE), result)
   return result

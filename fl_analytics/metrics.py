@@ -1,4 +1,4 @@
-"""Evaluation metrics for binary churn prediction, in NumPy."""
+"""Evaluation metrics of the tasks, in NumPy: binary (churn) and multiclass (next action)."""
 
 from __future__ import annotations
 
@@ -29,4 +29,29 @@ def binary_metrics(logits: np.ndarray, labels: np.ndarray) -> dict[str, float]:
       'accuracy': float(accuracy),
       'auc': float(auc),
       'base_rate': float(labels.mean()),
+  }
+
+
+def softmax_cross_entropy(logits: np.ndarray, labels: np.ndarray) -> np.ndarray:
+  """Per-example cross entropy of integer `labels` under softmax(`logits`)."""
+  logits = np.asarray(logits, np.float64)
+  labels = np.asarray(labels).reshape(-1).astype(np.int64)
+  log_norm = np.logaddexp.reduce(logits, axis=1)
+  return log_norm - logits[np.arange(len(labels)), labels]
+
+
+def multiclass_metrics(logits: np.ndarray, labels: np.ndarray, *,
+                       top_k: int = 3) -> dict[str, float]:
+  """Mean log loss, top-1 accuracy and top-k accuracy (ties broken by class index)."""
+  logits = np.asarray(logits, np.float64)
+  labels = np.asarray(labels).reshape(-1).astype(np.int64)
+  if not len(labels):
+    nan = float('nan')
+    return {'loss': nan, 'accuracy': nan, f'top{top_k}_accuracy': nan}
+  order = np.argsort(-logits, axis=1, kind='stable')
+  return {
+      'loss': float(np.mean(softmax_cross_entropy(logits, labels))),
+      'accuracy': float(np.mean(order[:, 0] == labels)),
+      f'top{top_k}_accuracy': float(np.mean(np.any(order[:, :top_k] == labels[:, None],
+                                                   axis=1))),
   }

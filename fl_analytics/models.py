@@ -1,4 +1,4 @@
-"""Keras models for the analytics tasks, wrapped for TFF.
+"""Keras models of the analytics tasks (`fl_analytics.tasks` wraps them for TFF).
 
 The model is built by a function of its hyperparameters and a seed, so the server's
 initial weights come from the config alone (`initial_weights`), not from TensorFlow's
@@ -6,8 +6,6 @@ global random state.
 """
 
 from __future__ import annotations
-
-from typing import Callable
 
 import numpy as np
 
@@ -40,27 +38,33 @@ def churn_num_parameters(*, num_features: int, hidden_units: int) -> int:
   return sum(churn_tensor_sizes(num_features=num_features, hidden_units=hidden_units))
 
 
-def churn_model_fn(*, num_features: int, hidden_units: int, seed: int) -> Callable:
-  """A no-argument function returning a fresh `tff.learning.models.VariableModel`."""
+def build_next_action_model(*, vocab_size: int, context: int, embedding_dim: int,
+                            filters: int, kernel_size: int, seed: int):
+  """A small sequence model: the last `context` actions -> logits of the next one.
+
+  An embedding of the actions (plus a padding token, index `vocab_size`), a causal 1-D
+  convolution over the sequence and a dense layer over the flattened positions.
+  """
   import tensorflow as tf  # pylint: disable=g-import-not-at-top
-  import tensorflow_federated as tff  # pylint: disable=g-import-not-at-top
 
-  input_spec = (
-      tf.TensorSpec([None, num_features], tf.float32),
-      tf.TensorSpec([None, 1], tf.float32),
-  )
+  init = tf.keras.initializers.GlorotUniform
+  inputs = tf.keras.Input(shape=(context,), dtype=tf.int32)
+  h = tf.keras.layers.Embedding(
+      vocab_size + 1, embedding_dim,
+      embeddings_initializer=tf.keras.initializers.RandomUniform(
+          -0.05, 0.05, seed=seed))(inputs)
+  h = tf.keras.layers.Conv1D(filters, kernel_size, padding='causal', activation='relu',
+                             kernel_initializer=init(seed=seed + 1))(h)
+  h = tf.keras.layers.Flatten()(h)
+  logits = tf.keras.layers.Dense(vocab_size, kernel_initializer=init(seed=seed + 2))(h)
+  return tf.keras.Model(inputs, logits)
 
-  def model_fn():
-    return tff.learning.models.from_keras_model(
-        build_churn_model(
-            num_features=num_features, hidden_units=hidden_units, seed=seed
-        ),
-        loss=tf.keras.losses.BinaryCrossentropy(from_logits=True),
-        input_spec=input_spec,
-        metrics=[tf.keras.metrics.BinaryAccuracy(threshold=0.0)],
-    )
 
-  return model_fn
+def next_action_tensor_sizes(*, vocab_size: int, context: int, embedding_dim: int,
+                             filters: int, kernel_size: int) -> list[int]:
+  """Elements of each trainable tensor of `build_next_action_model`, in Keras order."""
+  return [(vocab_size + 1) * embedding_dim, kernel_size * embedding_dim * filters, filters,
+          context * filters * vocab_size, vocab_size]
 
 
 def initial_weights(keras_model) -> tuple[list[np.ndarray], list[np.ndarray]]:

@@ -9,7 +9,7 @@ from fl_analytics import rundir
 
 
 def last_evaluated_row(rows: list[dict[str, str]]) -> dict[str, str]:
-  evaluated = [r for r in rows if r.get('eval_auc')]
+  evaluated = [r for r in rows if r.get('eval_loss')]
   return evaluated[-1] if evaluated else {}
 
 
@@ -34,11 +34,16 @@ def run_summary(workdir: str) -> str:
         f"unit: {statement['unit_of_privacy']})")
   lines = [f"{len(rows)} rounds, {privacy_line}."]
   ev = last_evaluated_row(rows)
-  if ev:
+  if ev and ev.get('eval_auc'):
     lines.append(
         f"Held-out users at round {ev['round']}: AUC {float(ev['eval_auc']):.3f}, "
         f"accuracy {float(ev['eval_accuracy']):.3f} (churn base rate "
         f"{float(ev['eval_base_rate']):.3f}), log loss {float(ev['eval_loss']):.3f}.")
+  elif ev:
+    lines.append(
+        f"Held-out users at round {ev['round']}: top-1 accuracy "
+        f"{float(ev['eval_accuracy']):.3f}, top-3 accuracy "
+        f"{float(ev['eval_top3_accuracy']):.3f}, log loss {float(ev['eval_loss']):.3f}.")
   ev_path = os.path.join(workdir, evaluation.EVALUATION_FILE)
   final = rundir.read_json(ev_path) if os.path.exists(ev_path) else None
   if final:
@@ -48,14 +53,17 @@ def run_summary(workdir: str) -> str:
         f"median {users['loss_percentiles']['p50']:.3f} (p10 "
         f"{users['loss_percentiles']['p10']:.3f}, p90 {users['loss_percentiles']['p90']:.3f}); "
         f"worse than a constant prediction for {100 * users['share_worse_than_baseline_loss']:.0f}% "
-        f"of users. Calibration error (ECE) "
-        f"{final['calibration']['expected_calibration_error']:.3f}.")
+        'of users.' + (f" Calibration error (ECE) "
+                       f"{final['calibration']['expected_calibration_error']:.3f}."
+                       if 'calibration' in final else ''))
     pers = final.get('personalization')
     if pers:
+      metric = 'auc' if 'auc' in pers['global'] else 'accuracy'
       lines.append(
           f"Personalization ({pers['steps']} local steps on each user's early days, "
-          f"scored on their later days, {pers['users']} users): AUC "
-          f"{pers['global']['auc']:.3f} -> {pers['personalized']['auc']:.3f}, log loss "
+          f"scored on their later days, {pers['users']} users): "
+          f"{'AUC' if metric == 'auc' else 'top-1 accuracy'} "
+          f"{pers['global'][metric]:.3f} -> {pers['personalized'][metric]:.3f}, log loss "
           f"{pers['global']['loss']:.3f} -> {pers['personalized']['loss']:.3f}; "
           f"{100 * pers['share_of_users_improved']:.0f}% of users improved.")
   lines.append(f'Results in {workdir}/:')
@@ -63,9 +71,11 @@ def run_summary(workdir: str) -> str:
       (rundir.CONFIG_FILE, 'the resolved config'),
       (rundir.METRICS_FILE, 'one row per round'),
       (rundir.PRIVACY_FILE, 'the privacy statement'),
-      *(((evaluation.EVALUATION_FILE, 'per-user metrics, calibration, personalization'),
+      *(((evaluation.EVALUATION_FILE, 'per-user metrics, '
+          + ('calibration, ' if 'calibration' in final else '') + 'personalization'),
          (evaluation.USERS_FILE, 'one row per held-out user'),
-         ('figures/', 'calibration.png: the reliability diagram')) if final else ()),
+         *((('figures/', 'calibration.png: the reliability diagram'),)
+           if 'calibration' in final else ())) if final else ()),
       (rundir.TENSORBOARD_DIR + '/', 'TensorBoard summaries'),
       (rundir.CHECKPOINT_DIR + '/', 'server state; run the command again to resume'),
   ):

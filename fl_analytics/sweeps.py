@@ -114,6 +114,10 @@ def expand(sweep, *, repo_root: str = '.') -> list[Point]:
       overrides.update(setting)
       overrides['seed'] = seed
       config = apply_overrides(base, overrides, source=f'sweep over {base_path}')
+      if config.task != 'churn':
+        raise ValueError(
+            f'Sweeps summarize and plot churn metrics (AUC); found task={config.task!r} '
+            f'in {base_path}. Run other tasks with experiments/train.py.')
       name = run_name({**setting, 'seed': seed})
       if name in names:
         raise ValueError(f'Two sweep points are both named {name!r}.')

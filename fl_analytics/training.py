@@ -1,4 +1,4 @@
-"""`train_and_evaluate(config, workdir)`: one DP-FedAvg churn run, resumable.
+"""`train_and_evaluate(config, workdir)`: one DP-FedAvg run of a task, resumable.
 
 The algorithm is `tff.learning.algorithms.build_unweighted_fed_avg` (every user counts
 equally, so the unit of privacy is one user's whole data), with the model aggregator
@@ -8,7 +8,9 @@ chosen by `dp.mechanism` (`fl_analytics.aggregators`), Poisson client sampling
 (`clients_per_round / population_size`) and feeds both the sampler and the accountant.
 
 Evaluation is on held-out users (never trained on), pooled, every `eval_every` rounds
-and after the last round: log loss, accuracy, ROC AUC and the churn base rate.
+and after the last round: the task's metrics (`fl_analytics.tasks`; churn: log loss,
+accuracy, ROC AUC and the churn base rate; next action: log loss, top-1 and top-3
+accuracy), then the final evaluation of `fl_analytics.evaluation`.
 
 The run directory follows `fl_analytics.rundir`; after every round the metrics table,
 the privacy statement and a checkpoint of the server state are written atomically, so
@@ -33,13 +35,13 @@ import tensorflow_federated as tff
 from fl_analytics import aggregators
 from fl_analytics import devices
 from fl_analytics import evaluation
-from fl_analytics import metrics
 from fl_analytics import models
 from fl_analytics import mrf_runner
 from fl_analytics import privacy
 from fl_analytics import rundir
 from fl_analytics import runtime
 from fl_analytics import sampling
+from fl_analytics import tasks
 from fl_analytics.data import clients
 from fl_analytics.data import features
 
@@ -55,6 +57,7 @@ METRIC_COLUMNS = (
     'eval_accuracy',
     'eval_auc',
     'eval_base_rate',
+    'eval_top3_accuracy',
     'clip',
     'client_bytes',
     'round_seconds',
@@ -83,8 +86,15 @@ def check_config(config) -> None:
   if not config.clients_per_round > 0:
     raise ValueError(
         f'clients_per_round must be > 0. Found {config.clients_per_round}.')
-  if config.task != 'churn':
-    raise ValueError(f"task must be 'churn'. Found {config.task!r}.")
+  task = tasks.get(config.task)
+  if not task.binary:
+    for key in ('data.context_events', 'data.max_examples_per_user', 'model.embedding_dim',
+                'model.filters', 'model.kernel_size'):
+      section, name = key.split('.')
+      value = config[section].get(name)
+      if not isinstance(value, int) or value < 1:
+        raise ValueError(f'{key} must be a positive integer for task={task.name}. '
+                         f'Found {value!r}.')
   for key in ('client.learning_rate', 'client.batch_size', 'client.local_epochs',
               'server.learning_rate'):
     section, name = key.split('.')
@@ -144,8 +154,7 @@ def resolve_config(config, *, population_size: int, stored: Optional[dict] = Non
   q = privacy.sampling_probability(
       clients_per_round=config.clients_per_round, population_size=population_size
   )
-  tensor_sizes = models.churn_tensor_sizes(
-      num_features=features.NUM_FEATURES, hidden_units=config.model.hidden_units)
+  tensor_sizes = tasks.get(config.task).tensor_sizes(config)
   num_parameters = sum(tensor_sizes)
   factor = 1.0
   if dp['secure_sum']:
@@ -198,7 +207,7 @@ def resolve_config(config, *, population_size: int, stored: Optional[dict] = Non
       'population_size': population_size,
       'sampling_probability': q,
       'noise_multiplier': dp['noise_multiplier'] if dp['mechanism'] != 'none' else 0.0,
-      'num_features': features.NUM_FEATURES,
+      **({'num_features': features.NUM_FEATURES} if config.task == 'churn' else {}),
       'opted_out_users': opted_out_users,
   }
   if distributed:
@@ -249,7 +258,7 @@ def _statement(resolved: dict, rounds: int) -> dict[str, Any]:
   )
 
 
-def _prepare_workdir(config, workdir: str, data: clients.ChurnData) -> tuple[dict, int]:
+def _prepare_workdir(config, workdir: str, data: clients.FederatedData) -> tuple[dict, int]:
   """Validates against any run already in `workdir`; returns (resolved, start round)."""
   config_path = os.path.join(workdir, rundir.CONFIG_FILE)
   stored = rundir.read_json(config_path) if os.path.exists(config_path) else None
@@ -275,10 +284,11 @@ def _prepare_workdir(config, workdir: str, data: clients.ChurnData) -> tuple[dic
   return resolved, start
 
 
-def _evaluate(keras_model, model_weights, data: clients.ChurnData) -> dict[str, float]:
+def _evaluate(task, keras_model, model_weights,
+              data: clients.FederatedData) -> dict[str, float]:
   model_weights.assign_weights_to(keras_model)
   logits = keras_model(data.eval_x, training=False).numpy()
-  return metrics.binary_metrics(logits, data.eval_y)
+  return task.eval_metrics(logits, data.eval_y)
 
 
 def train_and_evaluate(config, workdir: str,
@@ -295,8 +305,8 @@ def train_and_evaluate(config, workdir: str,
   """
   try:
     check_config(config)
-    data = clients.build_churn_data(config.data, seed=config.data.seed,
-                                    opt_out=config.clients.opt_out)
+    task = tasks.get(config.task)
+    data = task.build_data(config)
     resolved, start_round = _prepare_workdir(config, workdir, data)
   except InvalidSettingsError:
     raise
@@ -305,9 +315,10 @@ def train_and_evaluate(config, workdir: str,
   logging.info('Data: %s.', data.source_note)
   logging.info(
       'Population: %d training users (%d without examples left out, %d opted out), '
-      '%d held-out users, %d eval examples, churn base rate %.3f.', data.population_size,
+      '%d held-out users, %d eval examples%s.', data.population_size,
       data.num_users_without_examples, data.num_opted_out, data.num_eval_users,
-      len(data.eval_y), data.eval_base_rate)
+      len(data.eval_y),
+      f', churn base rate {data.eval_base_rate:.3f}' if task.binary else '')
 
   rows = []
   metrics_path = os.path.join(workdir, rundir.METRICS_FILE)
@@ -325,21 +336,16 @@ def train_and_evaluate(config, workdir: str,
     logging.info('Resuming %s after round %d.', workdir, start_round)
 
   dp = resolved['dp']
-  model_kwargs = dict(
-      num_features=features.NUM_FEATURES,
-      hidden_units=config.model.hidden_units,
-      seed=config.seed,
-  )
   tree_kwargs = {}
   if dp['mechanism'] == 'tree':
     with tf.Graph().as_default():  # shapes only; see the note on keras_model below
       specs = [tf.TensorSpec(v.shape, v.dtype) for v in
-               models.build_churn_model(**model_kwargs).trainable_variables]
+               task.build_model(config).trainable_variables]
     tree_kwargs = dict(record_specs=specs, restart_period=privacy.rounds_per_pass(
         clients_per_round=config.clients_per_round,
         population_size=data.population_size))
   process = tff.learning.algorithms.build_unweighted_fed_avg(
-      models.churn_model_fn(**model_kwargs),
+      task.model_fn(config),
       # An iterator loop: TFF's default, dataset.reduce, re-instantiates the training
       # step's function at every client call (about 70 ms each here).
       loop_implementation=tff.learning.LoopImplementation.DATASET_ITERATOR,
@@ -365,7 +371,7 @@ def train_and_evaluate(config, workdir: str,
   # Built after the process: in Keras 2.14 a model built eagerly *before* TFF traces
   # model_fn is left "in an invalid state" by the tracing. Its seeded initializers
   # give the run's initial weights.
-  keras_model = models.build_churn_model(**model_kwargs)
+  keras_model = task.build_model(config)
 
   # tf.data's default graph rewrites run at every iterator creation, once per client
   # per round (about 1.3 ms here, more than the local training of a small client).
@@ -445,7 +451,7 @@ def train_and_evaluate(config, workdir: str,
           row['client_bytes'] = sum(engine.client_bytes) / len(engine.client_bytes)
         train = round_metrics['client_work']['train']
         row['train_loss'] = float(train['loss'])
-        row['train_accuracy'] = float(train['binary_accuracy'])
+        row['train_accuracy'] = float(train[task.train_accuracy_key])
         row['train_batches'] = int(train['num_batches'])  # local steps, all clients
         if not math.isfinite(row['train_loss']):
           raise FloatingPointError(
@@ -463,7 +469,7 @@ def train_and_evaluate(config, workdir: str,
       row['round_seconds'] = time.monotonic() - t0
       row['epsilon'] = statement['epsilon'] if statement['epsilon'] is not None else math.inf
       if round_num % config.eval_every == 0 or round_num == config.num_rounds:
-        ev = _evaluate(keras_model, engine.get_model_weights(state), data)
+        ev = _evaluate(task, keras_model, engine.get_model_weights(state), data)
         row.update({f'eval_{k}': v for k, v in ev.items()})
 
       rows.append(row)
@@ -488,13 +494,14 @@ def train_and_evaluate(config, workdir: str,
           _fmt(row.get('eval_accuracy')), _fmt(row.get('eval_auc')),
           row['round_seconds'])
     if rows:  # the final model, also when the budget guard stopped the run
-      _final_evaluation(config, workdir, keras_model, engine.get_model_weights(state),
-                        data, round_num=int(rows[-1]['round']))
+      _final_evaluation(task, config, workdir, keras_model,
+                        engine.get_model_weights(state), data,
+                        round_num=int(rows[-1]['round']))
   summary_writer.close()
   return rows[-1] if rows else {}
 
 
-def _final_evaluation(config, workdir, keras_model, model_weights, data,
+def _final_evaluation(task, config, workdir, keras_model, model_weights, data,
                       round_num: int) -> None:
   """Per-user metrics, calibration and personalization of the final model."""
   from fl_analytics import plots  # pylint: disable=g-import-not-at-top
@@ -502,20 +509,20 @@ def _final_evaluation(config, workdir, keras_model, model_weights, data,
   model_weights.assign_weights_to(keras_model)
   t0 = time.monotonic()
   result = evaluation.evaluate_run(
-      keras_model, keras_model.get_weights(), data.eval_users(), workdir,
+      task, keras_model, keras_model.get_weights(), data.eval_users(), workdir,
       round_num=round_num,
       personalization_steps=config.evaluation.personalization_steps,
       learning_rate=config.client.learning_rate, batch_size=config.client.batch_size,
       seed=config.seed)
-  plots.calibration(workdir)
+  if 'calibration' in result:
+    plots.calibration(workdir)
   users = result['per_user']
   logging.info(
       'Final evaluation (%.1f s): per-user log loss median %.3f (p10 %.3f, p90 %.3f); '
-      'worse than the constant baseline for %.1f%% of %d users; ECE %.3f.',
+      'worse than the constant baseline for %.1f%% of %d users.',
       time.monotonic() - t0, users['loss_percentiles']['p50'],
       users['loss_percentiles']['p10'], users['loss_percentiles']['p90'],
-      100 * users['share_worse_than_baseline_loss'], users['users'],
-      result['calibration']['expected_calibration_error'])
+      100 * users['share_worse_than_baseline_loss'], users['users'])
 
 
 def _fmt(value) -> str:

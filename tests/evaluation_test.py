@@ -7,13 +7,15 @@ import pytest
 import tensorflow as tf
 
 from fl_analytics import evaluation
+from fl_analytics import tasks
 
 
 def test_per_user_rows_compare_each_user_with_the_constant_baseline():
   logit = math.log(0.25 / 0.75)  # predicts 0.25
   rows = evaluation.per_user_rows(
       [np.full(4, logit), np.array([5.0, -5.0])],
-      [np.array([1.0, 0.0, 0.0, 0.0]), np.array([1.0, 0.0])], base_rate=0.5)
+      [np.array([1.0, 0.0, 0.0, 0.0]), np.array([1.0, 0.0])],
+      frequencies=np.array([0.5, 0.5]))
   assert rows[0]['loss'] == pytest.approx(-(math.log(0.25) + 3 * math.log(0.75)) / 4)
   assert rows[0]['baseline_loss'] == pytest.approx(math.log(2))
   assert rows[0]['accuracy'] == 0.75 and rows[0]['baseline_accuracy'] == 0.75
@@ -24,7 +26,8 @@ def test_per_user_rows_compare_each_user_with_the_constant_baseline():
   assert summary['loss_percentiles']['p50'] == pytest.approx(
       (rows[0]['loss'] + rows[1]['loss']) / 2)
   # A model that is confidently wrong for one user is worse than the baseline there.
-  bad = evaluation.per_user_rows([np.array([5.0])], [np.array([0.0])], base_rate=0.5)
+  bad = evaluation.per_user_rows([np.array([5.0])], [np.array([0.0])],
+                                 frequencies=np.array([0.5, 0.5]))
   assert evaluation.summarize_users(bad)['share_worse_than_baseline_loss'] == 1.0
   assert evaluation.summarize_users(bad)['share_worse_than_baseline_accuracy'] == 1.0
   with pytest.raises(ValueError, match='No held-out user has an example'):
@@ -54,11 +57,22 @@ def test_personalization_fine_tunes_towards_the_users_own_labels():
   x = np.tile(np.array([[1.0], [-1.0]], np.float32), (10, 1))
   y = 1.0 - (x > 0).astype(np.float32)
   [(later_y, global_logits, mine)] = evaluation.personalize(
-      model, weights, [(x, y)], steps=20, learning_rate=0.5, batch_size=4, seed=0)
+      tasks.CHURN, model, weights, [(x, y)], steps=20, learning_rate=0.5, batch_size=4, seed=0)
   assert len(later_y) == 10
   loss = lambda z: float(np.mean(np.logaddexp(0, z.reshape(-1)) - z.reshape(-1) * later_y.reshape(-1)))
   assert loss(mine) < loss(global_logits) - 0.5
   np.testing.assert_array_equal(model.get_weights()[0], weights[0])  # restored
   # Too few examples to split: skipped.
-  assert evaluation.personalize(model, weights, [(x[:3], y[:3])], steps=2,
+  assert evaluation.personalize(tasks.CHURN, model, weights, [(x[:3], y[:3])], steps=2,
                                 learning_rate=0.1, batch_size=2, seed=0) == [None]
+
+
+def test_multiclass_rows_use_the_label_frequencies_and_the_most_frequent_label():
+  logits = np.log(np.array([[0.7, 0.2, 0.1], [0.7, 0.2, 0.1]]))
+  rows = evaluation.per_user_rows([logits], [np.array([0, 1])],
+                                  frequencies=np.array([0.5, 0.25, 0.25]))
+  assert rows[0]['loss'] == pytest.approx(-(math.log(0.7) + math.log(0.2)) / 2)
+  assert rows[0]['baseline_loss'] == pytest.approx(-(math.log(0.5) + math.log(0.25)) / 2)
+  assert rows[0]['accuracy'] == 0.5 and rows[0]['baseline_accuracy'] == 0.5
+  assert evaluation.label_frequencies(np.array([2, 2, 0, 1]), 3).tolist() == [
+      0.25, 0.25, 0.5]

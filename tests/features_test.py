@@ -70,3 +70,23 @@ def test_features_are_finite_for_a_synthetic_population():
 def test_window_shorter_than_two_days_is_refused():
   with pytest.raises(ValueError, match='window_days must be at least 2'):
     _examples([T0], [0], window_days=1)
+
+
+def test_next_action_examples_predict_within_sessions_from_padded_contexts():
+  pad = features.PAD_ACTION
+  # Session 1: app_open, play, search, share; session 2 (2 h later): app_open, like.
+  ts = [T0 + 100, T0 + 130, T0 + 160, T0 + 190, T0 + 7300, T0 + 7330]
+  ev = [0, 1, 2, 3, 0, 4]
+  x, y = features.next_action_examples(np.array(ts), np.array(ev), origin_timestamp=T0,
+                                       num_days=30, context=3, max_examples=10)
+  assert y.tolist() == [1, 2, 3, 4]  # session starts are context, never targets
+  assert x.tolist() == [[pad, pad, 0], [pad, 0, 1], [0, 1, 2], [pad, pad, 0]]
+  assert x.dtype == np.int32 and y.dtype == np.int32
+  # The most recent max_examples only; events outside data collection are ignored.
+  x2, y2 = features.next_action_examples(np.array(ts), np.array(ev), origin_timestamp=T0,
+                                         num_days=30, context=3, max_examples=2)
+  assert y2.tolist() == [3, 4] and x2.tolist() == x[2:].tolist()
+  late = features.next_action_examples(np.array(ts) + 40 * DAY, np.array(ev),
+                                       origin_timestamp=T0, num_days=30, context=3,
+                                       max_examples=10)
+  assert late[0].shape == (0, 3) and late[1].shape == (0,)

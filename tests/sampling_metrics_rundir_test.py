@@ -113,3 +113,14 @@ def test_config_differences_ignore_listed_keys():
   b = {'num_rounds': 9, 'dp': {'clip': 2.0}, 'runtime': {'x': 2}}
   assert rundir.config_differences(a, b, ignore=('num_rounds', 'runtime')) == [
       'dp.clip: run has 1.0, command has 2.0']
+
+
+def test_multiclass_metrics_of_known_logits():
+  logits = np.log(np.array([[0.6, 0.3, 0.1, 0.0 + 1e-9],
+                            [0.1, 0.2, 0.3, 0.4],
+                            [0.25, 0.25, 0.25, 0.25]]))
+  m = metrics.multiclass_metrics(logits, np.array([[0], [0], [3]]), top_k=3)
+  assert m['loss'] == pytest.approx(-(np.log(0.6) + np.log(0.1) + np.log(0.25)) / 3)
+  # Row 3 is a four-way tie: class 3 is last by index, outside the top 3.
+  assert m['accuracy'] == pytest.approx(1 / 3)
+  assert m['top3_accuracy'] == pytest.approx(1 / 3)

@@ -186,3 +186,9 @@ def test_tiny_sweep_runs_in_parallel_reports_failures_and_skips_finished(tmp_pat
 
   second = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
   assert '4 already finished, 2 to run' in second.stdout
+
+
+def test_sweep_of_another_task_is_refused_with_a_reason():
+  with pytest.raises(ValueError, match=r"Sweeps summarize and plot churn metrics \(AUC\); "
+                     r"found task='next_action'"):
+    sweeps.expand(_sweep_config(base_config='configs/next_action.py'), repo_root=REPO)

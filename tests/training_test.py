@@ -255,6 +255,31 @@ def test_final_evaluation_writes_per_user_metrics_calibration_and_personalizatio
   assert _metrics(workdir, drop=()) == before
 
 
+def test_next_action_task_trains_with_dp_and_reports_top_k_accuracy(tmp_path):
+  from configs import next_action  # pylint: disable=g-import-not-at-top
+
+  config = next_action.get_config()
+  for key, value in tiny_config().items():  # the tiny population and rounds
+    if key in ('num_rounds', 'eval_every', 'clients_per_round'):
+      config[key] = value
+  config.data.update(dict(num_users=150, num_days=40))
+  config.data.max_examples_per_user = 32
+  config.dp.mechanism = 'gaussian_fixed'
+  config.evaluation.personalization_steps = 2
+  workdir = str(tmp_path / 'run')
+  training.train_and_evaluate(config, workdir)
+  rows = _metrics(workdir)
+  for row in rows:
+    assert 0 <= float(row['eval_accuracy']) <= float(row['eval_top3_accuracy']) <= 1
+    assert row['eval_auc'] == '' and math.isfinite(float(row['train_loss']))
+  resolved = rundir.read_json(os.path.join(workdir, 'config.json'))
+  assert resolved['task'] == 'next_action' and 'num_features' not in resolved['resolved']
+  result = rundir.read_json(os.path.join(workdir, 'evaluation.json'))
+  assert 'calibration' not in result and 'most frequent action' in result['baseline']
+  assert 'top3_accuracy' in result['personalization']['personalized']
+  assert 'top-3 accuracy' in report.run_summary(workdir)
+
+
 @pytest.mark.parametrize('sampling, accountant', [('fixed_size', 'rdp'), ('poisson', 'pld')])
 def test_sampling_and_accountant_reach_cohort_and_privacy_json(tmp_path, sampling,
                                                                 accountant):
@@ -351,6 +376,7 @@ def test_changed_config_is_refused_for_an_existing_run(tmp_path):
     ({'dp.accountant': 'pld', 'sampling': 'fixed_size'},
      r'pld accountant cannot analyse fixed_size sampling'),
     ({'dp.max_epsilon': -1.0}, r'dp.max_epsilon must be > 0. Found -1.0'),
+    ({'task': 'forecast'}, r"task must be one of churn, next_action. Found 'forecast'"),
     ({'dp.mechanism': 'tree'}, r'dp.mechanism=tree \(DP-FTRL\) is accounted for '
      r'sampling=shuffle'),
     ({'dp.secure_sum': True}, r'dp.secure_sum=True is supported for dp.mechanism in '

@@ -1,13 +1,13 @@
-"""The federated churn dataset: training users (the clients) and held-out users.
+"""The federated datasets of the tasks: training users (the clients) and held-out users.
 
-`build_churn_data` generates the synthetic population (or, with
+`build_data` generates the synthetic population (or, with
 `data.source=events:PATH`, reads the users' logs from an event file,
-`fl_analytics.data.events`), featurizes each user's log on
-its own (as a device would), and splits the users, not the examples: a held-out
+`fl_analytics.data.events`), featurizes each user's log on its own (as a device
+would; churn or next-action examples, `fl_analytics.data.features`), and splits the users, not the examples: a held-out
 fraction of users is never trained on and serves for evaluation, so every example
 belongs to exactly one user on one side of the split.
 
-Training users with no example (never active in an observation window) are left out of
+Training users with no example (e.g. never active in an observation window) are left out of
 the population that is sampled; `population_size` is the number of users that can be
 sampled, and it is what the privacy accountant uses.
 """
@@ -15,6 +15,8 @@ sampled, and it is what the privacy accountant uses.
 from __future__ import annotations
 
 import dataclasses
+import functools
+from typing import Callable
 
 import numpy as np
 
@@ -24,7 +26,9 @@ from fl_analytics.data import synthetic
 
 
 @dataclasses.dataclass(frozen=True)
-class ChurnData:
+class FederatedData:
+  """The users of one task (churn or next action), split into training and held out."""
+
   train_user_ids: list[str]
   train_examples: list[tuple[np.ndarray, np.ndarray]]  # per user: x [n, F], y [n, 1]
   eval_x: np.ndarray
@@ -107,11 +111,32 @@ def load_logs(data, *, seed: int) -> tuple[list[synthetic.UserLog], int, int, st
   return loaded.logs, loaded.origin_timestamp, loaded.num_days, note
 
 
-def build_churn_data(data, *, seed: int, opt_out: float = 0.0) -> ChurnData:
+def churn_examples_fn(data) -> Callable:
+  """One user's churn examples for config `data` (`features.churn_examples`)."""
+  return functools.partial(features.churn_examples, window_days=data.window_days,
+                           horizon_days=data.horizon_days, stride_days=data.stride_days)
+
+
+def next_action_examples_fn(data) -> Callable:
+  """One user's next-action examples for config `data` (`features.next_action_examples`)."""
+  return functools.partial(features.next_action_examples, context=data.context_events,
+                           max_examples=data.max_examples_per_user)
+
+
+def build_churn_data(data, *, seed: int, opt_out: float = 0.0) -> FederatedData:
+  """`build_data` with churn examples."""
+  return build_data(data, seed=seed, opt_out=opt_out, examples_fn=churn_examples_fn(data),
+                    what='churn')
+
+
+def build_data(data, *, seed: int, examples_fn: Callable, what: str,
+               opt_out: float = 0.0) -> FederatedData:
   """Loads, featurizes and splits the population described by config `data`.
 
-  A fraction `opt_out` of the users (`devices.opted_out`, seeded by `seed`) is removed
-  first: their logs are never featurized, trained on or evaluated.
+  `examples_fn(timestamps, events, origin_timestamp=, num_days=)` featurizes one user's
+  log into `(x, y)` with one label per example. A fraction `opt_out` of the users
+  (`devices.opted_out`, seeded by `seed`) is removed first: their logs are never
+  featurized, trained on or evaluated.
   """
   from fl_analytics import devices  # pylint: disable=g-import-not-at-top
 
@@ -133,15 +158,8 @@ def build_churn_data(data, *, seed: int, opt_out: float = 0.0) -> ChurnData:
   train_ids, train_examples, eval_parts = [], [], []
   without = 0
   for index, log in enumerate(logs):
-    x, y = features.churn_examples(
-        log.timestamps,
-        log.events,
-        origin_timestamp=origin,
-        num_days=num_days,
-        window_days=data.window_days,
-        horizon_days=data.horizon_days,
-        stride_days=data.stride_days,
-    )
+    x, y = examples_fn(log.timestamps, log.events, origin_timestamp=origin,
+                       num_days=num_days)
     y = y[:, None]
     if index in eval_set:
       eval_parts.append((x, y))
@@ -154,8 +172,8 @@ def build_churn_data(data, *, seed: int, opt_out: float = 0.0) -> ChurnData:
       train_examples.append((x[perm], y[perm]))
   if not train_ids:
     raise ValueError(
-        f'No training user has a churn example ({note}).')
-  return ChurnData(
+        f'No training user has a {what} example ({note}).')
+  return FederatedData(
       train_user_ids=train_ids,
       train_examples=train_examples,
       eval_x=np.concatenate([x for x, _ in eval_parts]),

@@ -133,3 +133,51 @@ def churn_examples(
   future = window_sum(c_active, obs_days + horizon_days, horizon_days)
   y = (future == 0).astype(np.float32)
   return x, y
+
+
+# The context token before the first action of a session (next-action task).
+PAD_ACTION = len(EVENT_VOCAB)
+
+
+def next_action_examples(
+    timestamps: np.ndarray,
+    events: np.ndarray,
+    *,
+    origin_timestamp: int,
+    num_days: int,
+    context: int,
+    max_examples: int,
+) -> tuple[np.ndarray, np.ndarray]:
+  """Next-action examples of one user: each action in a session from the ones before.
+
+  Sessions are split at gaps of more than `SESSION_GAP_SECONDS`. Every event that is
+  not the first of its session is a target; its context is the `context` events before
+  it in the same session, padded on the left with `PAD_ACTION`. Only events within the
+  `num_days` days of data collection count; the most recent `max_examples` are kept.
+
+  Returns:
+    `(x, y)`: int32 contexts `[n, context]` and int32 targets `[n]`.
+  """
+  if context < 1 or max_examples < 1:
+    raise ValueError(f'context and max_examples must be >= 1. Found {context}, '
+                     f'{max_examples}.')
+  timestamps = np.asarray(timestamps, np.int64)
+  events = np.asarray(events, np.int64)
+  day = (timestamps - origin_timestamp) // SECONDS_PER_DAY
+  keep = (day >= 0) & (day < num_days)
+  timestamps, events = timestamps[keep], events[keep]
+  empty = (np.zeros((0, context), np.int32), np.zeros((0,), np.int32))
+  if len(events) < 2:
+    return empty
+  session_start = np.ones(len(events), bool)
+  session_start[1:] = np.diff(timestamps) > SESSION_GAP_SECONDS
+  session_id = np.cumsum(session_start)
+  targets = np.flatnonzero(~session_start)[-max_examples:]
+  if not len(targets):
+    return empty
+  x = np.full((len(targets), context), PAD_ACTION, np.int32)
+  for j in range(1, context + 1):  # column context - j holds the event j steps back
+    back = targets - j
+    valid = (back >= 0) & (session_id[np.maximum(back, 0)] == session_id[targets])
+    x[valid, context - j] = events[back[valid]]
+  return x, events[targets].astype(np.int32)

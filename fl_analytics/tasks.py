@@ -1,0 +1,123 @@
+"""The learning tasks (`task` in the config): data, model, loss and metrics of each.
+
+* ``churn``: will a user be inactive for the next `data.horizon_days` days, from 16
+  features of their trailing window (`features.churn_examples`); a one-hidden-layer
+  MLP, logistic loss; held-out log loss, accuracy, ROC AUC and base rate.
+* ``next_action``: a user's next action in a session from the `data.context_events`
+  actions before it (`features.next_action_examples`); an embedding, a causal
+  convolution and a dense layer (`models.build_next_action_model`), softmax cross
+  entropy; held-out log loss, top-1 accuracy (`eval_accuracy`) and top-3 accuracy.
+
+Everything else (federated averaging, the DP aggregators, sampling, accounting, the
+run directory) is the same for both: `fl_analytics.training` asks the task only for
+what differs.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, Callable
+
+import numpy as np
+
+from fl_analytics import metrics
+from fl_analytics import models
+from fl_analytics.data import clients
+from fl_analytics.data import features
+from fl_analytics.data import synthetic
+
+
+@dataclasses.dataclass(frozen=True)
+class Task:
+  name: str
+  binary: bool  # one logit per example (churn) or one per class
+  train_accuracy_key: str  # the Keras metric TFF reports for training accuracy
+  _model_kwargs: Callable[[Any], dict]
+  _build_model: Callable[..., Any]
+  _tensor_sizes: Callable[..., list[int]]
+  _examples_fn: Callable[[Any], Callable]
+
+  def model_kwargs(self, config) -> dict:
+    return self._model_kwargs(config)
+
+  def build_model(self, config):
+    return self._build_model(**self.model_kwargs(config), seed=config.seed)
+
+  def tensor_sizes(self, config) -> list[int]:
+    """Elements of each trainable tensor (what the secure sum and compression bound)."""
+    return self._tensor_sizes(**self.model_kwargs(config))
+
+  def build_data(self, config) -> clients.FederatedData:
+    return clients.build_data(config.data, seed=config.data.seed,
+                              opt_out=config.clients.opt_out,
+                              examples_fn=self._examples_fn(config.data),
+                              what=self.name.replace('_', '-'))
+
+  def input_spec(self, config):
+    import tensorflow as tf  # pylint: disable=g-import-not-at-top
+
+    if self.binary:
+      return (tf.TensorSpec([None, features.NUM_FEATURES], tf.float32),
+              tf.TensorSpec([None, 1], tf.float32))
+    return (tf.TensorSpec([None, config.data.context_events], tf.int32),
+            tf.TensorSpec([None, 1], tf.int32))
+
+  def loss(self):
+    import tensorflow as tf  # pylint: disable=g-import-not-at-top
+
+    if self.binary:
+      return tf.keras.losses.BinaryCrossentropy(from_logits=True)
+    return tf.keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+
+  def keras_metrics(self) -> list:
+    import tensorflow as tf  # pylint: disable=g-import-not-at-top
+
+    if self.binary:
+      return [tf.keras.metrics.BinaryAccuracy(threshold=0.0)]
+    return [tf.keras.metrics.SparseCategoricalAccuracy()]
+
+  def model_fn(self, config) -> Callable:
+    """A no-argument function returning a fresh `tff.learning.models.VariableModel`."""
+    import tensorflow_federated as tff  # pylint: disable=g-import-not-at-top
+
+    input_spec = self.input_spec(config)
+
+    def model_fn():
+      return tff.learning.models.from_keras_model(
+          self.build_model(config), loss=self.loss(), input_spec=input_spec,
+          metrics=self.keras_metrics())
+
+    return model_fn
+
+  def eval_metrics(self, logits: np.ndarray, labels: np.ndarray) -> dict[str, float]:
+    """Pooled held-out metrics; their keys are the `eval_*` columns of metrics.csv."""
+    if self.binary:
+      return metrics.binary_metrics(logits, labels)
+    return metrics.multiclass_metrics(logits, labels, top_k=3)
+
+
+CHURN = Task(
+    name='churn', binary=True, train_accuracy_key='binary_accuracy',
+    _model_kwargs=lambda c: dict(num_features=features.NUM_FEATURES,
+                                 hidden_units=c.model.hidden_units),
+    _build_model=models.build_churn_model,
+    _tensor_sizes=models.churn_tensor_sizes,
+    _examples_fn=clients.churn_examples_fn)
+
+NEXT_ACTION = Task(
+    name='next_action', binary=False, train_accuracy_key='sparse_categorical_accuracy',
+    _model_kwargs=lambda c: dict(vocab_size=len(synthetic.EVENT_VOCAB),
+                                 context=c.data.context_events,
+                                 embedding_dim=c.model.embedding_dim,
+                                 filters=c.model.filters, kernel_size=c.model.kernel_size),
+    _build_model=models.build_next_action_model,
+    _tensor_sizes=models.next_action_tensor_sizes,
+    _examples_fn=clients.next_action_examples_fn)
+
+TASKS = {t.name: t for t in (CHURN, NEXT_ACTION)}
+
+
+def get(name: str) -> Task:
+  if name not in TASKS:
+    raise ValueError(f'task must be one of {", ".join(TASKS)}. Found {name!r}.')
+  return TASKS[name]
