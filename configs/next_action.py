@@ -11,19 +11,17 @@ Every other key is the churn config's (configs/churn.py), e.g.
 --config.dp.target_epsilon=2 --config.dp.mechanism=gaussian_fixed.
 """
 
-import importlib.util
 import os
 
 import ml_collections
 
+from fl_analytics import sweeps
+
 
 def _churn_config():
   """configs/churn.py, loaded by path (config files are not a package on sys.path)."""
-  spec = importlib.util.spec_from_file_location(
-      'churn_config', os.path.join(os.path.dirname(os.path.abspath(__file__)), 'churn.py'))
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  return module.get_config()
+  return sweeps.load_config_file(
+      os.path.join(os.path.dirname(os.path.abspath(__file__)), 'churn.py'))
 
 
 def get_config() -> ml_collections.ConfigDict:
