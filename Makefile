@@ -12,9 +12,10 @@ DEMO_DIR ?= runs/demo
 REFERENCE_RUNS ?= runs/reference
 PARALLEL ?=
 
-.PHONY: setup test demo reproduce mechanisms compression analytics bench clean-runs
+.PHONY: setup test demo reproduce mechanisms compression analytics next_action bench clean-runs
 MECHANISM_RUNS ?= runs/mechanisms
 COMPRESSION_RUNS ?= runs/compression
+NEXT_ACTION_RUNS ?= runs/next_action
 
 setup: $(STAMP)
 
@@ -59,6 +60,13 @@ compression: setup
 	$(PY) experiments/sweep.py --config=configs/sweeps/compression.py --workdir=$(COMPRESSION_RUNS) $(if $(PARALLEL),--parallel=$(PARALLEL))
 	$(PY) experiments/plot.py --workdir=$(COMPRESSION_RUNS)
 	$(PY) experiments/export_reference.py --workdir=$(COMPRESSION_RUNS) --reference=results/compression
+
+# Next-action prediction across privacy budgets (configs/sweeps/next_action.py),
+# exported to results/next_action/.
+next_action: setup
+	$(PY) experiments/sweep.py --config=configs/sweeps/next_action.py --workdir=$(NEXT_ACTION_RUNS) $(if $(PARALLEL),--parallel=$(PARALLEL))
+	$(PY) experiments/plot.py --workdir=$(NEXT_ACTION_RUNS)
+	$(PY) experiments/export_reference.py --workdir=$(NEXT_ACTION_RUNS) --reference=results/next_action
 
 # DP feature-usage analytics (configs/feature_usage.py): counts per feature released at
 # five epsilons, 20 releases each, their measured error and the figure, in

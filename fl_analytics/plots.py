@@ -1,13 +1,14 @@
 """Figures of a sweep, drawn from its run directories only (matplotlib, no TF).
 
-* `frontier`: the privacy-utility frontier: final held-out AUC and accuracy against the
-  epsilon spent (log axis), one line per mechanism with error bars over seeds, the
-  non-private reference as a band (mean ± one standard deviation over seeds).
-* `auc_by_round`, `epsilon_by_round`, `clip_by_round`: per setting, mean over seeds with
-  a ± one standard deviation band.
-* `communication` (sweeps with `compression.bits` > 0): held-out AUC against the bytes a
-  client sent per round (log axis), one line per mechanism and budget through its bit
-  widths.
+* `frontier`: the privacy-utility frontier: final held-out AUC and accuracy (next action:
+  top-3 and top-1 accuracy) against the epsilon spent (log axis), one line per mechanism
+  with error bars over seeds, the non-private reference as a band (mean ± one standard
+  deviation over seeds).
+* `auc_by_round` (next action: `top3_accuracy_by_round`), `epsilon_by_round`,
+  `clip_by_round`: per setting, mean over seeds with a ± one standard deviation band.
+* `communication` (sweeps with `compression.bits` > 0): held-out AUC (top-3 accuracy)
+  against the bytes a client sent per round (log axis), one line per mechanism and
+  budget through its bit widths.
 Compressed settings are lines of their own, labelled with their bit width.
 """
 
@@ -74,7 +75,9 @@ def _title(runs: Sequence[sweeps.Run], what: str) -> str:
   c = runs[0].config
   samplings = sorted({_SAMPLING_LABEL.get(r.config.get('sampling', 'poisson'), '?')
                       for r in runs if r.mechanism != 'none'}) or ['Poisson']
-  return (f"{what}\nChurn prediction, {c['data']['num_users']} synthetic users "
+  task = {'churn': 'Churn prediction', 'next_action': 'Next-action prediction'}.get(
+      c.get('task', 'churn'), c.get('task'))
+  return (f"{what}\n{task}, {c['data']['num_users']} synthetic users "
           f"({c['resolved']['population_size']} training with data), "
           f"{c['clients_per_round']} clients/round ({', '.join(samplings)}), "
           f"{c['num_rounds']} rounds, δ={c['dp']['delta']:g}")
@@ -102,9 +105,13 @@ def _private_groups(runs):
 
 def frontier(runs: Sequence[sweeps.Run], workdir: str) -> list[str]:
   summary = sweeps.summarize(runs)
+  churn = sweeps.primary_metric(summary) == 'eval_auc'
   fig, axes = plt.subplots(1, 2, figsize=(11, 4.4))
-  for ax, metric, ylabel in ((axes[0], 'eval_auc', 'held-out ROC AUC'),
-                             (axes[1], 'eval_accuracy', 'held-out accuracy')):
+  panels = (((axes[0], 'eval_auc', 'held-out ROC AUC'),
+             (axes[1], 'eval_accuracy', 'held-out accuracy')) if churn else
+            ((axes[0], 'eval_top3_accuracy', 'held-out top-3 accuracy'),
+             (axes[1], 'eval_accuracy', 'held-out top-1 accuracy')))
+  for ax, metric, ylabel in panels:
     for row in [r for r in summary if r['mechanism'] == 'none']:
       mean, std = row[f'{metric}_mean'], row[f'{metric}_std'] or 0.0
       label = _variant_label('none', row['compression_bits'])
@@ -126,7 +133,7 @@ def frontier(runs: Sequence[sweeps.Run], workdir: str) -> list[str]:
                   ls=(_BITS_LINESTYLE[widths.index(bits) % len(_BITS_LINESTYLE)]
                       if bits else '-'),
                   **style)
-    if metric == 'eval_accuracy':
+    if metric == 'eval_accuracy' and churn:
       base = float(np.mean([r['eval_base_rate_mean'] for r in summary]))
       ax.axhline(1 - base, color='0.6', ls=':', lw=1,
                  label=f'always "no churn" ({1 - base:.3f})')
@@ -151,6 +158,7 @@ def communication(runs: Sequence[sweeps.Run], workdir: str) -> list[str]:
   if not summary:
     raise ValueError('No run of the sweep logged client_bytes (runtime.engine=mapreduce '
                      'logs them); nothing to plot for communication.')
+  metric = sweeps.primary_metric(summary)
   fig, ax = plt.subplots(figsize=(8, 4.6))
   lines = sorted({(r['mechanism'], r['target_epsilon'] or 0.0) for r in summary},
                  key=lambda k: (k[0] != 'none', k))
@@ -166,8 +174,8 @@ def communication(runs: Sequence[sweeps.Run], workdir: str) -> list[str]:
       style = dict(_style(mechanism), ls=('-', '--', ':', '-.')[k % 4],
                    mfc=('white' if k % 2 else None),
                    label=f"{_style(mechanism)['label']}, ε={rows[0]['epsilon_mean']:.3g}")
-    ax.errorbar([r['client_bytes_mean'] for r in rows], [r['eval_auc_mean'] for r in rows],
-                yerr=[r['eval_auc_std'] or 0.0 for r in rows], capsize=3, lw=1.5, **style)
+    ax.errorbar([r['client_bytes_mean'] for r in rows], [r[f'{metric}_mean'] for r in rows],
+                yerr=[r[f'{metric}_std'] or 0.0 for r in rows], capsize=3, lw=1.5, **style)
   # One tick per bit width, at the mean bytes of its settings.
   ticks = {}
   for r in summary:
@@ -179,7 +187,7 @@ def communication(runs: Sequence[sweeps.Run], workdir: str) -> list[str]:
                       for b, x in zip(ticks, positions)], fontsize=8)
   ax.xaxis.set_minor_locator(ticker.NullLocator())
   ax.set_xlabel('bytes sent per client per round (measured, log scale)')
-  ax.set_ylabel('held-out ROC AUC')
+  ax.set_ylabel('held-out ROC AUC' if metric == 'eval_auc' else 'held-out top-3 accuracy')
   ax.grid(True, which='both', alpha=0.3)
   ax.legend(loc='lower right', fontsize=8, framealpha=0.9)
   ax.set_title(_title(runs, 'Communication vs utility: uniform quantization of the '
@@ -325,8 +333,13 @@ def plot_sweep(workdir: str) -> list[str]:
     raise ValueError(f'No run directories (with config.json, metrics.csv and '
                      f'privacy.json) under {workdir}.')
   paths = frontier(runs, workdir)
-  paths += _by_round(runs, workdir, 'eval_auc', 'held-out ROC AUC', 'auc_by_round',
-                     'Held-out AUC by round (mean ± sd over seeds)')
+  if sweeps.primary_metric(sweeps.summarize(runs)) == 'eval_auc':
+    paths += _by_round(runs, workdir, 'eval_auc', 'held-out ROC AUC', 'auc_by_round',
+                       'Held-out AUC by round (mean ± sd over seeds)')
+  else:
+    paths += _by_round(runs, workdir, 'eval_top3_accuracy', 'held-out top-3 accuracy',
+                       'top3_accuracy_by_round',
+                       'Held-out top-3 accuracy by round (mean ± sd over seeds)')
   private = _private_groups(runs)
   if private:
     paths += _by_round(runs, workdir, 'epsilon', 'ε spent so far', 'epsilon_by_round',

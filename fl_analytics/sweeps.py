@@ -114,10 +114,6 @@ def expand(sweep, *, repo_root: str = '.') -> list[Point]:
       overrides.update(setting)
       overrides['seed'] = seed
       config = apply_overrides(base, overrides, source=f'sweep over {base_path}')
-      if config.task != 'churn':
-        raise ValueError(
-            f'Sweeps summarize and plot churn metrics (AUC); found task={config.task!r} '
-            f'in {base_path}. Run other tasks with experiments/train.py.')
       name = run_name({**setting, 'seed': seed})
       if name in names:
         raise ValueError(f'Two sweep points are both named {name!r}.')
@@ -229,8 +225,9 @@ def _brief(run_dir: str) -> str:
   if not ev:
     return ''
   eps = float(ev['epsilon'])
-  return f"eps {eps:.3g}  AUC {float(ev['eval_auc']):.3f}" if math.isfinite(eps) else (
-      f"non-private  AUC {float(ev['eval_auc']):.3f}")
+  metric = 'eval_auc' if ev.get('eval_auc') else 'eval_top3_accuracy'
+  shown = f'{METRIC_LABELS[metric]} {float(ev[metric]):.3f}'
+  return f'eps {eps:.3g}  {shown}' if math.isfinite(eps) else f'non-private  {shown}'
 
 
 # --- Reading results back --------------------------------------------------------------
@@ -264,10 +261,15 @@ class Run:
         (k, repr(v)) for k, v in flat.items()
         if k not in drop and not any(k == n or k.startswith(n + '.') for n in _NOT_A_SETTING)))
 
+  @property
+  def task(self) -> str:
+    return self.config.get('task', 'churn')
+
   def final(self) -> dict[str, float]:
+    """The last evaluated row's metrics; NaN for those the task does not report."""
     ev = report.last_evaluated_row(self.rows)
-    return {k: rundir.to_float(ev[k]) for k in
-            ('epsilon', 'eval_auc', 'eval_accuracy', 'eval_loss', 'eval_base_rate')}
+    values = {k: rundir.to_float(ev.get(k, '')) for k in FINAL_METRICS}
+    return {k: math.nan if v is None else v for k, v in values.items()}
 
 
 def collect_runs(workdir: str) -> list[Run]:
@@ -301,7 +303,20 @@ SUMMARY_COLUMNS = (
     'epsilon_mean', 'epsilon_std', 'eval_auc_mean', 'eval_auc_std',
     'eval_accuracy_mean', 'eval_accuracy_std', 'eval_loss_mean', 'eval_loss_std',
     'eval_base_rate_mean', 'compression_bits', 'client_bytes_mean',
+    'eval_top3_accuracy_mean', 'eval_top3_accuracy_std',
 )
+# Final metrics of a run: churn reports AUC and base rate, next action top-3 accuracy.
+FINAL_METRICS = ('epsilon', 'eval_auc', 'eval_accuracy', 'eval_loss', 'eval_base_rate',
+                 'eval_top3_accuracy')
+METRIC_LABELS = {'eval_auc': 'AUC', 'eval_top3_accuracy': 'top-3',
+                 'eval_accuracy': 'accuracy'}
+
+
+def primary_metric(rows: Sequence[dict[str, Any]]) -> str:
+  """The headline metric of summary rows: AUC for churn, top-3 accuracy otherwise."""
+  return ('eval_auc' if any(r.get('eval_auc_mean') is not None
+                            and math.isfinite(r['eval_auc_mean']) for r in rows)
+          else 'eval_top3_accuracy')
 
 
 def _mean_std(values: Sequence[float]) -> tuple[float, Optional[float]]:
@@ -326,7 +341,8 @@ def summarize(runs: Sequence[Run]) -> list[dict[str, Any]]:
         'rounds': first.privacy['rounds'],
         'num_seeds': len(group),
     }
-    for metric in ('epsilon', 'eval_auc', 'eval_accuracy', 'eval_loss'):
+    for metric in ('epsilon', 'eval_auc', 'eval_accuracy', 'eval_loss',
+                   'eval_top3_accuracy'):
       row[f'{metric}_mean'], row[f'{metric}_std'] = _mean_std(
           [f[metric] for f in finals])
     row['eval_base_rate_mean'] = _mean_std([f['eval_base_rate'] for f in finals])[0]
@@ -353,10 +369,12 @@ def format_summary(rows: Sequence[dict[str, Any]]) -> str:
     s = format(mean, fmt) if mean is not None and math.isfinite(mean) else 'inf'
     return s + (f' ± {format(std, fmt)}' if std is not None and math.isfinite(std) else '')
 
-  header = ('setting', 'seeds', 'epsilon', 'AUC', 'accuracy')
+  metric = primary_metric(rows)
+  header = ('setting', 'seeds', 'epsilon', METRIC_LABELS[metric],
+            'accuracy' if metric == 'eval_auc' else 'top-1')
   table = [header] + [
       (r['setting'], str(r['num_seeds']), pm(r['epsilon_mean'], None, '.3g'),
-       pm(r['eval_auc_mean'], r['eval_auc_std'], '.3f'),
+       pm(r[f'{metric}_mean'], r[f'{metric}_std'], '.3f'),
        pm(r['eval_accuracy_mean'], r['eval_accuracy_std'], '.3f')) for r in rows]
   widths = [max(len(row[i]) for row in table) for i in range(len(header))]
   return '\n'.join('  '.join(c.ljust(w) for c, w in zip(row, widths)) for row in table)

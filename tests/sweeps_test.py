@@ -188,7 +188,29 @@ def test_tiny_sweep_runs_in_parallel_reports_failures_and_skips_finished(tmp_pat
   assert '4 already finished, 2 to run' in second.stdout
 
 
-def test_sweep_of_another_task_is_refused_with_a_reason():
-  with pytest.raises(ValueError, match=r"Sweeps summarize and plot churn metrics \(AUC\); "
-                     r"found task='next_action'"):
-    sweeps.expand(_sweep_config(base_config='configs/next_action.py'), repo_root=REPO)
+def test_next_action_sweep_summarizes_and_plots_top_k_accuracy(tmp_path):
+  root = str(tmp_path)
+  for name, mechanism, eps, top3 in (('mechanism-none_seed-0', 'none', float('inf'), 0.60),
+                                     ('mechanism-gaussian_fixed_seed-0', 'gaussian_fixed',
+                                      2.0, 0.55)):
+    d = os.path.join(root, name)
+    os.makedirs(d)
+    rundir.write_json(os.path.join(d, 'config.json'), {
+        'task': 'next_action', 'seed': 0, 'num_rounds': 2, 'clients_per_round': 20,
+        'data': {'num_users': 100}, 'resolved': {'population_size': 80},
+        'dp': {'mechanism': mechanism, 'target_epsilon': None, 'delta': 1e-5,
+               'noise_multiplier': 1.0}})
+    rundir.write_json(os.path.join(d, 'privacy.json'), {
+        'rounds': 2, 'noise_multiplier': 1.0,
+        'epsilon': None if eps == float('inf') else eps})
+    rundir.write_csv(os.path.join(d, 'metrics.csv'),
+                     ['round', 'epsilon', 'eval_loss', 'eval_accuracy', 'eval_auc',
+                      'eval_top3_accuracy'],
+                     [{'round': 1, 'epsilon': eps, 'eval_loss': 2.0, 'eval_accuracy': 0.3,
+                       'eval_top3_accuracy': top3}])
+  rows = sweeps.summarize(sweeps.collect_runs(root))
+  assert sweeps.primary_metric(rows) == 'eval_top3_accuracy'
+  assert [r['eval_top3_accuracy_mean'] for r in rows] == [0.60, 0.55]
+  assert 'top-3' in sweeps.format_summary(rows)
+  names = {os.path.basename(p) for p in plots.plot_sweep(root)}
+  assert {'frontier.png', 'top3_accuracy_by_round.png'} <= names
