@@ -2,11 +2,15 @@ r"""A privacy statement for DP-FedAvg settings, without training (no TensorFlow)
 
   .venv/bin/python experiments/privacy.py --num_clients=N --clients_per_round=M \
       --noise_multiplier=Z --rounds=T --delta=D [--accountant=rdp|pld] \
-      [--sampling=poisson|fixed_size|shuffle] [--mechanism=gaussian|tree] \
-      [--target_epsilon=E] [--json]
+      [--sampling=poisson|fixed_size|shuffle] [--mechanism=gaussian|tree|distributed] \
+      [--clip=C --bits=B --dim=D] [--target_epsilon=E] [--json]
 
 Calls `fl_analytics.privacy.privacy_statement`, the function `train.py` uses for
 privacy.json. With --target_epsilon it calibrates the noise multiplier instead.
+`--mechanism=distributed` (Skellam over secure aggregation, sampling=fixed_size) also
+needs the clip, the bit width and the number of model parameters: its scaled parameters
+come from TFF's own construction (`aggregators.distributed_parameters`), so only this
+mechanism loads TensorFlow.
 """
 
 import json
@@ -27,12 +31,41 @@ _ACCOUNTANT = flags.DEFINE_enum('accountant', 'rdp', list(privacy.ACCOUNTANTS),
                                 'Accountant.')
 _SAMPLING = flags.DEFINE_enum('sampling', 'poisson', list(privacy.SAMPLINGS),
                               'Sampling (shuffle: cyclic passes, with --mechanism=tree).')
-_MECHANISM = flags.DEFINE_enum('mechanism', 'gaussian', ['gaussian', 'tree'],
-                               'gaussian (fixed or adaptive clipping) or tree (DP-FTRL).')
+_MECHANISM = flags.DEFINE_enum(
+    'mechanism', 'gaussian', ['gaussian', 'tree', 'distributed'],
+    'gaussian (fixed or adaptive clipping), tree (DP-FTRL) or distributed (Skellam).')
+_CLIP = flags.DEFINE_float('clip', 0.2, 'distributed: the L2 clip (dp.clip).')
+_BITS = flags.DEFINE_integer('bits', 16, 'distributed: bit width of the secure sum.')
+_DIM = flags.DEFINE_integer('dim', None, 'distributed: number of model parameters '
+                            '(577 for the default churn model).')
 _TARGET = flags.DEFINE_float('target_epsilon', None,
                              'Calibrate the noise multiplier to this epsilon.')
 _JSON = flags.DEFINE_bool('json', False, 'Print one JSON object.')
 flags.mark_flags_as_required(['num_clients', 'clients_per_round', 'rounds'])
+
+
+_MECHANISM_NAMES = {
+    'gaussian': 'Gaussian noise', 'tree': 'tree aggregation (DP-FTRL) noise',
+    'distributed': ('Skellam noise added by the clients, summed by secure aggregation '
+                    '(simulated)')}
+
+
+def _distributed_params_fn():
+  """z -> the Skellam query's scaled parameters, as `train.py` resolves them."""
+  if _DIM.value is None or _DIM.value < 1:
+    raise ValueError('--mechanism=distributed needs --dim, the number of model '
+                     'parameters (577 for the default churn model).')
+  if int(_M.value) != _M.value:
+    raise ValueError(f'--clients_per_round must be a whole number for '
+                     f'--mechanism=distributed. Found {_M.value}.')
+  from fl_analytics import aggregators  # pylint: disable=g-import-not-at-top
+
+  aggregators.check_dp_config(mechanism='distributed', noise_multiplier=1.0,
+                              clip=_CLIP.value, clients_per_round=_M.value,
+                              bits=_BITS.value)
+  return lambda z: aggregators.distributed_parameters(
+      noise_multiplier=z, clip=_CLIP.value, clients_per_round=int(_M.value),
+      bits=_BITS.value, dim=_DIM.value)
 
 
 def main(argv):
@@ -41,7 +74,14 @@ def main(argv):
   try:
     privacy.check_accounting(accountant=_ACCOUNTANT.value, sampling=_SAMPLING.value,
                              mechanism=_MECHANISM.value)
-    if _TARGET.value is not None:
+    params_fn = None
+    if _MECHANISM.value == 'distributed':
+      params_fn = _distributed_params_fn()
+    if _TARGET.value is not None and params_fn is not None:
+      z = privacy.calibrate_distributed(
+          target_epsilon=_TARGET.value, params_fn=params_fn, clients_per_round=_M.value,
+          population_size=_N.value, rounds=_T.value, delta=_DELTA.value)
+    elif _TARGET.value is not None:
       z = privacy.calibrate_noise_multiplier(
           target_epsilon=_TARGET.value, clients_per_round=_M.value,
           population_size=_N.value, rounds=_T.value, delta=_DELTA.value,
@@ -53,7 +93,8 @@ def main(argv):
     statement = privacy.privacy_statement(
         mechanism=_MECHANISM.value, noise_multiplier=z, clients_per_round=_M.value,
         population_size=_N.value, rounds=_T.value, delta=_DELTA.value,
-        sampling=_SAMPLING.value, accountant=_ACCOUNTANT.value)
+        sampling=_SAMPLING.value, accountant=_ACCOUNTANT.value,
+        distributed=params_fn(z) if params_fn is not None else None)
   except ValueError as e:
     print(f'error: {e}', file=sys.stderr)
     raise SystemExit(2) from None
@@ -81,8 +122,8 @@ def main(argv):
       f"Protected: {s['unit_of_privacy']}.",
       f"Neighbouring datasets: {s['neighboring_relation']}.",
       f"Sampling: {sampling}, from {s['population_size']} users.",
-      f"Mechanism: {'tree aggregation (DP-FTRL)' if s['mechanism'] == 'tree' else 'Gaussian'}"
-      f" noise, noise multiplier {s['noise_multiplier']:.4g}"
+      f"Mechanism: {_MECHANISM_NAMES[s['mechanism']]}"
+      f", noise multiplier {s['noise_multiplier']:.4g}"
       + (' (calibrated to the target)' if _TARGET.value is not None else '')
       + f", {s['rounds']} rounds.",
       f"Guarantee: ({eps}, {s['delta']:g})-DP by the {s['accountant'].upper()} accountant.",

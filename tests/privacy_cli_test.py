@@ -55,3 +55,25 @@ def test_unanalysable_combination_is_refused_with_a_message():
   assert out.returncode == 2
   assert 'pld accountant cannot analyse fixed_size sampling' in out.stderr
   assert 'Traceback' not in out.stderr and out.stdout == ''
+
+
+def test_distributed_statement_and_calibration_are_those_of_training():
+  from fl_analytics import aggregators  # pylint: disable=g-import-not-at-top
+
+  def params(z):
+    return aggregators.distributed_parameters(noise_multiplier=z, clip=0.2,
+                                              clients_per_round=50, bits=16, dim=577)
+
+  out = _run('--noise_multiplier=1', '--sampling=fixed_size', '--mechanism=distributed',
+             '--dim=577', '--json')
+  assert out.returncode == 0, out.stderr
+  assert json.loads(out.stdout)['epsilon'] == pytest.approx(privacy.distributed_epsilon(
+      params=params(1.0), clients_per_round=50, population_size=776, rounds=40,
+      delta=1e-5))
+  out = _run('--target_epsilon=4', '--sampling=fixed_size', '--mechanism=distributed',
+             '--dim=577')
+  assert out.returncode == 0, out.stderr
+  assert 'Skellam noise added by the clients' in out.stdout
+  assert 'Calibrated noise multiplier for epsilon 4:' in out.stdout
+  missing = _run('--noise_multiplier=1', '--sampling=fixed_size', '--mechanism=distributed')
+  assert missing.returncode == 2 and '--mechanism=distributed needs --dim' in missing.stderr
