@@ -34,39 +34,45 @@ $(STAMP): requirements.txt requirements.lock setup.py
 test: setup
 	$(PY) -m pytest tests
 
+# $(1): a sweep config, $(2): its run directory. Runs the sweep, then its plots.
+define sweep_and_plot
+	$(PY) experiments/sweep.py --config=$(1) --workdir=$(2) $(if $(PARALLEL),--parallel=$(PARALLEL))
+	$(PY) experiments/plot.py --workdir=$(2)
+endef
+
+# $(1): a sweep's run directory, $(2): where its small files are committed.
+define export_small_files
+	$(PY) experiments/export_reference.py --workdir=$(1) --reference=$(2)
+endef
+
 # A small privacy sweep (3 budgets x 2 seeds + the non-private reference) and its plots.
 demo: setup
-	$(PY) experiments/sweep.py --config=configs/sweeps/demo.py --workdir=$(DEMO_DIR) $(if $(PARALLEL),--parallel=$(PARALLEL))
-	$(PY) experiments/plot.py --workdir=$(DEMO_DIR)
+	$(call sweep_and_plot,configs/sweeps/demo.py,$(DEMO_DIR))
 
 # Regenerates results/reference/ from scratch: the reference sweep, its plots, and the
 # small files that are committed.
 reproduce: setup
 	rm -rf $(REFERENCE_RUNS)
-	$(PY) experiments/sweep.py --config=configs/sweeps/reference.py --workdir=$(REFERENCE_RUNS) $(if $(PARALLEL),--parallel=$(PARALLEL))
-	$(PY) experiments/plot.py --workdir=$(REFERENCE_RUNS)
-	$(PY) experiments/export_reference.py --workdir=$(REFERENCE_RUNS) --reference=results/reference
+	$(call sweep_and_plot,configs/sweeps/reference.py,$(REFERENCE_RUNS))
+	$(call export_small_files,$(REFERENCE_RUNS),results/reference)
 
 # Every DP mechanism on one frontier (configs/sweeps/mechanisms.py), exported to
 # results/mechanisms/.
 mechanisms: setup
-	$(PY) experiments/sweep.py --config=configs/sweeps/mechanisms.py --workdir=$(MECHANISM_RUNS) $(if $(PARALLEL),--parallel=$(PARALLEL))
-	$(PY) experiments/plot.py --workdir=$(MECHANISM_RUNS)
-	$(PY) experiments/export_reference.py --workdir=$(MECHANISM_RUNS) --reference=results/mechanisms
+	$(call sweep_and_plot,configs/sweeps/mechanisms.py,$(MECHANISM_RUNS))
+	$(call export_small_files,$(MECHANISM_RUNS),results/mechanisms)
 
 # Uniform quantization of the updates: bytes sent per client against held-out AUC
 # (configs/sweeps/compression.py), exported to results/compression/.
 compression: setup
-	$(PY) experiments/sweep.py --config=configs/sweeps/compression.py --workdir=$(COMPRESSION_RUNS) $(if $(PARALLEL),--parallel=$(PARALLEL))
-	$(PY) experiments/plot.py --workdir=$(COMPRESSION_RUNS)
-	$(PY) experiments/export_reference.py --workdir=$(COMPRESSION_RUNS) --reference=results/compression
+	$(call sweep_and_plot,configs/sweeps/compression.py,$(COMPRESSION_RUNS))
+	$(call export_small_files,$(COMPRESSION_RUNS),results/compression)
 
 # Next-action prediction across privacy budgets (configs/sweeps/next_action.py),
 # exported to results/next_action/.
 next_action: setup
-	$(PY) experiments/sweep.py --config=configs/sweeps/next_action.py --workdir=$(NEXT_ACTION_RUNS) $(if $(PARALLEL),--parallel=$(PARALLEL))
-	$(PY) experiments/plot.py --workdir=$(NEXT_ACTION_RUNS)
-	$(PY) experiments/export_reference.py --workdir=$(NEXT_ACTION_RUNS) --reference=results/next_action
+	$(call sweep_and_plot,configs/sweeps/next_action.py,$(NEXT_ACTION_RUNS))
+	$(call export_small_files,$(NEXT_ACTION_RUNS),results/next_action)
 
 # DP feature-usage analytics (configs/feature_usage.py): counts per feature released at
 # five epsilons, 20 releases each, their measured error and the figure, in
