@@ -200,7 +200,7 @@ def test_compression_factor_bounds_its_formula():
 
 
 def test_general_sampling_without_replacement_bound_matches_dp_accounting_for_gaussian():
-  orders = list(range(2, 257))
+  orders = list(range(2, 97))  # dp_accounting's side costs ~7 s per case up to 256
   for z, q in ((1.3, 0.05), (0.8, 0.2), (3.0, 0.01)):
     gaussian = np.array([a / (2 * z * z) for a in orders])
     ours = privacy.sample_without_replacement_rdp(orders, gaussian, q)
