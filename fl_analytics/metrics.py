@@ -42,16 +42,19 @@ def softmax_cross_entropy(logits: np.ndarray, labels: np.ndarray) -> np.ndarray:
 
 def multiclass_metrics(logits: np.ndarray, labels: np.ndarray, *,
                        top_k: int = 3) -> dict[str, float]:
-  """Mean log loss, top-1 accuracy and top-k accuracy (ties broken by class index)."""
+  """Mean log loss, top-1 and top-k accuracy (ties broken by class index), and the
+  accuracy of always predicting the most frequent label (the trivial baseline)."""
   logits = np.asarray(logits, np.float64)
   labels = np.asarray(labels).reshape(-1).astype(np.int64)
   if not len(labels):
     nan = float('nan')
-    return {'loss': nan, 'accuracy': nan, f'top{top_k}_accuracy': nan}
+    return {'loss': nan, 'accuracy': nan, f'top{top_k}_accuracy': nan,
+            'majority_accuracy': nan}
   order = np.argsort(-logits, axis=1, kind='stable')
   return {
       'loss': float(np.mean(softmax_cross_entropy(logits, labels))),
       'accuracy': float(np.mean(order[:, 0] == labels)),
       f'top{top_k}_accuracy': float(np.mean(np.any(order[:, :top_k] == labels[:, None],
                                                    axis=1))),
+      'majority_accuracy': float(np.bincount(labels).max() / len(labels)),
   }

@@ -137,6 +137,13 @@ def frontier(runs: Sequence[sweeps.Run], workdir: str) -> list[str]:
       base = float(np.mean([r['eval_base_rate_mean'] for r in summary]))
       ax.axhline(1 - base, color='0.6', ls=':', lw=1,
                  label=f'always "no churn" ({1 - base:.3f})')
+    elif metric == 'eval_accuracy':
+      majority = [r['eval_majority_accuracy_mean'] for r in summary
+                  if r.get('eval_majority_accuracy_mean') is not None
+                  and math.isfinite(r['eval_majority_accuracy_mean'])]
+      if majority:
+        ax.axhline(float(np.mean(majority)), color='0.6', ls=':', lw=1,
+                   label=f'always the most frequent action ({np.mean(majority):.3f})')
     ax.set_xscale('log')
     eps_values = sorted({r['epsilon_mean'] for r in summary if r['mechanism'] != 'none'})
     if eps_values:

@@ -303,11 +303,11 @@ SUMMARY_COLUMNS = (
     'epsilon_mean', 'epsilon_std', 'eval_auc_mean', 'eval_auc_std',
     'eval_accuracy_mean', 'eval_accuracy_std', 'eval_loss_mean', 'eval_loss_std',
     'eval_base_rate_mean', 'compression_bits', 'client_bytes_mean',
-    'eval_top3_accuracy_mean', 'eval_top3_accuracy_std',
+    'eval_top3_accuracy_mean', 'eval_top3_accuracy_std', 'eval_majority_accuracy_mean',
 )
 # Final metrics of a run: churn reports AUC and base rate, next action top-3 accuracy.
 FINAL_METRICS = ('epsilon', 'eval_auc', 'eval_accuracy', 'eval_loss', 'eval_base_rate',
-                 'eval_top3_accuracy')
+                 'eval_top3_accuracy', 'eval_majority_accuracy')
 METRIC_LABELS = {'eval_auc': 'AUC', 'eval_top3_accuracy': 'top-3',
                  'eval_accuracy': 'accuracy'}
 
@@ -346,6 +346,8 @@ def summarize(runs: Sequence[Run]) -> list[dict[str, Any]]:
       row[f'{metric}_mean'], row[f'{metric}_std'] = _mean_std(
           [f[metric] for f in finals])
     row['eval_base_rate_mean'] = _mean_std([f['eval_base_rate'] for f in finals])[0]
+    row['eval_majority_accuracy_mean'] = _mean_std(
+        [f['eval_majority_accuracy'] for f in finals])[0]
     row['compression_bits'] = first.compression_bits
     # Bytes a client sent per round, over every round and seed (mapreduce engine).
     sent = [rundir.to_float(r.get('client_bytes', '')) for run in group for r in run.rows]

@@ -58,6 +58,7 @@ METRIC_COLUMNS = (
     'eval_auc',
     'eval_base_rate',
     'eval_top3_accuracy',
+    'eval_majority_accuracy',
     'clip',
     'client_bytes',
     'round_seconds',

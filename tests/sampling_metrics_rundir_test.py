@@ -124,3 +124,4 @@ def test_multiclass_metrics_of_known_logits():
   # Row 3 is a four-way tie: class 3 is last by index, outside the top 3.
   assert m['accuracy'] == pytest.approx(1 / 3)
   assert m['top3_accuracy'] == pytest.approx(1 / 3)
+  assert m['majority_accuracy'] == pytest.approx(2 / 3)  # label 0, twice of three

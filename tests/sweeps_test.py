@@ -205,12 +205,13 @@ def test_next_action_sweep_summarizes_and_plots_top_k_accuracy(tmp_path):
         'epsilon': None if eps == float('inf') else eps})
     rundir.write_csv(os.path.join(d, 'metrics.csv'),
                      ['round', 'epsilon', 'eval_loss', 'eval_accuracy', 'eval_auc',
-                      'eval_top3_accuracy'],
+                      'eval_top3_accuracy', 'eval_majority_accuracy'],
                      [{'round': 1, 'epsilon': eps, 'eval_loss': 2.0, 'eval_accuracy': 0.3,
-                       'eval_top3_accuracy': top3}])
+                       'eval_top3_accuracy': top3, 'eval_majority_accuracy': 0.29}])
   rows = sweeps.summarize(sweeps.collect_runs(root))
   assert sweeps.primary_metric(rows) == 'eval_top3_accuracy'
   assert [r['eval_top3_accuracy_mean'] for r in rows] == [0.60, 0.55]
+  assert [r['eval_majority_accuracy_mean'] for r in rows] == [0.29, 0.29]
   assert 'top-3' in sweeps.format_summary(rows)
   names = {os.path.basename(p) for p in plots.plot_sweep(root)}
   assert {'frontier.png', 'top3_accuracy_by_round.png'} <= names

@@ -271,6 +271,7 @@ def test_next_action_task_trains_with_dp_and_reports_top_k_accuracy(tmp_path):
   rows = _metrics(workdir)
   for row in rows:
     assert 0 <= float(row['eval_accuracy']) <= float(row['eval_top3_accuracy']) <= 1
+    assert 0 < float(row['eval_majority_accuracy']) < 1
     assert row['eval_auc'] == '' and math.isfinite(float(row['train_loss']))
   resolved = rundir.read_json(os.path.join(workdir, 'config.json'))
   assert resolved['task'] == 'next_action' and 'num_features' not in resolved['resolved']
