@@ -20,7 +20,6 @@ from ml_collections import config_flags
 import tensorflow as tf  # pylint: disable=unused-import
 
 from fl_analytics import analytics
-from fl_analytics import devices
 from fl_analytics import plots
 from fl_analytics.data import clients
 from fl_analytics.data import synthetic
@@ -37,9 +36,8 @@ def main(argv):
   try:
     clients.check_data_config(config.data)
     logs, origin, num_days, note = clients.load_logs(config.data, seed=config.data.seed)
-    removed = set(devices.opted_out(len(logs), config.clients.opt_out,
-                                    seed=config.data.seed).tolist())
-    logs = [log for i, log in enumerate(logs) if i not in removed]
+    logs, num_opted_out = clients.without_opted_out(logs, config.clients.opt_out,
+                                                    seed=config.data.seed)
     analytics.check_analytics_config(config.analytics, num_users=len(logs))
   except ValueError as e:
     logging.error('%s', e)
@@ -47,7 +45,7 @@ def main(argv):
   end = origin + num_days * synthetic.SECONDS_PER_DAY
   vectors = analytics.usage_vectors(logs, end_timestamp=end,
                                     window_days=config.analytics.window_days)
-  logging.info('%s; %d users counted (%d opted out).', note, len(logs), len(removed))
+  logging.info('%s; %d users counted (%d opted out).', note, len(logs), num_opted_out)
   t0 = time.monotonic()
   total = len(config.analytics.epsilons) * config.analytics.repeats
 

@@ -42,19 +42,6 @@ USER_COLUMNS = ('user', 'examples', 'loss', 'baseline_loss', 'accuracy',
 CALIBRATION_COLUMNS = ('bin_low', 'bin_high', 'count', 'mean_predicted', 'observed_rate')
 
 
-def loss_and_correct(logits: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray,
-                                                                      np.ndarray]:
-  """Per-example log loss and top-1 correctness: one logit per example (binary) or
-  one per class (integer labels)."""
-  logits = np.asarray(logits, np.float64)
-  labels = np.asarray(labels).reshape(-1)
-  if logits.ndim == 1 or logits.shape[1] == 1:
-    z, y = logits.reshape(-1), labels.astype(np.float64)
-    return np.logaddexp(0.0, z) - z * y, (z > 0) == (y > 0.5)
-  return (metrics.softmax_cross_entropy(logits, labels),
-          np.argmax(logits, axis=1) == labels.astype(np.int64))
-
-
 def label_frequencies(labels: np.ndarray, num_classes: int) -> np.ndarray:
   """Frequencies of the integer labels 0..num_classes-1 (the constant baseline)."""
   counts = np.bincount(np.asarray(labels).reshape(-1).astype(np.int64),
@@ -74,7 +61,7 @@ def per_user_rows(logits_per_user: Sequence[np.ndarray],
   majority = int(np.argmax(frequencies))
   rows = []
   for i, (z, y) in enumerate(zip(logits_per_user, labels_per_user)):
-    loss, correct = loss_and_correct(z, y)
+    loss, correct = metrics.loss_and_correct(z, y)
     y = np.asarray(y).reshape(-1).astype(np.int64)
     rows.append({
         'user': i, 'examples': len(y), 'loss': float(loss.mean()),
@@ -198,9 +185,10 @@ def evaluate_run(task, keras_model, global_weights: Sequence[np.ndarray],
                        batch_size=batch_size, seed=seed)
     done = [(i, r) for i, r in enumerate(pers) if r is not None]
     for i, (y_later, g, p) in done:
-      rows[i].update(later_examples=len(y_later),
-                     global_later_loss=float(loss_and_correct(g, y_later)[0].mean()),
-                     personalized_later_loss=float(loss_and_correct(p, y_later)[0].mean()))
+      rows[i].update(
+          later_examples=len(y_later),
+          global_later_loss=float(metrics.loss_and_correct(g, y_later)[0].mean()),
+          personalized_later_loss=float(metrics.loss_and_correct(p, y_later)[0].mean()))
     if done:
       y = np.concatenate([r[0] for _, r in done])
       glob = task.eval_metrics(np.concatenate([r[1] for _, r in done]), y)

@@ -6,6 +6,20 @@ import numpy as np
 from scipy import stats
 
 
+def loss_and_correct(logits: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray,
+                                                                      np.ndarray]:
+  """Per-example log loss and top-1 correctness: one logit per example (binary, at
+  logit 0) or one per class (integer labels)."""
+  logits = np.asarray(logits, np.float64)
+  labels = np.asarray(labels).reshape(-1)
+  if logits.ndim == 1 or logits.shape[1] == 1:
+    z, y = logits.reshape(-1), labels.astype(np.float64)
+    # log(1 + exp(-|z|)) + max(z, 0) - z * y: the stable logistic loss.
+    return np.logaddexp(0.0, z) - z * y, (z > 0) == (y > 0.5)
+  return (softmax_cross_entropy(logits, labels),
+          np.argmax(logits, axis=1) == labels.astype(np.int64))
+
+
 def binary_metrics(logits: np.ndarray, labels: np.ndarray) -> dict[str, float]:
   """Mean log loss, accuracy at logit 0, ROC AUC and base rate of the labels.
 
@@ -14,9 +28,8 @@ def binary_metrics(logits: np.ndarray, labels: np.ndarray) -> dict[str, float]:
   """
   logits = np.asarray(logits, np.float64).reshape(-1)
   labels = np.asarray(labels, np.float64).reshape(-1)
-  # log(1 + exp(-|z|)) + max(z, 0) - z * y: the stable logistic loss.
-  loss = np.mean(np.logaddexp(0.0, logits) - logits * labels)
-  accuracy = np.mean((logits > 0) == (labels > 0.5))
+  losses, correct = loss_and_correct(logits, labels)
+  loss, accuracy = losses.mean(), correct.mean()
   pos = labels > 0.5
   n_pos, n_neg = int(pos.sum()), int((~pos).sum())
   if n_pos == 0 or n_neg == 0:

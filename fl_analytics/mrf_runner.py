@@ -247,11 +247,11 @@ class MapReduceRunner:
   def next(self, state, client_data: Sequence[tuple[np.ndarray, np.ndarray]]):
     """One round; returns `(new_state, metrics)` in the process's Python containers.
 
-    Afterwards `client_bytes` holds, per client of the round, the bytes of the arrays
-    it sent: its `work` output to the aggregation (the update as the aggregator
-    encodes it, the count, the metrics' sums) and its secure-sum inputs, each at the
-    dtype the computation holds it in (for secure-sum inputs that is wider than the
-    protocol's bit width).
+    Afterwards `client_bytes` holds, per client of the round, the bytes it sent: its
+    `work` output (the update as the aggregator encodes it, the count, the metrics'
+    sums, the secure-sum inputs), from the tensor types of the compiled `work`, which
+    fix every shape, at the dtype the computation holds each tensor in (for secure-sum
+    inputs that is wider than the protocol's bit width). Read once, not per client.
     """
     flat_state = _flatten_value(state)
     server_feed = dict(zip(self._state_feeds, flat_state))
@@ -263,22 +263,20 @@ class MapReduceRunner:
       acc_g = acc
       secure_g = [[np.zeros_like(np.asarray(v), dtype=np.int64) for v in params]
                   for params in secure_params]
-      sent_g = []
       for x, y, *max_steps in client_data[g::len(self._groups)]:
-        acc_g, secure, sent = self._groups[g].run(
+        acc_g, secure = self._groups[g].run(
             broadcast, acc_g, x, y, max_steps[0] if max_steps else -1)
-        sent_g.append(sent)
         for totals, values in zip(secure_g, secure):
           for j, v in enumerate(values):
             totals[j] = totals[j] + np.asarray(v, np.int64)
-      return acc_g, secure_g, sent_g
+      return acc_g, secure_g
 
     indexes = range(len(self._groups))
     results = (list(self._pool.map(run_group, indexes)) if self._pool is not None
                else [run_group(g) for g in indexes])
-    self.client_bytes = [b for _, _, sent_g in results for b in sent_g]
-    acc, secure_sums, _ = results[0]
-    for acc_g, secure_g, _ in results[1:]:
+    self.client_bytes = [self._groups[0].sent_bytes] * len(client_data)
+    acc, secure_sums = results[0]
+    for acc_g, secure_g in results[1:]:
       acc = self._server.run(self._merged, {**dict(zip(self._acc_feeds, acc)),
                                             **dict(zip(self._other_feeds, acc_g))})
       secure_sums = [[a + b for a, b in zip(x, y)] for x, y in zip(secure_sums, secure_g)]
@@ -327,30 +325,41 @@ class _ClientStep:
           graph.call(mrf.accumulate, structure.Struct.unnamed(acc, out[0])))
       # The inputs of secure_sum_bitwidth, secure_sum and secure_modular_sum.
       secure = [_flat_tensors(out[i]) if out[i] else [] for i in (1, 2, 3)]
-      sent = _flat_tensors(out[0])  # what goes to federated_aggregate
     graph.finalize()
     self._secure_sizes = [len(s) for s in secure]
     self._num_acc = len(self._acc_out)
-    self._num_sent = len(sent)
+    self.sent_bytes = _type_bytes(mrf.work.type_signature.result)
     self._call = graph.make_callable(
-        self._acc_out + sent + [t for s in secure for t in s],
+        self._acc_out + [t for s in secure for t in s],
         self._broadcast + self._acc_in + [self._x, self._y, self._max_steps])
 
   def run(self, broadcast, acc, x, y, max_steps=-1):
-    """The accumulator after this client, its secure-sum inputs, and the bytes of
-    everything it sent (aggregate and secure-sum inputs, at their dtypes)."""
+    """The accumulator after this client, and its secure-sum inputs."""
     out = self._call(*broadcast, *acc, x, y, max_steps)
     acc, rest = out[:self._num_acc], out[self._num_acc:]
-    sent_bytes = sum(np.asarray(v).nbytes for v in rest)
-    rest = rest[self._num_sent:]
     secure = []
     for size in self._secure_sizes:
       secure.append(rest[:size])
       rest = rest[size:]
-    return acc, secure, sent_bytes
+    return acc, secure
 
   def close(self):
     self._graph.close()
+
+
+def _type_bytes(type_spec) -> Optional[int]:
+  """Bytes of the tensors of a TFF type; None if a shape is not fully known."""
+  if isinstance(type_spec, tff.TensorType):
+    if type_spec.shape is None or any(d is None for d in type_spec.shape):
+      return None
+    return int(np.prod(type_spec.shape, dtype=np.int64)) * np.dtype(type_spec.dtype).itemsize
+  total = 0
+  for _, element in structure.iter_elements(type_spec):
+    size = _type_bytes(element)
+    if size is None:
+      return None
+    total += size
+  return total
 
 
 def _to_container(flat: list, type_spec) -> Any:

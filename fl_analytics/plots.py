@@ -193,7 +193,7 @@ def communication(runs: Sequence[sweeps.Run], workdir: str) -> list[str]:
   ax.set_xticklabels([f"{f'{b} bit' if b else 'float32'}\n{x:.0f} B"
                       for b, x in zip(ticks, positions)], fontsize=8)
   ax.xaxis.set_minor_locator(ticker.NullLocator())
-  ax.set_xlabel('bytes sent per client per round (measured, log scale)')
+  ax.set_xlabel('bytes sent per client per round (log scale)')
   ax.set_ylabel('held-out ROC AUC' if metric == 'eval_auc' else 'held-out top-3 accuracy')
   ax.grid(True, which='both', alpha=0.3)
   ax.legend(loc='lower right', fontsize=8, framealpha=0.9)

@@ -261,10 +261,6 @@ class Run:
         (k, repr(v)) for k, v in flat.items()
         if k not in drop and not any(k == n or k.startswith(n + '.') for n in _NOT_A_SETTING)))
 
-  @property
-  def task(self) -> str:
-    return self.config.get('task', 'churn')
-
   def final(self) -> dict[str, float]:
     """The last evaluated row's metrics; NaN for those the task does not report."""
     ev = report.last_evaluated_row(self.rows)

@@ -36,6 +36,17 @@ class Task:
   _build_model: Callable[..., Any]
   _tensor_sizes: Callable[..., list[int]]
   _examples_fn: Callable[[Any], Callable]
+  # Config keys of this task that must be positive integers.
+  _positive_int_keys: tuple[str, ...] = ()
+
+  def check_config(self, config) -> None:
+    """Raises ValueError naming a bad task-specific config value."""
+    for key in self._positive_int_keys:
+      section, name = key.split('.')
+      value = config[section].get(name)
+      if not isinstance(value, int) or value < 1:
+        raise ValueError(f'{key} must be a positive integer for task={self.name}. '
+                         f'Found {value!r}.')
 
   def model_kwargs(self, config) -> dict:
     return self._model_kwargs(config)
@@ -112,7 +123,9 @@ NEXT_ACTION = Task(
                                  filters=c.model.filters, kernel_size=c.model.kernel_size),
     _build_model=models.build_next_action_model,
     _tensor_sizes=models.next_action_tensor_sizes,
-    _examples_fn=clients.next_action_examples_fn)
+    _examples_fn=clients.next_action_examples_fn,
+    _positive_int_keys=('data.context_events', 'data.max_examples_per_user',
+                        'model.embedding_dim', 'model.filters', 'model.kernel_size'))
 
 TASKS = {t.name: t for t in (CHURN, NEXT_ACTION)}
 

@@ -87,15 +87,7 @@ def check_config(config) -> None:
   if not config.clients_per_round > 0:
     raise ValueError(
         f'clients_per_round must be > 0. Found {config.clients_per_round}.')
-  task = tasks.get(config.task)
-  if not task.binary:
-    for key in ('data.context_events', 'data.max_examples_per_user', 'model.embedding_dim',
-                'model.filters', 'model.kernel_size'):
-      section, name = key.split('.')
-      value = config[section].get(name)
-      if not isinstance(value, int) or value < 1:
-        raise ValueError(f'{key} must be a positive integer for task={task.name}. '
-                         f'Found {value!r}.')
+  tasks.get(config.task).check_config(config)
   for key in ('client.learning_rate', 'client.batch_size', 'client.local_epochs',
               'server.learning_rate'):
     section, name = key.split('.')
@@ -448,7 +440,7 @@ def train_and_evaluate(config, workdir: str,
       row = {'round': round_num, 'cohort_size': len(cohort), 'reported': len(reporting)}
       if len(reporting):
         state, round_metrics = run_round(state, reporting, caps)
-        if config.runtime.engine == 'mapreduce':
+        if config.runtime.engine == 'mapreduce' and None not in engine.client_bytes:
           row['client_bytes'] = sum(engine.client_bytes) / len(engine.client_bytes)
         train = round_metrics['client_work']['train']
         row['train_loss'] = float(train['loss'])

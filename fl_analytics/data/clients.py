@@ -111,6 +111,15 @@ def load_logs(data, *, seed: int) -> tuple[list[synthetic.UserLog], int, int, st
   return loaded.logs, loaded.origin_timestamp, loaded.num_days, note
 
 
+def without_opted_out(logs: list[synthetic.UserLog], opt_out: float, *,
+                      seed: int) -> tuple[list[synthetic.UserLog], int]:
+  """The logs of the users who did not opt out (`devices.opted_out`), and how many did."""
+  from fl_analytics import devices  # pylint: disable=g-import-not-at-top
+
+  removed = set(devices.opted_out(len(logs), opt_out, seed=seed).tolist())
+  return [log for i, log in enumerate(logs) if i not in removed], len(removed)
+
+
 def churn_examples_fn(data) -> Callable:
   """One user's churn examples for config `data` (`features.churn_examples`)."""
   return functools.partial(features.churn_examples, window_days=data.window_days,
@@ -138,14 +147,9 @@ def build_data(data, *, seed: int, examples_fn: Callable, what: str,
   (`devices.opted_out`, seeded by `seed`) is removed first: their logs are never
   featurized, trained on or evaluated.
   """
-  from fl_analytics import devices  # pylint: disable=g-import-not-at-top
-
   check_data_config(data)
   logs, origin, num_days, note = load_logs(data, seed=seed)
-  removed = devices.opted_out(len(logs), opt_out, seed=seed)
-  if len(removed):
-    removed_set = set(removed.tolist())
-    logs = [log for i, log in enumerate(logs) if i not in removed_set]
+  logs, num_opted_out = without_opted_out(logs, opt_out, seed=seed)
   num_users = len(logs)
   num_eval = int(round(data.eval_fraction * num_users))
   if num_eval < 1 or num_eval >= num_users:
@@ -182,5 +186,5 @@ def build_data(data, *, seed: int, examples_fn: Callable, what: str,
       num_users_without_examples=without,
       eval_sizes=tuple(len(y) for _, y in eval_parts),
       source_note=note,
-      num_opted_out=len(removed),
+      num_opted_out=num_opted_out,
   )
