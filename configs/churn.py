@@ -66,6 +66,9 @@ def get_config() -> ml_collections.ConfigDict:
   # this many local SGD steps, score on their later days; 0: skip).
   c.evaluation = ml_collections.ConfigDict()
   c.evaluation.personalization_steps = 5
+  # Write eval_users.csv, one row per held-out user. Off by default: held-out users get
+  # no DP protection and a row can be linked back to its user (README "Privacy").
+  c.evaluation.per_user_rows = False
 
   c.dp = ml_collections.ConfigDict()
   # none | gaussian_fixed | gaussian_adaptive | tree (DP-FTRL, needs sampling=shuffle)

@@ -19,6 +19,7 @@ from ml_collections import config_flags
 # TensorFlow before app.run starts main() (see fl_analytics/training.py).
 import tensorflow as tf  # pylint: disable=unused-import
 
+from fl_analytics import cli
 from fl_analytics import analytics
 from fl_analytics import plots
 from fl_analytics.data import clients
@@ -74,4 +75,4 @@ def main(argv):
 
 
 if __name__ == '__main__':
-  app.run(main)
+  cli.run(main)

@@ -18,6 +18,7 @@ from absl import app
 from absl import flags
 from absl import logging
 
+from fl_analytics import cli
 from fl_analytics import benchmark
 from fl_analytics import rundir
 
@@ -85,4 +86,4 @@ def main(argv):
 
 
 if __name__ == '__main__':
-  app.run(main)
+  cli.run(main)

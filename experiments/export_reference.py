@@ -9,6 +9,7 @@ Keeps summary.csv, figures/, and each run's config.json, metrics.csv and privacy
 from absl import app
 from absl import flags
 
+from fl_analytics import cli
 from fl_analytics import plots
 from fl_analytics import sweeps
 
@@ -26,4 +27,4 @@ def main(argv):
 
 
 if __name__ == '__main__':
-  app.run(main)
+  cli.run(main)

@@ -10,6 +10,7 @@ import sys
 from absl import app
 from absl import flags
 
+from fl_analytics import cli
 from fl_analytics import plots
 
 _WORKDIR = flags.DEFINE_string('workdir', None, 'Sweep directory.')
@@ -30,4 +31,4 @@ def main(argv):
 
 
 if __name__ == '__main__':
-  app.run(main)
+  cli.run(main)

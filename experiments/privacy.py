@@ -19,6 +19,7 @@ import sys
 from absl import app
 from absl import flags
 
+from fl_analytics import cli
 from fl_analytics import privacy
 
 _N = flags.DEFINE_integer('num_clients', None, 'Users that can be sampled (population).')
@@ -72,6 +73,10 @@ def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f'Unexpected arguments: {argv[1:]}')
   try:
+    # The validation train.py applies to dp.* (one function for both).
+    privacy.check_budget(
+        delta=_DELTA.value, population_size=_N.value, target_epsilon=_TARGET.value,
+        noise_multiplier=_Z.value if _TARGET.value is None else None, prefix='--')
     privacy.check_accounting(accountant=_ACCOUNTANT.value, sampling=_SAMPLING.value,
                              mechanism=_MECHANISM.value)
     params_fn = None
@@ -96,8 +101,7 @@ def main(argv):
         sampling=_SAMPLING.value, accountant=_ACCOUNTANT.value,
         distributed=params_fn(z) if params_fn is not None else None)
   except ValueError as e:
-    print(f'error: {e}', file=sys.stderr)
-    raise SystemExit(2) from None
+    cli.fail(e)
   if _JSON.value:
     print(json.dumps({k: statement[k] for k in
                       ('epsilon', 'delta', 'noise_multiplier', 'accountant', 'sampling')}
@@ -135,4 +139,4 @@ def main(argv):
 
 
 if __name__ == '__main__':
-  app.run(main)
+  cli.run(main)

@@ -14,6 +14,9 @@ from absl import app
 from absl import flags
 from ml_collections import config_flags
 
+from fl_analytics import cli
+from fl_analytics import rundir
+from fl_analytics import runtime
 from fl_analytics import sweeps
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -39,10 +42,13 @@ def main(argv):
   try:
     points = sweeps.expand(_CONFIG.value, repo_root=REPO)
   except (ValueError, FileNotFoundError) as e:
-    print(f'error: {e}', file=sys.stderr)
-    raise SystemExit(2) from None
-  results = sweeps.run_sweep(points, _WORKDIR.value, command=train_command,
-                             parallel=_PARALLEL.value)
+    cli.fail(e)
+  runtime.install_sigterm_handler()  # SIGTERM stops the points too, see run_sweep
+  try:
+    results = sweeps.run_sweep(points, _WORKDIR.value, command=train_command,
+                               parallel=_PARALLEL.value)
+  except rundir.RunDirectoryError as e:
+    cli.fail(e)
   rows = sweeps.write_summary(_WORKDIR.value)
   print(sweeps.format_summary(rows))
   print(f'Summary: {os.path.join(_WORKDIR.value, sweeps.SUMMARY_FILE)}')
@@ -54,4 +60,5 @@ def main(argv):
 
 
 if __name__ == '__main__':
-  app.run(main)
+  cli.run(main, interrupted='Interrupted; run the same command again to resume: finished '
+                            'points are skipped, interrupted ones resume.')

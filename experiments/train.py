@@ -9,7 +9,9 @@ from absl import flags
 from absl import logging
 from ml_collections import config_flags
 
+from fl_analytics import cli
 from fl_analytics import report
+from fl_analytics import rundir
 from fl_analytics import training
 
 _CONFIG = config_flags.DEFINE_config_file('config', None, 'Config file.')
@@ -22,11 +24,15 @@ def main(argv):
     raise app.UsageError(f'Unexpected arguments: {argv[1:]}')
   try:
     training.train_and_evaluate(_CONFIG.value, _WORKDIR.value)
-  except training.InvalidSettingsError as e:  # bad settings: a message, not a traceback
+  except (training.InvalidSettingsError, rundir.RunDirectoryError) as e:
+    logging.error('%s', e)  # bad settings or directory: a message, not a traceback
+    raise SystemExit(cli.USAGE_ERROR) from None
+  except training.DivergenceError as e:
     logging.error('%s', e)
-    raise SystemExit(2) from None
+    raise SystemExit(1) from None
   print(report.run_summary(_WORKDIR.value))
 
 
 if __name__ == '__main__':
-  app.run(main)
+  cli.run(main, interrupted='Interrupted; run the same command again to resume after '
+                            'the last completed round.')

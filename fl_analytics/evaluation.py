@@ -18,8 +18,16 @@
   run here in plain TensorFlow on the Keras model: the held-out users are evaluated
   in simulation, where the TFF runtime would add nothing but cost.
 
-`evaluate_run` writes `eval_users.csv`, `calibration.csv` and `evaluation.json` into
-the run directory; `fl_analytics.plots.calibration` draws `figures/calibration.png`.
+`evaluate_run` writes `calibration.csv` into the run directory and returns the result
+that the caller writes to `evaluation.json` last, after `fl_analytics.plots.calibration`
+has drawn `figures/calibration.png`, so a run whose figure failed is not taken as
+evaluated.
+
+Per-user rows (`eval_users.csv`) are written only with `evaluation.per_user_rows`:
+held-out users are not protected by the DP guarantee, and a row's values (examples,
+losses) can be linked back to a user by whoever holds the data. When written, the rows
+are in an order drawn from the operating system's randomness and carry no user index,
+so the file's order does not give the users away; their contents still can.
 """
 
 from __future__ import annotations
@@ -32,11 +40,8 @@ import numpy as np
 from fl_analytics import metrics
 from fl_analytics import rundir
 
-EVALUATION_FILE = 'evaluation.json'
-USERS_FILE = 'eval_users.csv'
-CALIBRATION_FILE = 'calibration.csv'
 PERCENTILES = (10, 25, 50, 75, 90)
-USER_COLUMNS = ('user', 'examples', 'loss', 'baseline_loss', 'accuracy',
+USER_COLUMNS = ('examples', 'loss', 'baseline_loss', 'accuracy',
                 'baseline_accuracy', 'later_examples', 'global_later_loss',
                 'personalized_later_loss')
 CALIBRATION_COLUMNS = ('bin_low', 'bin_high', 'count', 'mean_predicted', 'observed_rate')
@@ -60,11 +65,11 @@ def per_user_rows(logits_per_user: Sequence[np.ndarray],
   log_freq = np.log(np.clip(frequencies, 1e-6, 1.0))
   majority = int(np.argmax(frequencies))
   rows = []
-  for i, (z, y) in enumerate(zip(logits_per_user, labels_per_user)):
+  for z, y in zip(logits_per_user, labels_per_user):
     loss, correct = metrics.loss_and_correct(z, y)
     y = np.asarray(y).reshape(-1).astype(np.int64)
     rows.append({
-        'user': i, 'examples': len(y), 'loss': float(loss.mean()),
+        'examples': len(y), 'loss': float(loss.mean()),
         'baseline_loss': float(-log_freq[y].mean()), 'accuracy': float(correct.mean()),
         'baseline_accuracy': float(np.mean(y == majority)),
     })
@@ -156,14 +161,16 @@ def personalize(task, keras_model, global_weights: Sequence[np.ndarray],
 def evaluate_run(task, keras_model, global_weights: Sequence[np.ndarray],
                  users: Sequence[tuple[np.ndarray, np.ndarray]], workdir: str, *,
                  round_num: int, personalization_steps: int, learning_rate: float,
-                 batch_size: int, seed: int) -> dict[str, Any]:
+                 batch_size: int, seed: int, write_user_rows: bool = False
+                 ) -> dict[str, Any]:
   """Per-user metrics, calibration (binary tasks) and personalization of `task`
-  (`fl_analytics.tasks`); writes the run's files."""
+  (`fl_analytics.tasks`); writes `calibration.csv` (and, with `write_user_rows`,
+  `eval_users.csv`) and returns what belongs in `evaluation.json`."""
   keras_model.set_weights(list(global_weights))
   logits = [keras_model(x, training=False).numpy() for x, _ in users]
   labels = [y for _, y in users]
   all_logits, all_labels = np.concatenate(logits), np.concatenate(labels)
-  num_classes = 2 if task.binary else all_logits.shape[1]
+  num_classes = task.num_classes
   frequencies = label_frequencies(all_labels, num_classes)
   rows = per_user_rows(logits, labels, frequencies=frequencies)
   result: dict[str, Any] = {
@@ -204,9 +211,11 @@ def evaluate_run(task, keras_model, global_weights: Sequence[np.ndarray],
               [rows[i]['personalized_later_loss'] < rows[i]['global_later_loss']
                for i, _ in done])),
       }
-  rundir.write_csv(os.path.join(workdir, USERS_FILE), USER_COLUMNS, rows)
+  if write_user_rows:
+    order = np.random.default_rng().permutation(len(rows))  # unseeded on purpose
+    rundir.write_csv(os.path.join(workdir, rundir.USERS_FILE), USER_COLUMNS,
+                     [rows[i] for i in order])
   if bins:
-    rundir.write_csv(os.path.join(workdir, CALIBRATION_FILE), CALIBRATION_COLUMNS, bins)
-  # Last: its presence marks the evaluation as complete.
-  rundir.write_json(os.path.join(workdir, EVALUATION_FILE), result)
+    rundir.write_csv(os.path.join(workdir, rundir.CALIBRATION_FILE), CALIBRATION_COLUMNS,
+                     bins)
   return result

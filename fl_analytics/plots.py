@@ -17,7 +17,7 @@ from __future__ import annotations
 import io
 import math
 import os
-from typing import Sequence
+from typing import Optional, Sequence
 
 import matplotlib
 
@@ -29,7 +29,7 @@ import numpy as np  # pylint: disable=g-import-not-at-top
 from fl_analytics import rundir  # pylint: disable=g-import-not-at-top
 from fl_analytics import sweeps  # pylint: disable=g-import-not-at-top
 
-FIGURE_DIR = 'figures'
+FIGURE_DIR = rundir.FIGURE_DIR
 FORMATS = ('png', 'pdf')
 _MECHANISM_STYLE = {
     'gaussian_adaptive': dict(color='tab:blue', marker='o', label='adaptive clipping'),
@@ -235,13 +235,16 @@ def _by_round(runs, workdir, column, ylabel, name, what, *, groups=None,
   return _save(fig, workdir, name)
 
 
-def calibration(workdir: str) -> list[str]:
-  """The reliability diagram of one run (`calibration.csv`, `evaluation.json`)."""
-  from fl_analytics import evaluation  # pylint: disable=g-import-not-at-top
+def calibration(workdir: str, result: Optional[dict] = None) -> list[str]:
+  """The reliability diagram of one run (`calibration.csv`, `evaluation.json`).
 
-  bins = [b for b in rundir.read_csv(os.path.join(workdir, evaluation.CALIBRATION_FILE))
+  `result`: the evaluation result, when it is drawn before `evaluation.json` is
+  written (training writes that file last, so a failed figure is retried).
+  """
+  bins = [b for b in rundir.read_csv(os.path.join(workdir, rundir.CALIBRATION_FILE))
           if int(b['count'])]
-  result = rundir.read_json(os.path.join(workdir, evaluation.EVALUATION_FILE))
+  if result is None:
+    result = rundir.read_json(os.path.join(workdir, rundir.EVALUATION_FILE))
   config = rundir.read_json(os.path.join(workdir, rundir.CONFIG_FILE))
   statement = rundir.read_json(os.path.join(workdir, rundir.PRIVACY_FILE))
   fig, (ax, hist) = plt.subplots(2, 1, figsize=(5.6, 6.4), sharex=True,

@@ -122,6 +122,48 @@ def check_accounting(*, accountant: str, sampling: str, mechanism: str = '') -> 
         'one-user neighbours) or poisson sampling.')
 
 
+# Above this, RDP's arithmetic fails in dp_accounting 0.4.3 ("Renyi divergence cannot
+# be negative"); epsilon has long stopped falling by then (about 0.0035 at delta 1e-5
+# from noise multiplier 1e3 on, with 40 rounds of 50 of 776 users): the accountant's
+# largest order bounds it from below.
+MAX_NOISE_MULTIPLIER = 1e4
+# Calibration searches noise multipliers from here up to MAX_NOISE_MULTIPLIER.
+MIN_CALIBRATED_NOISE_MULTIPLIER = 1e-2
+
+
+def check_budget(*, delta: float, population_size: Optional[int] = None,
+                 target_epsilon: Optional[float] = None,
+                 noise_multiplier: Optional[float] = None, prefix: str = '') -> None:
+  """Raises ValueError for budget settings no statement can be made for.
+
+  One validation for `train.py` (`prefix='dp.'`, config keys) and the privacy CLI
+  (`prefix='--'`, flags): delta in (0, 1) and below 1 / population size (a larger delta
+  allows revealing some user outright), a finite positive target epsilon, a noise
+  multiplier in (0, MAX_NOISE_MULTIPLIER] (0 is no privacy at all: use the non-private
+  reference).
+  """
+  if isinstance(delta, bool) or not isinstance(delta, (int, float)) or not 0 < delta < 1:
+    raise ValueError(f'{prefix}delta must be in (0, 1). Found {delta!r}.')
+  if population_size is not None and (not isinstance(population_size, int)
+                                      or population_size < 1):
+    raise ValueError(f'population size must be an integer >= 1. Found {population_size!r}.')
+  if population_size is not None and delta >= 1 / population_size:
+    raise ValueError(
+        f'{prefix}delta={delta:g} must be below 1 / population size = '
+        f'{1 / population_size:.3g}; a larger delta allows revealing some user.')
+  if target_epsilon is not None and not (target_epsilon > 0
+                                         and math.isfinite(target_epsilon)):
+    raise ValueError(
+        f'{prefix}target_epsilon must be a finite number > 0. Found {target_epsilon}.')
+  if noise_multiplier is not None and not (
+      0 < noise_multiplier <= MAX_NOISE_MULTIPLIER and math.isfinite(noise_multiplier)):
+    raise ValueError(
+        f'{prefix}noise_multiplier must be in (0, {MAX_NOISE_MULTIPLIER:g}]. Found '
+        f'{noise_multiplier:g}. 0 adds no noise (no privacy: use the non-private '
+        'reference); above the maximum the RDP arithmetic fails, and epsilon stops '
+        'falling long before it.')
+
+
 def round_event(
     *, noise_multiplier: float, clients_per_round: float, population_size: int,
     sampling: str = 'poisson',
@@ -269,6 +311,21 @@ def calibrate_noise_multiplier(
   check_accounting(accountant=accountant, sampling=sampling)
   if rounds == 0:
     raise ValueError('Cannot calibrate noise for 0 rounds.')
+
+  for z, reachable, advice in (
+      (MIN_CALIBRATED_NOISE_MULTIPLIER, lambda e: e > target_epsilon,
+       'Such a budget protects nothing; choose a smaller target.'),
+      (MAX_NOISE_MULTIPLIER, lambda e: e <= target_epsilon,
+       'No noise reaches it; choose a larger target, fewer rounds or a smaller cohort.')):
+    spent = epsilon_spent(noise_multiplier=z, clients_per_round=clients_per_round,
+                          population_size=population_size, rounds=rounds, delta=delta,
+                          sampling=sampling)
+    if not reachable(spent):
+      raise ValueError(
+          f'target_epsilon={target_epsilon:g} is out of reach: noise multiplier {z:g}, '
+          f'an end of the calibrated range [{MIN_CALIBRATED_NOISE_MULTIPLIER:g}, '
+          f'{MAX_NOISE_MULTIPLIER:g}], spends {spent:.3g} at delta {delta:g} over '
+          f'{rounds} rounds. {advice}')
 
   def make_event(z):
     return training_event(noise_multiplier=z, clients_per_round=clients_per_round,
@@ -492,6 +549,43 @@ _DROPOUT_REASONS = {
 }
 
 
+# What a DP training run writes that the (epsilon, delta) guarantee does not cover,
+# and why; `privacy.json:not_covered` lists it (README "Privacy").
+NOT_COVERED = (
+    {'output': 'metrics.csv: cohort_size, reported',
+     'why': 'exact counts of sampled and reporting clients, not noised; they depend only '
+            'on the sampling and dropout randomness, not on any user\'s data'},
+    {'output': 'metrics.csv: train_loss, train_accuracy',
+     'why': "exact averages over the round's reporting clients, not noised: simulation "
+            'diagnostics that a deployment would not release'},
+    {'output': 'metrics.csv: train_batches',
+     'why': "left empty in DP runs: the local steps of the round's clients depend on "
+            'their data sizes and are not noised'},
+    {'output': 'metrics.csv: eval_* columns, evaluation.json, calibration.csv, '
+               'eval_users.csv, figures/calibration.png',
+     'why': 'computed on held-out users, who are never trained on and get no protection '
+            'from this guarantee (eval_users.csv, one row per user, is written only '
+            'with evaluation.per_user_rows)'},
+)
+
+
+def randomness_caveats(*, reproducible_noise: bool) -> list[str]:
+  """Why a simulated run's guarantee holds only in simulation, one reason each.
+
+  The guarantee assumes the adversary does not know the mechanism's randomness. A run
+  here draws its cohorts (and dropout) from `seed`, which `config.json` records; with
+  `dp.reproducible_noise` it draws the noise from `seed` too, and whoever knows the seed
+  can subtract it.
+  """
+  caveats = ['cohort sampling and dropout are drawn from seed, recorded in config.json: '
+             'whoever reads it knows who took part in every round, so the sampling '
+             'amplification does not hold against them']
+  if reproducible_noise:
+    caveats.append('the DP noise is drawn from seed (dp.reproducible_noise=True): '
+                   'whoever knows the seed can regenerate the noise and remove it')
+  return caveats
+
+
 def privacy_statement(
     *,
     mechanism: str,
@@ -508,6 +602,7 @@ def privacy_statement(
     compression_bits: int = 0,
     dropout: float = 0.0,
     opted_out_users: int = 0,
+    reproducible_noise: bool = False,
 ) -> dict[str, Any]:
   """What was protected, how, and at what (epsilon, delta): the `privacy.json` body.
 
@@ -519,6 +614,11 @@ def privacy_statement(
   `local_stddev`, `scale`, `bits`, `dim`; `aggregators.distributed_parameters`).
   `dropout` and `opted_out_users` (`fl_analytics.devices`) add why the epsilon holds
   when sampled clients fail to report, and who is not in `population_size`.
+
+  `simulation_only` says whether the guarantee holds only in simulation (its
+  randomness can be reproduced from the published seed; `simulation_caveats` says how,
+  `randomness_caveats`); `not_covered` lists the run's outputs the guarantee does not
+  cover (`NOT_COVERED`).
   """
   if not sensitivity_factor >= 1:
     raise ValueError(f'sensitivity_factor must be >= 1. Found {sensitivity_factor}.')
@@ -564,6 +664,9 @@ def privacy_statement(
       'epsilon': epsilon if math.isfinite(epsilon) else None,
       'delta': delta,
       'differentially_private': private and math.isfinite(epsilon),
+      **({'simulation_only': True,
+          'simulation_caveats': randomness_caveats(reproducible_noise=reproducible_noise),
+          'not_covered': [dict(item) for item in NOT_COVERED]} if private else {}),
       'mechanism': mechanism,
       'accountant': accountant,
       'neighboring_relation': NEIGHBORING_RELATIONS[sampling],

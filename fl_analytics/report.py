@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 
-from fl_analytics import evaluation
 from fl_analytics import rundir
 
 
@@ -44,7 +43,7 @@ def run_summary(workdir: str) -> str:
         f"Held-out users at round {ev['round']}: top-1 accuracy "
         f"{float(ev['eval_accuracy']):.3f}, top-3 accuracy "
         f"{float(ev['eval_top3_accuracy']):.3f}, log loss {float(ev['eval_loss']):.3f}.")
-  ev_path = os.path.join(workdir, evaluation.EVALUATION_FILE)
+  ev_path = os.path.join(workdir, rundir.EVALUATION_FILE)
   final = rundir.read_json(ev_path) if os.path.exists(ev_path) else None
   if final:
     users = final['per_user']
@@ -71,9 +70,9 @@ def run_summary(workdir: str) -> str:
       (rundir.CONFIG_FILE, 'the resolved config'),
       (rundir.METRICS_FILE, 'one row per round'),
       (rundir.PRIVACY_FILE, 'the privacy statement'),
-      *(((evaluation.EVALUATION_FILE, 'per-user metrics, '
+      *(((rundir.EVALUATION_FILE, 'per-user metrics, '
           + ('calibration, ' if 'calibration' in final else '') + 'personalization'),
-         (evaluation.USERS_FILE, 'one row per held-out user'),
+         (rundir.USERS_FILE, 'one row per held-out user'),
          *((('figures/', 'calibration.png: the reliability diagram'),)
            if 'calibration' in final else ())) if final else ()),
       (rundir.TENSORBOARD_DIR + '/', 'TensorBoard summaries'),

@@ -6,17 +6,25 @@ Layout of a run directory (the contract that plots and sweeps read)::
   metrics.csv      one row per completed round
   privacy.json     the privacy statement for the rounds completed so far
   checkpoints/     round_NNNNNN.npz: the TFF server state after that round
+  evaluation.json  the final evaluation (written last: it marks the run as evaluated)
+  calibration.csv  churn: the reliability bins; figures/calibration.png draws them
+  eval_users.csv   one row per held-out user, only with evaluation.per_user_rows
   tensorboard/     TensorBoard summaries of the metrics
   worker.log       output of the TFF worker process
+  .lock            held (flock) by the process that runs in the directory
 
 Every file is written to a temporary file in the same directory and renamed over the
 old one (`os.replace` is atomic on POSIX), so a crash leaves either the old or the new
-version, never half of one. This module does not import TensorFlow.
+version, never half of one. `incomplete_reasons` is the one definition of a finished
+run, used by `train.py` and by sweeps; `locked` keeps two processes out of one
+directory. This module does not import TensorFlow.
 """
 
 from __future__ import annotations
 
+import contextlib
 import csv
+import fcntl
 import functools
 import io
 import json
@@ -24,7 +32,8 @@ import math
 import os
 import re
 import tempfile
-from typing import Any, Iterable, Optional, Sequence
+import zipfile
+from typing import Any, Callable, Iterable, Iterator, Optional, Sequence
 
 import numpy as np
 
@@ -34,7 +43,17 @@ PRIVACY_FILE = 'privacy.json'
 CHECKPOINT_DIR = 'checkpoints'
 TENSORBOARD_DIR = 'tensorboard'
 WORKER_LOG = 'worker.log'
+EVALUATION_FILE = 'evaluation.json'
+USERS_FILE = 'eval_users.csv'
+CALIBRATION_FILE = 'calibration.csv'
+FIGURE_DIR = 'figures'
+LOCK_FILE = '.lock'
 _CKPT_RE = re.compile(r'^round_(\d{6,})\.npz$')
+
+
+class RunDirectoryError(Exception):
+  """A run directory that cannot be used as it is; the message names the path, what is
+  wrong and what to do."""
 
 
 @functools.lru_cache(maxsize=None)
@@ -75,8 +94,14 @@ def write_json(path: str, obj: Any) -> None:
 
 
 def read_json(path: str) -> Any:
-  with open(path) as f:
-    return json.load(f)
+  """The JSON in `path`; RunDirectoryError naming the file if it is not JSON."""
+  try:
+    with open(path, encoding='utf-8') as f:
+      return json.load(f)
+  except (json.JSONDecodeError, UnicodeDecodeError) as e:
+    raise RunDirectoryError(
+        f'{path} is not valid JSON ({e}); it was damaged outside fl-analytics (every '
+        'file here is written atomically). Restore it, or use a new directory.') from e
 
 
 def _format(value) -> str:
@@ -106,6 +131,30 @@ def to_float(text: str) -> Optional[float]:
   return None if text == '' else float(text)
 
 
+def read_metrics(path: str) -> list[dict[str, str]]:
+  """The rows of a run's metrics.csv, checked: rounds 1, 2, ... in order, numbers.
+
+  Raises RunDirectoryError naming the file and the line of the first bad row.
+  """
+  try:
+    rows = read_csv(path)
+  except (csv.Error, UnicodeDecodeError) as e:
+    raise RunDirectoryError(f'{path} cannot be read as CSV ({e}).') from e
+  for line, row in enumerate(rows, 2):  # line 1 is the header
+    try:
+      if row.get('round') != str(line - 1):
+        raise ValueError(f'round {row.get("round")!r} where {line - 1} was expected')
+      for key, value in row.items():
+        if key is None or value is None:
+          raise ValueError('a different number of cells than the header')
+        to_float(value)
+    except ValueError as e:
+      raise RunDirectoryError(
+          f'{path}, line {line}: not a metrics row written by fl-analytics ({e}). '
+          'Restore the file, or use a new directory.') from e
+  return rows
+
+
 # --- Checkpoints ---------------------------------------------------------------------
 
 
@@ -113,13 +162,17 @@ def checkpoint_path(workdir: str, round_num: int) -> str:
   return os.path.join(workdir, CHECKPOINT_DIR, f'round_{round_num:06d}.npz')
 
 
-def latest_checkpoint_round(workdir: str) -> int:
-  """The last round with a checkpoint, 0 if none."""
+def checkpoint_rounds(workdir: str) -> list[int]:
+  """The rounds with a checkpoint, ascending."""
   directory = os.path.join(workdir, CHECKPOINT_DIR)
   if not os.path.isdir(directory):
-    return 0
-  rounds = [int(m.group(1)) for m in map(_CKPT_RE.match, os.listdir(directory)) if m]
-  return max(rounds, default=0)
+    return []
+  return sorted(int(m.group(1)) for m in map(_CKPT_RE.match, os.listdir(directory)) if m)
+
+
+def latest_checkpoint_round(workdir: str) -> int:
+  """The last round with a checkpoint, 0 if none."""
+  return max(checkpoint_rounds(workdir), default=0)
 
 
 def save_checkpoint(workdir: str, round_num: int, leaves: Sequence[Any], keep: int = 2):
@@ -127,11 +180,7 @@ def save_checkpoint(workdir: str, round_num: int, leaves: Sequence[Any], keep: i
   buf = io.BytesIO()
   np.savez(buf, *[np.asarray(leaf) for leaf in leaves])
   atomic_write_bytes(checkpoint_path(workdir, round_num), buf.getvalue())
-  directory = os.path.join(workdir, CHECKPOINT_DIR)
-  old = sorted(
-      int(m.group(1)) for m in map(_CKPT_RE.match, os.listdir(directory)) if m
-  )[:-keep]
-  for r in old:
+  for r in checkpoint_rounds(workdir)[:-keep]:
     os.unlink(checkpoint_path(workdir, r))
 
 
@@ -147,6 +196,136 @@ def load_checkpoint(workdir: str, round_num: int) -> list[Any]:
     else:
       leaves.append(a)
   return leaves
+
+
+def load_latest_checkpoint(
+    workdir: str, *, warn: Callable[[str], None]) -> tuple[int, Optional[list[Any]]]:
+  """The newest checkpoint that loads, as (round, leaves); (0, None) if there is none.
+
+  A checkpoint that cannot be read (truncated, zeroed, overwritten) is renamed to
+  `*.corrupt`, `warn` is told, and the one before it is used: the rounds after it are
+  run again. When every checkpoint is unreadable, RunDirectoryError.
+  """
+  rounds = checkpoint_rounds(workdir)
+  for round_num in reversed(rounds):
+    path = checkpoint_path(workdir, round_num)
+    try:
+      return round_num, load_checkpoint(workdir, round_num)
+    except (OSError, ValueError, EOFError, KeyError, zipfile.BadZipFile) as e:
+      os.replace(path, path + '.corrupt')
+      warn(f'{path} cannot be read ({type(e).__name__}: {e}); moved to '
+           f'{os.path.basename(path)}.corrupt. Resuming from the checkpoint before it; '
+           'the rounds after that are run again.')
+  if rounds:
+    raise RunDirectoryError(
+        f'No checkpoint in {os.path.join(workdir, CHECKPOINT_DIR)} can be read (see the '
+        'warnings above); the run cannot be resumed. Use a new directory.')
+  return 0, None
+
+
+# --- Locking and completeness --------------------------------------------------------
+
+
+@contextlib.contextmanager
+def locked(directory: str) -> Iterator[None]:
+  """Holds an exclusive lock on `directory` (created if missing) while the block runs.
+
+  `fcntl.flock` on `directory/.lock`, which records the holder's pid: a second process
+  (a second `train.py` or sweep on the same directory) gets RunDirectoryError naming
+  that pid. The kernel drops the lock when its holder dies, however it dies. A
+  directory this call created that holds nothing but the lock file when the block
+  ends (a launch refused before writing anything) is removed again.
+  """
+  created = not os.path.isdir(directory)
+  try:
+    os.makedirs(directory, exist_ok=True)
+    fd = os.open(os.path.join(directory, LOCK_FILE), os.O_RDWR | os.O_CREAT, 0o666)
+  except OSError as e:
+    raise RunDirectoryError(f'Cannot use {directory} as a run directory: {e}.') from e
+  try:
+    try:
+      fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+      holder = os.pread(fd, 32, 0).decode(errors='replace').strip() or 'unknown'
+      raise RunDirectoryError(
+          f'{directory} is in use by another process (pid {holder}); two processes '
+          'would overwrite each other. Wait for it to finish, stop it, or use another '
+          'directory.') from None
+    os.ftruncate(fd, 0)
+    os.pwrite(fd, f'{os.getpid()}\n'.encode(), 0)
+    try:
+      yield
+    finally:
+      if created and os.listdir(directory) == [LOCK_FILE]:
+        os.unlink(os.path.join(directory, LOCK_FILE))
+        os.rmdir(directory)
+  finally:
+    os.close(fd)
+
+
+def check_writable_directory(directory: str) -> None:
+  """RunDirectoryError unless `directory` is, or can be created as, a writable directory.
+
+  Checked before any data is loaded, so a bad --workdir fails at once.
+  """
+  path = os.path.abspath(directory)
+  existing = path
+  while not os.path.exists(existing):
+    existing = os.path.dirname(existing)
+  if not os.path.isdir(existing):
+    raise RunDirectoryError(f'{existing} is a file, not a directory; --workdir must be '
+                            'a directory (it is created if missing).')
+  if not os.access(existing, os.W_OK | os.X_OK):
+    raise RunDirectoryError(f'{existing} is not writable; --workdir must be a directory '
+                            'this user can write.')
+  if path.startswith(('/proc/', '/sys/', '/dev/')) or path in ('/proc', '/sys', '/dev'):
+    raise RunDirectoryError(f'{path} is under a kernel file system; --workdir must be '
+                            'on a real file system.')
+
+
+def incomplete_reasons(workdir: str, num_rounds: int) -> list[str]:
+  """Why `workdir` is not a finished run of `num_rounds` rounds; empty when it is.
+
+  Finished means every file of the contract is there and they agree: metrics.csv has
+  rounds 1..R in order, R >= num_rounds, the last row evaluated with finite metrics;
+  privacy.json covers R rounds; the checkpoint of round R exists; evaluation.json is of
+  round R; with calibration, calibration.csv and figures/calibration.png exist.
+  `train.py` and sweeps both decide "nothing to do" with this.
+  """
+  def path(*names):
+    return os.path.join(workdir, *names)
+
+  missing = [name for name in (CONFIG_FILE, METRICS_FILE, PRIVACY_FILE, EVALUATION_FILE)
+             if not os.path.isfile(path(name))]
+  if missing:
+    return [f'missing {", ".join(missing)}']
+  try:
+    rows = read_metrics(path(METRICS_FILE))
+    statement = read_json(path(PRIVACY_FILE))
+    result = read_json(path(EVALUATION_FILE))
+  except (RunDirectoryError, OSError) as e:
+    return [str(e)]
+  rounds = len(rows)
+  reasons = []
+  if rounds < num_rounds:
+    reasons.append(f'{METRICS_FILE} has {rounds} of {num_rounds} rounds')
+  if rows:
+    last = rows[-1]
+    value = last.get('eval_loss', '')
+    if value == '' or not math.isfinite(float(value)):
+      reasons.append(f'round {rounds} of {METRICS_FILE} has no finite evaluation')
+  if statement.get('rounds') != rounds:
+    reasons.append(f'{PRIVACY_FILE} covers {statement.get("rounds")} rounds, '
+                   f'{METRICS_FILE} {rounds}')
+  if rounds and not os.path.isfile(checkpoint_path(workdir, rounds)):
+    reasons.append(f'no checkpoint of round {rounds}')
+  if result.get('round') != rounds:
+    reasons.append(f'{EVALUATION_FILE} is of round {result.get("round")}, not {rounds}')
+  if 'calibration' in result:
+    for name in (CALIBRATION_FILE, os.path.join(FIGURE_DIR, 'calibration.png')):
+      if not os.path.isfile(path(name)):
+        reasons.append(f'missing {name}')
+  return reasons
 
 
 # --- Config identity ----------------------------------------------------------------

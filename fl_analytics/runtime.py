@@ -52,11 +52,15 @@ def worker_binary_path() -> str:
   return path
 
 
-def _die_with_parent() -> None:
-  """Runs in the child before exec: ask the kernel to kill it with its parent."""
+def die_with_parent(sig: int = signal.SIGKILL) -> None:
+  """Runs in the child before exec: ask the kernel to send `sig` when its parent dies.
+
+  (Linux's `PR_SET_PDEATHSIG`; strictly, when the parent *thread* that started it
+  exits, so start children from a thread that outlives them.)
+  """
   if sys.platform.startswith('linux'):
     libc = ctypes.CDLL(None, use_errno=True)
-    libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+    libc.prctl(_PR_SET_PDEATHSIG, sig)
 
 
 class LocalWorker:
@@ -105,7 +109,7 @@ class LocalWorker:
           stdout=out,
           stderr=subprocess.STDOUT,
           close_fds=True,
-          preexec_fn=_die_with_parent,
+          preexec_fn=die_with_parent,
       )
     finally:
       if out is not subprocess.DEVNULL:

@@ -10,8 +10,13 @@ by the command `train.py` runs (the caller passes the command), so a sweep point
 Points run in parallel subprocesses. Each gets `cores // parallel` TensorFlow threads
 through `TF_NUM_INTRAOP_THREADS` / `TF_NUM_INTEROP_THREADS`, which both the Python
 process and TFF's C++ worker read, so parallel points do not over-subscribe the cores.
-Finished points are skipped, interrupted ones resume, a failed one is reported (its log
-is in `DIR/logs/`) and does not stop the others.
+Finished points are skipped (finished as `rundir.incomplete_reasons` defines it, the
+definition `train.py` uses), interrupted ones resume, a failed one is reported (its log
+is in `DIR/logs/`) and does not stop the others. The sweep holds `DIR`'s lock while it
+runs. Each point runs in its own process group and gets SIGTERM from the kernel if
+the sweep dies (`PR_SET_PDEATHSIG`), so no point outlives its sweep, even after a
+SIGKILL; on Ctrl-C or SIGTERM the sweep interrupts its points (they checkpoint and
+stop their workers) and waits for them.
 
 The summary reads only the run directories. This module imports neither TensorFlow nor
 TFF.
@@ -23,7 +28,9 @@ import concurrent.futures
 import dataclasses
 import importlib.util
 import math
+import functools
 import os
+import signal
 import subprocess
 import sys
 import threading
@@ -34,6 +41,7 @@ import numpy as np
 
 from fl_analytics import report
 from fl_analytics import rundir
+from fl_analytics import runtime
 
 SUMMARY_FILE = 'summary.csv'
 LOG_DIR = 'logs'
@@ -123,8 +131,7 @@ def expand(sweep, *, repo_root: str = '.') -> list[Point]:
 
 
 def is_complete(run_dir: str, num_rounds: int) -> bool:
-  path = os.path.join(run_dir, rundir.PRIVACY_FILE)
-  return os.path.exists(path) and rundir.read_json(path)['rounds'] >= num_rounds
+  return not rundir.incomplete_reasons(run_dir, num_rounds)
 
 
 def default_parallel() -> int:
@@ -147,10 +154,19 @@ def run_sweep(
     parallel: Optional[int] = None,
     log: Callable[[str], None] = print,
 ) -> list[PointResult]:
-  """Runs every unfinished point; returns one result per point."""
+  """Runs every unfinished point, holding `workdir`'s lock; one result per point."""
   parallel = parallel or default_parallel()
   if parallel < 1:
     raise ValueError(f'parallel must be >= 1. Found {parallel}.')
+  with rundir.locked(workdir):
+    return _run_points(points, workdir, command=command, parallel=parallel, log=log)
+
+
+# Seconds interrupted points get to checkpoint and stop before they are killed.
+_STOP_GRACE_S = 30.0
+
+
+def _run_points(points, workdir, *, command, parallel, log) -> list[PointResult]:
   threads = str(max(1, (os.cpu_count() or 1) // parallel))
   os.makedirs(os.path.join(workdir, LOG_DIR), exist_ok=True)
   results: list[PointResult] = []
@@ -167,22 +183,25 @@ def run_sweep(
   stopping = threading.Event()
 
   def run_one(p: Point) -> PointResult:
-    if stopping.is_set():
-      return PointResult(p, 'failed', message='not started: sweep interrupted')
     run_dir = os.path.join(workdir, p.name)
     log_path = os.path.join(workdir, LOG_DIR, p.name + '.log')
     env = dict(os.environ, TF_NUM_INTRAOP_THREADS=threads,
                TF_NUM_INTEROP_THREADS=threads, OMP_NUM_THREADS=threads)
     env.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
     t0 = time.monotonic()
-    with open(log_path, 'ab') as out:
+    with open(log_path, 'ab') as out, lock:  # not started once the sweep stops
+      if stopping.is_set():
+        return PointResult(p, 'failed', message='not started: sweep interrupted')
+      # Its own process group (the point and its TFF worker are signalled together),
+      # and SIGTERM from the kernel if this thread, which waits for it, goes away.
       proc = subprocess.Popen(command(p, run_dir), stdout=out, stderr=subprocess.STDOUT,
-                              stdin=subprocess.DEVNULL, env=env)
-      with lock:
-        procs.add(proc)
-      code = proc.wait()
-      with lock:
-        procs.discard(proc)
+                              stdin=subprocess.DEVNULL, env=env, start_new_session=True,
+                              preexec_fn=functools.partial(runtime.die_with_parent,
+                                                           signal.SIGTERM))
+      procs.add(proc)
+    code = proc.wait()
+    with lock:
+      procs.discard(proc)
     seconds = time.monotonic() - t0
     if code != 0:
       return PointResult(p, 'failed', seconds,
@@ -201,14 +220,35 @@ def run_sweep(
         else:
           detail = _brief(os.path.join(workdir, r.point.name))
         log(f'[{n}/{len(todo)}] {r.status:<6} {r.point.name} ({r.seconds:.0f} s) {detail}')
-    except KeyboardInterrupt:
+    except (KeyboardInterrupt, SystemExit):  # Ctrl-C, or SIGTERM (SystemExit)
       stopping.set()
       with lock:
-        for proc in procs:  # each run checkpoints and stops its worker on SIGINT
-          proc.send_signal(subprocess.signal.SIGINT)
+        running = list(procs)
+      _stop(running)
       raise
   order = {p.name: i for i, p in enumerate(points)}
   return sorted(results, key=lambda r: order[r.point.name])
+
+
+def _stop(procs: Sequence[subprocess.Popen]) -> None:
+  """SIGINT to each point's process group (each run checkpoints and stops its worker),
+  SIGKILL to those still there after `_STOP_GRACE_S`."""
+  for proc in procs:
+    _signal_group(proc, signal.SIGINT)
+  deadline = time.monotonic() + _STOP_GRACE_S
+  for proc in procs:
+    try:
+      proc.wait(timeout=max(0.0, deadline - time.monotonic()))
+    except subprocess.TimeoutExpired:
+      _signal_group(proc, signal.SIGKILL)
+      proc.wait()
+
+
+def _signal_group(proc: subprocess.Popen, sig: int) -> None:
+  try:
+    os.killpg(proc.pid, sig)
+  except ProcessLookupError:
+    pass
 
 
 def _tail(path: str, lines: int = 15) -> str:
@@ -364,7 +404,9 @@ def write_summary(workdir: str) -> list[dict[str, Any]]:
 def format_summary(rows: Sequence[dict[str, Any]]) -> str:
   """The summary as an aligned text table."""
   def pm(mean, std, fmt):
-    s = format(mean, fmt) if mean is not None and math.isfinite(mean) else 'inf'
+    if mean is None or math.isnan(mean):
+      return 'nan'  # a run without this metric; never shown as inf
+    s = format(mean, fmt) if math.isfinite(mean) else 'inf'
     return s + (f' ± {format(std, fmt)}' if std is not None and math.isfinite(std) else '')
 
   metric = primary_metric(rows)

@@ -16,6 +16,7 @@ what differs.
 from __future__ import annotations
 
 import dataclasses
+import math
 from typing import Any, Callable
 
 import numpy as np
@@ -32,6 +33,7 @@ class Task:
   name: str
   binary: bool  # one logit per example (churn) or one per class
   train_accuracy_key: str  # the Keras metric TFF reports for training accuracy
+  num_classes: int  # labels 0..num_classes-1
   _model_kwargs: Callable[[Any], dict]
   _build_model: Callable[..., Any]
   _tensor_sizes: Callable[..., list[int]]
@@ -47,6 +49,12 @@ class Task:
       if not isinstance(value, int) or value < 1:
         raise ValueError(f'{key} must be a positive integer for task={self.name}. '
                          f'Found {value!r}.')
+
+  @property
+  def chance_loss(self) -> float:
+    """The log loss of predicting every class with equal probability: about where an
+    untrained model starts (the divergence check's reference)."""
+    return math.log(self.num_classes)
 
   def model_kwargs(self, config) -> dict:
     return self._model_kwargs(config)
@@ -108,7 +116,7 @@ class Task:
 
 
 CHURN = Task(
-    name='churn', binary=True, train_accuracy_key='binary_accuracy',
+    name='churn', binary=True, train_accuracy_key='binary_accuracy', num_classes=2,
     _model_kwargs=lambda c: dict(num_features=features.NUM_FEATURES,
                                  hidden_units=c.model.hidden_units),
     _build_model=models.build_churn_model,
@@ -117,6 +125,7 @@ CHURN = Task(
 
 NEXT_ACTION = Task(
     name='next_action', binary=False, train_accuracy_key='sparse_categorical_accuracy',
+    num_classes=len(synthetic.EVENT_VOCAB),
     _model_kwargs=lambda c: dict(vocab_size=len(synthetic.EVENT_VOCAB),
                                  context=c.data.context_events,
                                  embedding_dim=c.model.embedding_dim,

@@ -15,7 +15,13 @@ accuracy), then the final evaluation of `fl_analytics.evaluation`.
 The run directory follows `fl_analytics.rundir`; after every round the metrics table,
 the privacy statement and a checkpoint of the server state are written atomically, so
 running the same command again resumes after the last completed round, and a larger
-`num_rounds` continues the run.
+`num_rounds` continues the run. The run holds the directory's lock
+(`rundir.locked`) from before it reads the directory until it ends.
+
+Every round of a DP run calls the aggregator, also when no sampled client reported (the
+empty cohort contributes zero; the server still adds its noise), so the mechanism's
+state advances once per round, as the accountant assumes: DP-FTRL's tree restarts
+after every pass of rounds, whoever reported.
 """
 
 from __future__ import annotations
@@ -68,6 +74,10 @@ METRIC_COLUMNS = (
 ENGINES = ('mapreduce', 'cpp')
 # Keys that may change between launches of the same run.
 _MUTABLE_KEYS = ('num_rounds', 'runtime', 'dp.max_epsilon', 'evaluation')
+# A training or evaluation loss this many times the task's chance loss (uniform
+# prediction, about where an untrained model starts) means the run diverged; under DP,
+# clipping keeps a diverging loss finite, so finiteness alone does not tell.
+DIVERGENCE_FACTOR = 10.0
 
 
 class InvalidSettingsError(ValueError):
@@ -78,21 +88,29 @@ class ConfigMismatchError(InvalidSettingsError):
   """The workdir holds a run with a different config."""
 
 
+class DivergenceError(FloatingPointError):
+  """The loss became non-finite or far above its start; the last good round is kept."""
+
+
+def _check_positive(key: str, value) -> None:
+  if isinstance(value, bool) or not isinstance(value, (int, float)) or not (
+      value > 0 and math.isfinite(value)):
+    raise ValueError(f'{key} must be > 0. Found {value!r}.'
+                     + (' It must be finite.' if value == math.inf else ''))
+
+
 def check_config(config) -> None:
   """Raises ValueError for values no run can use, before anything is built."""
   for key in ('num_rounds', 'eval_every'):
     value = config[key]
     if not isinstance(value, int) or value < 1:
       raise ValueError(f'{key} must be a positive integer. Found {value!r}.')
-  if not config.clients_per_round > 0:
-    raise ValueError(
-        f'clients_per_round must be > 0. Found {config.clients_per_round}.')
+  _check_positive('clients_per_round', config.clients_per_round)
   tasks.get(config.task).check_config(config)
   for key in ('client.learning_rate', 'client.batch_size', 'client.local_epochs',
               'server.learning_rate'):
     section, name = key.split('.')
-    if not config[section][name] > 0:
-      raise ValueError(f'{key} must be > 0. Found {config[section][name]}.')
+    _check_positive(key, config[section][name])
   steps = config.evaluation.personalization_steps
   if not isinstance(steps, int) or steps < 0:
     raise ValueError(
@@ -102,12 +120,12 @@ def check_config(config) -> None:
   clients.check_data_config(config.data)
   devices.check_clients_config(config.clients, mechanism=config.dp.mechanism)
   dp = config.dp
-  if dp.target_epsilon is not None and not dp.target_epsilon > 0:
-    raise ValueError(f'dp.target_epsilon must be > 0. Found {dp.target_epsilon}.')
-  if not 0 < dp.delta < 1:
-    raise ValueError(f'dp.delta must be in (0, 1). Found {dp.delta}.')
-  if dp.max_epsilon is not None and not dp.max_epsilon > 0:
-    raise ValueError(f'dp.max_epsilon must be > 0. Found {dp.max_epsilon}.')
+  privacy.check_budget(delta=dp.delta, target_epsilon=dp.target_epsilon,
+                       noise_multiplier=(dp.noise_multiplier if dp.mechanism != 'none'
+                                         and dp.target_epsilon is None else None),
+                       prefix='dp.')
+  if dp.max_epsilon is not None:
+    _check_positive('dp.max_epsilon', dp.max_epsilon)
   privacy.check_accounting(accountant=dp.accountant, sampling=config.sampling,
                            mechanism=dp.mechanism)
   aggregators.check_secure_sum(dp.mechanism, dp.secure_sum)
@@ -140,10 +158,7 @@ def resolve_config(config, *, population_size: int, stored: Optional[dict] = Non
         f'clients_per_round={config.clients_per_round} is larger than the '
         f'population that can be sampled ({population_size} training users with '
         'data). Lower clients_per_round or raise data.num_users.')
-  if dp['delta'] >= 1 / population_size:
-    raise ValueError(
-        f'dp.delta={dp["delta"]:g} must be below 1 / population size = '
-        f'{1 / population_size:.3g}; a larger delta allows revealing some user.')
+  privacy.check_budget(delta=dp['delta'], population_size=population_size, prefix='dp.')
   q = privacy.sampling_probability(
       clients_per_round=config.clients_per_round, population_size=population_size
   )
@@ -248,16 +263,23 @@ def _statement(resolved: dict, rounds: int) -> dict[str, Any]:
       compression_bits=resolved['compression']['bits'],
       dropout=resolved['clients']['dropout'],
       opted_out_users=resolved['resolved']['opted_out_users'],
+      reproducible_noise=resolved['dp']['reproducible_noise'],
   )
 
 
-def _prepare_workdir(config, workdir: str, data: clients.FederatedData) -> tuple[dict, int]:
-  """Validates against any run already in `workdir`; returns (resolved, start round)."""
+def _prepare_workdir(config, workdir: str, data: clients.FederatedData):
+  """Validates against any run already in `workdir`, under its lock.
+
+  Returns (resolved config, start round, the start round's checkpoint leaves or None,
+  the metrics rows up to the start round). Everything that can refuse does so before
+  `config.json` is (re)written.
+  """
   config_path = os.path.join(workdir, rundir.CONFIG_FILE)
+  metrics_path = os.path.join(workdir, rundir.METRICS_FILE)
   stored = rundir.read_json(config_path) if os.path.exists(config_path) else None
   resolved = resolve_config(config, population_size=data.population_size, stored=stored,
                             opted_out_users=data.num_opted_out)
-  start = 0
+  start, leaves, rows = 0, None, []
   if stored is not None:
     diffs = rundir.config_differences(stored, resolved, ignore=_MUTABLE_KEYS)
     if diffs:
@@ -265,16 +287,33 @@ def _prepare_workdir(config, workdir: str, data: clients.FederatedData) -> tuple
           f'{workdir} holds a run with a different config; only num_rounds, '
           'dp.max_epsilon, runtime.* and evaluation.* may change when resuming or continuing a run. '
           'Use a new --workdir. Differences:\n  ' + '\n  '.join(diffs))
-    start = rundir.latest_checkpoint_round(workdir)
+    done = rundir.latest_checkpoint_round(workdir)
+    if done > config.num_rounds:
+      raise ConfigMismatchError(
+          f'{workdir} holds a run of {done} completed rounds; num_rounds='
+          f'{config.num_rounds} is lower, and its metrics.csv and privacy.json cover '
+          f'all {done}. Use num_rounds >= {done}, or a new --workdir.')
+    start, leaves = rundir.load_latest_checkpoint(workdir, warn=logging.warning)
+    if start:
+      if not os.path.exists(metrics_path):
+        raise rundir.RunDirectoryError(
+            f'{metrics_path} is missing, but {workdir} holds checkpoints up to round '
+            f'{start}: resuming would lose the metrics of rounds 1-{start}. Restore '
+            'the file, or use a new --workdir.')
+      rows = rundir.read_metrics(metrics_path)[:start]
+      if len(rows) != start:
+        raise rundir.RunDirectoryError(
+            f'{metrics_path} has {len(rows)} rows, but {workdir} holds checkpoints up '
+            f'to round {start}: resuming would lose rounds. Restore the file, or use a '
+            'new --workdir.')
     if (config.dp.target_epsilon is not None and config.dp.mechanism != 'none'
         and config.num_rounds > stored['num_rounds']):
       logging.warning(
           'Continuing to %d rounds with the noise multiplier calibrated for %d: '
           'epsilon will exceed dp.target_epsilon=%g.', config.num_rounds,
           stored['num_rounds'], config.dp.target_epsilon)
-  os.makedirs(workdir, exist_ok=True)
   rundir.write_json(config_path, resolved)
-  return resolved, start
+  return resolved, start, leaves, rows
 
 
 def _evaluate(task, keras_model, model_weights,
@@ -294,17 +333,33 @@ def train_and_evaluate(config, workdir: str,
   Raises:
     InvalidSettingsError: for invalid settings, before anything is written.
     ConfigMismatchError: when `workdir` holds a run with another config.
-    FloatingPointError: when the training loss becomes NaN or infinite.
+    rundir.RunDirectoryError: when `workdir` cannot be used (not writable, in use by
+      another process, files missing or damaged).
+    DivergenceError: when the loss becomes non-finite or far above its start.
   """
   try:
     check_config(config)
+    rundir.check_writable_directory(workdir)
     task = tasks.get(config.task)
     data = task.build_data(config)
-    resolved, start_round = _prepare_workdir(config, workdir, data)
   except InvalidSettingsError:
     raise
   except ValueError as e:
     raise InvalidSettingsError(str(e)) from e
+  with rundir.locked(workdir):
+    try:
+      prepared = _prepare_workdir(config, workdir, data)
+    except (InvalidSettingsError, rundir.RunDirectoryError):
+      raise
+    except ValueError as e:
+      raise InvalidSettingsError(str(e)) from e
+    return _train(config, workdir, task, data, *prepared, on_round=on_round)
+
+
+def _train(config, workdir: str, task, data: clients.FederatedData, resolved: dict,
+           start_round: int, start_leaves, rows: list, *,
+           on_round: Optional[Callable[[dict], None]]) -> dict[str, Any]:
+  """The rounds from `start_round` on, and the final evaluation (under the lock)."""
   logging.info('Data: %s.', data.source_note)
   logging.info(
       'Population: %d training users (%d without examples left out, %d opted out), '
@@ -313,22 +368,16 @@ def train_and_evaluate(config, workdir: str,
       len(data.eval_y),
       f', churn base rate {data.eval_base_rate:.3f}' if task.binary else '')
 
-  rows = []
   metrics_path = os.path.join(workdir, rundir.METRICS_FILE)
-  if start_round and os.path.exists(metrics_path):
-    rows = [r for r in rundir.read_csv(metrics_path) if int(r['round']) <= start_round]
-    if len(rows) != start_round:
-      raise RuntimeError(
-          f'{metrics_path} has {len(rows)} rows up to round {start_round}, the last '
-          'checkpoint; the run directory is inconsistent.')
-  evaluated = os.path.exists(os.path.join(workdir, evaluation.EVALUATION_FILE))
-  if start_round >= config.num_rounds and evaluated:
+  if (start_round >= config.num_rounds
+      and not rundir.incomplete_reasons(workdir, config.num_rounds)):
     logging.info('%s already has %d rounds; nothing to do.', workdir, start_round)
     return rows[-1] if rows else {}
   if start_round:
     logging.info('Resuming %s after round %d.', workdir, start_round)
 
   dp = resolved['dp']
+  private = dp['mechanism'] != 'none'
   tree_kwargs = {}
   if dp['mechanism'] == 'tree':
     with tf.Graph().as_default():  # shapes only; see the note on keras_model below
@@ -407,8 +456,7 @@ def train_and_evaluate(config, workdir: str,
                         _statement(resolved, 0))
     state = engine.initialize()
     if start_round:
-      state = tf.nest.pack_sequence_as(
-          state, rundir.load_checkpoint(workdir, start_round))
+      state = tf.nest.pack_sequence_as(state, start_leaves)
     else:
       state = engine.set_model_weights(
           state,
@@ -438,25 +486,25 @@ def train_and_evaluate(config, workdir: str,
       caps = devices.max_local_steps(reporting, config.clients.max_local_steps,
                                      seed=config.seed, round_num=round_num)
       row = {'round': round_num, 'cohort_size': len(cohort), 'reported': len(reporting)}
-      if len(reporting):
+      if len(reporting) or private:  # a DP aggregator runs every round, see above
         state, round_metrics = run_round(state, reporting, caps)
-        if config.runtime.engine == 'mapreduce' and None not in engine.client_bytes:
+        if (len(reporting) and config.runtime.engine == 'mapreduce'
+            and None not in engine.client_bytes):
           row['client_bytes'] = sum(engine.client_bytes) / len(engine.client_bytes)
-        train = round_metrics['client_work']['train']
-        row['train_loss'] = float(train['loss'])
-        row['train_accuracy'] = float(train[task.train_accuracy_key])
-        row['train_batches'] = int(train['num_batches'])  # local steps, all clients
-        if not math.isfinite(row['train_loss']):
-          raise FloatingPointError(
-              f'Training loss is {row["train_loss"]} at round {round_num}; lower '
-              'client.learning_rate or server.learning_rate.')
         dp_metrics = round_metrics['aggregator'].get('dp_query_metrics') or {}
         if 'clip' in dp_metrics:
           row['clip'] = float(dp_metrics['clip'])
+      if len(reporting):
+        train = round_metrics['client_work']['train']
+        row['train_loss'] = float(train['loss'])
+        row['train_accuracy'] = float(train[task.train_accuracy_key])
+        if not private:  # depends on users' data sizes, un-noised (privacy.NOT_COVERED)
+          row['train_batches'] = int(train['num_batches'])  # local steps, all clients
+        _check_divergence(task, row, 'train_loss', config)
       else:
-        # Nobody reported: no update, but the round still counts for privacy.
-        logging.warning('Round %d: no sampled client reported (%d sampled); the model '
-                        'is unchanged.', round_num, len(cohort))
+        logging.warning('Round %d: no sampled client reported (%d sampled)%s.', round_num,
+                        len(cohort), '; the aggregator still ran (noise only)' if private
+                        else '; the model is unchanged')
       if dp['mechanism'] in aggregators.FIXED_CLIP_MECHANISMS:
         row['clip'] = dp['clip']
       row['round_seconds'] = time.monotonic() - t0
@@ -464,6 +512,7 @@ def train_and_evaluate(config, workdir: str,
       if round_num % config.eval_every == 0 or round_num == config.num_rounds:
         ev = _evaluate(task, keras_model, engine.get_model_weights(state), data)
         row.update({f'eval_{k}': v for k, v in ev.items()})
+        _check_divergence(task, row, 'eval_loss', config)
 
       rows.append(row)
       # Order matters for resuming: metrics first, then the checkpoint that makes
@@ -494,6 +543,22 @@ def train_and_evaluate(config, workdir: str,
   return rows[-1] if rows else {}
 
 
+def _check_divergence(task, row: dict, key: str, config) -> None:
+  """DivergenceError when `row[key]` is non-finite or above DIVERGENCE_FACTOR times the
+  task's chance loss. Raised before the round is recorded, so the last checkpoint is
+  the last good round."""
+  value, limit = row[key], DIVERGENCE_FACTOR * task.chance_loss
+  if math.isfinite(value) and value <= limit:
+    return
+  raise DivergenceError(
+      f'Training diverged at round {row["round"]}: {key} is {value:.4g}'
+      + (f', more than {DIVERGENCE_FACTOR:g} times the loss of a uniform prediction '
+         f'({task.chance_loss:.3g})' if math.isfinite(value) else '')
+      + f'. Lower client.learning_rate ({config.client.learning_rate:g}) or '
+      f'server.learning_rate ({config.server.learning_rate:g}). Rounds up to '
+      f'{row["round"] - 1} are checkpointed in the run directory.')
+
+
 def _final_evaluation(task, config, workdir, keras_model, model_weights, data,
                       round_num: int) -> None:
   """Per-user metrics, calibration and personalization of the final model."""
@@ -506,9 +571,11 @@ def _final_evaluation(task, config, workdir, keras_model, model_weights, data,
       round_num=round_num,
       personalization_steps=config.evaluation.personalization_steps,
       learning_rate=config.client.learning_rate, batch_size=config.client.batch_size,
-      seed=config.seed)
+      seed=config.seed, write_user_rows=config.evaluation.per_user_rows)
   if 'calibration' in result:
-    plots.calibration(workdir)
+    plots.calibration(workdir, result)
+  # Last: its presence (with the figure) marks the run as evaluated.
+  rundir.write_json(os.path.join(workdir, rundir.EVALUATION_FILE), result)
   users = result['per_user']
   logging.info(
       'Final evaluation (%.1f s): per-user log loss median %.3f (p10 %.3f, p90 %.3f); '
