@@ -28,6 +28,10 @@ def get_config() -> ml_collections.ConfigDict:
   # num_days and the skew knobs do not apply.
   c.data.source = 'synthetic'
   c.data.unknown_events = 'drop'  # event names outside the vocabulary: drop | error
+  # Event files: timestamps outside [min_time, max_time) are refused with their row
+  # (Unix seconds or ISO 8601).
+  c.data.min_time = '1970-01-01T00:00:00Z'
+  c.data.max_time = '2100-01-01T00:00:00Z'
   # The population (users, their logs, the held-out split) has its own seed, so runs
   # with different `seed`s differ only in training randomness and share one test set.
   c.data.seed = 0

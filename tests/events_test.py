@@ -131,3 +131,69 @@ def test_train_on_a_bad_file_exits_2_with_a_message_and_writes_nothing(tmp_path)
   assert f"{path}, line 2: unparseable timestamp 'soon'" in proc.stderr
   assert 'Traceback' not in proc.stderr
   assert not workdir.exists()
+
+
+# --- Issue 12, item 13: timestamps out of range, damaged files, exact line numbers ---
+
+_GOOD = 'u1,1704097800,play\n'
+
+
+@pytest.mark.parametrize('stamp', ['1e20', '-1e9', '4102444800', '2100-06-01T00:00:00Z'])
+def test_timestamps_outside_the_plausible_window_are_refused_with_their_line(
+    tmp_path, stamp):
+  # 1e20 used to end in an OverflowError traceback; 2100 and -1e9 were accepted and
+  # stretched the span to 27,760 days.
+  path = _write(tmp_path, 'user_id,timestamp,event\n' + _GOOD * 3 + f'u2,{stamp},play\n')
+  with pytest.raises(events.EventLogError,
+                     match=rf"events.csv, line 5: timestamp '{stamp}' is outside the "
+                           r'plausible window 1970-01-01T00:00:00Z to 2100-01-01T00:00:00Z'):
+    events.load_events(path)
+
+
+def test_the_window_settings_are_parsed_and_checked():
+  assert events.parse_time_range('2023-01-01', 1800000000) == (1672531200, 1800000000)
+  with pytest.raises(ValueError, match=r'data.min_time .* must be before data.max_time'):
+    events.parse_time_range('2025-01-01T00:00:00Z', '2024-01-01T00:00:00Z')
+  with pytest.raises(ValueError, match=r"data.max_time must be Unix seconds or ISO 8601"):
+    events.parse_time_range(0, 'someday')
+
+
+def test_window_setting_moves_what_is_refused(tmp_path):
+  path = _write(tmp_path, 'user_id,timestamp,event\n' + _GOOD + 'u2,1600000000,play\n')
+  assert len(events.load_events(path).logs) == 2
+  with pytest.raises(events.EventLogError, match=r'events.csv, line 3: timestamp'):
+    events.load_events(path, time_range=('2022-01-01T00:00:00Z', '2030-01-01T00:00:00Z'))
+
+
+def test_a_non_utf8_byte_is_reported_on_its_own_line(tmp_path):
+  # The text decoder reads ahead in blocks: line 2001 used to be reported as 1927.
+  path = tmp_path / 'events.csv'
+  lines = [b'user_id,timestamp,event\n'] + [b'u1,1704097800,play\n'] * 1999
+  lines.append(b'u\xff2,1704097800,play\n')
+  path.write_bytes(b''.join(lines + [b'u3,1704097800,play\n'] * 50))
+  with pytest.raises(events.EventLogError,
+                     match=r'events.csv, line 2001: byte 0xff at column 2 is not UTF-8'):
+    events.load_events(str(path))
+
+
+def test_a_corrupt_parquet_data_page_names_the_file(tmp_path, population):
+  path = tmp_path / 'events.parquet'
+  events.write_events(population, str(path))
+  data = bytearray(path.read_bytes())
+  middle = len(data) // 3  # inside the column chunks, after the 4-byte magic
+  data[middle:middle + 64] = b'\x00' * 64
+  path.write_bytes(bytes(data))
+  with pytest.raises(events.EventLogError,
+                     match=r'events.parquet: its data cannot be read .*the file is damaged'):
+    events.load_events(str(path))
+
+
+def test_duplicate_rows_and_nul_bytes_in_ids_are_kept_and_reported(tmp_path):
+  path = _write(tmp_path, 'user_id,timestamp,event\n' + _GOOD * 3
+                + 'u\x002,1704097800,play\n')
+  loaded = events.load_events(path)
+  assert sorted(len(log.events) for log in loaded.logs) == [1, 3]
+  assert any('2 rows repeat another row' in w for w in loaded.warnings)
+  assert any('1 user ids contain NUL bytes' in w for w in loaded.warnings)
+  assert not events.load_events(_write(tmp_path, 'user_id,timestamp,event\n' + _GOOD,
+                                       'clean.csv')).warnings

@@ -18,6 +18,7 @@ import dataclasses
 import functools
 from typing import Callable
 
+from absl import logging
 import numpy as np
 
 from fl_analytics.data import events
@@ -61,6 +62,7 @@ def check_data_config(data) -> None:
     raise ValueError(f'data.unknown_events must be one of '
                      f'{", ".join(events.UNKNOWN_EVENT_POLICIES)}. '
                      f'Found {data.unknown_events!r}.')
+  events.parse_time_range(data.min_time, data.max_time)
   if not 0 < data.eval_fraction < 1:
     raise ValueError(f'data.eval_fraction must be in (0, 1). Found {data.eval_fraction}.')
   features.check_window(
@@ -95,7 +97,10 @@ def load_logs(data, *, seed: int) -> tuple[list[synthetic.UserLog], int, int, st
     )
     return logs, synthetic.ORIGIN_TIMESTAMP, data.num_days, (
         f'synthetic population of {data.num_users} users, {data.num_days} days')
-  loaded = events.load_events(path, unknown_events=data.unknown_events)
+  loaded = events.load_events(path, unknown_events=data.unknown_events,
+                              time_range=(data.min_time, data.max_time))
+  for warning in loaded.warnings:
+    logging.warning('%s', warning)
   needed = data.window_days + data.horizon_days
   if loaded.num_days < needed:
     raise events.EventLogError(

@@ -9,14 +9,19 @@ file, with at least the columns
 * ``event``: the event name, one of `synthetic.EVENT_VOCAB`.
 
 Other columns are allowed and ignored; rows may come in any order (each user's events
-are sorted by time, stable for equal times). Event names outside the vocabulary are
+are sorted by time, stable for equal times). Timestamps outside `time_range`
+(`data.min_time`, `data.max_time`; by default 1970 to 2100) are refused with their
+row: one stray event decades away would stretch the featurized span and move every
+label. Exact duplicate rows and user ids containing NUL bytes are kept and reported in
+`EventLogs.warnings`. Event names outside the vocabulary are
 dropped and counted (`unknown_events='drop'`, the default: the features only know the
 vocabulary, and an unknown event is not taken as activity) or refused with the first
 row that has one (`unknown_events='error'`).
 
 `load_events` reads and validates the whole file before returning anything, and raises
-`EventLogError` naming the file, the line (CSV, counting the header as line 1) or row
-(Parquet, from 1) and the problem. `write_events` writes logs in the same format (the
+`EventLogError` naming the file, the line (CSV, counting the header as line 1; the
+physical line, also for bytes that are not UTF-8) or row (Parquet, from 1) and the
+problem. `write_events` writes logs in the same format (the
 exporter of the synthetic population), atomically.
 """
 
@@ -53,6 +58,7 @@ class EventLogs:
   logs: list[synthetic.UserLog]  # sorted by user_id
   num_rows: int
   unknown_events: dict[str, int]  # dropped event names -> rows
+  warnings: tuple[str, ...] = ()  # kept, but worth a look (duplicates, NUL bytes)
 
   @property
   def origin_timestamp(self) -> int:
@@ -105,13 +111,26 @@ def parse_timestamp(text) -> int:
   return math.floor(when.timestamp())
 
 
+def _utf8_lines(f, path: str) -> Iterator[str]:
+  """The lines of binary file `f`, decoded one by one so that a bad byte is reported
+  on its own line (a text file decodes ahead in blocks, and the csv module's line
+  count then points at an earlier line)."""
+  for number, raw in enumerate(f, 1):
+    try:
+      yield raw.decode('utf-8')
+    except UnicodeDecodeError as e:
+      raise EventLogError(
+          f'{path}, line {number}: byte 0x{raw[e.start]:02x} at column {e.start + 1} is '
+          'not UTF-8; event files are UTF-8 text.') from None
+
+
 def _csv_rows(path: str) -> Iterator[tuple[str, dict]]:
   """(where, row) for every data row of a CSV file, after checking its header."""
-  with open(path, newline='', encoding='utf-8') as f:
+  with open(path, 'rb') as f:
     try:
-      reader = csv.DictReader(f)
+      reader = csv.DictReader(_utf8_lines(f, path))
       header = reader.fieldnames
-    except (UnicodeDecodeError, csv.Error) as e:
+    except csv.Error as e:
       raise EventLogError(f'{path}, line 1: cannot read the header ({e}).') from e
     if not header:
       raise EventLogError(
@@ -122,7 +141,7 @@ def _csv_rows(path: str) -> Iterator[tuple[str, dict]]:
     try:
       for row in reader:
         yield f'{path}, line {reader.line_num}', row
-    except (UnicodeDecodeError, csv.Error) as e:
+    except csv.Error as e:
       raise EventLogError(f'{path}, line {reader.line_num + 1}: {e}.') from e
 
 
@@ -135,8 +154,12 @@ def _parquet_rows(path: str) -> Iterator[tuple[str, dict]]:
   except (pyarrow.ArrowException, OSError) as e:
     raise EventLogError(f'{path}: not a readable Parquet file ({e}).') from e
   _check_columns(path, list(schema.names), 'the schema')
-  table = pq.read_table(path, columns=list(REQUIRED_COLUMNS))
-  columns = {name: table.column(name).to_pylist() for name in REQUIRED_COLUMNS}
+  try:
+    table = pq.read_table(path, columns=list(REQUIRED_COLUMNS))
+    columns = {name: table.column(name).to_pylist() for name in REQUIRED_COLUMNS}
+  except (pyarrow.ArrowException, OSError) as e:  # e.g. a corrupt data page
+    raise EventLogError(f'{path}: its data cannot be read ({e}); the file is damaged. '
+                        'Write it again from its source.') from e
   for i in range(table.num_rows):
     yield f'{path}, row {i + 1}', {name: columns[name][i] for name in REQUIRED_COLUMNS}
 
@@ -150,8 +173,33 @@ def _check_columns(path: str, names: Sequence[str], where: str) -> None:
         '(other columns are ignored).')
 
 
-def load_events(path: str, *, unknown_events: str = 'drop') -> EventLogs:
-  """Reads and validates an event file; see the module docstring for the format."""
+# The default plausible window of event times: from the Unix epoch to 2100 (exclusive).
+DEFAULT_TIME_RANGE = ('1970-01-01T00:00:00Z', '2100-01-01T00:00:00Z')
+
+
+def parse_time_range(min_time, max_time) -> tuple[int, int]:
+  """`data.min_time`, `data.max_time` (Unix seconds or ISO 8601) as Unix seconds."""
+  bounds = []
+  for key, value in (('data.min_time', min_time), ('data.max_time', max_time)):
+    try:
+      bounds.append(parse_timestamp(value))
+    except (ValueError, OverflowError, OSError):
+      raise ValueError(f'{key} must be Unix seconds or ISO 8601 (e.g. '
+                       f'2024-01-01T00:00:00Z). Found {value!r}.') from None
+  if not bounds[0] < bounds[1]:
+    raise ValueError(f'data.min_time ({min_time}) must be before data.max_time '
+                     f'({max_time}).')
+  return bounds[0], bounds[1]
+
+
+def load_events(path: str, *, unknown_events: str = 'drop',
+                time_range: Sequence = DEFAULT_TIME_RANGE) -> EventLogs:
+  """Reads and validates an event file; see the module docstring for the format.
+
+  `time_range`: (earliest, latest), Unix seconds or ISO 8601; events at or after
+  `latest` or before `earliest` are refused.
+  """
+  earliest, latest = parse_time_range(*time_range)
   if unknown_events not in UNKNOWN_EVENT_POLICIES:
     raise ValueError(f'data.unknown_events must be one of '
                      f'{", ".join(UNKNOWN_EVENT_POLICIES)}. Found {unknown_events!r}.')
@@ -176,6 +224,12 @@ def load_events(path: str, *, unknown_events: str = 'drop') -> EventLogs:
       raise EventLogError(
           f'{where}: unparseable timestamp {raw!r}; expected Unix seconds (e.g. '
           '1704097800) or ISO 8601 (e.g. 2024-01-01T08:30:00Z).') from e
+    if not earliest <= timestamp < latest:
+      raise EventLogError(
+          f'{where}: timestamp {raw!r} is outside the plausible window {_iso(earliest)} '
+          f'to {_iso(latest)} (data.min_time, data.max_time): one such event would '
+          'stretch the span of every user\'s features. Fix the row, or widen the '
+          'window if the time is real.')
     event = '' if row.get('event') is None else str(row['event']).strip()
     index = _VOCAB_INDEX.get(event)
     if index is None:
@@ -192,18 +246,30 @@ def load_events(path: str, *, unknown_events: str = 'drop') -> EventLogs:
     kinds.append(index)
   if not num_rows:
     raise EventLogError(f'{path} has a header but no events.')
-  logs = []
+  logs, duplicates = [], 0
   for user in sorted(per_user):
     times, kinds = per_user[user]
+    duplicates += len(times) - len(set(zip(times, kinds)))
     order = np.argsort(np.asarray(times, np.int64), kind='stable')
     logs.append(synthetic.UserLog(user, np.asarray(times, np.int64)[order],
                                   np.asarray(kinds, np.int32)[order]))
+  warnings = []
+  if duplicates:
+    warnings.append(
+        f'{path}: {duplicates} rows repeat another row of the same user, timestamp and '
+        'event exactly; they are kept (a repeated event counts twice). Deduplicate the '
+        'file if they are export artefacts.')
+  with_nul = [u for u in per_user if '\x00' in u]
+  if with_nul:
+    warnings.append(
+        f'{path}: {len(with_nul)} user ids contain NUL bytes (e.g. {with_nul[0]!r}); '
+        'they are kept as distinct users, which is rarely what the source meant.')
   if not logs:
     raise EventLogError(
         f'{path}: none of its {num_rows} events is in the vocabulary '
         f'({", ".join(synthetic.EVENT_VOCAB)}); unknown: '
         f'{", ".join(sorted(unknown)[:10])}.')
-  return EventLogs(logs, num_rows, unknown)
+  return EventLogs(logs, num_rows, unknown, tuple(warnings))
 
 
 def _iso(timestamp: int) -> str:
