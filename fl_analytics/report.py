@@ -72,7 +72,8 @@ def run_summary(workdir: str) -> str:
       (rundir.PRIVACY_FILE, 'the privacy statement'),
       *(((rundir.EVALUATION_FILE, 'per-user metrics, '
           + ('calibration, ' if 'calibration' in final else '') + 'personalization'),
-         (rundir.USERS_FILE, 'one row per held-out user'),
+         *(((rundir.USERS_FILE, 'one row per held-out user'),)
+           if os.path.exists(os.path.join(workdir, rundir.USERS_FILE)) else ()),
          *((('figures/', 'calibration.png: the reliability diagram'),)
            if 'calibration' in final else ())) if final else ()),
       (rundir.TENSORBOARD_DIR + '/', 'TensorBoard summaries'),

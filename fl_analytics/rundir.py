@@ -269,6 +269,9 @@ def check_writable_directory(directory: str) -> None:
   Checked before any data is loaded, so a bad --workdir fails at once.
   """
   path = os.path.abspath(directory)
+  if path.startswith(('/proc/', '/sys/', '/dev/')) or path in ('/proc', '/sys', '/dev'):
+    raise RunDirectoryError(f'{path} is under a kernel file system; --workdir must be '
+                            'on a real file system.')
   existing = path
   while not os.path.exists(existing):
     existing = os.path.dirname(existing)
@@ -278,9 +281,6 @@ def check_writable_directory(directory: str) -> None:
   if not os.access(existing, os.W_OK | os.X_OK):
     raise RunDirectoryError(f'{existing} is not writable; --workdir must be a directory '
                             'this user can write.')
-  if path.startswith(('/proc/', '/sys/', '/dev/')) or path in ('/proc', '/sys', '/dev'):
-    raise RunDirectoryError(f'{path} is under a kernel file system; --workdir must be '
-                            'on a real file system.')
 
 
 def incomplete_reasons(workdir: str, num_rounds: int) -> list[str]:

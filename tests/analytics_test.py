@@ -59,6 +59,10 @@ def test_noise_is_calibrated_for_one_release_and_matches_the_measured_error(tmp_
   statement = rundir.read_json(os.path.join(tmp_path, analytics.PRIVACY_FILE))
   assert 'simulates the secure sum' in statement['secure_aggregation']
   assert statement['unit_of_privacy'].startswith("one user's whole data")
+  # The exact counts are committed beside the releases: the statement says so.
+  assert [item['output'].split(':')[0] for item in statement['not_covered']] == [
+      'analytics.csv']
+  assert 'true_value' in statement['not_covered'][0]['output']
 
 
 def test_cli_writes_csv_and_plot_and_refuses_bad_settings_before_writing(tmp_path):

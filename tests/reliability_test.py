@@ -1,0 +1,387 @@
+"""Issue 12: the privacy statement says what it covers; run directories stay consistent.
+
+Each test reproduces one defect found by trying fl-analytics as a careful and as a
+hostile user, and fails on the code before its fix.
+"""
+
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+
+import numpy as np
+import pytest
+
+from configs import churn
+from fl_analytics import privacy
+from fl_analytics import rundir
+from fl_analytics import runtime
+from fl_analytics import sweeps
+from fl_analytics import training
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def _config(**overrides):
+  c = churn.get_config()
+  c.num_rounds = 3
+  c.eval_every = 1
+  c.clients_per_round = 20
+  c.data.num_users = 150
+  c.data.num_days = 40
+  c.evaluation.personalization_steps = 0
+  for key, value in overrides.items():
+    node = c
+    *path, last = key.split('.')
+    for p in path:
+      node = node[p]
+    node[last] = value
+  return c
+
+
+def _rows(workdir, drop=('round_seconds',)):
+  return [{k: v for k, v in r.items() if k not in drop}
+          for r in rundir.read_csv(os.path.join(workdir, rundir.METRICS_FILE))]
+
+
+# A finished non-private run (3 rounds; dropout and one local step per client), copied
+# by the tests that damage a run directory.
+_FINISHED = dict(**{'dp.mechanism': 'none', 'clients.dropout': 0.3,
+                    'clients.max_local_steps': 'uniform:1:1'})
+
+
+@pytest.fixture(scope='module')
+def finished(tmp_path_factory):
+  workdir = str(tmp_path_factory.mktemp('finished') / 'run')
+  training.train_and_evaluate(_config(**_FINISHED), workdir)
+  return workdir
+
+
+@pytest.fixture
+def copy(finished, tmp_path):
+  workdir = str(tmp_path / 'run')
+  shutil.copytree(finished, workdir, ignore=shutil.ignore_patterns(rundir.LOCK_FILE))
+  return workdir
+
+
+# DP-FTRL with dropout: 41 users, 4 a round, so a pass is 10 rounds; at dropout 0.6,
+# whole cohorts drop out (rounds 6, 8 and 9 with these seeds).
+_TREE = {'data.num_users': 41, 'clients_per_round': 4, 'sampling': 'shuffle',
+         'dp.mechanism': 'tree', 'clients.dropout': 0.6, 'dp.delta': 1e-3,
+         'num_rounds': 12, 'eval_every': 12}
+
+
+@pytest.fixture(scope='module')
+def tree_run(tmp_path_factory):
+  workdir = str(tmp_path_factory.mktemp('tree') / 'run')
+  training.train_and_evaluate(_config(**_TREE), workdir)
+  return workdir
+
+
+# --- 1-4: privacy accounting and the statement -----------------------------------------
+
+
+def test_tree_restarts_follow_rounds_when_a_whole_cohort_drops_out(tree_run):
+  rows = _rows(tree_run)
+  assert '0' in [r['reported'] for r in rows], 'the test needs an all-dropped round'
+  # TF Privacy's PeriodicRoundRestartIndicator counts aggregator calls: its counter,
+  # the only int32 scalar of the server state, must equal the rounds run (it was 9:
+  # the empty rounds were skipped, and later trees straddled passes).
+  leaves = rundir.load_checkpoint(tree_run, 12)
+  counters = [int(v) for v in leaves if np.asarray(v).dtype == np.int32
+              and np.ndim(v) == 0]
+  assert counters == [12]
+  # Empty rounds record no training metrics; the privacy statement covers every round.
+  for r in rows:
+    assert (r['train_loss'] == '') == (r['reported'] == '0')
+  assert rundir.read_json(os.path.join(tree_run, rundir.PRIVACY_FILE))['rounds'] == 12
+
+
+def test_statement_says_simulation_only_and_what_the_guarantee_does_not_cover(tree_run):
+  statement = rundir.read_json(os.path.join(tree_run, rundir.PRIVACY_FILE))
+  assert statement['differentially_private'] is True
+  assert statement['simulation_only'] is True
+  caveats = ' '.join(statement['simulation_caveats'])
+  assert 'recorded in config.json' in caveats and 'dp.reproducible_noise=True' in caveats
+  outputs = ' '.join(item['output'] for item in statement['not_covered'])
+  for name in ('cohort_size', 'reported', 'train_batches', 'train_loss',
+               'train_accuracy', 'eval_*', 'evaluation.json', 'eval_users.csv'):
+    assert name in outputs, name
+  assert all(item['why'] for item in statement['not_covered'])
+  # train_batches depends on users' data sizes: a DP run leaves it empty.
+  assert {r['train_batches'] for r in _rows(tree_run)} == {''}
+  # Held-out users are unprotected: no per-user rows unless asked for.
+  assert not os.path.exists(os.path.join(tree_run, rundir.USERS_FILE))
+
+
+def test_unseeded_noise_drops_the_noise_caveat_but_not_the_sampling_one():
+  def caveats(reproducible_noise):
+    return privacy.privacy_statement(
+        mechanism='gaussian_fixed', noise_multiplier=1.0, clients_per_round=20,
+        population_size=100, rounds=2, reproducible_noise=reproducible_noise
+    )['simulation_caveats']
+  assert len(caveats(True)) == 2
+  assert len(caveats(False)) == 1 and 'cohort sampling' in caveats(False)[0]
+  none = privacy.privacy_statement(mechanism='none', noise_multiplier=0.0,
+                                   clients_per_round=20, population_size=100, rounds=2)
+  assert 'not_covered' not in none and none['differentially_private'] is False
+
+
+def test_non_private_run_releases_local_steps_capped_per_client(finished):
+  for row in _rows(finished):
+    # One local step per reporting client: the cap reached every client's loop.
+    assert int(row['train_batches']) == int(row['reported']) > 0
+
+
+@pytest.mark.parametrize('flags, message', [
+    (['--noise_multiplier=1', '--delta=0.01'], r'--delta=0.01 must be below 1 / population'),
+    (['--noise_multiplier=1', '--delta=0.5'], r'--delta=0.5 must be below 1 / population'),
+    (['--noise_multiplier=0'], r'--noise_multiplier must be in \(0, 10000\]. Found 0'),
+    (['--noise_multiplier=1e6'], r'--noise_multiplier must be in \(0, 10000\]'),
+    (['--target_epsilon=1e6'], r'target_epsilon=1e\+06 is out of reach: noise multiplier '
+                               r'0.01.*protects nothing'),
+    (['--noise_multiplier=abc'], r"flag --noise_multiplier=abc: could not convert"),
+])
+def test_privacy_cli_refuses_what_train_refuses_in_one_line(flags, message):
+  result = subprocess.run(
+      [sys.executable, os.path.join(REPO, 'experiments', 'privacy.py'),
+       '--num_clients=776', '--clients_per_round=50', '--rounds=40', *flags],
+      capture_output=True, text=True, timeout=120)
+  assert result.returncode == 2, result.stdout
+  assert result.stderr.count('\n') == 1 and result.stderr.startswith('error: ')
+  assert re.search(message, result.stderr), result.stderr
+
+
+def test_train_applies_the_same_budget_validation():
+  for overrides, message in (
+      ({'dp.mechanism': 'gaussian_fixed', 'dp.noise_multiplier': 1e6},
+       r'dp.noise_multiplier must be in \(0, 10000\]'),
+      ({'dp.mechanism': 'gaussian_fixed', 'dp.target_epsilon': 1e6},
+       r'target_epsilon=1e\+06 is out of reach')):
+    with pytest.raises(ValueError, match=message):
+      training.resolve_config(_config(**overrides), population_size=120)
+
+
+# --- 7-11: run-directory state ---------------------------------------------------------
+
+
+def test_resume_without_metrics_is_refused_and_loses_nothing(copy):
+  os.remove(os.path.join(copy, rundir.METRICS_FILE))
+  before = sorted(os.listdir(os.path.join(copy, rundir.CHECKPOINT_DIR)))
+  with pytest.raises(rundir.RunDirectoryError, match=r'metrics.csv is missing, but .* '
+                     r'holds checkpoints up to round 3: resuming would lose'):
+    training.train_and_evaluate(_config(**_FINISHED, num_rounds=5), copy)
+  assert sorted(os.listdir(os.path.join(copy, rundir.CHECKPOINT_DIR))) == before
+  assert rundir.read_json(os.path.join(copy, rundir.CONFIG_FILE))['num_rounds'] == 3
+
+
+def test_a_locked_directory_is_refused_naming_the_holder(copy, tmp_path):
+  with rundir.locked(copy):
+    with pytest.raises(rundir.RunDirectoryError,
+                       match=rf'in use by another process \(pid {os.getpid()}\)'):
+      training.train_and_evaluate(_config(**_FINISHED, num_rounds=4), copy)
+  sweep_dir = str(tmp_path / 'sweep')
+  with rundir.locked(sweep_dir):
+    with pytest.raises(rundir.RunDirectoryError, match=r'in use by another process'):
+      sweeps.run_sweep([], sweep_dir, command=lambda p, d: ['true'], log=lambda m: None)
+  assert rundir.read_json(os.path.join(copy, rundir.CONFIG_FILE))['num_rounds'] == 3
+
+
+def test_lock_leaves_no_directory_behind_when_a_launch_is_refused(tmp_path):
+  workdir = str(tmp_path / 'new')
+  with pytest.raises(training.InvalidSettingsError, match=r'dp.delta=0.5 must be below'):
+    training.train_and_evaluate(_config(**{'dp.delta': 0.5}), workdir)
+  assert not os.path.exists(workdir)
+
+
+@pytest.mark.parametrize('damage, reason', [
+    (lambda d: rundir.write_csv(os.path.join(d, rundir.METRICS_FILE), ['round'], []),
+     r'metrics.csv has 0 of 3 rounds'),
+    (lambda d: os.remove(os.path.join(d, rundir.EVALUATION_FILE)), r'missing evaluation.json'),
+    (lambda d: os.remove(os.path.join(d, rundir.FIGURE_DIR, 'calibration.png')),
+     r'missing figures/calibration.png'),
+    (lambda d: rundir.write_json(os.path.join(d, rundir.PRIVACY_FILE), {'rounds': 2}),
+     r'privacy.json covers 2 rounds, metrics.csv 3'),
+])
+def test_one_definition_of_finished_for_train_and_sweep(finished, copy, damage, reason):
+  assert rundir.incomplete_reasons(finished, 3) == []
+  assert sweeps.is_complete(finished, 3)
+  damage(copy)
+  assert any(re.search(reason, r) for r in rundir.incomplete_reasons(copy, 3))
+  assert not sweeps.is_complete(copy, 3)
+
+
+def test_a_failed_calibration_figure_is_drawn_again(finished, copy):
+  figure = os.path.join(copy, rundir.FIGURE_DIR, 'calibration.png')
+  os.remove(figure)
+  training.train_and_evaluate(_config(**_FINISHED), copy)
+  assert os.path.getsize(figure) > 1000
+  assert _rows(copy) == _rows(finished)
+
+
+def test_summary_shows_a_missing_metric_as_nan_not_inf():
+  row = {'setting': 's', 'num_seeds': 1, 'epsilon_mean': 2.0, 'eval_auc_mean': float('nan'),
+         'eval_auc_std': None, 'eval_accuracy_mean': 0.5, 'eval_accuracy_std': None,
+         'eval_top3_accuracy_mean': None, 'eval_top3_accuracy_std': None}
+  table = sweeps.format_summary([row])
+  assert 'nan' in table and 'inf' not in table
+
+
+@pytest.mark.parametrize('corrupt', ['truncated', 'zeroed', 'random'])
+def test_a_corrupt_latest_checkpoint_falls_back_to_the_one_before(finished, copy, corrupt,
+                                                                   caplog):
+  path = rundir.checkpoint_path(copy, 3)
+  data = open(path, 'rb').read()
+  with open(path, 'wb') as f:
+    f.write({'truncated': data[:len(data) // 2], 'zeroed': bytes(len(data)),
+             'random': np.random.default_rng(0).bytes(len(data))}[corrupt])
+  training.train_and_evaluate(_config(**_FINISHED), copy)
+  assert 'cannot be read' in caplog.text and 'Resuming from the checkpoint before it' \
+      in caplog.text
+  assert _rows(copy) == _rows(finished)  # round 3 ran again, the same way
+  assert os.path.exists(path + '.corrupt') and rundir.load_checkpoint(copy, 3)
+
+
+def test_every_checkpoint_corrupt_is_refused_clearly(copy):
+  for r in rundir.checkpoint_rounds(copy):
+    with open(rundir.checkpoint_path(copy, r), 'wb') as f:
+      f.write(b'\0' * 100)
+  with pytest.raises(rundir.RunDirectoryError, match=r'No checkpoint in .* can be read'):
+    training.train_and_evaluate(_config(**_FINISHED), copy)
+
+
+def test_lowering_num_rounds_of_a_finished_run_is_refused(copy):
+  with pytest.raises(training.ConfigMismatchError,
+                     match=r'holds a run of 3 completed rounds; num_rounds=2 is lower'):
+    training.train_and_evaluate(_config(**_FINISHED, num_rounds=2), copy)
+  assert rundir.read_json(os.path.join(copy, rundir.CONFIG_FILE))['num_rounds'] == 3
+
+
+# --- 12: a sweep's points die with it ---------------------------------------------------
+
+
+@pytest.mark.parametrize('sig', [signal.SIGKILL, signal.SIGINT])
+def test_killing_a_sweep_stops_its_points(tmp_path, sig):
+  config = tmp_path / 'sweep.py'
+  config.write_text(textwrap.dedent('''
+      import ml_collections
+      def get_config():
+        c = ml_collections.ConfigDict()
+        c.base_config = 'configs/churn.py'
+        c.base_overrides = {'num_rounds': 500, 'eval_every': 100, 'clients_per_round': 20,
+                            'data': {'num_users': 150, 'num_days': 40}}
+        c.settings = [{'dp.mechanism': 'none'}]
+        c.seeds = [0]
+        return c
+  '''))
+  workdir = tmp_path / 'sweep'
+  proc = subprocess.Popen(
+      [sys.executable, os.path.join(REPO, 'experiments', 'sweep.py'), f'--config={config}',
+       f'--workdir={workdir}', '--parallel=1'],
+      stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+  run_dir = workdir / 'mechanism-none_seed-0'
+  try:
+    deadline = time.monotonic() + 180
+    while time.monotonic() < deadline and not (run_dir / 'checkpoints').is_dir():
+      time.sleep(0.2)
+    assert (run_dir / 'checkpoints').is_dir(), 'the point should be training'
+    children = {int(p) for p in os.listdir('/proc') if p.isdigit()
+                and _parent(int(p)) == proc.pid}
+    assert children
+    proc.send_signal(sig)
+    _, err = proc.communicate(timeout=90)
+  finally:
+    if proc.poll() is None:
+      proc.kill()
+      proc.wait()
+  deadline = time.monotonic() + 30
+  while time.monotonic() < deadline and any(_alive(p) for p in children):
+    time.sleep(0.2)
+  assert not any(_alive(p) for p in children), 'a point outlived its sweep'
+  if sig == signal.SIGINT:
+    assert proc.returncode == 130
+    assert 'Traceback' not in err and err.strip().count('\n') == 0, err
+    assert 'Interrupted; run the same command again' in err
+
+
+def _parent(pid):
+  try:
+    return runtime._parent_pid(pid)  # pylint: disable=protected-access
+  except (OSError, ValueError, IndexError):
+    return None
+
+
+def _alive(pid):
+  try:
+    with open(f'/proc/{pid}/stat') as f:
+      return f.read().rsplit(')', 1)[1].split()[0] != 'Z'
+  except OSError:
+    return False
+
+
+# --- 14-15: input errors and divergence --------------------------------------------------
+
+
+def test_unknown_config_key_is_one_line_with_exit_code_2(tmp_path):
+  result = subprocess.run(
+      [sys.executable, os.path.join(REPO, 'experiments', 'train.py'),
+       '--config=' + os.path.join(REPO, 'configs', 'churn.py'),
+       f'--workdir={tmp_path / "run"}', '--config.foo=1'],
+      capture_output=True, text=True, timeout=300)
+  assert result.returncode == 2
+  assert "error: --config.foo: the config has no key 'foo'" in result.stderr
+  assert 'Traceback' not in result.stderr
+  assert not (tmp_path / 'run').exists()
+
+
+def test_unusable_workdirs_are_refused_before_any_data_is_loaded(tmp_path):
+  a_file = tmp_path / 'file'
+  a_file.write_text('x')
+  for workdir, message in ((a_file, r'is a file, not a directory'),
+                           (a_file / 'run', r'is a file, not a directory'),
+                           ('/proc/self/run', r'under a kernel file system')):
+    with pytest.raises(rundir.RunDirectoryError, match=message):
+      # An event file that does not exist: reaching the data would raise another error.
+      training.train_and_evaluate(
+          _config(**{'data.source': f'events:{tmp_path}/none.csv'}), str(workdir))
+
+
+def test_damaged_run_files_are_named(copy):
+  with open(os.path.join(copy, rundir.METRICS_FILE), 'a') as f:
+    f.write('4,oops\n')
+  with pytest.raises(rundir.RunDirectoryError, match=r'metrics.csv, line 5: not a metrics '
+                     r'row written by fl-analytics'):
+    training.train_and_evaluate(_config(**_FINISHED, num_rounds=5), copy)
+  config_path = os.path.join(copy, rundir.CONFIG_FILE)
+  with open(config_path) as f:
+    text = f.read()
+  with open(config_path, 'w') as f:
+    f.write(text[:len(text) // 2])
+  with pytest.raises(rundir.RunDirectoryError, match=r'config.json is not valid JSON'):
+    training.train_and_evaluate(_config(**_FINISHED, num_rounds=5), copy)
+
+
+def test_an_infinite_learning_rate_names_its_key_and_leaves_no_directory(tmp_path):
+  with pytest.raises(training.InvalidSettingsError,
+                     match=r'client.learning_rate must be > 0. Found inf. It must be finite'):
+    training.train_and_evaluate(_config(**{'client.learning_rate': float('inf')}),
+                                str(tmp_path / 'run'))
+  assert not (tmp_path / 'run').exists()
+
+
+@pytest.mark.parametrize('mechanism', ['none', 'gaussian_fixed'])
+def test_divergence_stops_the_run_and_keeps_the_last_good_round(tmp_path, mechanism):
+  workdir = str(tmp_path / 'run')
+  with pytest.raises(training.DivergenceError, match=r'Training diverged at round \d+: '
+                     r'(train|eval)_loss is .*Lower client.learning_rate'):
+    training.train_and_evaluate(
+        _config(**{'dp.mechanism': mechanism, 'client.learning_rate': 1e6,
+                   'server.learning_rate': 1e6, 'num_rounds': 5}), workdir)
+  rows = _rows(workdir)
+  assert len(rows) == rundir.latest_checkpoint_round(workdir) < 5
+  for row in rows:
+    assert float(row['train_loss']) <= training.DIVERGENCE_FACTOR * np.log(2)
