@@ -89,6 +89,10 @@ def get_config() -> ml_collections.ConfigDict:
   # Simulation: draw the DP noise from `seed` so runs repeat exactly and resume
   # bit-exactly. False: TF Privacy's unseeded noise, as a deployment needs.
   c.dp.reproducible_noise = True
+  # Simulation: draw the cohorts (and dropout, step caps) from `seed`, which config.json
+  # records. False: from a secret seed drawn from the OS at the run's start and kept
+  # only in the run directory (secret_sampling_seed, mode 0600), as a deployment needs.
+  c.dp.reproducible_sampling = True
   # Sum the clipped updates with TFF's SecureSumFactory (gaussian_fixed and tree only;
   # simulated by TFF's local runtime). The accounting covers its quantization.
   c.dp.secure_sum = False

@@ -569,17 +569,21 @@ NOT_COVERED = (
 )
 
 
-def randomness_caveats(*, reproducible_noise: bool) -> list[str]:
+def randomness_caveats(*, reproducible_noise: bool,
+                       reproducible_sampling: bool = True) -> list[str]:
   """Why a simulated run's guarantee holds only in simulation, one reason each.
 
-  The guarantee assumes the adversary does not know the mechanism's randomness. A run
-  here draws its cohorts (and dropout) from `seed`, which `config.json` records; with
-  `dp.reproducible_noise` it draws the noise from `seed` too, and whoever knows the seed
-  can subtract it.
+  The guarantee assumes the adversary does not know the mechanism's randomness. With
+  `dp.reproducible_sampling` a run draws its cohorts (and dropout) from `seed`, which
+  `config.json` records; with `dp.reproducible_noise` it draws the noise from `seed`
+  too, and whoever knows the seed can subtract it. Empty: neither is reproducible.
   """
-  caveats = ['cohort sampling and dropout are drawn from seed, recorded in config.json: '
-             'whoever reads it knows who took part in every round, so the sampling '
-             'amplification does not hold against them']
+  caveats = []
+  if reproducible_sampling:
+    caveats.append(
+        'cohort sampling and dropout are drawn from seed, recorded in config.json: '
+        'whoever reads it knows who took part in every round, so the sampling '
+        'amplification does not hold against them (dp.reproducible_sampling=True)')
   if reproducible_noise:
     caveats.append('the DP noise is drawn from seed (dp.reproducible_noise=True): '
                    'whoever knows the seed can regenerate the noise and remove it')
@@ -603,6 +607,7 @@ def privacy_statement(
     dropout: float = 0.0,
     opted_out_users: int = 0,
     reproducible_noise: bool = False,
+    reproducible_sampling: bool = False,
 ) -> dict[str, Any]:
   """What was protected, how, and at what (epsilon, delta): the `privacy.json` body.
 
@@ -616,9 +621,9 @@ def privacy_statement(
   when sampled clients fail to report, and who is not in `population_size`.
 
   `simulation_only` says whether the guarantee holds only in simulation (its
-  randomness can be reproduced from the published seed; `simulation_caveats` says how,
-  `randomness_caveats`); `not_covered` lists the run's outputs the guarantee does not
-  cover (`NOT_COVERED`).
+  randomness can be reproduced from the published seed: `reproducible_noise`,
+  `reproducible_sampling`; `simulation_caveats` says how, `randomness_caveats`);
+  `not_covered` lists the run's outputs the guarantee does not cover (`NOT_COVERED`).
   """
   if not sensitivity_factor >= 1:
     raise ValueError(f'sensitivity_factor must be >= 1. Found {sensitivity_factor}.')
@@ -626,6 +631,8 @@ def privacy_statement(
   q = sampling_probability(
       clients_per_round=clients_per_round, population_size=population_size)
   private = mechanism != 'none'
+  caveats = randomness_caveats(reproducible_noise=reproducible_noise,
+                               reproducible_sampling=reproducible_sampling)
   accounted_noise = noise_multiplier / sensitivity_factor
   is_distributed = mechanism in DISTRIBUTED_MECHANISMS
   if is_distributed and not distributed:
@@ -664,8 +671,7 @@ def privacy_statement(
       'epsilon': epsilon if math.isfinite(epsilon) else None,
       'delta': delta,
       'differentially_private': private and math.isfinite(epsilon),
-      **({'simulation_only': True,
-          'simulation_caveats': randomness_caveats(reproducible_noise=reproducible_noise),
+      **({'simulation_only': bool(caveats), 'simulation_caveats': caveats,
           'not_covered': [dict(item) for item in NOT_COVERED]} if private else {}),
       'mechanism': mechanism,
       'accountant': accountant,

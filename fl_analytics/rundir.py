@@ -12,6 +12,8 @@ Layout of a run directory (the contract that plots and sweeps read)::
   tensorboard/     TensorBoard summaries of the metrics
   worker.log       output of the TFF worker process
   .lock            held (flock) by the process that runs in the directory
+  secret_sampling_seed   with dp.reproducible_sampling=False: the sampling seed (0600),
+                   never exported
 
 Every file is written to a temporary file in the same directory and renamed over the
 old one (`os.replace` is atomic on POSIX), so a crash leaves either the old or the new
@@ -48,6 +50,7 @@ USERS_FILE = 'eval_users.csv'
 CALIBRATION_FILE = 'calibration.csv'
 FIGURE_DIR = 'figures'
 LOCK_FILE = '.lock'
+SECRET_SAMPLING_SEED_FILE = 'secret_sampling_seed'
 _CKPT_RE = re.compile(r'^round_(\d{6,})\.npz$')
 
 
@@ -221,6 +224,29 @@ def load_latest_checkpoint(
         f'No checkpoint in {os.path.join(workdir, CHECKPOINT_DIR)} can be read (see the '
         'warnings above); the run cannot be resumed. Use a new directory.')
   return 0, None
+
+
+def secret_seed(workdir: str) -> int:
+  """The run's secret sampling seed: drawn from the OS on first use, then read back.
+
+  Written with mode 0600 and never copied into exported results, so the cohorts are
+  unknown to whoever reads `config.json`, while a resumed run samples what an
+  uninterrupted one would have.
+  """
+  import secrets  # pylint: disable=g-import-not-at-top
+
+  path = os.path.join(workdir, SECRET_SAMPLING_SEED_FILE)
+  if os.path.exists(path):
+    with open(path) as f:
+      text = f.read().strip()
+    if not text.isdigit():
+      raise RunDirectoryError(f'{path} does not hold a seed; the run cannot resume with '
+                              'the same cohorts. Use a new directory.')
+    return int(text)
+  seed = secrets.randbits(63)
+  atomic_write_bytes(path, f'{seed}\n'.encode())
+  os.chmod(path, 0o600)
+  return seed
 
 
 # --- Locking and completeness --------------------------------------------------------

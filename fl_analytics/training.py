@@ -264,6 +264,7 @@ def _statement(resolved: dict, rounds: int) -> dict[str, Any]:
       dropout=resolved['clients']['dropout'],
       opted_out_users=resolved['resolved']['opted_out_users'],
       reproducible_noise=resolved['dp']['reproducible_noise'],
+      reproducible_sampling=resolved['dp']['reproducible_sampling'],
   )
 
 
@@ -378,6 +379,10 @@ def _train(config, workdir: str, task, data: clients.FederatedData, resolved: di
 
   dp = resolved['dp']
   private = dp['mechanism'] != 'none'
+  # Cohorts, dropout and step caps: from the recorded seed (simulation), or from a
+  # secret one that config.json does not give away (dp.reproducible_sampling=False).
+  sampling_seed = (config.seed if dp['reproducible_sampling']
+                   else rundir.secret_seed(workdir))
   tree_kwargs = {}
   if dp['mechanism'] == 'tree':
     with tf.Graph().as_default():  # shapes only; see the note on keras_model below
@@ -477,14 +482,14 @@ def _train(config, workdir: str, task, data: clients.FederatedData, resolved: di
           sampling=config.sampling,
           population_size=data.population_size,
           clients_per_round=config.clients_per_round,
-          seed=config.seed,
+          seed=sampling_seed,
           round_num=round_num,
       )
       # Sampled clients that fail to report send nothing (clients.dropout).
-      reporting = devices.reporting(cohort, config.clients.dropout, seed=config.seed,
+      reporting = devices.reporting(cohort, config.clients.dropout, seed=sampling_seed,
                                     round_num=round_num)
       caps = devices.max_local_steps(reporting, config.clients.max_local_steps,
-                                     seed=config.seed, round_num=round_num)
+                                     seed=sampling_seed, round_num=round_num)
       row = {'round': round_num, 'cohort_size': len(cohort), 'reported': len(reporting)}
       if len(reporting) or private:  # a DP aggregator runs every round, see above
         state, round_metrics = run_round(state, reporting, caps)

@@ -118,14 +118,18 @@ def test_statement_says_simulation_only_and_what_the_guarantee_does_not_cover(tr
   assert not os.path.exists(os.path.join(tree_run, rundir.USERS_FILE))
 
 
-def test_unseeded_noise_drops_the_noise_caveat_but_not_the_sampling_one():
-  def caveats(reproducible_noise):
+def test_simulation_only_follows_which_randomness_is_reproducible():
+  def statement(noise, sampling):
     return privacy.privacy_statement(
         mechanism='gaussian_fixed', noise_multiplier=1.0, clients_per_round=20,
-        population_size=100, rounds=2, reproducible_noise=reproducible_noise
-    )['simulation_caveats']
-  assert len(caveats(True)) == 2
-  assert len(caveats(False)) == 1 and 'cohort sampling' in caveats(False)[0]
+        population_size=100, rounds=2, reproducible_noise=noise,
+        reproducible_sampling=sampling)
+  assert len(statement(True, True)['simulation_caveats']) == 2
+  unseeded = statement(False, True)
+  assert unseeded['simulation_only'] and len(unseeded['simulation_caveats']) == 1
+  assert 'cohort sampling' in unseeded['simulation_caveats'][0]
+  deployment = statement(False, False)
+  assert deployment['simulation_only'] is False and deployment['simulation_caveats'] == []
   none = privacy.privacy_statement(mechanism='none', noise_multiplier=0.0,
                                    clients_per_round=20, population_size=100, rounds=2)
   assert 'not_covered' not in none and none['differentially_private'] is False
@@ -385,3 +389,26 @@ def test_divergence_stops_the_run_and_keeps_the_last_good_round(tmp_path, mechan
   assert len(rows) == rundir.latest_checkpoint_round(workdir) < 5
   for row in rows:
     assert float(row['train_loss']) <= training.DIVERGENCE_FACTOR * np.log(2)
+
+
+def test_secret_sampling_uses_a_seed_that_config_json_does_not_give_away(tmp_path):
+  from fl_analytics import sampling  # pylint: disable=g-import-not-at-top
+
+  workdir = str(tmp_path / 'run')
+  training.train_and_evaluate(_config(**{'dp.mechanism': 'gaussian_fixed',
+                                         'dp.reproducible_noise': False,
+                                         'dp.reproducible_sampling': False,
+                                         'num_rounds': 2}), workdir)
+  statement = rundir.read_json(os.path.join(workdir, rundir.PRIVACY_FILE))
+  assert statement['simulation_only'] is False and statement['simulation_caveats'] == []
+  path = os.path.join(workdir, rundir.SECRET_SAMPLING_SEED_FILE)
+  assert os.stat(path).st_mode & 0o777 == 0o600
+  secret = rundir.secret_seed(workdir)
+  config_text = open(os.path.join(workdir, rundir.CONFIG_FILE)).read()
+  assert str(secret) not in config_text
+  population = rundir.read_json(os.path.join(workdir, rundir.CONFIG_FILE))[
+      'resolved']['population_size']
+  sizes = [len(sampling.cohort(sampling='poisson', population_size=population,
+                               clients_per_round=20, seed=secret, round_num=r))
+           for r in (1, 2)]
+  assert [int(r['cohort_size']) for r in _rows(workdir)] == sizes
