@@ -12,7 +12,8 @@ def _data_config(**kw):
   c = ml_collections.ConfigDict(dict(
       num_users=200, eval_fraction=0.25, num_days=45, window_days=14,
       horizon_days=7, stride_days=2, quantity_skew=1.0, label_skew=1.0,
-      feature_skew=1.0, source='synthetic', unknown_events='drop'))
+      feature_skew=1.0, source='synthetic', unknown_events='drop',
+      min_time='1970-01-01T00:00:00Z', max_time='2100-01-01T00:00:00Z'))
   c.update(kw)
   return c
 
