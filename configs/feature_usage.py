@@ -7,17 +7,14 @@ TFF's DP sum at each epsilon; writes DIR/analytics.csv, DIR/analytics_summary.cs
 DIR/privacy.json and DIR/figures/analytics_error.png (fl_analytics/analytics.py).
 """
 
-import os
-
 import ml_collections
 
-from fl_analytics import sweeps
+from fl_analytics import config_files
 
 
 def _churn_config():
   """configs/churn.py, loaded by path (config files are not a package on sys.path)."""
-  return sweeps.load_config_file(
-      os.path.join(os.path.dirname(os.path.abspath(__file__)), 'churn.py'))
+  return config_files.load_sibling(__file__, 'churn.py')
 
 
 def get_config() -> ml_collections.ConfigDict:

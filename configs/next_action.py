@@ -11,17 +11,14 @@ Every other key is the churn config's (configs/churn.py), e.g.
 --config.dp.target_epsilon=2 --config.dp.mechanism=gaussian_fixed.
 """
 
-import os
-
 import ml_collections
 
-from fl_analytics import sweeps
+from fl_analytics import config_files
 
 
 def _churn_config():
   """configs/churn.py, loaded by path (config files are not a package on sys.path)."""
-  return sweeps.load_config_file(
-      os.path.join(os.path.dirname(os.path.abspath(__file__)), 'churn.py'))
+  return config_files.load_sibling(__file__, 'churn.py')
 
 
 def get_config() -> ml_collections.ConfigDict:

@@ -36,7 +36,7 @@ from fl_analytics.data import synthetic
 
 RESULTS_FILE = 'analytics.csv'
 SUMMARY_FILE = 'analytics_summary.csv'
-PRIVACY_FILE = 'privacy.json'
+PRIVACY_FILE = rundir.PRIVACY_FILE
 RESULT_COLUMNS = ('epsilon', 'repeat', 'feature', 'true_value', 'dp_value', 'error')
 SUMMARY_COLUMNS = ('epsilon', 'delta', 'noise_multiplier', 'noise_stddev', 'repeats',
                    'rmse', 'mean_abs_error', 'mean_relative_error')

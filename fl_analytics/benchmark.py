@@ -20,6 +20,7 @@ from typing import Callable, Optional, Sequence
 
 import numpy as np
 
+from fl_analytics import config_files
 from fl_analytics import floor
 from fl_analytics import rundir
 from fl_analytics import sampling
@@ -50,7 +51,7 @@ CHURN_CONFIG = os.path.join(
 
 
 def benchmark_config(clients_per_round: int, num_rounds: int):
-  config = sweeps.load_config_file(CHURN_CONFIG)
+  config = config_files.load(CHURN_CONFIG)
   config.clients_per_round = clients_per_round
   config.num_rounds = num_rounds
   config.eval_every = num_rounds  # evaluation only after the last round, untimed

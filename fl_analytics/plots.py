@@ -28,6 +28,7 @@ import numpy as np  # pylint: disable=g-import-not-at-top
 
 from fl_analytics import rundir  # pylint: disable=g-import-not-at-top
 from fl_analytics import sweeps  # pylint: disable=g-import-not-at-top
+from fl_analytics import tasks  # pylint: disable=g-import-not-at-top
 
 FIGURE_DIR = rundir.FIGURE_DIR
 FORMATS = ('png', 'pdf')
@@ -75,8 +76,7 @@ def _title(runs: Sequence[sweeps.Run], what: str) -> str:
   c = runs[0].config
   samplings = sorted({_SAMPLING_LABEL.get(r.config.get('sampling', 'poisson'), '?')
                       for r in runs if r.mechanism != 'none'}) or ['Poisson']
-  task = {'churn': 'Churn prediction', 'next_action': 'Next-action prediction'}.get(
-      c.get('task', 'churn'), c.get('task'))
+  task = tasks.for_run(c).title
   return (f"{what}\n{task}, {c['data']['num_users']} synthetic users "
           f"({c['resolved']['population_size']} training with data), "
           f"{c['clients_per_round']} clients/round ({', '.join(samplings)}), "
@@ -105,12 +105,10 @@ def _private_groups(runs):
 
 def frontier(runs: Sequence[sweeps.Run], workdir: str) -> list[str]:
   summary = sweeps.summarize(runs)
-  churn = sweeps.primary_metric(summary) == 'eval_auc'
+  task = sweeps.task_of(summary)
   fig, axes = plt.subplots(1, 2, figsize=(11, 4.4))
-  panels = (((axes[0], 'eval_auc', 'held-out ROC AUC'),
-             (axes[1], 'eval_accuracy', 'held-out accuracy')) if churn else
-            ((axes[0], 'eval_top3_accuracy', 'held-out top-3 accuracy'),
-             (axes[1], 'eval_accuracy', 'held-out top-1 accuracy')))
+  panels = ((axes[0], task.headline.column, task.headline.axis_label),
+            (axes[1], task.accuracy.column, task.accuracy.axis_label))
   for ax, metric, ylabel in panels:
     for row in [r for r in summary if r['mechanism'] == 'none']:
       mean, std = row[f'{metric}_mean'], row[f'{metric}_std'] or 0.0
@@ -133,17 +131,10 @@ def frontier(runs: Sequence[sweeps.Run], workdir: str) -> list[str]:
                   ls=(_BITS_LINESTYLE[widths.index(bits) % len(_BITS_LINESTYLE)]
                       if bits else '-'),
                   **style)
-    if metric == 'eval_accuracy' and churn:
-      base = float(np.mean([r['eval_base_rate_mean'] for r in summary]))
-      ax.axhline(1 - base, color='0.6', ls=':', lw=1,
-                 label=f'always "no churn" ({1 - base:.3f})')
-    elif metric == 'eval_accuracy':
-      majority = [r['eval_majority_accuracy_mean'] for r in summary
-                  if r.get('eval_majority_accuracy_mean') is not None
-                  and math.isfinite(r['eval_majority_accuracy_mean'])]
-      if majority:
-        ax.axhline(float(np.mean(majority)), color='0.6', ls=':', lw=1,
-                   label=f'always the most frequent action ({np.mean(majority):.3f})')
+    baseline = task.accuracy_baseline(summary)
+    if metric == task.accuracy.column and baseline:
+      ax.axhline(baseline[0], color='0.6', ls=':', lw=1,
+                 label=f'{baseline[1]} ({baseline[0]:.3f})')
     ax.set_xscale('log')
     eps_values = sorted({r['epsilon_mean'] for r in summary if r['mechanism'] != 'none'})
     if eps_values:
@@ -165,7 +156,8 @@ def communication(runs: Sequence[sweeps.Run], workdir: str) -> list[str]:
   if not summary:
     raise ValueError('No run of the sweep logged client_bytes (runtime.engine=mapreduce '
                      'logs them); nothing to plot for communication.')
-  metric = sweeps.primary_metric(summary)
+  headline = sweeps.task_of(summary).headline
+  metric = headline.column
   fig, ax = plt.subplots(figsize=(8, 4.6))
   lines = sorted({(r['mechanism'], r['target_epsilon'] or 0.0) for r in summary},
                  key=lambda k: (k[0] != 'none', k))
@@ -194,7 +186,7 @@ def communication(runs: Sequence[sweeps.Run], workdir: str) -> list[str]:
                       for b, x in zip(ticks, positions)], fontsize=8)
   ax.xaxis.set_minor_locator(ticker.NullLocator())
   ax.set_xlabel('bytes sent per client per round (log scale)')
-  ax.set_ylabel('held-out ROC AUC' if metric == 'eval_auc' else 'held-out top-3 accuracy')
+  ax.set_ylabel(headline.axis_label)
   ax.grid(True, which='both', alpha=0.3)
   ax.legend(loc='lower right', fontsize=8, framealpha=0.9)
   ax.set_title(_title(runs, 'Communication vs utility: uniform quantization of the '
@@ -343,13 +335,11 @@ def plot_sweep(workdir: str) -> list[str]:
     raise ValueError(f'No run directories (with config.json, metrics.csv and '
                      f'privacy.json) under {workdir}.')
   paths = frontier(runs, workdir)
-  if sweeps.primary_metric(sweeps.summarize(runs)) == 'eval_auc':
-    paths += _by_round(runs, workdir, 'eval_auc', 'held-out ROC AUC', 'auc_by_round',
-                       'Held-out AUC by round (mean ± sd over seeds)')
-  else:
-    paths += _by_round(runs, workdir, 'eval_top3_accuracy', 'held-out top-3 accuracy',
-                       'top3_accuracy_by_round',
-                       'Held-out top-3 accuracy by round (mean ± sd over seeds)')
+  headline = sweeps.task_of(sweeps.summarize(runs)).headline
+  paths += _by_round(runs, workdir, headline.column, headline.axis_label,
+                     headline.plot_name,
+                     f'{headline.axis_label[:1].upper()}{headline.axis_label[1:]} by '
+                     'round (mean ± sd over seeds)')
   private = _private_groups(runs)
   if private:
     paths += _by_round(runs, workdir, 'epsilon', 'ε spent so far', 'epsilon_by_round',

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 
 from fl_analytics import rundir
+from fl_analytics import tasks
 
 
 def last_evaluated_row(rows: list[dict[str, str]]) -> dict[str, str]:
@@ -33,16 +34,16 @@ def run_summary(workdir: str) -> str:
         f"unit: {statement['unit_of_privacy']})")
   lines = [f"{len(rows)} rounds, {privacy_line}."]
   ev = last_evaluated_row(rows)
-  if ev and ev.get('eval_auc'):
+  task = tasks.for_run(rundir.read_json(os.path.join(workdir, rundir.CONFIG_FILE)))
+  if ev:
+    baseline = task.accuracy_baseline([{k + '_mean': float(v) for k, v in ev.items()
+                                        if k.startswith('eval_') and v != ''}])
     lines.append(
-        f"Held-out users at round {ev['round']}: AUC {float(ev['eval_auc']):.3f}, "
-        f"accuracy {float(ev['eval_accuracy']):.3f} (churn base rate "
-        f"{float(ev['eval_base_rate']):.3f}), log loss {float(ev['eval_loss']):.3f}.")
-  elif ev:
-    lines.append(
-        f"Held-out users at round {ev['round']}: top-1 accuracy "
-        f"{float(ev['eval_accuracy']):.3f}, top-3 accuracy "
-        f"{float(ev['eval_top3_accuracy']):.3f}, log loss {float(ev['eval_loss']):.3f}.")
+        f"Held-out users at round {ev['round']}: {task.headline.name} "
+        f"{float(ev[task.headline.column]):.3f}, {task.accuracy.name} "
+        f"{float(ev[task.accuracy.column]):.3f}"
+        + (f' ({baseline[1]}: {baseline[0]:.3f})' if baseline else '')
+        + f", log loss {float(ev['eval_loss']):.3f}.")
   ev_path = os.path.join(workdir, rundir.EVALUATION_FILE)
   final = rundir.read_json(ev_path) if os.path.exists(ev_path) else None
   if final:

@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import concurrent.futures
 import dataclasses
-import importlib.util
 import math
 import functools
 import os
@@ -39,9 +38,11 @@ from typing import Any, Callable, Optional, Sequence
 
 import numpy as np
 
+from fl_analytics import config_files
 from fl_analytics import report
 from fl_analytics import rundir
 from fl_analytics import runtime
+from fl_analytics import tasks
 
 SUMMARY_FILE = 'summary.csv'
 LOG_DIR = 'logs'
@@ -49,33 +50,13 @@ LOG_DIR = 'logs'
 _NOT_A_SETTING = ('seed', 'resolved', 'runtime', 'num_rounds', 'eval_every')
 
 
-def load_config_file(path: str):
-  """Calls `get_config()` of a Python config file."""
-  if not os.path.isfile(path):
-    raise FileNotFoundError(f'Config file not found: {path}')
-  spec = importlib.util.spec_from_file_location(
-      '_config_' + os.path.basename(path).replace('.', '_'), path)
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  if not hasattr(module, 'get_config'):
-    raise ValueError(f'{path} defines no get_config().')
-  return module.get_config()
+# Kept as names of this module: sweep configs and older callers use them.
+load_config_file = config_files.load
 
 
 def apply_overrides(config, overrides: dict[str, Any], *, source: str = 'sweep'):
-  """Sets dotted keys on a ConfigDict; an unknown key raises naming it."""
-  config = config.copy_and_resolve_references()
-  for key, value in overrides.items():
-    node = config
-    *path, last = key.split('.')
-    for part in path:
-      if part not in node:
-        raise ValueError(f'{source}: unknown config key {key!r}.')
-      node = node[part]
-    if last not in node:
-      raise ValueError(f'{source}: unknown config key {key!r}.')
-    node[last] = value
-  return config
+  """`config_files.apply_overrides`, with a sweep as the default source."""
+  return config_files.apply_overrides(config, overrides, source=source)
 
 
 def _format_value(value) -> str:
@@ -265,8 +246,9 @@ def _brief(run_dir: str) -> str:
   if not ev:
     return ''
   eps = float(ev['epsilon'])
-  metric = 'eval_auc' if ev.get('eval_auc') else 'eval_top3_accuracy'
-  shown = f'{METRIC_LABELS[metric]} {float(ev[metric]):.3f}'
+  headline = tasks.for_run(rundir.read_json(os.path.join(run_dir, rundir.CONFIG_FILE))
+                           ).headline
+  shown = f'{headline.label} {float(ev[headline.column]):.3f}'
   return f'eps {eps:.3g}  {shown}' if math.isfinite(eps) else f'non-private  {shown}'
 
 
@@ -335,7 +317,7 @@ def setting_label(group: Sequence[Run]) -> str:
 
 
 SUMMARY_COLUMNS = (
-    'setting', 'mechanism', 'target_epsilon', 'noise_multiplier', 'rounds', 'num_seeds',
+    'setting', 'task', 'mechanism', 'target_epsilon', 'noise_multiplier', 'rounds', 'num_seeds',
     'epsilon_mean', 'epsilon_std', 'eval_auc_mean', 'eval_auc_std',
     'eval_accuracy_mean', 'eval_accuracy_std', 'eval_loss_mean', 'eval_loss_std',
     'eval_base_rate_mean', 'compression_bits', 'client_bytes_mean',
@@ -344,15 +326,20 @@ SUMMARY_COLUMNS = (
 # Final metrics of a run: churn reports AUC and base rate, next action top-3 accuracy.
 FINAL_METRICS = ('epsilon', 'eval_auc', 'eval_accuracy', 'eval_loss', 'eval_base_rate',
                  'eval_top3_accuracy', 'eval_majority_accuracy')
-METRIC_LABELS = {'eval_auc': 'AUC', 'eval_top3_accuracy': 'top-3',
-                 'eval_accuracy': 'accuracy'}
+
+
+def task_of(rows: Sequence[dict[str, Any]]) -> tasks.Task:
+  """The task of summary rows (their `task`, from the runs' config.json); one per sweep."""
+  names = {r.get('task', 'churn') for r in rows}
+  if len(names) > 1:
+    raise ValueError(f'The runs mix tasks ({", ".join(sorted(names))}); summarize and '
+                     'plot each task on its own.')
+  return tasks.get(names.pop() if names else 'churn')
 
 
 def primary_metric(rows: Sequence[dict[str, Any]]) -> str:
-  """The headline metric of summary rows: AUC for churn, top-3 accuracy otherwise."""
-  return ('eval_auc' if any(r.get('eval_auc_mean') is not None
-                            and math.isfinite(r['eval_auc_mean']) for r in rows)
-          else 'eval_top3_accuracy')
+  """The headline metric column of summary rows, as their task defines it."""
+  return task_of(rows).headline.column
 
 
 def _mean_std(values: Sequence[float]) -> tuple[float, Optional[float]]:
@@ -371,6 +358,7 @@ def summarize(runs: Sequence[Run]) -> list[dict[str, Any]]:
     first = group[0]
     row = {
         'setting': setting_label(group),
+        'task': tasks.for_run(first.config).name,
         'mechanism': first.mechanism,
         'target_epsilon': first.config['dp'].get('target_epsilon'),
         'noise_multiplier': float(np.mean([r.privacy['noise_multiplier'] for r in group])),
@@ -409,9 +397,9 @@ def format_summary(rows: Sequence[dict[str, Any]]) -> str:
     s = format(mean, fmt) if math.isfinite(mean) else 'inf'
     return s + (f' ± {format(std, fmt)}' if std is not None and math.isfinite(std) else '')
 
-  metric = primary_metric(rows)
-  header = ('setting', 'seeds', 'epsilon', METRIC_LABELS[metric],
-            'accuracy' if metric == 'eval_auc' else 'top-1')
+  task = task_of(rows)
+  metric = task.headline.column
+  header = ('setting', 'seeds', 'epsilon', task.headline.label, task.accuracy.label)
   table = [header] + [
       (r['setting'], str(r['num_seeds']), pm(r['epsilon_mean'], None, '.3g'),
        pm(r[f'{metric}_mean'], r[f'{metric}_std'], '.3f'),

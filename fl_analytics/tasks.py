@@ -10,14 +10,18 @@
 
 Everything else (federated averaging, the DP aggregators, sampling, accounting, the
 run directory) is the same for both: `fl_analytics.training` asks the task only for
-what differs.
+what differs. A task also owns how its results are shown: its `eval_*` columns, its
+headline metric (AUC, top-3 accuracy) and accuracy metric with their labels, and the
+accuracy of its trivial baseline. Summaries, reports and plots look these up by the
+task a run recorded (`for_run`), never by which columns happen to be filled. This
+module imports neither TensorFlow nor TFF.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import math
-from typing import Any, Callable
+from typing import Any, Callable, Optional, Sequence
 
 import numpy as np
 
@@ -29,11 +33,28 @@ from fl_analytics.data import synthetic
 
 
 @dataclasses.dataclass(frozen=True)
+class Metric:
+  """A held-out metric of a task: its metrics.csv column and how it is labelled."""
+
+  column: str  # e.g. 'eval_top3_accuracy'
+  label: str  # short, for tables: 'top-3'
+  name: str  # in sentences: 'top-3 accuracy'
+  axis_label: str  # for figures: 'held-out top-3 accuracy'
+  plot_name: str = ''  # the by-round figure's file name, e.g. 'top3_accuracy_by_round'
+
+
+@dataclasses.dataclass(frozen=True)
 class Task:
   name: str
+  title: str  # for figures
   binary: bool  # one logit per example (churn) or one per class
   train_accuracy_key: str  # the Keras metric TFF reports for training accuracy
   num_classes: int  # labels 0..num_classes-1
+  eval_columns: tuple[str, ...]  # the eval_* columns of metrics.csv it fills
+  headline: Metric  # what a frontier plots and a summary leads with
+  accuracy: Metric  # the second panel of the frontier
+  # The accuracy of the trivial baseline from summary rows, and its legend label.
+  _accuracy_baseline: Callable[[Sequence[dict]], Optional[tuple[float, str]]]
   _model_kwargs: Callable[[Any], dict]
   _build_model: Callable[..., Any]
   _tensor_sizes: Callable[..., list[int]]
@@ -49,6 +70,11 @@ class Task:
       if not isinstance(value, int) or value < 1:
         raise ValueError(f'{key} must be a positive integer for task={self.name}. '
                          f'Found {value!r}.')
+
+  def accuracy_baseline(self, summary_rows: Sequence[dict]
+                        ) -> Optional[tuple[float, str]]:
+    """(accuracy, name) of always predicting the most frequent label; None if unknown."""
+    return self._accuracy_baseline(summary_rows)
 
   @property
   def chance_loss(self) -> float:
@@ -116,7 +142,12 @@ class Task:
 
 
 CHURN = Task(
-    name='churn', binary=True, train_accuracy_key='binary_accuracy', num_classes=2,
+    name='churn', title='Churn prediction', binary=True, train_accuracy_key='binary_accuracy', num_classes=2,
+    eval_columns=('eval_loss', 'eval_accuracy', 'eval_auc', 'eval_base_rate'),
+    headline=Metric('eval_auc', 'AUC', 'AUC', 'held-out ROC AUC', 'auc_by_round'),
+    accuracy=Metric('eval_accuracy', 'accuracy', 'accuracy', 'held-out accuracy'),
+    _accuracy_baseline=lambda rows: _mean_baseline(
+        rows, 'eval_base_rate_mean', lambda base: 1 - base, 'always "no churn"'),
     _model_kwargs=lambda c: dict(num_features=features.NUM_FEATURES,
                                  hidden_units=c.model.hidden_units),
     _build_model=models.build_churn_model,
@@ -124,8 +155,16 @@ CHURN = Task(
     _examples_fn=clients.churn_examples_fn)
 
 NEXT_ACTION = Task(
-    name='next_action', binary=False, train_accuracy_key='sparse_categorical_accuracy',
+    name='next_action', title='Next-action prediction', binary=False, train_accuracy_key='sparse_categorical_accuracy',
     num_classes=len(synthetic.EVENT_VOCAB),
+    eval_columns=('eval_loss', 'eval_accuracy', 'eval_top3_accuracy',
+                  'eval_majority_accuracy'),
+    headline=Metric('eval_top3_accuracy', 'top-3', 'top-3 accuracy',
+                    'held-out top-3 accuracy', 'top3_accuracy_by_round'),
+    accuracy=Metric('eval_accuracy', 'top-1', 'top-1 accuracy', 'held-out top-1 accuracy'),
+    _accuracy_baseline=lambda rows: _mean_baseline(
+        rows, 'eval_majority_accuracy_mean', lambda acc: acc,
+        'always the most frequent action'),
     _model_kwargs=lambda c: dict(vocab_size=len(synthetic.EVENT_VOCAB),
                                  context=c.data.context_events,
                                  embedding_dim=c.model.embedding_dim,
@@ -137,9 +176,24 @@ NEXT_ACTION = Task(
                         'model.embedding_dim', 'model.filters', 'model.kernel_size'))
 
 TASKS = {t.name: t for t in (CHURN, NEXT_ACTION)}
+# metrics.csv's eval columns: every task's, in a fixed order (one file format).
+EVAL_COLUMNS = tuple(dict.fromkeys(c for t in TASKS.values() for c in t.eval_columns))
 
 
 def get(name: str) -> Task:
   if name not in TASKS:
     raise ValueError(f'task must be one of {", ".join(TASKS)}. Found {name!r}.')
   return TASKS[name]
+
+
+def for_run(config: dict) -> Task:
+  """The task of a recorded run (its config.json; runs from before `task`: churn)."""
+  return get(config.get('task', 'churn'))
+
+
+def _mean_baseline(rows, column, transform, label) -> Optional[tuple[float, str]]:
+  values = [r[column] for r in rows
+            if r.get(column) is not None and math.isfinite(r[column])]
+  if not values:
+    return None
+  return transform(float(np.mean(values))), label

@@ -26,24 +26,27 @@ after every pass of rounds, whoever reported.
 
 from __future__ import annotations
 
-import contextlib
+import dataclasses
 import math
 import os
 import time
 from typing import Any, Callable, Optional
 
 from absl import logging
+import numpy as np
 # TensorFlow must be imported before absl's app.run starts main(): imported inside it,
 # tf.keras.Input returns graph tensors and Keras functional models fail to build.
 import tensorflow as tf
 import tensorflow_federated as tff
 
 from fl_analytics import aggregators
+from fl_analytics import config_files
 from fl_analytics import devices
+from fl_analytics import engines
 from fl_analytics import evaluation
 from fl_analytics import models
-from fl_analytics import mrf_runner
 from fl_analytics import privacy
+from fl_analytics import recording
 from fl_analytics import rundir
 from fl_analytics import runtime
 from fl_analytics import sampling
@@ -59,19 +62,11 @@ METRIC_COLUMNS = (
     'train_loss',
     'train_accuracy',
     'train_batches',
-    'eval_loss',
-    'eval_accuracy',
-    'eval_auc',
-    'eval_base_rate',
-    'eval_top3_accuracy',
-    'eval_majority_accuracy',
+    *tasks.EVAL_COLUMNS,  # every task's eval_* columns (one file format)
     'clip',
     'client_bytes',
     'round_seconds',
 )
-# How rounds execute: `mapreduce` runs the process's MapReduceForm in this process
-# (`fl_analytics.mrf_runner`); `cpp` runs it on TFF's local C++ runtime. Same results.
-ENGINES = ('mapreduce', 'cpp')
 # Keys that may change between launches of the same run.
 _MUTABLE_KEYS = ('num_rounds', 'runtime', 'dp.max_epsilon', 'evaluation')
 # A training or evaluation loss this many times the task's chance loss (uniform
@@ -132,9 +127,7 @@ def check_config(config) -> None:
   aggregators.check_compression(
       mechanism=dp.mechanism, bits=config.compression.bits,
       threshold=config.compression.threshold, secure_sum=dp.secure_sum)
-  if config.runtime.engine not in ENGINES:
-    raise ValueError(f'runtime.engine must be one of {", ".join(ENGINES)}. '
-                     f'Found {config.runtime.engine!r}.')
+  engines.check_name(config.runtime.engine)
   if (config.sampling in ('fixed_size', 'shuffle')
       and int(config.clients_per_round) != config.clients_per_round):
     raise ValueError(f'clients_per_round must be a whole number with sampling='
@@ -231,20 +224,11 @@ def replay_config(run_config: dict, base, *, num_rounds: Optional[int] = None):
   recorded (calibrated) one, so the replay spends exactly what the recorded run spent
   per round, whatever `num_rounds` it is given.
   """
-  config = base.copy_and_resolve_references()
   flat = rundir.flatten_dict({k: v for k, v in run_config.items() if k != 'resolved'})
   flat['dp.target_epsilon'] = None
   if num_rounds is not None:
     flat['num_rounds'] = num_rounds
-  for key, value in flat.items():
-    *path, last = key.split('.')
-    node = config
-    for part in path:
-      node = node[part]
-    if last not in node:
-      raise ValueError(f'Recorded config key {key!r} is not in the base config.')
-    node[last] = value
-  return config
+  return config_files.apply_overrides(base, flat, source='recorded config')
 
 
 def _statement(resolved: dict, rounds: int) -> dict[str, Any]:
@@ -360,16 +344,13 @@ def train_and_evaluate(config, workdir: str,
 def _train(config, workdir: str, task, data: clients.FederatedData, resolved: dict,
            start_round: int, start_leaves, rows: list, *,
            on_round: Optional[Callable[[dict], None]]) -> dict[str, Any]:
-  """The rounds from `start_round` on, and the final evaluation (under the lock)."""
-  logging.info('Data: %s.', data.source_note)
-  logging.info(
-      'Population: %d training users (%d without examples left out, %d opted out), '
-      '%d held-out users, %d eval examples%s.', data.population_size,
-      data.num_users_without_examples, data.num_opted_out, data.num_eval_users,
-      len(data.eval_y),
-      f', churn base rate {data.eval_base_rate:.3f}' if task.binary else '')
+  """The rounds from `start_round` on, and the final evaluation (under the lock).
 
-  metrics_path = os.path.join(workdir, rundir.METRICS_FILE)
+  The algorithm, round by round: stop if the round would exceed the budget guard;
+  sample the cohort (and who of it reports); run the round on the engine; evaluate
+  every `eval_every` rounds; record the round.
+  """
+  _log_population(task, data)
   if (start_round >= config.num_rounds
       and not rundir.incomplete_reasons(workdir, config.num_rounds)):
     logging.info('%s already has %d rounds; nothing to do.', workdir, start_round)
@@ -378,20 +359,80 @@ def _train(config, workdir: str, task, data: clients.FederatedData, resolved: di
     logging.info('Resuming %s after round %d.', workdir, start_round)
 
   dp = resolved['dp']
-  private = dp['mechanism'] != 'none'
   # Cohorts, dropout and step caps: from the recorded seed (simulation), or from a
   # secret one that config.json does not give away (dp.reproducible_sampling=False).
   sampling_seed = (config.seed if dp['reproducible_sampling']
                    else rundir.secret_seed(workdir))
+  process = build_process(config, task, resolved)
+  # Built after the process: in Keras 2.14 a model built eagerly *before* TFF traces
+  # model_fn is left "in an invalid state" by the tracing. Its seeded initializers
+  # give the run's initial weights.
+  keras_model = task.build_model(config)
+  if dp['secure_sum'] or dp['mechanism'] in privacy.DISTRIBUTED_MECHANISMS:
+    logging.info('Secure aggregation: TFF secure sums, simulated in the clear '
+                 '(no cryptography runs in simulation).')
+  runtime.install_sigterm_handler()
+  recorder = recording.RunRecorder(workdir, columns=METRIC_COLUMNS, rows=rows,
+                                   num_rounds=config.num_rounds,
+                                   show_reported=bool(config.clients.dropout))
+  with engines.build(
+      config.runtime.engine, process, client_datasets(config), workdir=workdir,
+      max_concurrent_computation_calls=config.runtime.max_concurrent_computation_calls
+  ) as engine, recorder:
+    if start_round:
+      state = tf.nest.pack_sequence_as(engine.initialize(), start_leaves)
+    else:
+      recorder.start(_statement(resolved, 0))
+      state = engine.set_model_weights(engine.initialize(), tff.learning.models.ModelWeights(
+          *models.initial_weights(keras_model)))
+
+    for round_num in range(start_round + 1, config.num_rounds + 1):
+      statement = _statement(resolved, round_num)
+      if _over_budget(statement, dp['max_epsilon'], round_num):
+        break
+      t0 = time.monotonic()  # round_seconds: sampling, local training, aggregation
+      cohort = sample_round(config, population_size=data.population_size,
+                            seed=sampling_seed, round_num=round_num)
+      state, row = run_round(engine, state, cohort, round_num=round_num, data=data,
+                             task=task, resolved=resolved, config=config)
+      row.update(round_seconds=time.monotonic() - t0,
+                 epsilon=math.inf if statement['epsilon'] is None else statement['epsilon'])
+      if round_num % config.eval_every == 0 or round_num == config.num_rounds:
+        ev = _evaluate(task, keras_model, engine.get_model_weights(state), data)
+        row.update({f'eval_{k}': v for k, v in ev.items()})
+        _check_divergence(task, row, 'eval_loss', config)
+      recorder.record(row, tf.nest.flatten(state), statement)
+      if on_round is not None:
+        on_round(row)
+    if recorder.rows:  # the final model, also when the budget guard stopped the run
+      _final_evaluation(task, config, workdir, keras_model,
+                        engine.get_model_weights(state), data,
+                        round_num=int(recorder.last_row['round']))
+  return recorder.last_row or {}
+
+
+def _log_population(task, data: clients.FederatedData) -> None:
+  logging.info('Data: %s.', data.source_note)
+  logging.info(
+      'Population: %d training users (%d without examples left out, %d opted out), '
+      '%d held-out users, %d eval examples%s.', data.population_size,
+      data.num_users_without_examples, data.num_opted_out, data.num_eval_users,
+      len(data.eval_y),
+      f', churn base rate {data.eval_base_rate:.3f}' if task.binary else '')
+
+
+def build_process(config, task, resolved: dict):
+  """The learning process: `build_unweighted_fed_avg` with the mechanism's aggregator."""
+  dp = resolved['dp']
   tree_kwargs = {}
   if dp['mechanism'] == 'tree':
-    with tf.Graph().as_default():  # shapes only; see the note on keras_model below
+    with tf.Graph().as_default():  # shapes only; see the note on keras_model in _train
       specs = [tf.TensorSpec(v.shape, v.dtype) for v in
                task.build_model(config).trainable_variables]
     tree_kwargs = dict(record_specs=specs, restart_period=privacy.rounds_per_pass(
         clients_per_round=config.clients_per_round,
-        population_size=data.population_size))
-  process = tff.learning.algorithms.build_unweighted_fed_avg(
+        population_size=resolved['resolved']['population_size']))
+  return tff.learning.algorithms.build_unweighted_fed_avg(
       task.model_fn(config),
       # An iterator loop: TFF's default, dataset.reduce, re-instantiates the training
       # step's function at every client call (about 70 ms each here).
@@ -415,11 +456,10 @@ def _train(config, workdir: str, task, data: clients.FederatedData, resolved: di
           **tree_kwargs,
       ),
   )
-  # Built after the process: in Keras 2.14 a model built eagerly *before* TFF traces
-  # model_fn is left "in an invalid state" by the tracing. Its seeded initializers
-  # give the run's initial weights.
-  keras_model = task.build_model(config)
 
+
+def client_datasets(config) -> Callable:
+  """`(x, y) -> tf.data.Dataset`: one client's local epochs in batches."""
   # tf.data's default graph rewrites run at every iterator creation, once per client
   # per round (about 1.3 ms here, more than the local training of a small client).
   options = tf.data.Options()
@@ -430,122 +470,81 @@ def _train(config, workdir: str, task, data: clients.FederatedData, resolved: di
     return tf.data.Dataset.from_tensor_slices((x, y)).repeat(
         config.client.local_epochs).batch(config.client.batch_size).with_options(options)
 
-  summary_writer = tf.summary.create_file_writer(
-      os.path.join(workdir, rundir.TENSORBOARD_DIR))
-  if dp['secure_sum'] or dp['mechanism'] in privacy.DISTRIBUTED_MECHANISMS:
-    logging.info('Secure aggregation: TFF secure sums, simulated in the clear '
-                 '(no cryptography runs in simulation).')
-  runtime.install_sigterm_handler()
-  with contextlib.ExitStack() as stack:
-    if config.runtime.engine == 'mapreduce':
-      engine = mrf_runner.MapReduceRunner(process, batches)
-      stack.callback(engine.close)
-      run_round = lambda state, cohort, caps: engine.next(  # pylint: disable=g-long-lambda
-          state, [(*data.train_examples[i], -1 if caps is None else caps[k])
-                  for k, i in enumerate(cohort)])
-    else:
-      stack.enter_context(runtime.local_cpp_context(
-          max_concurrent_computation_calls=config.runtime.max_concurrent_computation_calls,
-          log_path=os.path.join(workdir, rundir.WORKER_LOG)))
-      engine = process
+  return batches
 
-      def run_round(state, cohort, caps):
-        output = process.next(state, [
-            batches(*data.train_examples[i]).take(-1 if caps is None else caps[k])
-            for k, i in enumerate(cohort)])
-        return output.state, output.metrics
 
-    if not start_round:  # the contract's files exist from the start
-      rundir.write_csv(metrics_path, METRIC_COLUMNS, [])
-      rundir.write_json(os.path.join(workdir, rundir.PRIVACY_FILE),
-                        _statement(resolved, 0))
-    state = engine.initialize()
-    if start_round:
-      state = tf.nest.pack_sequence_as(state, start_leaves)
-    else:
-      state = engine.set_model_weights(
-          state,
-          tff.learning.models.ModelWeights(*models.initial_weights(keras_model)))
+def _over_budget(statement: dict, max_epsilon: Optional[float], round_num: int) -> bool:
+  """The budget guard: True (and a warning) if this round would exceed dp.max_epsilon."""
+  if max_epsilon is None or statement['epsilon'] is None:
+    return False
+  if statement['epsilon'] <= max_epsilon:
+    return False
+  logging.warning(
+      'Budget guard: round %d would spend epsilon %.4g > dp.max_epsilon=%g. '
+      'Stopping after round %d (checkpointed; privacy.json covers %d rounds).',
+      round_num, statement['epsilon'], max_epsilon, round_num - 1, round_num - 1)
+  return True
 
-    for round_num in range(start_round + 1, config.num_rounds + 1):
-      statement = _statement(resolved, round_num)
-      if (dp['max_epsilon'] is not None and statement['epsilon'] is not None
-          and statement['epsilon'] > dp['max_epsilon']):
-        logging.warning(
-            'Budget guard: round %d would spend epsilon %.4g > dp.max_epsilon=%g. '
-            'Stopping after round %d (checkpointed; privacy.json covers %d rounds).',
-            round_num, statement['epsilon'], dp['max_epsilon'], round_num - 1,
-            round_num - 1)
-        break
-      t0 = time.monotonic()  # round_seconds: sampling, local training, aggregation
-      cohort = sampling.cohort(
-          sampling=config.sampling,
-          population_size=data.population_size,
-          clients_per_round=config.clients_per_round,
-          seed=sampling_seed,
-          round_num=round_num,
-      )
-      # Sampled clients that fail to report send nothing (clients.dropout).
-      reporting = devices.reporting(cohort, config.clients.dropout, seed=sampling_seed,
-                                    round_num=round_num)
-      caps = devices.max_local_steps(reporting, config.clients.max_local_steps,
-                                     seed=sampling_seed, round_num=round_num)
-      row = {'round': round_num, 'cohort_size': len(cohort), 'reported': len(reporting)}
-      if len(reporting) or private:  # a DP aggregator runs every round, see above
-        state, round_metrics = run_round(state, reporting, caps)
-        if (len(reporting) and config.runtime.engine == 'mapreduce'
-            and None not in engine.client_bytes):
-          row['client_bytes'] = sum(engine.client_bytes) / len(engine.client_bytes)
-        dp_metrics = round_metrics['aggregator'].get('dp_query_metrics') or {}
-        if 'clip' in dp_metrics:
-          row['clip'] = float(dp_metrics['clip'])
-      if len(reporting):
-        train = round_metrics['client_work']['train']
-        row['train_loss'] = float(train['loss'])
-        row['train_accuracy'] = float(train[task.train_accuracy_key])
-        if not private:  # depends on users' data sizes, un-noised (privacy.NOT_COVERED)
-          row['train_batches'] = int(train['num_batches'])  # local steps, all clients
-        _check_divergence(task, row, 'train_loss', config)
-      else:
-        logging.warning('Round %d: no sampled client reported (%d sampled)%s.', round_num,
-                        len(cohort), '; the aggregator still ran (noise only)' if private
-                        else '; the model is unchanged')
-      if dp['mechanism'] in aggregators.FIXED_CLIP_MECHANISMS:
-        row['clip'] = dp['clip']
-      row['round_seconds'] = time.monotonic() - t0
-      row['epsilon'] = statement['epsilon'] if statement['epsilon'] is not None else math.inf
-      if round_num % config.eval_every == 0 or round_num == config.num_rounds:
-        ev = _evaluate(task, keras_model, engine.get_model_weights(state), data)
-        row.update({f'eval_{k}': v for k, v in ev.items()})
-        _check_divergence(task, row, 'eval_loss', config)
 
-      rows.append(row)
-      # Order matters for resuming: metrics first, then the checkpoint that makes
-      # the round count as completed.
-      rundir.write_csv(metrics_path, METRIC_COLUMNS, rows)
-      rundir.save_checkpoint(workdir, round_num, tf.nest.flatten(state))
-      rundir.write_json(os.path.join(workdir, rundir.PRIVACY_FILE), statement)
-      with summary_writer.as_default(step=round_num):
-        for key, value in row.items():
-          if key != 'round' and value is not None and math.isfinite(float(value)):
-            tf.summary.scalar(key, float(value))
-      summary_writer.flush()
-      if on_round is not None:
-        on_round(row)
-      logging.info(
-          'round %d/%d  eps %s  cohort %d%s  train_loss %s  eval_acc %s  eval_auc %s  '
-          '%.2f s', round_num, config.num_rounds, _fmt(row['epsilon']),
-          row['cohort_size'],
-          f" ({row['reported']} reported)" if config.clients.dropout else '',
-          _fmt(row.get('train_loss')),
-          _fmt(row.get('eval_accuracy')), _fmt(row.get('eval_auc')),
-          row['round_seconds'])
-    if rows:  # the final model, also when the budget guard stopped the run
-      _final_evaluation(task, config, workdir, keras_model,
-                        engine.get_model_weights(state), data,
-                        round_num=int(rows[-1]['round']))
-  summary_writer.close()
-  return rows[-1] if rows else {}
+@dataclasses.dataclass(frozen=True)
+class Cohort:
+  """Who a round sampled, who of them reports, and each reporter's local-step cap."""
+
+  sampled: np.ndarray  # training-user indices
+  reporting: np.ndarray  # the sampled clients that did not drop out
+  caps: Optional[np.ndarray]  # per reporting client; None: no cap
+
+
+def sample_round(config, *, population_size: int, seed: int, round_num: int) -> Cohort:
+  """The round's cohort: a pure function of `(seed, round_num)`, so a resumed run
+  samples what an uninterrupted one did."""
+  sampled = sampling.cohort(sampling=config.sampling, population_size=population_size,
+                            clients_per_round=config.clients_per_round, seed=seed,
+                            round_num=round_num)
+  # Sampled clients that fail to report send nothing (clients.dropout).
+  reporting = devices.reporting(sampled, config.clients.dropout, seed=seed,
+                                round_num=round_num)
+  caps = devices.max_local_steps(reporting, config.clients.max_local_steps, seed=seed,
+                                 round_num=round_num)
+  return Cohort(sampled, reporting, caps)
+
+
+def run_round(engine: engines.Engine, state, cohort: Cohort, *, round_num: int, data,
+              task, resolved: dict, config) -> tuple[Any, dict[str, Any]]:
+  """One round on `engine`; returns the new state and the round's metrics row.
+
+  A DP aggregator runs every round, also with nobody reporting (see the module
+  docstring); without DP an empty round leaves the model unchanged.
+  """
+  dp = resolved['dp']
+  private = dp['mechanism'] != 'none'
+  reported = len(cohort.reporting)
+  row: dict[str, Any] = {'round': round_num, 'cohort_size': len(cohort.sampled),
+                         'reported': reported}
+  if reported or private:
+    clients = [engines.Client(*data.train_examples[i],
+                              max_steps=-1 if cohort.caps is None else int(cohort.caps[k]))
+               for k, i in enumerate(cohort.reporting)]
+    state, metrics = engine.next(state, clients)
+    if reported and engine.client_bytes is not None:
+      row['client_bytes'] = engine.client_bytes
+    dp_metrics = metrics['aggregator'].get('dp_query_metrics') or {}
+    if 'clip' in dp_metrics:
+      row['clip'] = float(dp_metrics['clip'])
+  if reported:
+    train = metrics['client_work']['train']
+    row['train_loss'] = float(train['loss'])
+    row['train_accuracy'] = float(train[task.train_accuracy_key])
+    if not private:  # depends on users' data sizes, un-noised (privacy.NOT_COVERED)
+      row['train_batches'] = int(train['num_batches'])  # local steps, all clients
+    _check_divergence(task, row, 'train_loss', config)
+  else:
+    logging.warning('Round %d: no sampled client reported (%d sampled)%s.', round_num,
+                    len(cohort.sampled), '; the aggregator still ran (noise only)'
+                    if private else '; the model is unchanged')
+  if dp['mechanism'] in aggregators.FIXED_CLIP_MECHANISMS:
+    row['clip'] = dp['clip']
+  return state, row
 
 
 def _check_divergence(task, row: dict, key: str, config) -> None:
@@ -589,8 +588,3 @@ def _final_evaluation(task, config, workdir, keras_model, model_weights, data,
       users['loss_percentiles']['p10'], users['loss_percentiles']['p90'],
       100 * users['share_worse_than_baseline_loss'], users['users'])
 
-
-def _fmt(value) -> str:
-  if value is None or value == '':
-    return '-'
-  return f'{float(value):.3f}'

@@ -1,0 +1,158 @@
+"""How rounds execute: the engine interface and the registry of engines.
+
+An engine runs the rounds of one TFF learning process (`tff.learning.templates.
+LearningProcess`, as `build_unweighted_fed_avg` builds it): the round loop
+(`fl_analytics.training`) hands it the server state and the round's clients and gets
+back the new state and the round's metrics, whatever runs the computation. This is the
+interface of TFF's own `LearningProcess` (`initialize`, `next`, `get_model_weights`,
+`set_model_weights`), with the clients given as arrays, so that an engine decides how
+to turn them into the process's datasets and where to run them. This module imports TensorFlow only when
+an engine is built.
+
+* ``mapreduce`` (default): the process's MapReduceForm run in this process
+  (`fl_analytics.mrf_runner`); it can report the bytes each client sent.
+* ``cpp``: TFF's local C++ runtime, through a worker process this run owns
+  (`fl_analytics.runtime.local_cpp_context`); its output goes to the run's
+  `worker.log`.
+
+Both give the same states and metrics (`tests/mrf_runner_test.py`). An engine is chosen
+once, by name (`runtime.engine`), with `build`; adding one is a class here and one line
+in `_ENGINES`.
+"""
+
+from __future__ import annotations
+
+import abc
+import contextlib
+import dataclasses
+import os
+from typing import Any, Callable, ClassVar, Iterator, Optional, Sequence
+
+import numpy as np
+
+from fl_analytics import rundir
+
+@dataclasses.dataclass(frozen=True)
+class Client:
+  """One reporting client of a round: its examples and its cap on local steps."""
+
+  x: np.ndarray
+  y: np.ndarray
+  max_steps: int = -1  # local batches this round; -1: all
+
+
+class Engine(abc.ABC):
+  """Runs the rounds of one learning process."""
+
+  name: ClassVar[str]
+
+  def __init__(self, process, dataset_fn: Callable):
+    """`dataset_fn(x, y)`: the `tf.data.Dataset` of one client's batches."""
+    self._process = process
+    self._dataset_fn = dataset_fn
+
+  @abc.abstractmethod
+  def initialize(self) -> Any:
+    """The process's initial server state."""
+
+  @abc.abstractmethod
+  def next(self, state, clients: Sequence[Client]) -> tuple[Any, Any]:
+    """One round over `clients` (possibly none): `(new state, metrics)`."""
+
+  def get_model_weights(self, state):
+    return self._process.get_model_weights(state)
+
+  def set_model_weights(self, state, model_weights):
+    return self._process.set_model_weights(state, model_weights)
+
+  @property
+  def client_bytes(self) -> Optional[float]:
+    """Bytes one client sent in the last round, if this engine can tell."""
+    return None
+
+  def close(self) -> None:
+    """Releases what the engine holds (sessions, worker processes)."""
+
+
+class MapReduceEngine(Engine):
+  """The process's MapReduceForm, in this process (`fl_analytics.mrf_runner`)."""
+
+  name = 'mapreduce'
+
+  def __init__(self, process, dataset_fn, **unused):
+    super().__init__(process, dataset_fn)
+    from fl_analytics import mrf_runner  # pylint: disable=g-import-not-at-top
+
+    self._runner = mrf_runner.MapReduceRunner(process, dataset_fn)
+    self._sent: Optional[float] = None
+
+  def initialize(self):
+    return self._runner.initialize()
+
+  def next(self, state, clients):
+    state, metrics = self._runner.next(state, [(c.x, c.y, c.max_steps) for c in clients])
+    sent = self._runner.client_bytes
+    self._sent = sum(sent) / len(sent) if sent and None not in sent else None
+    return state, metrics
+
+  def get_model_weights(self, state):
+    return self._runner.get_model_weights(state)
+
+  def set_model_weights(self, state, model_weights):
+    return self._runner.set_model_weights(state, model_weights)
+
+  @property
+  def client_bytes(self):
+    return self._sent
+
+  def close(self):
+    self._runner.close()
+
+
+class CppEngine(Engine):
+  """TFF's local C++ runtime on a worker this run owns (`fl_analytics.runtime`)."""
+
+  name = 'cpp'
+
+  def __init__(self, process, dataset_fn, *, max_concurrent_computation_calls: int = -1,
+               workdir: Optional[str] = None):
+    super().__init__(process, dataset_fn)
+    from fl_analytics import runtime  # pylint: disable=g-import-not-at-top
+
+    self._stack = contextlib.ExitStack()
+    self._stack.enter_context(runtime.local_cpp_context(
+        max_concurrent_computation_calls=max_concurrent_computation_calls,
+        log_path=os.path.join(workdir, rundir.WORKER_LOG) if workdir else None))
+
+  def initialize(self):
+    return self._process.initialize()
+
+  def next(self, state, clients):
+    output = self._process.next(
+        state, [self._dataset_fn(c.x, c.y).take(c.max_steps) for c in clients])
+    return output.state, output.metrics
+
+  def close(self):
+    self._stack.close()
+
+
+_ENGINES: dict[str, type[Engine]] = {e.name: e for e in (MapReduceEngine, CppEngine)}
+
+
+def check_name(name: str) -> None:
+  if name not in _ENGINES:
+    raise ValueError(f'runtime.engine must be one of {", ".join(_ENGINES)}. '
+                     f'Found {name!r}.')
+
+
+@contextlib.contextmanager
+def build(name: str, process, dataset_fn: Callable, *, workdir: Optional[str] = None,
+          max_concurrent_computation_calls: int = -1) -> Iterator[Engine]:
+  """The engine `name` for `process`, closed when the block exits, however it exits."""
+  check_name(name)
+  engine = _ENGINES[name](process, dataset_fn, workdir=workdir,
+                          max_concurrent_computation_calls=max_concurrent_computation_calls)
+  try:
+    yield engine
+  finally:
+    engine.close()
