@@ -65,13 +65,16 @@ from __future__ import annotations
 import math
 from typing import Optional
 
-MECHANISMS = ('none', 'gaussian_fixed', 'gaussian_adaptive', 'tree', 'distributed')
+from fl_analytics import mechanisms
+
+# What each mechanism allows is in `fl_analytics.mechanisms`.
+MECHANISMS = tuple(mechanisms.REGISTRY)
 # TFF's range for the bit width of the distributed mechanism's secure sum.
 MAX_BITS = 22
-SECURE_SUM_MECHANISMS = ('gaussian_fixed', 'tree')
+SECURE_SUM_MECHANISMS = mechanisms.names(secure_sum=True)
 # Mechanisms whose clip is `dp.clip` in every round.
-FIXED_CLIP_MECHANISMS = ('gaussian_fixed', 'tree', 'distributed')
-COMPRESSION_MECHANISMS = ('none', 'gaussian_fixed', 'tree')
+FIXED_CLIP_MECHANISMS = mechanisms.names(fixed_clip=True)
+COMPRESSION_MECHANISMS = mechanisms.names(compression=True)
 # TF Model Optimization's UniformQuantizationEncodingStage allows 1..16 bits.
 MAX_COMPRESSION_BITS = 16
 
@@ -88,12 +91,12 @@ def adaptive_max_noise_multiplier(clients_per_round: float) -> float:
 def check_secure_sum(mechanism: str, secure_sum: bool) -> None:
   """Raises ValueError when `dp.secure_sum` is asked of a mechanism without it."""
   if secure_sum and mechanism not in SECURE_SUM_MECHANISMS:
+    why = mechanisms.REGISTRY[mechanism].secure_sum_refusal if (
+        mechanism in mechanisms.REGISTRY) else ''
     raise ValueError(
         f'dp.secure_sum=True is supported for dp.mechanism in '
         f'{", ".join(SECURE_SUM_MECHANISMS)}. Found {mechanism!r}.'
-        + (' TFF\'s secure sum needs fixed bounds, and with adaptive clipping its '
-           'quantization error relative to the clip is unbounded.'
-           if mechanism == 'gaussian_adaptive' else ''))
+        + (f' {why}' if why else ''))
 
 
 def check_compression(*, mechanism: str, bits: int, threshold: int,
@@ -107,9 +110,8 @@ def check_compression(*, mechanism: str, bits: int, threshold: int,
   if not bits:
     return
   if mechanism not in COMPRESSION_MECHANISMS:
-    why = {'distributed': 'it already quantizes updates to dp.bits',
-           'gaussian_adaptive': "no analysis here covers quantization's effect on the "
-                                'clip-count query'}.get(mechanism, '')
+    why = mechanisms.REGISTRY[mechanism].compression_refusal if (
+        mechanism in mechanisms.REGISTRY) else ''
     raise ValueError(
         f'compression.bits > 0 is supported for dp.mechanism in '
         f'{", ".join(COMPRESSION_MECHANISMS)}. Found {mechanism!r}'
@@ -140,10 +142,7 @@ def check_dp_config(
 ) -> None:
   """Raises ValueError naming the bad value and what is allowed."""
   check_secure_sum(mechanism, secure_sum)
-  if mechanism not in MECHANISMS:
-    raise ValueError(
-        f'dp.mechanism must be one of {", ".join(MECHANISMS)}. Found {mechanism!r}.')
-  if mechanism == 'none':
+  if not mechanisms.get(mechanism).private:
     return
   if not (noise_multiplier > 0 and math.isfinite(noise_multiplier)):
     raise ValueError(

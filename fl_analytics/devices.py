@@ -22,8 +22,11 @@ from typing import Optional
 
 import numpy as np
 
-# Mechanisms whose accounting does not survive dropout (`privacy.dropout_note` says why the others do).
-DROPOUT_UNSUPPORTED = ('distributed',)
+from fl_analytics import mechanisms
+
+# Mechanisms whose accounting does not survive dropout (`privacy.dropout_note` says why
+# the others do); `mechanisms.Mechanism.dropout_refusal` says why not.
+DROPOUT_UNSUPPORTED = mechanisms.names(dropout=False)
 STEP_DISTRIBUTIONS = ('none', 'uniform:LOW:HIGH', 'lognormal:MEDIAN:SIGMA')
 
 
@@ -62,9 +65,8 @@ def check_clients_config(clients, *, mechanism: str) -> None:
       raise ValueError(f'clients.{name} must be a number in [0, 1). Found {value!r}.')
   if clients.dropout and mechanism in DROPOUT_UNSUPPORTED:
     raise ValueError(
-        f'clients.dropout > 0 is not supported with dp.mechanism={mechanism}: each '
-        'client adds a share of the noise, so clients that fail to report would leave '
-        'less noise than the accountant assumes.')
+        f'clients.dropout > 0 is not supported with dp.mechanism={mechanism}: '
+        + mechanisms.REGISTRY[mechanism].dropout_refusal)
   parse_max_local_steps(clients.max_local_steps)
 
 

@@ -26,20 +26,13 @@ import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
 from matplotlib import ticker  # pylint: disable=g-import-not-at-top
 import numpy as np  # pylint: disable=g-import-not-at-top
 
+from fl_analytics import mechanisms  # pylint: disable=g-import-not-at-top
 from fl_analytics import rundir  # pylint: disable=g-import-not-at-top
 from fl_analytics import sweeps  # pylint: disable=g-import-not-at-top
 from fl_analytics import tasks  # pylint: disable=g-import-not-at-top
 
 FIGURE_DIR = rundir.FIGURE_DIR
 FORMATS = ('png', 'pdf')
-_MECHANISM_STYLE = {
-    'gaussian_adaptive': dict(color='tab:blue', marker='o', label='adaptive clipping'),
-    'gaussian_fixed': dict(color='tab:orange', marker='s', label='fixed clipping'),
-    'tree': dict(color='tab:green', marker='^', label='DP-FTRL (tree)'),
-    'distributed': dict(color='tab:red', marker='D', label='distributed Skellam'),
-}
-_MECHANISM_LINESTYLE = {'gaussian_adaptive': '-', 'gaussian_fixed': '--', 'tree': ':',
-                        'distributed': '-.'}
 # Compressed variants of a mechanism: same colour, another line style.
 _BITS_LINESTYLE = ('--', '-.', ':', (0, (5, 1)))
 _SAMPLING_LABEL = {'poisson': 'Poisson', 'fixed_size': 'fixed size',
@@ -47,8 +40,10 @@ _SAMPLING_LABEL = {'poisson': 'Poisson', 'fixed_size': 'fixed size',
 
 
 def _style(mechanism: str) -> dict:
-  return _MECHANISM_STYLE.get(mechanism, dict(color='tab:green', marker='^',
-                                              label=mechanism))
+  m = mechanisms.REGISTRY.get(mechanism)
+  if m is None:  # a run recorded by a mechanism this code no longer has
+    return dict(color='tab:gray', marker='x', label=mechanism)
+  return dict(color=m.color, marker=m.marker, label=m.label)
 
 
 def _bits_label(bits: int) -> str:
@@ -212,7 +207,8 @@ def _by_round(runs, workdir, column, ylabel, name, what, *, groups=None,
     else:
       eps = first.final()['epsilon']
       color = cmap(eps_values.index(eps) / max(1, len(eps_values) - 1) * 0.9)
-      ls = _MECHANISM_LINESTYLE.get(first.mechanism, ':')
+      m = mechanisms.REGISTRY.get(first.mechanism)
+      ls = m.linestyle if m else ':'
       label = f'{_variant_label(first.mechanism, first.compression_bits)}, ε={eps:.3g}'
     ax.plot(rounds, mean, color=color, ls=ls, lw=1.5, label=label,
             marker='o' if len(rounds) < 15 else None, ms=3)

@@ -57,6 +57,8 @@ import dp_accounting
 from dp_accounting.rdp import rdp_privacy_accountant
 import numpy as np
 
+from fl_analytics import mechanisms
+
 DEFAULT_DELTA = 1e-5
 ACCOUNTANTS = ('rdp', 'pld')
 SAMPLINGS = ('poisson', 'fixed_size', 'shuffle')
@@ -66,8 +68,9 @@ NEIGHBORING_RELATIONS = {
     'fixed_size': 'replace one user',
     'shuffle': 'replace one user by a user who contributes nothing (zero update)',
 }
-TREE_MECHANISMS = ('tree',)
-DISTRIBUTED_MECHANISMS = ('distributed',)
+# The mechanisms each analysis here covers (`fl_analytics.mechanisms`).
+TREE_MECHANISMS = mechanisms.names(analysis='tree')
+DISTRIBUTED_MECHANISMS = mechanisms.names(analysis='skellam')
 # Integer RDP orders for the Skellam analysis (the bound holds at integer orders).
 SKELLAM_ORDERS = tuple(range(2, 257)) + (384, 512, 768, 1024)
 

@@ -43,6 +43,7 @@ from fl_analytics import aggregators
 from fl_analytics import config_files
 from fl_analytics import devices
 from fl_analytics import engines
+from fl_analytics import mechanisms
 from fl_analytics import evaluation
 from fl_analytics import models
 from fl_analytics import privacy
@@ -517,7 +518,7 @@ def run_round(engine: engines.Engine, state, cohort: Cohort, *, round_num: int, 
   docstring); without DP an empty round leaves the model unchanged.
   """
   dp = resolved['dp']
-  private = dp['mechanism'] != 'none'
+  private = mechanisms.get(dp['mechanism']).private
   reported = len(cohort.reporting)
   row: dict[str, Any] = {'round': round_num, 'cohort_size': len(cohort.sampled),
                          'reported': reported}
