@@ -11,7 +11,7 @@ from absl import flags
 
 from fl_analytics import cli
 from fl_analytics import plots
-from fl_analytics import sweeps
+from fl_analytics import reference
 
 _WORKDIR = flags.DEFINE_string('workdir', None, 'Finished sweep directory.')
 _REFERENCE = flags.DEFINE_string('reference', 'results/reference', 'Destination.')
@@ -21,8 +21,8 @@ flags.mark_flags_as_required(['workdir'])
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f'Unexpected arguments: {argv[1:]}')
-  sweeps.export_small_files(_WORKDIR.value, _REFERENCE.value,
-                            extra_dirs=(plots.FIGURE_DIR,))
+  reference.export_small_files(_WORKDIR.value, _REFERENCE.value,
+                               extra_dirs=(plots.FIGURE_DIR,))
   print(f'Reference written to {_REFERENCE.value}')
 
 

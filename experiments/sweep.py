@@ -17,6 +17,7 @@ from ml_collections import config_flags
 from fl_analytics import cli
 from fl_analytics import rundir
 from fl_analytics import runtime
+from fl_analytics import summary
 from fl_analytics import sweeps
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -49,9 +50,9 @@ def main(argv):
                                parallel=_PARALLEL.value)
   except rundir.RunDirectoryError as e:
     cli.fail(e)
-  rows = sweeps.write_summary(_WORKDIR.value)
-  print(sweeps.format_summary(rows))
-  print(f'Summary: {os.path.join(_WORKDIR.value, sweeps.SUMMARY_FILE)}')
+  rows = summary.write_summary(_WORKDIR.value)
+  print(summary.format_summary(rows))
+  print(f'Summary: {os.path.join(_WORKDIR.value, summary.SUMMARY_FILE)}')
   failed = [r for r in results if r.status == 'failed']
   if failed:
     print(f'{len(failed)} point(s) failed: ' + ', '.join(r.point.name for r in failed),

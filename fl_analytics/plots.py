@@ -28,7 +28,7 @@ import numpy as np  # pylint: disable=g-import-not-at-top
 
 from fl_analytics import mechanisms  # pylint: disable=g-import-not-at-top
 from fl_analytics import rundir  # pylint: disable=g-import-not-at-top
-from fl_analytics import sweeps  # pylint: disable=g-import-not-at-top
+from fl_analytics import summary as sweep_summary  # pylint: disable=g-import-not-at-top
 from fl_analytics import tasks  # pylint: disable=g-import-not-at-top
 
 FIGURE_DIR = rundir.FIGURE_DIR
@@ -67,7 +67,7 @@ def _save(fig, workdir: str, name: str) -> list[str]:
   return paths
 
 
-def _title(runs: Sequence[sweeps.Run], what: str) -> str:
+def _title(runs: Sequence[sweep_summary.Run], what: str) -> str:
   c = runs[0].config
   samplings = sorted({_SAMPLING_LABEL.get(r.config.get('sampling', 'poisson'), '?')
                       for r in runs if r.mechanism != 'none'}) or ['Poisson']
@@ -78,7 +78,7 @@ def _title(runs: Sequence[sweeps.Run], what: str) -> str:
           f"{c['num_rounds']} rounds, δ={c['dp']['delta']:g}")
 
 
-def _series(group: Sequence[sweeps.Run], column: str):
+def _series(group: Sequence[sweep_summary.Run], column: str):
   """Rounds and per-round mean/std over seeds of a column, where it is present."""
   per_round: dict[int, list[float]] = {}
   for run in group:
@@ -94,13 +94,13 @@ def _series(group: Sequence[sweeps.Run], column: str):
 
 
 def _private_groups(runs):
-  groups = [g for g in sweeps.group_by_setting(runs) if g[0].mechanism != 'none']
+  groups = [g for g in sweep_summary.group_by_setting(runs) if g[0].mechanism != 'none']
   return sorted(groups, key=lambda g: (g[0].mechanism, g[0].final()['epsilon']))
 
 
-def frontier(runs: Sequence[sweeps.Run], workdir: str) -> list[str]:
-  summary = sweeps.summarize(runs)
-  task = sweeps.task_of(summary)
+def frontier(runs: Sequence[sweep_summary.Run], workdir: str) -> list[str]:
+  summary = sweep_summary.summarize(runs)
+  task = sweep_summary.task_of(summary)
   fig, axes = plt.subplots(1, 2, figsize=(11, 4.4))
   panels = ((axes[0], task.headline.column, task.headline.axis_label),
             (axes[1], task.accuracy.column, task.accuracy.axis_label))
@@ -145,13 +145,13 @@ def frontier(runs: Sequence[sweeps.Run], workdir: str) -> list[str]:
   return _save(fig, workdir, 'frontier')
 
 
-def communication(runs: Sequence[sweeps.Run], workdir: str) -> list[str]:
+def communication(runs: Sequence[sweep_summary.Run], workdir: str) -> list[str]:
   """Held-out AUC against the bytes a client sent per round, through the bit widths."""
-  summary = [r for r in sweeps.summarize(runs) if r['client_bytes_mean'] is not None]
+  summary = [r for r in sweep_summary.summarize(runs) if r['client_bytes_mean'] is not None]
   if not summary:
     raise ValueError('No run of the sweep logged client_bytes (runtime.engine=mapreduce '
                      'logs them); nothing to plot for communication.')
-  headline = sweeps.task_of(summary).headline
+  headline = sweep_summary.task_of(summary).headline
   metric = headline.column
   fig, ax = plt.subplots(figsize=(8, 4.6))
   lines = sorted({(r['mechanism'], r['target_epsilon'] or 0.0) for r in summary},
@@ -191,7 +191,7 @@ def communication(runs: Sequence[sweeps.Run], workdir: str) -> list[str]:
 
 def _by_round(runs, workdir, column, ylabel, name, what, *, groups=None,
               log_y=False) -> list[str]:
-  groups = groups if groups is not None else sweeps.group_by_setting(runs)
+  groups = groups if groups is not None else sweep_summary.group_by_setting(runs)
   fig, ax = plt.subplots(figsize=(8, 4.6))
   private = _private_groups(runs)
   eps_values = sorted({g[0].final()['epsilon'] for g in private})
@@ -326,12 +326,12 @@ def analytics_error(workdir: str) -> list[str]:
 
 def plot_sweep(workdir: str) -> list[str]:
   """Writes every figure of the sweep in `workdir`; returns their paths."""
-  runs = sweeps.collect_runs(workdir)
+  runs = sweep_summary.collect_runs(workdir)
   if not runs:
     raise ValueError(f'No run directories (with config.json, metrics.csv and '
                      f'privacy.json) under {workdir}.')
   paths = frontier(runs, workdir)
-  headline = sweeps.task_of(sweeps.summarize(runs)).headline
+  headline = sweep_summary.task_of(sweep_summary.summarize(runs)).headline
   paths += _by_round(runs, workdir, headline.column, headline.axis_label,
                      headline.plot_name,
                      f'{headline.axis_label[:1].upper()}{headline.axis_label[1:]} by '

@@ -66,7 +66,8 @@ def _umask() -> int:
   return mask
 
 
-def atomic_write_bytes(path: str, data: bytes) -> None:
+def atomic_write_bytes(path: str, data: bytes, *, mode: Optional[int] = None) -> None:
+  """Writes `path` atomically, with `mode` (default: as open() would, by the umask)."""
   directory = os.path.dirname(os.path.abspath(path))
   os.makedirs(directory, exist_ok=True)
   fd, tmp = tempfile.mkstemp(dir=directory, prefix='.tmp-', suffix=os.path.basename(path))
@@ -75,7 +76,8 @@ def atomic_write_bytes(path: str, data: bytes) -> None:
       f.write(data)
       f.flush()
       os.fsync(f.fileno())
-    os.chmod(tmp, 0o666 & ~_umask())  # as open() would create it, not mkstemp's 0600
+    # As open() would create it, not mkstemp's 0600, unless a mode is asked for.
+    os.chmod(tmp, 0o666 & ~_umask() if mode is None else mode)
     os.replace(tmp, path)
   except BaseException:
     if os.path.exists(tmp):
@@ -244,8 +246,7 @@ def secret_seed(workdir: str) -> int:
                               'the same cohorts. Use a new directory.')
     return int(text)
   seed = secrets.randbits(63)
-  atomic_write_bytes(path, f'{seed}\n'.encode())
-  os.chmod(path, 0o600)
+  atomic_write_bytes(path, f'{seed}\n'.encode(), mode=0o600)  # never readable by others
   return seed
 
 

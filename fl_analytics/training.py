@@ -266,6 +266,10 @@ def _prepare_workdir(config, workdir: str, data: clients.FederatedData):
   resolved = resolve_config(config, population_size=data.population_size, stored=stored,
                             opted_out_users=data.num_opted_out)
   start, leaves, rows = 0, None, []
+  if stored is None and (rundir.checkpoint_rounds(workdir) or os.path.exists(metrics_path)):
+    raise rundir.RunDirectoryError(
+        f'{config_path} is missing, but {workdir} holds the metrics or checkpoints of a '
+        'run: starting over would mix two runs. Restore the file, or use a new --workdir.')
   if stored is not None:
     diffs = rundir.config_differences(stored, resolved, ignore=_MUTABLE_KEYS)
     if diffs:

@@ -19,7 +19,7 @@ import pytest
 from configs import churn
 
 from fl_analytics import rundir
-from fl_analytics import sweeps
+from fl_analytics import summary
 from fl_analytics import training
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -54,8 +54,8 @@ def test_short_replay_matches_committed_metrics(tmp_path, name):
 
 
 def test_committed_summary_is_the_summary_of_the_committed_runs():
-  committed = rundir.read_csv(os.path.join(REFERENCE, sweeps.SUMMARY_FILE))
-  recomputed = sweeps.summarize(sweeps.collect_runs(REFERENCE))
+  committed = rundir.read_csv(os.path.join(REFERENCE, summary.SUMMARY_FILE))
+  recomputed = summary.summarize(summary.collect_runs(REFERENCE))
   assert [r['setting'] for r in committed] == [r['setting'] for r in recomputed]
   for old, new in zip(committed, recomputed):
     for key in ('epsilon_mean', 'eval_auc_mean', 'eval_auc_std', 'eval_accuracy_mean'):
@@ -75,7 +75,7 @@ def test_every_reference_figure_is_committed():
 
 def test_non_private_reference_beats_base_rate_and_frontier_rises_with_epsilon():
   rows = {r['setting']: r for r in rundir.read_csv(
-      os.path.join(REFERENCE, sweeps.SUMMARY_FILE))}
+      os.path.join(REFERENCE, summary.SUMMARY_FILE))}
   none = rows['mechanism-none']
   assert float(none['eval_accuracy_mean']) > 1 - float(none['eval_base_rate_mean'])
   assert float(none['eval_auc_mean']) > 0.8

@@ -20,6 +20,7 @@ from configs import churn
 from fl_analytics import privacy
 from fl_analytics import rundir
 from fl_analytics import runtime
+from fl_analytics import summary
 from fl_analytics import sweeps
 from fl_analytics import training
 
@@ -231,7 +232,7 @@ def test_summary_shows_a_missing_metric_as_nan_not_inf():
   row = {'setting': 's', 'num_seeds': 1, 'epsilon_mean': 2.0, 'eval_auc_mean': float('nan'),
          'eval_auc_std': None, 'eval_accuracy_mean': 0.5, 'eval_accuracy_std': None,
          'eval_top3_accuracy_mean': None, 'eval_top3_accuracy_std': None}
-  table = sweeps.format_summary([row])
+  table = summary.format_summary([row])
   assert 'nan' in table and 'inf' not in table
 
 
@@ -427,3 +428,10 @@ def test_secret_sampling_uses_a_seed_that_config_json_does_not_give_away(tmp_pat
                                clients_per_round=20, seed=secret, round_num=r))
            for r in (1, 2)]
   assert [int(r['cohort_size']) for r in _rows(workdir)] == sizes
+
+
+def test_a_run_without_its_config_json_is_refused(copy):
+  os.remove(os.path.join(copy, rundir.CONFIG_FILE))
+  with pytest.raises(rundir.RunDirectoryError, match=r'config.json is missing, but .* '
+                     r'holds the metrics or checkpoints of a run'):
+    training.train_and_evaluate(_config(**_FINISHED), copy)

@@ -11,6 +11,8 @@ import pytest
 
 from fl_analytics import plots
 from fl_analytics import rundir
+from fl_analytics import reference
+from fl_analytics import summary
 from fl_analytics import sweeps
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -85,7 +87,7 @@ def fake_sweep(tmp_path):
 
 
 def test_summary_has_mean_and_std_over_seeds_per_setting(fake_sweep):
-  rows = sweeps.write_summary(fake_sweep)
+  rows = summary.write_summary(fake_sweep)
   by = {r['setting']: r for r in rows}
   assert set(by) == {'mechanism-none', 'mechanism-gaussian_adaptive_target_epsilon-1',
                      'mechanism-gaussian_adaptive_target_epsilon-4'}
@@ -100,7 +102,7 @@ def test_summary_has_mean_and_std_over_seeds_per_setting(fake_sweep):
   written = rundir.read_csv(os.path.join(fake_sweep, 'summary.csv'))
   assert [r['setting'] for r in written] == [r['setting'] for r in rows]
   assert written[0]['epsilon_mean'] == 'inf'
-  table = sweeps.format_summary(rows)
+  table = summary.format_summary(rows)
   assert '0.740 ± 0.040' in table
 
 
@@ -126,7 +128,7 @@ def test_compressed_settings_get_their_bytes_and_own_lines_and_a_communication_p
       _fake_run(root, f'mechanism-gaussian_fixed_bits-{bits}_seed-{seed}',
                 mechanism='gaussian_fixed', seed=seed, eps=2.0, auc=auc - 0.05, acc=0.8,
                 target=2.0, bits=bits, client_bytes=sent + seed)
-  rows = sweeps.summarize(sweeps.collect_runs(root))
+  rows = summary.summarize(summary.collect_runs(root))
   assert [(r['mechanism'], r['compression_bits'], r['client_bytes_mean'])
           for r in rows] == [('none', 0, 2344.0), ('none', 8, 892.0),
                              ('gaussian_fixed', 0, 2344.5), ('gaussian_fixed', 8, 892.5)]
@@ -136,7 +138,7 @@ def test_compressed_settings_get_their_bytes_and_own_lines_and_a_communication_p
 
 def test_communication_plot_without_logged_bytes_says_why(fake_sweep):
   with pytest.raises(ValueError, match='No run of the sweep logged client_bytes'):
-    plots.communication(sweeps.collect_runs(fake_sweep), fake_sweep)
+    plots.communication(summary.collect_runs(fake_sweep), fake_sweep)
 
 
 def test_plot_of_empty_directory_says_what_is_missing(tmp_path):
@@ -145,10 +147,10 @@ def test_plot_of_empty_directory_says_what_is_missing(tmp_path):
 
 
 def test_export_keeps_only_small_files(fake_sweep, tmp_path):
-  sweeps.write_summary(fake_sweep)
+  summary.write_summary(fake_sweep)
   os.makedirs(os.path.join(fake_sweep, 'mechanism-none_seed-0', 'checkpoints'))
   dst = str(tmp_path / 'ref')
-  sweeps.export_small_files(fake_sweep, dst)
+  reference.export_small_files(fake_sweep, dst)
   assert sorted(os.listdir(os.path.join(dst, 'mechanism-none_seed-0'))) == [
       'config.json', 'metrics.csv', 'privacy.json']
   assert os.path.exists(os.path.join(dst, 'summary.csv'))
@@ -208,10 +210,10 @@ def test_next_action_sweep_summarizes_and_plots_top_k_accuracy(tmp_path):
                       'eval_top3_accuracy', 'eval_majority_accuracy'],
                      [{'round': 1, 'epsilon': eps, 'eval_loss': 2.0, 'eval_accuracy': 0.3,
                        'eval_top3_accuracy': top3, 'eval_majority_accuracy': 0.29}])
-  rows = sweeps.summarize(sweeps.collect_runs(root))
-  assert sweeps.primary_metric(rows) == 'eval_top3_accuracy'
+  rows = summary.summarize(summary.collect_runs(root))
+  assert summary.primary_metric(rows) == 'eval_top3_accuracy'
   assert [r['eval_top3_accuracy_mean'] for r in rows] == [0.60, 0.55]
   assert [r['eval_majority_accuracy_mean'] for r in rows] == [0.29, 0.29]
-  assert 'top-3' in sweeps.format_summary(rows)
+  assert 'top-3' in summary.format_summary(rows)
   names = {os.path.basename(p) for p in plots.plot_sweep(root)}
   assert {'frontier.png', 'top3_accuracy_by_round.png'} <= names
