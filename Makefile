@@ -32,7 +32,7 @@ $(STAMP): requirements.txt requirements.lock setup.py
 	touch $(STAMP)
 
 test: setup
-	$(PY) -m pytest tests
+	$(PY) -m pytest tests --durations=15
 
 # $(1): a sweep config, $(2): its run directory. Runs the sweep, then its plots.
 define sweep_and_plot

@@ -37,6 +37,11 @@ from fl_analytics.data import synthetic
 RESULTS_FILE = 'analytics.csv'
 SUMMARY_FILE = 'analytics_summary.csv'
 PRIVACY_FILE = rundir.PRIVACY_FILE
+# What analytics.csv holds beside the releases that no guarantee covers.
+ANALYTICS_NOT_COVERED = (
+    {'output': 'analytics.csv: true_value (and error, computed from it)',
+     'why': 'the exact counts, kept in simulation to measure the error of the releases; '
+            'publishing them releases the counts without noise'},)
 RESULT_COLUMNS = ('epsilon', 'repeat', 'feature', 'true_value', 'dp_value', 'error')
 SUMMARY_COLUMNS = ('epsilon', 'delta', 'noise_multiplier', 'noise_stddev', 'repeats',
                    'rmse', 'mean_abs_error', 'mean_relative_error')
@@ -145,28 +150,26 @@ def write_results(workdir: str, true_counts: np.ndarray, releases: Sequence[Rele
   rundir.write_csv(os.path.join(workdir, RESULTS_FILE), RESULT_COLUMNS, rows)
   rundir.write_csv(os.path.join(workdir, SUMMARY_FILE), SUMMARY_COLUMNS, summary)
   rundir.write_json(os.path.join(workdir, PRIVACY_FILE), {
-      'unit_of_privacy': privacy.UNIT_OF_PRIVACY,
-      'neighboring_relation': 'add or remove one user',
+      # One epsilon per release (see releases), so none at the top.
+      **privacy.guarantee_fields(
+          private=True, epsilon=None, delta=delta,
+          mechanism=('Gaussian sum (TFF DifferentiallyPrivateFactory with TF Privacy '
+                     f'GaussianSumQuery), L2 sensitivity sqrt({k}), noise stddev '
+                     'noise_multiplier * sqrt(K) on every count'),
+          accountant='pld (dp_accounting), one Gaussian mechanism per release',
+          neighboring_relation='add or remove one user', population_size=num_users,
+          # Every user takes part and the noise is TF Privacy's, unseeded.
+          caveats=(), not_covered=ANALYTICS_NOT_COVERED),
       'query': (f'for each of the {k} features, the number of users who used it at '
                 f'least once in the last {window_days} days (one 0/1 vector per user)'),
-      'mechanism': ('Gaussian sum (TFF DifferentiallyPrivateFactory with TF Privacy '
-                    f'GaussianSumQuery), L2 sensitivity sqrt({k}), noise stddev '
-                    'noise_multiplier * sqrt(K) on every count'),
-      'accountant': 'pld (dp_accounting), one Gaussian mechanism per release',
       'secure_aggregation': (
           "TFF SecureSumFactory; TFF's local runtime simulates the secure sum, so no "
           'cryptography ran here' if secure_sum else 'none (the server sees each vector)'),
       'window_days': window_days,
-      'population_size': num_users,
-      'delta': delta,
       'releases': [{'epsilon': s['epsilon'], 'noise_multiplier': s['noise_multiplier'],
                     'noise_stddev': s['noise_stddev']} for s in summary],
       'notes': ('Each epsilon is an alternative release of the same counts; publishing '
                 'several spends their composition. Repeats are simulation only: they '
                 'measure the error distribution of one release.'),
-      'not_covered': [
-          {'output': 'analytics.csv: true_value (and error, computed from it)',
-           'why': 'the exact counts, kept in simulation to measure the error of the '
-                  'releases; publishing them releases the counts without noise'}],
   })
   return summary

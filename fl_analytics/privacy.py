@@ -593,6 +593,32 @@ def randomness_caveats(*, reproducible_noise: bool,
   return caveats
 
 
+def guarantee_fields(*, private: bool, epsilon: Optional[float], delta: float,
+                     mechanism: str, accountant: str, neighboring_relation: str,
+                     population_size: int, caveats: Sequence[str],
+                     not_covered: Sequence[dict]) -> dict[str, Any]:
+  """The fields every `privacy.json` starts with, training's and analytics' alike.
+
+  What is protected and how (`unit_of_privacy`, `neighboring_relation`, `mechanism`,
+  `accountant`), at what (`epsilon`, `delta`; epsilon None when there is no single
+  one), among whom (`population_size`), whether only in simulation
+  (`simulation_only`, `simulation_caveats`) and what the guarantee leaves out
+  (`not_covered`). The last three only for private releases.
+  """
+  return {
+      'epsilon': epsilon if epsilon is None or math.isfinite(epsilon) else None,
+      'delta': delta,
+      'differentially_private': private and (epsilon is None or math.isfinite(epsilon)),
+      **({'simulation_only': bool(caveats), 'simulation_caveats': list(caveats),
+          'not_covered': [dict(item) for item in not_covered]} if private else {}),
+      'mechanism': mechanism,
+      'accountant': accountant,
+      'neighboring_relation': neighboring_relation,
+      'unit_of_privacy': UNIT_OF_PRIVACY,
+      'population_size': population_size,
+  }
+
+
 def privacy_statement(
     *,
     mechanism: str,
@@ -671,20 +697,14 @@ def privacy_statement(
         'after each pass. No sampling amplification is claimed; each pass is a '
         'SingleEpochTreeAggregationDpEvent (RDP, REPLACE_SPECIAL).')
   return {
-      'epsilon': epsilon if math.isfinite(epsilon) else None,
-      'delta': delta,
-      'differentially_private': private and math.isfinite(epsilon),
-      **({'simulation_only': bool(caveats), 'simulation_caveats': caveats,
-          'not_covered': [dict(item) for item in NOT_COVERED]} if private else {}),
-      'mechanism': mechanism,
-      'accountant': accountant,
-      'neighboring_relation': NEIGHBORING_RELATIONS[sampling],
-      'unit_of_privacy': UNIT_OF_PRIVACY,
+      **guarantee_fields(
+          private=private, epsilon=epsilon, delta=delta, mechanism=mechanism,
+          accountant=accountant, neighboring_relation=NEIGHBORING_RELATIONS[sampling],
+          population_size=population_size, caveats=caveats, not_covered=NOT_COVERED),
       'sampling': sampling,
       'sampling_probability': q,
       'noise_multiplier': noise_multiplier if private else 0.0,
       'clients_per_round': clients_per_round,
-      'population_size': population_size,
       'rounds': rounds,
       **({'rounds_per_pass': rounds_per_pass(clients_per_round=clients_per_round,
                                              population_size=population_size),

@@ -137,14 +137,15 @@ def check_config(config) -> None:
 
 def resolve_config(config, *, population_size: int, stored: Optional[dict] = None,
                    opted_out_users: int = 0):
-  """The config dict of the run: validated, with the noise multiplier resolved.
+  """The config dict of the run, with the noise multiplier resolved.
 
-  With `dp.target_epsilon` set, the noise multiplier is calibrated so that
+  `config` has passed `check_config` (the checks that need no data; `train_and_evaluate`
+  runs them once, before loading data); here come the checks that need the population
+  and the mechanism's parameters. With `dp.target_epsilon` set, the noise multiplier is calibrated so that
   `num_rounds` rounds spend the target at `dp.delta`. A continued run keeps the noise
   multiplier it was started with (recorded in `stored`), so the rounds it already
   ran stay accounted for correctly; its epsilon then grows past the target.
   """
-  check_config(config)
   resolved = config.to_dict()
   dp = resolved['dp']
   if population_size < config.clients_per_round:

@@ -168,7 +168,9 @@ def test_train_applies_the_same_budget_validation():
       ({'dp.mechanism': 'gaussian_fixed', 'dp.target_epsilon': 1e6},
        r'target_epsilon=1e\+06 is out of reach')):
     with pytest.raises(ValueError, match=message):
-      training.resolve_config(_config(**overrides), population_size=120)
+      config = _config(**overrides)
+      training.check_config(config)
+      training.resolve_config(config, population_size=120)
 
 
 # --- 7-11: run-directory state ---------------------------------------------------------
