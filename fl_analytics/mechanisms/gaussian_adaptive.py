@@ -1,0 +1,64 @@
+"""``gaussian_adaptive``: DP-FedAvg with adaptive clipping (Andrew et al. 2021).
+
+`tff.aggregators.DifferentiallyPrivateFactory.gaussian_adaptive`: the clip starts at
+`dp.clip` and follows the `dp.target_unclipped_quantile` quantile of update norms,
+estimated privately. TFF splits the *total* noise multiplier between the update and
+the clipped-count query, so the same sampled Gaussian events account for it.
+"""
+
+from __future__ import annotations
+
+from fl_analytics.mechanisms import base
+from fl_analytics.mechanisms import gaussian_fixed
+
+
+def max_noise_multiplier(clients_per_round: float) -> float:
+  """The bound of TFF's `adaptive_clip_noise_params` with its default count noise.
+
+  The clipped-count query gets stddev `0.05 * clients_per_round`; the total noise
+  multiplier must stay below twice that, or no noise is left for the update itself.
+  """
+  return 2 * 0.05 * clients_per_round
+
+
+def _check(settings: base.AggregatorSettings) -> None:
+  bound = max_noise_multiplier(settings.clients_per_round)
+  if settings.noise_multiplier >= bound:
+    raise ValueError(
+        f'dp.noise_multiplier={settings.noise_multiplier:g} is too large for adaptive '
+        f'clipping with clients_per_round={settings.clients_per_round:g}: it must be '
+        f'below 0.1 * clients_per_round = {bound:g} (TFF gives the clipped-count query '
+        'noise stddev 0.05 * clients_per_round). Raise clients_per_round, lower '
+        'the noise (or dp.target_epsilon), or use dp.mechanism=gaussian_fixed.')
+  if not 0 < settings.target_unclipped_quantile < 1:
+    raise ValueError(
+        'dp.target_unclipped_quantile must be in (0, 1). Found '
+        f'{settings.target_unclipped_quantile}.')
+  if not settings.clip_learning_rate > 0:
+    raise ValueError(
+        f'dp.clip_learning_rate must be > 0. Found {settings.clip_learning_rate}.')
+
+
+def _build(settings: base.AggregatorSettings):
+  import tensorflow_federated as tff  # pylint: disable=g-import-not-at-top
+
+  return gaussian_fixed.with_seed_and_record_sum(
+      tff.aggregators.DifferentiallyPrivateFactory.gaussian_adaptive(
+          noise_multiplier=settings.noise_multiplier,
+          clients_per_round=float(settings.clients_per_round),
+          initial_l2_norm_clip=settings.clip,
+          target_unclipped_quantile=settings.target_unclipped_quantile,
+          learning_rate=settings.clip_learning_rate),
+      settings)
+
+
+MECHANISM = base.Mechanism(
+    name='gaussian_adaptive', label='adaptive clipping',
+    reference='Andrew et al. 2021; DifferentiallyPrivateFactory.gaussian_adaptive',
+    samplings=base.SAMPLED, accountants=('rdp', 'pld'), analysis='sampled_gaussian',
+    build=_build, check=_check,
+    secure_sum_refusal=("TFF's secure sum needs fixed bounds, and with adaptive clipping "
+                        'its quantization error relative to the clip is unbounded.'),
+    compression_refusal=("no analysis here covers quantization's effect on the "
+                         'clip-count query'),
+    color='tab:blue', marker='o', linestyle='-')
