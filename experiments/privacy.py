@@ -2,7 +2,8 @@ r"""A privacy statement for DP-FedAvg settings, without training (no TensorFlow)
 
   .venv/bin/python experiments/privacy.py --num_clients=N --clients_per_round=M \
       --noise_multiplier=Z --rounds=T --delta=D [--accountant=rdp|pld] \
-      [--sampling=poisson|fixed_size|shuffle] [--mechanism=gaussian|tree|distributed] \
+      [--sampling=poisson|fixed_size|shuffle] \
+      [--mechanism=gaussian|gaussian_fixed|gaussian_adaptive|tree|distributed] \
       [--clip=C --bits=B --dim=D] [--target_epsilon=E] [--json]
 
 Calls `fl_analytics.privacy.privacy_statement`, the function `train.py` uses for
@@ -20,6 +21,7 @@ from absl import app
 from absl import flags
 
 from fl_analytics import cli
+from fl_analytics import mechanisms
 from fl_analytics import privacy
 
 _N = flags.DEFINE_integer('num_clients', None, 'Users that can be sampled (population).')
@@ -32,9 +34,14 @@ _ACCOUNTANT = flags.DEFINE_enum('accountant', 'rdp', list(privacy.ACCOUNTANTS),
                                 'Accountant.')
 _SAMPLING = flags.DEFINE_enum('sampling', 'poisson', list(privacy.SAMPLINGS),
                               'Sampling (shuffle: cyclic passes, with --mechanism=tree).')
+# The names of dp.mechanism (fl_analytics.mechanisms), and `gaussian` for the fixed and
+# adaptive pair, which the same events account for.
 _MECHANISM = flags.DEFINE_enum(
-    'mechanism', 'gaussian', ['gaussian', 'tree', 'distributed'],
-    'gaussian (fixed or adaptive clipping), tree (DP-FTRL) or distributed (Skellam).')
+    'mechanism', 'gaussian', ['gaussian', *mechanisms.names(analysis='sampled_gaussian'),
+                              *mechanisms.names(analysis='tree'),
+                              *mechanisms.names(analysis='skellam')],
+    'gaussian (gaussian_fixed or gaussian_adaptive), tree (DP-FTRL) or distributed '
+    '(Skellam): the values of dp.mechanism.')
 _CLIP = flags.DEFINE_float('clip', 0.2, 'distributed: the L2 clip (dp.clip).')
 _BITS = flags.DEFINE_integer('bits', 16, 'distributed: bit width of the secure sum.')
 _DIM = flags.DEFINE_integer('dim', None, 'distributed: number of model parameters '
@@ -45,10 +52,14 @@ _JSON = flags.DEFINE_bool('json', False, 'Print one JSON object.')
 flags.mark_flags_as_required(['num_clients', 'clients_per_round', 'rounds'])
 
 
-_MECHANISM_NAMES = {
-    'gaussian': 'Gaussian noise', 'tree': 'tree aggregation (DP-FTRL) noise',
-    'distributed': ('Skellam noise added by the clients, summed by secure aggregation '
-                    '(simulated)')}
+_ANALYSIS_NAMES = {
+    'sampled_gaussian': 'Gaussian noise', 'tree': 'tree aggregation (DP-FTRL) noise',
+    'skellam': ('Skellam noise added by the clients, summed by secure aggregation '
+                '(simulated)')}
+
+
+def _analysis(name: str) -> str:
+  return 'sampled_gaussian' if name == 'gaussian' else mechanisms.get(name).analysis
 
 
 def _distributed_params_fn():
@@ -80,7 +91,7 @@ def main(argv):
     privacy.check_accounting(accountant=_ACCOUNTANT.value, sampling=_SAMPLING.value,
                              mechanism=_MECHANISM.value)
     params_fn = None
-    if _MECHANISM.value == 'distributed':
+    if _analysis(_MECHANISM.value) == 'skellam':
       params_fn = _distributed_params_fn()
     if _TARGET.value is not None and params_fn is not None:
       z = privacy.calibrate_distributed(
@@ -126,7 +137,7 @@ def main(argv):
       f"Protected: {s['unit_of_privacy']}.",
       f"Neighbouring datasets: {s['neighboring_relation']}.",
       f"Sampling: {sampling}, from {s['population_size']} users.",
-      f"Mechanism: {_MECHANISM_NAMES[s['mechanism']]}"
+      f"Mechanism: {_ANALYSIS_NAMES[_analysis(s['mechanism'])]}"
       f", noise multiplier {s['noise_multiplier']:.4g}"
       + (' (calibrated to the target)' if _TARGET.value is not None else '')
       + f", {s['rounds']} rounds.",
