@@ -315,14 +315,17 @@ def calibrate_noise_multiplier(
   if rounds == 0:
     raise ValueError('Cannot calibrate noise for 0 rounds.')
 
-  for z, reachable, advice in (
-      (MIN_CALIBRATED_NOISE_MULTIPLIER, lambda e: e > target_epsilon,
+  # The ends of the search. At the small end RDP stands in for PLD (PLD is slow at tiny
+  # noise, and never reports more than RDP, so a target RDP meets there PLD meets too);
+  # at the large end the run's own accountant answers (fast there).
+  for z, end_accountant, reachable, advice in (
+      (MIN_CALIBRATED_NOISE_MULTIPLIER, 'rdp', lambda e: e > target_epsilon,
        'Such a budget protects nothing; choose a smaller target.'),
-      (MAX_NOISE_MULTIPLIER, lambda e: e <= target_epsilon,
+      (MAX_NOISE_MULTIPLIER, accountant, lambda e: e <= target_epsilon,
        'No noise reaches it; choose a larger target, fewer rounds or a smaller cohort.')):
     spent = epsilon_spent(noise_multiplier=z, clients_per_round=clients_per_round,
                           population_size=population_size, rounds=rounds, delta=delta,
-                          sampling=sampling)
+                          sampling=sampling, accountant=end_accountant)
     if not reachable(spent):
       raise ValueError(
           f'target_epsilon={target_epsilon:g} is out of reach: noise multiplier {z:g}, '

@@ -250,3 +250,13 @@ def test_distributed_is_accounted_for_fixed_size_rdp_only(kw):
   with pytest.raises(ValueError, match=r'dp.mechanism=distributed \(distributed Skellam\) '
                      r'is accounted for sampling=fixed_size with the rdp accountant only'):
     privacy.check_accounting(mechanism='distributed', **kw)
+
+
+def test_calibration_refuses_targets_out_of_reach_naming_the_end_of_the_range():
+  common = dict(clients_per_round=50, population_size=776, rounds=40, delta=1e-5)
+  with pytest.raises(ValueError, match=r'target_epsilon=1e\+06 is out of reach: noise '
+                     r'multiplier 0.01.*protects nothing'):
+    privacy.calibrate_noise_multiplier(target_epsilon=1e6, **common)
+  with pytest.raises(ValueError, match=r'target_epsilon=0.0001 is out of reach: noise '
+                     r'multiplier 10000.*No noise reaches it'):
+    privacy.calibrate_noise_multiplier(target_epsilon=1e-4, **common)
