@@ -16,32 +16,21 @@ import time
 import numpy as np
 import pytest
 
-from configs import churn
 from fl_analytics import privacy
 from fl_analytics import rundir
 from fl_analytics import runtime
 from fl_analytics import summary
 from fl_analytics import sweeps
 from fl_analytics import training
+from tests import training_test
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def _config(**overrides):
-  c = churn.get_config()
-  c.num_rounds = 3
-  c.eval_every = 1
-  c.clients_per_round = 20
-  c.data.num_users = 150
-  c.data.num_days = 40
-  c.evaluation.personalization_steps = 0
-  for key, value in overrides.items():
-    node = c
-    *path, last = key.split('.')
-    for p in path:
-      node = node[p]
-    node[last] = value
-  return c
+  """training_test's tiny config, 3 rounds, without personalization (not tested here)."""
+  return training_test.tiny_config(**{'num_rounds': 3,
+                                      'evaluation.personalization_steps': 0, **overrides})
 
 
 def _rows(workdir, drop=('round_seconds',)):
