@@ -15,7 +15,6 @@ mechanism loads TensorFlow.
 """
 
 import json
-import sys
 
 from absl import app
 from absl import flags

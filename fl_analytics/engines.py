@@ -67,7 +67,7 @@ class Engine(abc.ABC):
 
   @property
   def client_bytes(self) -> Optional[float]:
-    """Bytes one client sent in the last round, if this engine can tell."""
+    """Bytes one client sends per round, if this engine can tell."""
     return None
 
   def close(self) -> None:
@@ -84,16 +84,12 @@ class MapReduceEngine(Engine):
     from fl_analytics import mrf_runner  # pylint: disable=g-import-not-at-top
 
     self._runner = mrf_runner.MapReduceRunner(process, dataset_fn)
-    self._sent: Optional[float] = None
 
   def initialize(self):
     return self._runner.initialize()
 
   def next(self, state, clients):
-    state, metrics = self._runner.next(state, [(c.x, c.y, c.max_steps) for c in clients])
-    sent = self._runner.client_bytes
-    self._sent = sum(sent) / len(sent) if sent and None not in sent else None
-    return state, metrics
+    return self._runner.next(state, [(c.x, c.y, c.max_steps) for c in clients])
 
   def get_model_weights(self, state):
     return self._runner.get_model_weights(state)
@@ -103,7 +99,7 @@ class MapReduceEngine(Engine):
 
   @property
   def client_bytes(self):
-    return self._sent
+    return self._runner.sent_bytes
 
   def close(self):
     self._runner.close()

@@ -228,7 +228,12 @@ class MapReduceRunner:
     self._groups = [_ClientStep(mrf, dataset_fn) for _ in range(groups)]
     self._pool = (concurrent.futures.ThreadPoolExecutor(parallel)
                   if parallel > 1 else None)
-    self.client_bytes: list[int] = []
+    # Bytes one client sends per round: its `work` output (the update as the aggregator
+    # encodes it, the count, the metrics' sums, the secure-sum inputs), from the tensor
+    # types of the compiled `work`, which fix every shape, at the dtype the computation
+    # holds each tensor in (for secure-sum inputs that is wider than the protocol's bit
+    # width). None if a shape is not fully known. The same for every client and round.
+    self.sent_bytes: Optional[int] = self._groups[0].sent_bytes
 
   def initialize(self):
     """The process's `initialize`, run from its compiled form."""
@@ -245,14 +250,7 @@ class MapReduceRunner:
     return state._replace(global_model_weights=model_weights)
 
   def next(self, state, client_data: Sequence[tuple[np.ndarray, np.ndarray]]):
-    """One round; returns `(new_state, metrics)` in the process's Python containers.
-
-    Afterwards `client_bytes` holds, per client of the round, the bytes it sent: its
-    `work` output (the update as the aggregator encodes it, the count, the metrics'
-    sums, the secure-sum inputs), from the tensor types of the compiled `work`, which
-    fix every shape, at the dtype the computation holds each tensor in (for secure-sum
-    inputs that is wider than the protocol's bit width). Read once, not per client.
-    """
+    """One round; returns `(new_state, metrics)` in the process's Python containers."""
     flat_state = _flatten_value(state)
     server_feed = dict(zip(self._state_feeds, flat_state))
     broadcast, acc, secure_params = self._server.run(
@@ -274,7 +272,6 @@ class MapReduceRunner:
     indexes = range(len(self._groups))
     results = (list(self._pool.map(run_group, indexes)) if self._pool is not None
                else [run_group(g) for g in indexes])
-    self.client_bytes = [self._groups[0].sent_bytes] * len(client_data)
     acc, secure_sums = results[0]
     for acc_g, secure_g in results[1:]:
       acc = self._server.run(self._merged, {**dict(zip(self._acc_feeds, acc)),

@@ -85,7 +85,8 @@ class ConfigMismatchError(InvalidSettingsError):
 
 
 class DivergenceError(FloatingPointError):
-  """The loss became non-finite or far above its start; the last good round is kept."""
+  """The loss became non-finite or far above a uniform prediction's; the last good
+  round is kept."""
 
 
 def _check_positive(key: str, value) -> None:
@@ -141,10 +142,11 @@ def resolve_config(config, *, population_size: int, stored: Optional[dict] = Non
 
   `config` has passed `check_config` (the checks that need no data; `train_and_evaluate`
   runs them once, before loading data); here come the checks that need the population
-  and the mechanism's parameters. With `dp.target_epsilon` set, the noise multiplier is calibrated so that
-  `num_rounds` rounds spend the target at `dp.delta`. A continued run keeps the noise
-  multiplier it was started with (recorded in `stored`), so the rounds it already
-  ran stay accounted for correctly; its epsilon then grows past the target.
+  and the mechanism's parameters. With `dp.target_epsilon` set, the noise multiplier is
+  calibrated so that `num_rounds` rounds spend the target at `dp.delta`. A continued
+  run keeps the noise multiplier it was started with (recorded in `stored`), so the
+  rounds it already ran stay accounted for correctly; its epsilon then grows past the
+  target.
   """
   resolved = config.to_dict()
   dp = resolved['dp']

@@ -41,7 +41,6 @@ class Mechanism:
 
   name: str
   label: str  # in figures and tables
-  reference: str  # the paper or API it follows
   samplings: tuple[str, ...]  # the sampling schemes it is accounted for
   accountants: tuple[str, ...]  # the accountants that analyse it
   # How `fl_analytics.privacy` analyses it: 'none' (no privacy), 'sampled_gaussian'

@@ -106,7 +106,6 @@ def _build(settings: base.AggregatorSettings):
 
 MECHANISM = base.Mechanism(
     name='distributed', label='distributed Skellam',
-    reference='Agarwal, Kairouz, Liu 2021; TFF DistributedDpSumFactory',
     samplings=('fixed_size',), accountants=('rdp',), analysis='skellam', build=_build,
     check=_check, compression_refusal='it already quantizes updates to dp.bits',
     dropout=False,

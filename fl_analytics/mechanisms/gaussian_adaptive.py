@@ -54,7 +54,6 @@ def _build(settings: base.AggregatorSettings):
 
 MECHANISM = base.Mechanism(
     name='gaussian_adaptive', label='adaptive clipping',
-    reference='Andrew et al. 2021; DifferentiallyPrivateFactory.gaussian_adaptive',
     samplings=base.SAMPLED, accountants=('rdp', 'pld'), analysis='sampled_gaussian',
     build=_build, check=_check,
     secure_sum_refusal=("TFF's secure sum needs fixed bounds, and with adaptive clipping "

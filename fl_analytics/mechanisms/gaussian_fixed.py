@@ -41,7 +41,6 @@ def _build(settings: base.AggregatorSettings):
 
 MECHANISM = base.Mechanism(
     name='gaussian_fixed', label='fixed clipping',
-    reference='McMahan et al. 2018; DifferentiallyPrivateFactory.gaussian_fixed',
     samplings=base.SAMPLED, accountants=('rdp', 'pld'), analysis='sampled_gaussian',
     build=_build, secure_sum=True, compression=True, fixed_clip=True,
     color='tab:orange', marker='s', linestyle='--')

@@ -12,6 +12,6 @@ def _build(settings: base.AggregatorSettings):
 
 
 MECHANISM = base.Mechanism(
-    name='none', label='non-private', reference='plain FedAvg (UnweightedMeanFactory)',
+    name='none', label='non-private',
     samplings=base.SAMPLED + ('shuffle',), accountants=('rdp', 'pld'), analysis='none',
     build=_build, compression=True)

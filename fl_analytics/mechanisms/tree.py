@@ -35,7 +35,6 @@ def _build(settings: base.AggregatorSettings):
 
 MECHANISM = base.Mechanism(
     name='tree', label='DP-FTRL (tree)',
-    reference='Kairouz et al. 2021; TF Privacy TreeResidualSumQuery',
     samplings=('shuffle',), accountants=('rdp',), analysis='tree', build=_build,
     secure_sum=True, compression=True, fixed_clip=True,
     color='tab:green', marker='^', linestyle=':')
