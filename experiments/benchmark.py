@@ -10,7 +10,6 @@ of a parallel sweep; peak resident memory; with --memory_rounds, resident memory
 round 50 and after round N of one long run. See `fl_analytics/benchmark.py`.
 """
 
-import json
 import os
 import sys
 

@@ -6,13 +6,15 @@ r"""A privacy statement for DP-FedAvg settings, without training (no TensorFlow)
       [--mechanism=gaussian|gaussian_fixed|gaussian_adaptive|tree|distributed] \
       [--clip=C --bits=B --dim=D] [--target_epsilon=E] [--json]
 
-Calls `fl_analytics.privacy.privacy_statement`, the function `train.py` uses for
-privacy.json. With --target_epsilon it calibrates the noise multiplier instead.
-`--mechanism=distributed` (Skellam over secure aggregation, sampling=fixed_size) also
-needs the clip, the bit width and the number of model parameters: its scaled parameters
-come from TFF's own construction (`aggregators.distributed_parameters`), so only this
-mechanism loads TensorFlow.
+Calls `fl_analytics.privacy.statement`, the function `train.py` uses for privacy.json,
+on the same `mechanisms.DpSettings`. With --target_epsilon it calibrates the noise
+multiplier instead (`privacy.calibrate`). `--mechanism=distributed` (Skellam over secure
+aggregation, sampling=fixed_size) also needs the clip, the bit width and the number of
+model parameters: its scaled parameters come from TFF's own construction
+(`mechanisms.distributed.parameters`), so only this mechanism loads TensorFlow.
 """
+
+import dataclasses
 
 import json
 
@@ -33,12 +35,11 @@ _ACCOUNTANT = flags.DEFINE_enum('accountant', 'rdp', list(privacy.ACCOUNTANTS),
                                 'Accountant.')
 _SAMPLING = flags.DEFINE_enum('sampling', 'poisson', list(privacy.SAMPLINGS),
                               'Sampling (shuffle: cyclic passes, with --mechanism=tree).')
-# The names of dp.mechanism (fl_analytics.mechanisms), and `gaussian` for the fixed and
-# adaptive pair, which the same events account for.
+# The private values of dp.mechanism (fl_analytics.mechanisms), and `gaussian` for the
+# fixed and adaptive pair, which the same events account for.
+_GAUSSIAN = 'gaussian_fixed'
 _MECHANISM = flags.DEFINE_enum(
-    'mechanism', 'gaussian', ['gaussian', *mechanisms.names(analysis='sampled_gaussian'),
-                              *mechanisms.names(analysis='tree'),
-                              *mechanisms.names(analysis='skellam')],
+    'mechanism', 'gaussian', ['gaussian', *mechanisms.names(private=True)],
     'gaussian (gaussian_fixed or gaussian_adaptive), tree (DP-FTRL) or distributed '
     '(Skellam): the values of dp.mechanism.')
 _CLIP = flags.DEFINE_float('clip', 0.2, 'distributed: the L2 clip (dp.clip).')
@@ -51,32 +52,22 @@ _JSON = flags.DEFINE_bool('json', False, 'Print one JSON object.')
 flags.mark_flags_as_required(['num_clients', 'clients_per_round', 'rounds'])
 
 
-_ANALYSIS_NAMES = {
-    'sampled_gaussian': 'Gaussian noise', 'tree': 'tree aggregation (DP-FTRL) noise',
-    'skellam': ('Skellam noise added by the clients, summed by secure aggregation '
-                '(simulated)')}
-
-
-def _analysis(name: str) -> str:
-  return 'sampled_gaussian' if name == 'gaussian' else mechanisms.get(name).analysis
-
-
-def _distributed_params_fn():
-  """z -> the Skellam query's scaled parameters, as `train.py` resolves them."""
-  if _DIM.value is None or _DIM.value < 1:
-    raise ValueError('--mechanism=distributed needs --dim, the number of model '
-                     'parameters (577 for the default churn model).')
-  if int(_M.value) != _M.value:
-    raise ValueError(f'--clients_per_round must be a whole number for '
-                     f'--mechanism=distributed. Found {_M.value}.')
-  from fl_analytics import aggregators  # pylint: disable=g-import-not-at-top
-
-  aggregators.check_dp_config(mechanism='distributed', noise_multiplier=1.0,
-                              clip=_CLIP.value, clients_per_round=_M.value,
-                              bits=_BITS.value)
-  return lambda z: aggregators.distributed_parameters(
-      noise_multiplier=z, clip=_CLIP.value, clients_per_round=int(_M.value),
-      bits=_BITS.value, dim=_DIM.value)
+def _settings(z: float) -> mechanisms.DpSettings:
+  """The flags as the settings `train.py` resolves from a config."""
+  name = _GAUSSIAN if _MECHANISM.value == 'gaussian' else _MECHANISM.value
+  num_parameters = None
+  if name == 'distributed':
+    if _DIM.value is None or _DIM.value < 1:
+      raise ValueError('--mechanism=distributed needs --dim, the number of model '
+                       'parameters (577 for the default churn model).')
+    if int(_M.value) != _M.value:
+      raise ValueError(f'--clients_per_round must be a whole number for '
+                       f'--mechanism=distributed. Found {_M.value}.')
+    num_parameters = _DIM.value
+  return mechanisms.DpSettings(
+      mechanism=name, noise_multiplier=z, clip=_CLIP.value, clients_per_round=_M.value,
+      population_size=_N.value, sampling=_SAMPLING.value, accountant=_ACCOUNTANT.value,
+      delta=_DELTA.value, bits=_BITS.value, num_parameters=num_parameters)
 
 
 def main(argv):
@@ -88,28 +79,16 @@ def main(argv):
         delta=_DELTA.value, population_size=_N.value, target_epsilon=_TARGET.value,
         noise_multiplier=_Z.value if _TARGET.value is None else None, prefix='--')
     privacy.check_accounting(accountant=_ACCOUNTANT.value, sampling=_SAMPLING.value,
-                             mechanism=_MECHANISM.value)
-    params_fn = None
-    if _analysis(_MECHANISM.value) == 'skellam':
-      params_fn = _distributed_params_fn()
-    if _TARGET.value is not None and params_fn is not None:
-      z = privacy.calibrate_distributed(
-          target_epsilon=_TARGET.value, params_fn=params_fn, clients_per_round=_M.value,
-          population_size=_N.value, rounds=_T.value, delta=_DELTA.value)
-    elif _TARGET.value is not None:
-      z = privacy.calibrate_noise_multiplier(
-          target_epsilon=_TARGET.value, clients_per_round=_M.value,
-          population_size=_N.value, rounds=_T.value, delta=_DELTA.value,
-          sampling=_SAMPLING.value, accountant=_ACCOUNTANT.value)
-    elif _Z.value is None:
+                             mechanism=_MECHANISM.value.replace('gaussian', _GAUSSIAN)
+                             if _MECHANISM.value == 'gaussian' else _MECHANISM.value)
+    if _TARGET.value is None and _Z.value is None:
       raise ValueError('Give --noise_multiplier, or --target_epsilon to calibrate it.')
-    else:
-      z = _Z.value
-    statement = privacy.privacy_statement(
-        mechanism=_MECHANISM.value, noise_multiplier=z, clients_per_round=_M.value,
-        population_size=_N.value, rounds=_T.value, delta=_DELTA.value,
-        sampling=_SAMPLING.value, accountant=_ACCOUNTANT.value,
-        distributed=params_fn(z) if params_fn is not None else None)
+    settings = _settings(1.0 if _Z.value is None else _Z.value)
+    m = mechanisms.get(settings.mechanism)
+    if _TARGET.value is not None:
+      settings = dataclasses.replace(settings, noise_multiplier=privacy.calibrate(
+          settings, rounds=_T.value, target_epsilon=_TARGET.value))
+    statement = privacy.statement(m.resolve(settings), _T.value)
   except ValueError as e:
     cli.fail(e)
   if _JSON.value:
@@ -136,7 +115,7 @@ def main(argv):
       f"Protected: {s['unit_of_privacy']}.",
       f"Neighbouring datasets: {s['neighboring_relation']}.",
       f"Sampling: {sampling}, from {s['population_size']} users.",
-      f"Mechanism: {_ANALYSIS_NAMES[_analysis(s['mechanism'])]}"
+      f"Mechanism: {mechanisms.get(s['mechanism']).noise}"
       f", noise multiplier {s['noise_multiplier']:.4g}"
       + (' (calibrated to the target)' if _TARGET.value is not None else '')
       + f", {s['rounds']} rounds.",

@@ -32,26 +32,20 @@ count query would need its own analysis), `distributed` (it already quantizes to
 `dp.bits`) or `secure_sum` (`EncodedSumFactory` takes no inner sum). The stochastic
 rounding is drawn by TensorFlow unseeded: compressed runs do not repeat exactly.
 
-`check_dp_config` validates the settings without importing TFF, so a bad value fails
-before anything is trained or written.
+`check` validates the resolved settings (`mechanisms.DpSettings`) without importing TFF,
+so a bad value fails before anything is trained or written; `build` builds from them.
 """
 
 from __future__ import annotations
 
 import math
-from typing import Optional
 
 from fl_analytics import mechanisms
 from fl_analytics.mechanisms import distributed
 from fl_analytics.mechanisms import gaussian_adaptive
 
 # What each mechanism allows is in `fl_analytics.mechanisms`.
-MECHANISMS = tuple(mechanisms.REGISTRY)
-# TFF's range for the bit width of the distributed mechanism's secure sum.
-MAX_BITS = distributed.MAX_BITS
 SECURE_SUM_MECHANISMS = mechanisms.names(secure_sum=True)
-# Mechanisms whose clip is `dp.clip` in every round.
-FIXED_CLIP_MECHANISMS = mechanisms.names(fixed_clip=True)
 COMPRESSION_MECHANISMS = mechanisms.names(compression=True)
 # TF Model Optimization's UniformQuantizationEncodingStage allows 1..16 bits.
 MAX_COMPRESSION_BITS = 16
@@ -102,83 +96,56 @@ def compression_sum_factory(*, bits: int, threshold: int):
       quantization_bits=bits, threshold=threshold)
 
 
-def check_dp_config(
-    *,
-    mechanism: str,
-    noise_multiplier: float,
-    clip: float,
-    clients_per_round: float,
-    target_unclipped_quantile: float = 0.5,
-    clip_learning_rate: float = 0.2,
-    secure_sum: bool = False,
-    bits: int = 16,
-) -> None:
-  """Raises ValueError naming the bad value and what is allowed."""
-  check_secure_sum(mechanism, secure_sum)
-  m = mechanisms.get(mechanism)
+def check(settings: mechanisms.DpSettings) -> None:
+  """Raises ValueError naming the bad value and what is allowed (the resolved settings;
+  `training.resolve_config` calls it once per launch, after calibration)."""
+  m = mechanisms.get(settings.mechanism)
   if not m.private:
     return
-  if not (noise_multiplier > 0 and math.isfinite(noise_multiplier)):
+  z = settings.noise_multiplier
+  if not (z > 0 and math.isfinite(z)):
     raise ValueError(
         f'dp.noise_multiplier must be a finite number > 0 for dp.mechanism='
-        f'{mechanism}. Found {noise_multiplier}. (Use dp.mechanism=none for the '
-        'non-private reference.)')
-  if not (clip > 0 and math.isfinite(clip)):
-    raise ValueError(f'dp.clip must be a finite number > 0. Found {clip}.')
-  m.check(mechanisms.AggregatorSettings(
-      noise_multiplier=noise_multiplier, clip=clip, clients_per_round=clients_per_round,
-      target_unclipped_quantile=target_unclipped_quantile,
-      clip_learning_rate=clip_learning_rate, bits=bits))
+        f'{m.name}. Found {z}. (Use dp.mechanism=none for the non-private reference.)')
+  if not (settings.clip > 0 and math.isfinite(settings.clip)):
+    raise ValueError(f'dp.clip must be a finite number > 0. Found {settings.clip}.')
+  m.check(settings)
 
 
-def build_model_aggregator(
-    *,
-    mechanism: str,
-    noise_multiplier: float,
-    clip: float,
-    clients_per_round: float,
-    target_unclipped_quantile: float = 0.5,
-    clip_learning_rate: float = 0.2,
-    noise_seed: Optional[int] = None,
-    record_specs=None,
-    restart_period: Optional[int] = None,
-    secure_sum: bool = False,
-    bits: int = 16,
-    compression_bits: int = 0,
-    compression_threshold: int = 0,
-):
-  """The `tff.aggregators.UnweightedAggregationFactory` for `mechanism`.
+def build(settings: mechanisms.DpSettings, *, record_specs=None):
+  """The `tff.aggregators.UnweightedAggregationFactory` of checked `settings`.
 
-  With `noise_seed` set, the DP noise is drawn reproducibly from that seed
+  With `settings.noise_seed` set, the DP noise is drawn reproducibly from that seed
   (`fl_analytics.seeded_noise`, for simulation; tree aggregation takes the seed
   itself); with None, TF Privacy draws it from an unseeded generator. `tree` also
-  needs `record_specs` (the model's trainable weights) and `restart_period`. With
-  `compression_bits` > 0 the (clipped) updates are summed quantized.
+  needs `record_specs` (the model's trainable weights) and `settings.restart_period`.
+  With `compression_bits` > 0 the (clipped) updates are summed quantized.
   """
-  check_compression(mechanism=mechanism, bits=compression_bits,
-                    threshold=compression_threshold, secure_sum=secure_sum)
-  check_dp_config(
-      mechanism=mechanism,
-      noise_multiplier=noise_multiplier,
-      clip=clip,
-      clients_per_round=clients_per_round,
-      target_unclipped_quantile=target_unclipped_quantile,
-      clip_learning_rate=clip_learning_rate,
-      secure_sum=secure_sum,
-      bits=bits,
-  )
   record_sum = None
-  if secure_sum:
+  if settings.secure_sum:
     import tensorflow_federated as tff  # pylint: disable=g-import-not-at-top
 
     record_sum = tff.aggregators.SecureSumFactory(
-        upper_bound_threshold=float(clip), lower_bound_threshold=-float(clip))
-  elif compression_bits:
-    record_sum = compression_sum_factory(bits=compression_bits,
-                                         threshold=compression_threshold)
-  return mechanisms.get(mechanism).build(mechanisms.AggregatorSettings(
-      noise_multiplier=noise_multiplier, clip=clip, clients_per_round=clients_per_round,
-      target_unclipped_quantile=target_unclipped_quantile,
-      clip_learning_rate=clip_learning_rate, noise_seed=noise_seed,
-      record_specs=record_specs, restart_period=restart_period, bits=bits,
-      record_sum=record_sum))
+        upper_bound_threshold=float(settings.clip),
+        lower_bound_threshold=-float(settings.clip))
+  elif settings.compression_bits:
+    record_sum = compression_sum_factory(bits=settings.compression_bits,
+                                         threshold=settings.compression_threshold)
+  return mechanisms.get(settings.mechanism).build(
+      settings, record_specs=record_specs, record_sum=record_sum)
+
+
+def check_dp_config(*, secure_sum: bool = False, **settings) -> None:
+  """`check_secure_sum` and `check` from loose values (`mechanisms.DpSettings` names)."""
+  check_secure_sum(settings['mechanism'], secure_sum)
+  check(mechanisms.DpSettings(secure_sum=secure_sum, **settings))
+
+
+def build_model_aggregator(*, record_specs=None, **settings):
+  """The aggregator from loose values (`mechanisms.DpSettings` names), checked first."""
+  dp = mechanisms.DpSettings(**settings)
+  check_compression(mechanism=dp.mechanism, bits=dp.compression_bits,
+                    threshold=dp.compression_threshold, secure_sum=dp.secure_sum)
+  check_secure_sum(dp.mechanism, dp.secure_sum)
+  check(dp)
+  return build(dp, record_specs=record_specs)

@@ -19,9 +19,8 @@
   in simulation, where the TFF runtime would add nothing but cost.
 
 `evaluate_run` writes `calibration.csv` into the run directory and returns the result
-that the caller writes to `evaluation.json` last, after `fl_analytics.plots.calibration`
-has drawn `figures/calibration.png`, so a run whose figure failed is not taken as
-evaluated.
+that `recording.RunRecorder.finish` writes to `evaluation.json` last, after drawing
+`figures/calibration.png`, so a run whose figure failed is not taken as evaluated.
 
 Per-user rows (`eval_users.csv`) are written only with `evaluation.per_user_rows`:
 held-out users are not protected by the DP guarantee, and a row's values (examples,

@@ -1,47 +1,21 @@
 """Privacy accounting for user-level DP federated averaging (dp_accounting only).
 
 A round of DP-FedAvg (McMahan et al. 2018, "Learning Differentially Private Recurrent
-Language Models") clips each sampled user's update to L2 norm C and adds Gaussian noise
-of standard deviation `noise_multiplier * C` to their sum. What one round is, as a
-dp_accounting event, depends on how the cohort was sampled, and the accountant must
-analyse exactly that:
+Language Models") clips each sampled user's update and adds noise to their sum. What
+`T` rounds are, as a dp_accounting event, is the mechanism's to say
+(`fl_analytics.mechanisms`: a sampled Gaussian for fixed and adaptive clipping, one tree
+per pass for DP-FTRL, a sampled Skellam event for distributed DP), from how the cohorts
+were drawn (`fl_analytics.sampling`: Poisson, fixed-size or cyclic passes, each with its
+neighbouring relation). This module knows no mechanism or scheme by name: it refuses
+what the accountant cannot analyse (`check_accounting`), composes the event with
+dp_accounting's RDP or PLD accountant (`epsilon`; `fl_analytics.accounting` adds the
+events dp_accounting does not know), calibrates the noise with dp_accounting's
+`calibrate_dp_mechanism` (`calibrate`), and writes the statement (`statement`): what
+is protected, how, and at what (epsilon, delta).
 
-* ``poisson``: every training user joins independently with probability
-  `q = clients_per_round / population_size`:
-  `PoissonSampledDpEvent(q, GaussianDpEvent(z))`, under add-or-remove-one-user
-  neighbours. Both the RDP and the PLD accountant analyse it.
-* ``fixed_size``: exactly `clients_per_round` users, uniformly without replacement:
-  `SampledWithoutReplacementDpEvent(N, m, GaussianDpEvent(z / 2))` under replace-one-
-  user neighbours (Wang, Balle, Kasiviswanathan 2019). Replacing one user moves the
-  clipped sum by up to 2C, so the noise relative to that sensitivity is `z / 2`. Only
-  the RDP accountant analyses it; `pld` with `fixed_size` is refused.
-
-* ``shuffle`` (only with ``dp.mechanism=tree``, DP-FTRL of Kairouz et al. 2021): cyclic
-  passes of `R = population_size // clients_per_round` rounds over one shuffle of the
-  users, the aggregation tree restarted after each pass, so each user is in each tree
-  at most once. No sampling amplification is claimed: `T` rounds are
-  `SingleEpochTreeAggregationDpEvent(z, R)` composed once per full pass, plus one for
-  the partial pass, under dp_accounting's REPLACE_SPECIAL relation (one user replaced
-  by a user who contributes zero), RDP only.
-
-* ``distributed`` (only with ``sampling=fixed_size``): distributed DP with the Skellam
-  mechanism over secure aggregation (Agarwal, Kairouz, Liu 2021, "The Skellam
-  Mechanism for Differentially Private Federated Learning"; TFF's
-  `DistributedDpSumFactory`). Each of the exactly `m` sampled clients adds Skellam
-  noise of variance `s**2` to its scaled, rounded update, so the securely summed noise
-  is Skellam with variance `m * s**2` whatever the data. Replacing one user moves the
-  integer sum by at most `2 * l2` in L2 and `2 * l1` in L1 (`l1`, `l2`: the bounds the
-  query checks on every rounded update). One round's RDP is their Corollary 3.6 for
-  integer orders, amplified by sampling without replacement with the general bound of
-  Wang, Balle, Kasiviswanathan 2019 (Theorem 9, replace-one neighbours); `T` rounds
-  compose to `T` times that, converted with dp_accounting's `compute_epsilon`.
-  dp_accounting has no DpEvent for the Skellam mechanism, hence the code here.
-  Poisson sampling is refused: the summed noise would then depend on how many users
-  took part, and a present and an absent user would be told apart by the noise level.
-
-For the sampled mechanisms `T` rounds are the round event self-composed `T` times. For adaptive clipping (Andrew
-et al. 2021) TFF's `gaussian_adaptive` splits the *total* noise multiplier between the
-update and the clipped-count query, so the same events describe it.
+Every function reads one `mechanisms.DpSettings`, the run's resolved settings; the
+keyword functions (`epsilon_spent`, `calibrate_noise_multiplier`, `privacy_statement`,
+...) build it for callers that have loose values (the privacy CLI, tests).
 
 The unit of privacy is one user's whole data. This module imports neither TensorFlow
 nor TFF, so privacy questions are answered at once (`experiments/privacy.py`).
@@ -49,80 +23,60 @@ nor TFF, so privacy questions are answered at once (`experiments/privacy.py`).
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import math
-from typing import Any, Optional, Sequence
+from typing import Any, Callable, Optional, Sequence
 
 import dp_accounting
 from dp_accounting.rdp import rdp_privacy_accountant
 import numpy as np
 
+from fl_analytics import accounting
 from fl_analytics import mechanisms
+from fl_analytics import sampling as sampling_lib
+from fl_analytics.mechanisms import distributed as distributed_mechanism
 
 DEFAULT_DELTA = 1e-5
 ACCOUNTANTS = ('rdp', 'pld')
-SAMPLINGS = ('poisson', 'fixed_size', 'shuffle')
+SAMPLINGS = tuple(sampling_lib.SCHEMES)
 UNIT_OF_PRIVACY = "one user's whole data (user-level DP)"
-NEIGHBORING_RELATIONS = {
-    'poisson': 'add or remove one user',
-    'fixed_size': 'replace one user',
-    'shuffle': 'replace one user by a user who contributes nothing (zero update)',
-}
-# The mechanisms each analysis here covers (`fl_analytics.mechanisms`).
-TREE_MECHANISMS = mechanisms.names(analysis='tree')
-DISTRIBUTED_MECHANISMS = mechanisms.names(analysis='skellam')
-# Integer RDP orders for the Skellam analysis (the bound holds at integer orders).
-SKELLAM_ORDERS = tuple(range(2, 257)) + (384, 512, 768, 1024)
+DpSettings = mechanisms.DpSettings
 
 
 def sampling_probability(*, clients_per_round: float, population_size: int) -> float:
   """The share of the population sampled per round (expected share for Poisson)."""
-  if not isinstance(population_size, int) or population_size < 1:
-    raise ValueError(f'population size must be an integer >= 1. Found {population_size!r}.')
-  if not 0 < clients_per_round <= population_size:
-    raise ValueError(
-        f'clients_per_round must be in (0, population size = {population_size}]. '
-        f'Found {clients_per_round}.')
-  return clients_per_round / population_size
+  return sampling_lib.sampling_probability(clients_per_round=clients_per_round,
+                                           population_size=population_size)
 
 
 def check_accounting(*, accountant: str, sampling: str, mechanism: str = '') -> None:
   """Refuses combinations the accountant cannot analyse, naming what is allowed.
 
-  `mechanism` (when given) must match the sampling: tree aggregation is accounted for
-  cyclic passes (`shuffle`) only, and `shuffle` only for tree aggregation.
+  The mechanism (when given) says which sampling schemes and accountants analyse it;
+  the scheme says which accountants analyse it.
   """
   if accountant not in ACCOUNTANTS:
     raise ValueError(
         f'accountant must be one of {", ".join(ACCOUNTANTS)}. Found {accountant!r}.')
-  if sampling not in SAMPLINGS:
+  scheme = sampling_lib.get(sampling)
+  m = mechanisms.get(mechanism) if mechanism else None
+  if m is not None and m.private and (sampling not in m.samplings
+                                      or accountant not in m.accountants):
+    others = [n.name for n in mechanisms.REGISTRY.values()
+              if n.private and sampling in n.samplings]
     raise ValueError(
-        f'sampling must be one of {", ".join(SAMPLINGS)}. Found {sampling!r}.')
-  if mechanism in TREE_MECHANISMS and sampling != 'shuffle':
-    raise ValueError(
-        f'dp.mechanism={mechanism} (DP-FTRL) is accounted for sampling=shuffle (cyclic '
-        f'passes over the users) only. Found sampling={sampling}.')
-  if sampling == 'shuffle' and mechanism and mechanism not in TREE_MECHANISMS + ('none',):
-    raise ValueError(
-        f'sampling=shuffle is accounted only for dp.mechanism=tree; {mechanism} needs '
-        'sampling=poisson or fixed_size.')
-  if mechanism in DISTRIBUTED_MECHANISMS and (sampling != 'fixed_size'
-                                             or accountant != 'rdp'):
-    raise ValueError(
-        f'dp.mechanism={mechanism} (distributed Skellam) is accounted for '
-        'sampling=fixed_size with the rdp accountant only (found sampling='
-        f'{sampling}, accountant={accountant}): with Poisson sampling the summed noise '
-        'depends on how many users took part, and dp_accounting has no PLD for it.')
-  if accountant == 'pld' and sampling == 'shuffle':
-    raise ValueError(
-        'The pld accountant cannot analyse tree aggregation (sampling=shuffle): '
-        'dp_accounting 0.4.3 accounts SingleEpochTreeAggregationDpEvent with RDP only. '
-        'Use the rdp accountant.')
-  if accountant == 'pld' and sampling == 'fixed_size':
-    raise ValueError(
-        "The pld accountant cannot analyse fixed_size sampling: dp_accounting 0.4.3 "
-        'has no PLD for sampling without replacement. Use the rdp accountant (replace-'
-        'one-user neighbours) or poisson sampling.')
+        f'dp.mechanism={m.name} ({m.title}) is accounted for sampling='
+        f'{" or ".join(m.samplings)} with the {" or ".join(m.accountants)} accountant '
+        f'only (found sampling={sampling}, accountant={accountant}).'
+        + (f' {m.sampling_refusal}' if sampling not in m.samplings
+           and m.sampling_refusal else '')
+        + (f' sampling={sampling} is accounted only for dp.mechanism='
+           f'{" or ".join(others)}.' if sampling not in m.samplings and others else '')
+        + (f' {m.accountant_refusal}' if accountant not in m.accountants
+           and m.accountant_refusal else ''))
+  if accountant not in scheme.accountants:
+    raise ValueError(scheme.pld_refusal)
 
 
 # Above this, RDP's arithmetic fails in dp_accounting 0.4.3 ("Renyi divergence cannot
@@ -167,66 +121,18 @@ def check_budget(*, delta: float, population_size: Optional[int] = None,
         'falling long before it.')
 
 
-def round_event(
-    *, noise_multiplier: float, clients_per_round: float, population_size: int,
-    sampling: str = 'poisson',
-) -> dp_accounting.DpEvent:
-  """The DpEvent of one round as it ran."""
-  q = sampling_probability(
-      clients_per_round=clients_per_round, population_size=population_size)
-  if sampling == 'poisson':
-    return dp_accounting.PoissonSampledDpEvent(
-        q, dp_accounting.GaussianDpEvent(noise_multiplier))
-  if sampling == 'fixed_size':
-    if int(clients_per_round) != clients_per_round:
-      raise ValueError(
-          'clients_per_round must be a whole number with sampling=fixed_size. '
-          f'Found {clients_per_round}.')
-    return dp_accounting.SampledWithoutReplacementDpEvent(
-        population_size, int(clients_per_round),
-        dp_accounting.GaussianDpEvent(noise_multiplier / 2))
-  raise ValueError(
-      f'round_event covers poisson and fixed_size sampling. Found {sampling!r}.')
-
-
-def rounds_per_pass(*, clients_per_round: float, population_size: int) -> int:
-  """Rounds of one cyclic pass over the users (sampling=shuffle)."""
-  sampling_probability(clients_per_round=clients_per_round, population_size=population_size)
-  if int(clients_per_round) != clients_per_round:
-    raise ValueError('clients_per_round must be a whole number with sampling=shuffle. '
-                     f'Found {clients_per_round}.')
-  return population_size // int(clients_per_round)
-
-
-def tree_training_event(
-    *, noise_multiplier: float, clients_per_round: float, population_size: int,
-    rounds: int,
-) -> dp_accounting.DpEvent:
-  """`rounds` rounds of DP-FTRL: one tree per pass, each user once per tree."""
-  per_pass = rounds_per_pass(clients_per_round=clients_per_round,
-                             population_size=population_size)
-  full, rest = divmod(rounds, per_pass)
-  events = []
-  if full:
-    events.append(dp_accounting.SelfComposedDpEvent(
-        dp_accounting.SingleEpochTreeAggregationDpEvent(noise_multiplier, per_pass), full))
-  if rest:
-    events.append(dp_accounting.SingleEpochTreeAggregationDpEvent(noise_multiplier, rest))
-  return dp_accounting.ComposedDpEvent(events)
-
-
-def make_accountant(*, accountant: str, sampling: str) -> dp_accounting.PrivacyAccountant:
+def make_accountant(*, accountant: str, sampling: str,
+                    orders: Optional[Sequence[float]] = None
+                    ) -> dp_accounting.PrivacyAccountant:
+  """A fresh accountant for `sampling`'s neighbouring relation (`orders`: RDP's)."""
   check_accounting(accountant=accountant, sampling=sampling)
   if accountant == 'pld':
     # 1e-3 instead of the default 1e-4: 20x faster here, epsilon within 1e-4 of it,
     # and still a pessimistic (upper-bound) discretization.
     return dp_accounting.pld.PLDAccountant(value_discretization_interval=1e-3)
-  relation = {
-      'poisson': dp_accounting.NeighboringRelation.ADD_OR_REMOVE_ONE,
-      'fixed_size': dp_accounting.NeighboringRelation.REPLACE_ONE,
-      'shuffle': dp_accounting.NeighboringRelation.REPLACE_SPECIAL,
-  }[sampling]
-  return dp_accounting.rdp.RdpAccountant(neighboring_relation=relation)
+  return accounting.RdpAccountant(
+      orders=None if orders is None else np.array(orders, dtype=float),
+      neighboring_relation=sampling_lib.get(sampling).relation)
 
 
 def _check_common(*, noise_multiplier: float, rounds: int, delta: float) -> None:
@@ -239,18 +145,150 @@ def _check_common(*, noise_multiplier: float, rounds: int, delta: float) -> None
     raise ValueError(f'delta must be in (0, 1). Found {delta}.')
 
 
-def training_event(
-    *, noise_multiplier: float, clients_per_round: float, population_size: int,
-    rounds: int, sampling: str = 'poisson',
-) -> dp_accounting.DpEvent:
-  """The DpEvent of `rounds` rounds as they ran under `sampling`."""
-  if sampling == 'shuffle':
-    return tree_training_event(noise_multiplier=noise_multiplier,
-                               clients_per_round=clients_per_round,
-                               population_size=population_size, rounds=rounds)
-  return dp_accounting.SelfComposedDpEvent(
-      round_event(noise_multiplier=noise_multiplier, clients_per_round=clients_per_round,
-                  population_size=population_size, sampling=sampling), rounds)
+def _event_epsilon(event: dp_accounting.DpEvent, *, accountant: str, sampling: str,
+                   orders: Optional[tuple], delta: float) -> float:
+  """Epsilon at `delta` of `event` under `sampling`'s relation."""
+  if accountant == 'rdp' and isinstance(event, dp_accounting.SelfComposedDpEvent):
+    # T identical rounds: T * RDP(round).
+    orders_vec, rdp = _one_round_rdp(event.event, sampling, orders)
+    return float(rdp_privacy_accountant.compute_epsilon(
+        orders_vec, event.count * rdp, delta)[0])
+  acc = make_accountant(accountant=accountant, sampling=sampling, orders=orders)
+  acc.compose(event)
+  return float(acc.get_epsilon(delta))
+
+
+@functools.lru_cache(maxsize=64)
+def _one_round_rdp(event: dp_accounting.DpEvent, sampling: str,
+                   orders: Optional[tuple]):
+  """RDP of one round at the accountant's orders, computed once per event.
+
+  `SelfComposedDpEvent(e, T)` costs RDP(e) * T; RdpAccountant recomputes RDP(e) on
+  every call (0.6 s for sampling without replacement), which would sit on the round
+  loop. The orders and vector are read from an accountant that composed one round;
+  `privacy_test` checks the result against a fresh accountant composing T rounds.
+  """
+  acc = make_accountant(accountant='rdp', sampling=sampling, orders=orders)
+  acc.compose(event)
+  return np.asarray(acc._orders), np.array(acc._rdp)  # pylint: disable=protected-access
+
+
+def epsilon(settings: DpSettings, rounds: int) -> float:
+  """Epsilon at `settings.delta` after `rounds` rounds (0 for none; inf without noise or
+  without a private mechanism)."""
+  m = mechanisms.get(settings.mechanism)
+  check_accounting(accountant=settings.accountant, sampling=settings.sampling,
+                   mechanism=settings.mechanism)
+  _check_common(noise_multiplier=settings.noise_multiplier, rounds=rounds,
+                delta=settings.delta)
+  if not m.private:
+    return math.inf
+  # Built even when not composed: it validates the cohort against the population.
+  event = m.event(settings, rounds)
+  if rounds == 0:
+    return 0.0
+  if settings.noise_multiplier == 0:
+    return math.inf
+  return _event_epsilon(event, accountant=settings.accountant,
+                        sampling=settings.sampling, orders=m.rdp_orders,
+                        delta=settings.delta)
+
+
+def calibrate(settings: DpSettings, *, rounds: int, target_epsilon: float) -> float:
+  """The smallest noise multiplier whose `rounds` rounds spend <= target_epsilon.
+
+  The accountant sees `noise_multiplier / sensitivity_factor`: that is calibrated, and
+  the noise multiplier returned is it times the factor. Every candidate goes through
+  the mechanism's `resolve` (distributed: the scaled parameters TFF picks for it).
+  """
+  m = mechanisms.get(settings.mechanism)
+  check_accounting(accountant=settings.accountant, sampling=settings.sampling,
+                   mechanism=settings.mechanism)
+  if not m.private:
+    raise ValueError(f'dp.mechanism={m.name} adds no noise to calibrate.')
+  accounted = dataclasses.replace(settings, sensitivity_factor=1.0)
+
+  def make_event(z):
+    return m.event(m.resolve(dataclasses.replace(accounted, noise_multiplier=z)), rounds)
+
+  return settings.sensitivity_factor * calibrate_event(
+      make_event, target_epsilon=target_epsilon, rounds=rounds, delta=settings.delta,
+      accountant=settings.accountant, sampling=settings.sampling, orders=m.rdp_orders)
+
+
+def calibrate_event(make_event: Callable[[float], dp_accounting.DpEvent], *,
+                    target_epsilon: float, rounds: int, delta: float, accountant: str,
+                    sampling: str, orders: Optional[tuple] = None) -> float:
+  """The smallest noise multiplier z whose `make_event(z)` spends <= target_epsilon.
+
+  dp_accounting's `calibrate_dp_mechanism`, in [MIN_CALIBRATED_NOISE_MULTIPLIER,
+  MAX_NOISE_MULTIPLIER]; a target out of that range is refused, saying which end.
+  """
+  if not target_epsilon > 0 or not math.isfinite(target_epsilon):
+    raise ValueError(f'target_epsilon must be a finite number > 0. Found {target_epsilon}.')
+  _check_common(noise_multiplier=1.0, rounds=rounds, delta=delta)
+  check_accounting(accountant=accountant, sampling=sampling)
+  if rounds == 0:
+    raise ValueError('Cannot calibrate noise for 0 rounds.')
+
+  def spent(z, by):
+    return _event_epsilon(make_event(z), accountant=by, sampling=sampling,
+                          orders=orders, delta=delta)
+
+  # The ends of the search. At the small end RDP stands in for PLD (PLD is slow at tiny
+  # noise, and never reports more than RDP, so a target RDP meets there PLD meets too);
+  # at the large end the run's own accountant answers (fast there).
+  for z, end_accountant, reachable, advice in (
+      (MIN_CALIBRATED_NOISE_MULTIPLIER, 'rdp', lambda e: e > target_epsilon,
+       'Such a budget protects nothing; choose a smaller target.'),
+      (MAX_NOISE_MULTIPLIER, accountant, lambda e: e <= target_epsilon,
+       'No noise reaches it; choose a larger target, fewer rounds or a smaller cohort.')):
+    at_end = spent(z, end_accountant)
+    if not reachable(at_end):
+      raise ValueError(
+          f'target_epsilon={target_epsilon:g} is out of reach: noise multiplier {z:g}, '
+          f'an end of the calibrated range [{MIN_CALIBRATED_NOISE_MULTIPLIER:g}, '
+          f'{MAX_NOISE_MULTIPLIER:g}], spends {at_end:.3g} at delta {delta:g} over '
+          f'{rounds} rounds. {advice}')
+
+  bracket = dp_accounting.LowerEndpointAndGuess(1e-2, 1.0)
+  if accountant == 'pld':
+    # PLD is slow for tiny noise (a wide privacy loss support), which the default
+    # bracket search probes. RDP never reports less than PLD, so the RDP-calibrated
+    # noise spends at most the target under PLD: search below it.
+    upper = calibrate_event(make_event, target_epsilon=target_epsilon, rounds=rounds,
+                            delta=delta, accountant='rdp', sampling=sampling,
+                            orders=orders)
+    lower = upper / 2
+    while lower > 1e-2 and spent(lower, 'pld') <= target_epsilon:
+      lower /= 2
+    bracket = dp_accounting.ExplicitBracketInterval(lower, upper)
+  return float(
+      dp_accounting.calibrate_dp_mechanism(
+          lambda: make_accountant(accountant=accountant, sampling=sampling,
+                                  orders=orders),
+          make_event,
+          target_epsilon,
+          delta,
+          bracket_interval=bracket,
+          tol=1e-4,
+      )
+  )
+
+
+def _noise_settings(*, noise_multiplier: float, clients_per_round: float,
+                    population_size: int, delta: float, sampling: str,
+                    accountant: str) -> DpSettings:
+  """The settings of the plain noisy sum query under `sampling` (the first private
+  mechanism of the registry accounted for it without parameters of its own: fixed
+  clipping, or tree aggregation for cyclic passes)."""
+  check_accounting(accountant=accountant, sampling=sampling)
+  mechanism = next(m.name for m in mechanisms.REGISTRY.values()
+                   if m.private and sampling in m.samplings and m.rdp_orders is None)
+  return DpSettings(mechanism=mechanism, noise_multiplier=noise_multiplier,
+                    clients_per_round=clients_per_round,
+                    population_size=population_size, delta=delta, sampling=sampling,
+                    accountant=accountant)
 
 
 def epsilon_spent(
@@ -263,38 +301,12 @@ def epsilon_spent(
     sampling: str = 'poisson',
     accountant: str = 'rdp',
 ) -> float:
-  """Epsilon at `delta` after `rounds` rounds (0 for none, inf without noise)."""
-  _check_common(noise_multiplier=noise_multiplier, rounds=rounds, delta=delta)
-  check_accounting(accountant=accountant, sampling=sampling)
-  # Built even when not composed: it validates the cohort against the population.
-  event = training_event(noise_multiplier=max(noise_multiplier, 1e-12),
-                         clients_per_round=clients_per_round,
-                         population_size=population_size, rounds=rounds,
-                         sampling=sampling)
-  if rounds == 0:
-    return 0.0
-  if noise_multiplier == 0:
-    return math.inf
-  if accountant == 'rdp' and sampling != 'shuffle':  # T identical rounds: T * RDP(round)
-    orders, rdp = _one_round_rdp(event.event, sampling)
-    return float(rdp_privacy_accountant.compute_epsilon(orders, rounds * rdp, delta)[0])
-  acc = make_accountant(accountant=accountant, sampling=sampling)
-  acc.compose(event)
-  return float(acc.get_epsilon(delta))
-
-
-@functools.lru_cache(maxsize=64)
-def _one_round_rdp(event: dp_accounting.DpEvent, sampling: str):
-  """RDP of one round at the accountant's orders, computed once per event.
-
-  `SelfComposedDpEvent(e, T)` costs RDP(e) * T; RdpAccountant recomputes RDP(e) on
-  every call (0.6 s for sampling without replacement), which would sit on the round
-  loop. The orders and vector are read from an accountant that composed one round;
-  `privacy_test` checks the result against a fresh accountant composing T rounds.
-  """
-  acc = make_accountant(accountant='rdp', sampling=sampling)
-  acc.compose(event)
-  return np.asarray(acc._orders), np.array(acc._rdp)  # pylint: disable=protected-access
+  """Epsilon at `delta` after `rounds` rounds of the noisy sum query under `sampling`
+  (Gaussian, sampled; tree aggregation for `shuffle`): 0 for none, inf without noise."""
+  return epsilon(_noise_settings(
+      noise_multiplier=noise_multiplier, clients_per_round=clients_per_round,
+      population_size=population_size, delta=delta, sampling=sampling,
+      accountant=accountant), rounds)
 
 
 def calibrate_noise_multiplier(
@@ -308,186 +320,35 @@ def calibrate_noise_multiplier(
     accountant: str = 'rdp',
 ) -> float:
   """The smallest noise multiplier whose `rounds` rounds spend <= target_epsilon."""
-  if not target_epsilon > 0 or not math.isfinite(target_epsilon):
-    raise ValueError(f'target_epsilon must be a finite number > 0. Found {target_epsilon}.')
-  _check_common(noise_multiplier=1.0, rounds=rounds, delta=delta)
-  check_accounting(accountant=accountant, sampling=sampling)
-  if rounds == 0:
-    raise ValueError('Cannot calibrate noise for 0 rounds.')
-
-  # The ends of the search. At the small end RDP stands in for PLD (PLD is slow at tiny
-  # noise, and never reports more than RDP, so a target RDP meets there PLD meets too);
-  # at the large end the run's own accountant answers (fast there).
-  for z, end_accountant, reachable, advice in (
-      (MIN_CALIBRATED_NOISE_MULTIPLIER, 'rdp', lambda e: e > target_epsilon,
-       'Such a budget protects nothing; choose a smaller target.'),
-      (MAX_NOISE_MULTIPLIER, accountant, lambda e: e <= target_epsilon,
-       'No noise reaches it; choose a larger target, fewer rounds or a smaller cohort.')):
-    spent = epsilon_spent(noise_multiplier=z, clients_per_round=clients_per_round,
-                          population_size=population_size, rounds=rounds, delta=delta,
-                          sampling=sampling, accountant=end_accountant)
-    if not reachable(spent):
-      raise ValueError(
-          f'target_epsilon={target_epsilon:g} is out of reach: noise multiplier {z:g}, '
-          f'an end of the calibrated range [{MIN_CALIBRATED_NOISE_MULTIPLIER:g}, '
-          f'{MAX_NOISE_MULTIPLIER:g}], spends {spent:.3g} at delta {delta:g} over '
-          f'{rounds} rounds. {advice}')
-
-  def make_event(z):
-    return training_event(noise_multiplier=z, clients_per_round=clients_per_round,
-                          population_size=population_size, rounds=rounds,
-                          sampling=sampling)
-
-  bracket = dp_accounting.LowerEndpointAndGuess(1e-2, 1.0)
-  if accountant == 'pld':
-    # PLD is slow for tiny noise (a wide privacy loss support), which the default
-    # bracket search probes. RDP never reports less than PLD, so the RDP-calibrated
-    # noise spends at most the target under PLD: search below it.
-    upper = calibrate_noise_multiplier(
-        target_epsilon=target_epsilon, clients_per_round=clients_per_round,
-        population_size=population_size, rounds=rounds, delta=delta,
-        sampling=sampling, accountant='rdp')
-    lower = upper / 2
-    while lower > 1e-2 and epsilon_spent(
-        noise_multiplier=lower, clients_per_round=clients_per_round,
-        population_size=population_size, rounds=rounds, delta=delta,
-        sampling=sampling, accountant='pld') <= target_epsilon:
-      lower /= 2
-    bracket = dp_accounting.ExplicitBracketInterval(lower, upper)
-  return float(
-      dp_accounting.calibrate_dp_mechanism(
-          lambda: make_accountant(accountant=accountant, sampling=sampling),
-          make_event,
-          target_epsilon,
-          delta,
-          bracket_interval=bracket,
-          tol=1e-4,
-      )
-  )
-
-
-def skellam_rdp(orders, *, l1_sensitivity: float, l2_sensitivity: float,
-                variance: float) -> np.ndarray:
-  """RDP of the Skellam mechanism at integer `orders` (Agarwal et al. 2021, Cor. 3.6).
-
-  Integer-valued noise Sk(variance / 2, variance / 2) per coordinate (variance
-  `variance`), a query whose value moves by at most `l2_sensitivity` in L2 and
-  `l1_sensitivity` in L1 between neighbours:
-  eps(a) <= a D2**2 / (2 mu) + min(((2a - 1) D2**2 + 6 D1) / (4 mu**2), 3 D1 / (2 mu)).
-  """
-  a = np.asarray(orders, dtype=float)
-  if np.any(a < 2) or np.any(a != np.round(a)):
-    raise ValueError(f'Skellam RDP orders must be integers >= 2. Found {orders}.')
-  if not variance > 0:
-    raise ValueError(f'Skellam variance must be > 0. Found {variance}.')
-  d1, d2, mu = float(l1_sensitivity), float(l2_sensitivity), float(variance)
-  return a * d2**2 / (2 * mu) + np.minimum(
-      ((2 * a - 1) * d2**2 + 6 * d1) / (4 * mu**2), 3 * d1 / (2 * mu))
-
-
-def sample_without_replacement_rdp(orders, rdp: np.ndarray, q: float) -> np.ndarray:
-  """RDP after sampling a fraction `q` without replacement (replace-one neighbours).
-
-  Wang, Balle, Kasiviswanathan 2019, Theorem 9, for any mechanism with RDP `rdp` at
-  the integer `orders` 2, 3, ..., max (all of them must be present) and unbounded
-  eps(inf): for integer a,
-  (a - 1) eps'(a) <= log(1 + q**2 C(a, 2) min(4 (e**eps(2) - 1), 2 e**eps(2))
-                          + sum_{j=3..a} 2 q**j C(a, j) e**((j - 1) eps(j))).
-  For the Gaussian mechanism dp_accounting uses the same bound strengthened by its
-  Theorem 27; at order 2 the two coincide (`privacy_test`).
-  """
-  orders = [int(o) for o in orders]
-  if orders != list(range(2, len(orders) + 2)):
-    raise ValueError('sample_without_replacement_rdp needs the orders 2, 3, ..., max. '
-                     f'Found {orders[:5]}...')
-  if not 0 < q <= 1:
-    raise ValueError(f'sampling fraction must be in (0, 1]. Found {q}.')
-  rdp = np.asarray(rdp, dtype=float)
-  if q == 1:
-    return rdp
-  eps2 = rdp[0]  # rdp[j - 2] is eps(j)
-  order2 = min(math.log(4) + eps2 + math.log1p(-math.exp(-eps2)) if eps2 > 0
-               else -math.inf, math.log(2) + eps2)
-  log_comb = rdp_privacy_accountant._log_comb  # pylint: disable=protected-access
-  out = []
-  for a in orders:
-    log_terms = [0.0, 2 * math.log(q) + log_comb(a, 2) + order2]
-    log_terms += [math.log(2) + j * math.log(q) + log_comb(a, j) + (j - 1) * rdp[j - 2]
-                  for j in range(3, a + 1)]
-    out.append(float(np.logaddexp.reduce(log_terms)) / (a - 1))
-  return np.array(out)
-
-
-def distributed_round_rdp(*, l1_bound: float, l2_bound: float, local_stddev: float,
-                          clients_per_round: int, population_size: int) -> np.ndarray:
-  """RDP at `SKELLAM_ORDERS` of one round of distributed Skellam, fixed-size cohort.
-
-  `l1_bound`, `l2_bound` and `local_stddev` are in the scaled integer domain the
-  noise is added in (the query's own parameters, `aggregators.distributed_parameters`).
-  """
-  q = sampling_probability(clients_per_round=clients_per_round,
-                           population_size=population_size)
-  if int(clients_per_round) != clients_per_round:
-    raise ValueError('clients_per_round must be a whole number with sampling=fixed_size. '
-                     f'Found {clients_per_round}.')
-  return _distributed_round_rdp(float(l1_bound), float(l2_bound), float(local_stddev),
-                                int(clients_per_round), q)
-
-
-@functools.lru_cache(maxsize=256)
-def _distributed_round_rdp(l1, l2, local_stddev, clients, q):
-  base = skellam_rdp(SKELLAM_ORDERS, l1_sensitivity=2 * l1, l2_sensitivity=2 * l2,
-                     variance=clients * local_stddev**2)
-  contiguous = [o for o in SKELLAM_ORDERS if o <= 256]
-  amplified = sample_without_replacement_rdp(contiguous, base[:len(contiguous)], q)
-  # Orders past the contiguous range get the unamplified RDP (still an upper bound).
-  return np.concatenate([np.minimum(amplified, base[:len(contiguous)]),
-                         base[len(contiguous):]])
+  return calibrate(_noise_settings(
+      noise_multiplier=1.0, clients_per_round=clients_per_round,
+      population_size=population_size, delta=delta, sampling=sampling,
+      accountant=accountant), rounds=rounds, target_epsilon=target_epsilon)
 
 
 def distributed_epsilon(*, params: dict, clients_per_round: int, population_size: int,
                         rounds: int, delta: float = DEFAULT_DELTA) -> float:
-  """Epsilon at `delta` after `rounds` rounds of distributed Skellam (see above)."""
-  _check_common(noise_multiplier=1.0, rounds=rounds, delta=delta)
-  rdp = distributed_round_rdp(
-      l1_bound=params['l1_bound'], l2_bound=params['l2_bound'],
-      local_stddev=params['local_stddev'], clients_per_round=clients_per_round,
-      population_size=population_size)
-  if rounds == 0:
-    return 0.0
-  return float(rdp_privacy_accountant.compute_epsilon(
-      np.array(SKELLAM_ORDERS, dtype=float), rounds * rdp, delta)[0])
+  """Epsilon at `delta` after `rounds` rounds of distributed Skellam with the query's
+  scaled parameters `params` (`mechanisms.distributed`)."""
+  return epsilon(DpSettings(
+      mechanism='distributed', noise_multiplier=1.0, distributed=params,
+      clients_per_round=clients_per_round, population_size=population_size,
+      delta=delta, sampling='fixed_size'), rounds)
 
 
 def calibrate_distributed(*, target_epsilon: float, params_fn, clients_per_round: int,
                           population_size: int, rounds: int,
                           delta: float = DEFAULT_DELTA) -> float:
-  """The smallest noise multiplier z whose rounds spend <= target_epsilon.
-
-  `params_fn(z)` gives the mechanism's scaled parameters for z (they depend on z
-  through the scale factor TFF picks); bisection on log z, to a relative 1e-4.
-  """
-  if not target_epsilon > 0 or not math.isfinite(target_epsilon):
-    raise ValueError(f'target_epsilon must be a finite number > 0. Found {target_epsilon}.')
-  if rounds == 0:
-    raise ValueError('Cannot calibrate noise for 0 rounds.')
-
-  def eps(z):
-    return distributed_epsilon(params=params_fn(z), clients_per_round=clients_per_round,
-                               population_size=population_size, rounds=rounds,
-                               delta=delta)
-
-  lo, hi = 0.05, 1.0
-  while eps(hi) > target_epsilon:
-    lo, hi = hi, hi * 2
-    if hi > 1e4:
-      raise ValueError(f'No noise multiplier up to 1e4 reaches epsilon {target_epsilon}.')
-  while eps(lo) <= target_epsilon and lo > 1e-3:
-    lo /= 2
-  while hi / lo > 1 + 1e-4:
-    mid = math.sqrt(lo * hi)
-    lo, hi = (lo, mid) if eps(mid) <= target_epsilon else (mid, hi)
-  return hi
+  """The smallest noise multiplier z whose rounds spend <= target_epsilon, where
+  `params_fn(z)` gives the query's scaled parameters for z (they depend on z through
+  the scale factor TFF picks)."""
+  m = mechanisms.get('distributed')
+  return calibrate_event(
+      lambda z: distributed_mechanism.training_event(
+          params_fn(z), clients_per_round=clients_per_round,
+          population_size=population_size, rounds=rounds),
+      target_epsilon=target_epsilon, rounds=rounds, delta=delta, accountant='rdp',
+      sampling='fixed_size', orders=m.rdp_orders)
 
 
 def secure_sum_sensitivity_factor(num_parameters: int) -> float:
@@ -531,28 +392,12 @@ def dropout_note(dropout: float, sampling: str) -> str:
   Dropout is independent of the data and leaves the clip, the noise and its
   denominator unchanged; only contributions go missing.
   """
-  if sampling not in _DROPOUT_REASONS:
+  if sampling not in sampling_lib.SCHEMES:
     raise ValueError(f'No dropout analysis for sampling={sampling!r}.')
   return (f'Each sampled client fails to report with probability {dropout:g}, '
           'independently of the data; the round uses the others, with the same clip, '
           'noise and denominator, and the epsilon still holds: '
-          + _DROPOUT_REASONS[sampling] + '.')
-
-
-_DROPOUT_REASONS = {
-    'poisson': (
-        'a user then contributes with probability q * (1 - dropout) <= q, and the '
-        'Poisson-subsampled Gaussian spends less privacy at a smaller q, so the '
-        'accountant, which uses q, gives an upper bound'),
-    'fixed_size': (
-        'given how many report, the reporting clients are a uniform sample without '
-        'replacement of that size, whose amplification is at least that of a sample '
-        'of clients_per_round, and a mixture over how many report is no less private '
-        'than its worst part'),
-    'shuffle': (
-        'a user still takes part at most once per pass, one pass apart, and a user who '
-        'drops out contributes nothing that round'),
-}
+          + sampling_lib.get(sampling).dropout_reason + '.')
 
 
 # What a DP training run writes that the (epsilon, delta) guarantee does not cover,
@@ -622,6 +467,71 @@ def guarantee_fields(*, private: bool, epsilon: Optional[float], delta: float,
   }
 
 
+def statement(settings: DpSettings, rounds: int) -> dict[str, Any]:
+  """What was protected, how, and at what (epsilon, delta): the `privacy.json` body.
+
+  The guarantee's fields (`guarantee_fields`), the sampling, the noise and the rounds,
+  what the aggregation adds (secure sum, compression: `sensitivity_factor`), the
+  mechanism's own fields (distributed: its analysis, assumptions and parameters),
+  dropout and opted-out users, and `notes` in words.
+
+  `simulation_only` says whether the guarantee holds only in simulation (its
+  randomness can be reproduced from the published seed: `reproducible_noise`,
+  `reproducible_sampling`; `simulation_caveats` says how, `randomness_caveats`);
+  `not_covered` lists the run's outputs the guarantee does not cover (`NOT_COVERED`).
+  """
+  s = settings
+  if not s.sensitivity_factor >= 1:
+    raise ValueError(f'sensitivity_factor must be >= 1. Found {s.sensitivity_factor}.')
+  m = mechanisms.get(s.mechanism)
+  scheme = sampling_lib.get(s.sampling)
+  q = sampling_probability(clients_per_round=s.clients_per_round,
+                           population_size=s.population_size)
+  eps = epsilon(s, rounds)
+  caveats = randomness_caveats(reproducible_noise=s.reproducible_noise,
+                               reproducible_sampling=s.reproducible_sampling)
+  own, sampling_note = m.statement(s, rounds) if m.private else ({}, '')
+  return {
+      **guarantee_fields(
+          private=m.private, epsilon=eps, delta=s.delta, mechanism=s.mechanism,
+          accountant=s.accountant, neighboring_relation=scheme.neighboring_relation,
+          population_size=s.population_size, caveats=caveats, not_covered=NOT_COVERED),
+      'sampling': s.sampling,
+      'sampling_probability': q,
+      'noise_multiplier': s.noise_multiplier if m.private else 0.0,
+      'clients_per_round': s.clients_per_round,
+      'rounds': rounds,
+      **(scheme.statement_fields(s.clients_per_round, s.population_size, rounds)
+         if scheme.statement_fields else {}),
+      **({'secure_aggregation': (
+          "TFF SecureSumFactory (32-bit quantized secure sum of the clipped updates); "
+          "TFF's local runtime simulates the secure sum, so no cryptography ran here")}
+         if s.secure_sum else {}),
+      **({'compression': (
+          f'Updates uniformly quantized to {s.compression_bits} bits per coordinate '
+          "(TFF EncodedSumFactory) after clipping; the accountant covers how much "
+          'quantization can enlarge a clipped update (sensitivity_factor)' if m.private
+          else f'Updates uniformly quantized to {s.compression_bits} bits per '
+          'coordinate (TFF EncodedSumFactory)')} if s.compression_bits else {}),
+      **({'sensitivity_factor': s.sensitivity_factor,
+          'accounted_noise_multiplier': s.accounted_noise_multiplier}
+         if m.private and (s.secure_sum or s.compression_bits) else {}),
+      **own,
+      **({'dropout': s.dropout} if s.dropout else {}),
+      **({'opted_out_users': s.opted_out_users} if s.opted_out_users else {}),
+      'notes': (
+          sampling_note + ' Training metrics (train_loss) are simulation diagnostics '
+          'outside the guarantee. Evaluation uses held-out users only.'
+          if m.private
+          else 'Non-private reference run (plain FedAvg): no privacy guarantee.'
+      ) + (' ' + dropout_note(s.dropout, s.sampling) if s.dropout and m.private
+           else '') + (
+          f' {s.opted_out_users} users opted out: they are never sampled and their '
+          'data is never used; population_size counts only the users who can be '
+          'sampled.' if s.opted_out_users else ''),
+  }
+
+
 def privacy_statement(
     *,
     mechanism: str,
@@ -641,122 +551,12 @@ def privacy_statement(
     reproducible_noise: bool = False,
     reproducible_sampling: bool = False,
 ) -> dict[str, Any]:
-  """What was protected, how, and at what (epsilon, delta): the `privacy.json` body.
-
-  `sensitivity_factor` (>= 1) is how much the aggregation can enlarge one user's
-  clipped contribution (`secure_sum_sensitivity_factor`,
-  `compression_sensitivity_factor`); the accountant uses
-  `noise_multiplier / sensitivity_factor`. For `mechanism=distributed`,
-  `distributed` holds the mechanism's scaled parameters (`l1_bound`, `l2_bound`,
-  `local_stddev`, `scale`, `bits`, `dim`; `aggregators.distributed_parameters`).
-  `dropout` and `opted_out_users` (`fl_analytics.devices`) add why the epsilon holds
-  when sampled clients fail to report, and who is not in `population_size`.
-
-  `simulation_only` says whether the guarantee holds only in simulation (its
-  randomness can be reproduced from the published seed: `reproducible_noise`,
-  `reproducible_sampling`; `simulation_caveats` says how, `randomness_caveats`);
-  `not_covered` lists the run's outputs the guarantee does not cover (`NOT_COVERED`).
-  """
-  if not sensitivity_factor >= 1:
-    raise ValueError(f'sensitivity_factor must be >= 1. Found {sensitivity_factor}.')
-  check_accounting(accountant=accountant, sampling=sampling, mechanism=mechanism)
-  q = sampling_probability(
-      clients_per_round=clients_per_round, population_size=population_size)
-  private = mechanism != 'none'
-  caveats = randomness_caveats(reproducible_noise=reproducible_noise,
-                               reproducible_sampling=reproducible_sampling)
-  accounted_noise = noise_multiplier / sensitivity_factor
-  is_distributed = mechanism in DISTRIBUTED_MECHANISMS
-  if is_distributed and not distributed:
-    raise ValueError(f'mechanism={mechanism} needs its parameters (distributed=...).')
-  epsilon = (
-      distributed_epsilon(params=distributed, clients_per_round=clients_per_round,
-                          population_size=population_size, rounds=rounds, delta=delta)
-      if is_distributed else
-      epsilon_spent(noise_multiplier=accounted_noise, clients_per_round=clients_per_round,
-                    population_size=population_size, rounds=rounds, delta=delta,
-                    sampling=sampling, accountant=accountant)
-      if private else math.inf)
-  if is_distributed:
-    sampling_note = ('Each round samples exactly clients_per_round training users '
-                     'uniformly without replacement, as the accountant assumes; see '
-                     'analysis and assumptions.')
-  elif sampling == 'poisson':
-    sampling_note = ('Each round samples every training user independently with '
-                     'probability sampling_probability (Poisson), as the accountant '
-                     'assumes.')
-  elif sampling == 'fixed_size':
-    sampling_note = ('Each round samples exactly clients_per_round training users '
-                     'uniformly without replacement, as the accountant assumes; under '
-                     'replace-one neighbours the clipped sum moves by up to 2 * clip, '
-                     'so the accountant uses noise_multiplier / 2.')
-  else:
-    per_pass = rounds_per_pass(clients_per_round=clients_per_round,
-                               population_size=population_size)
-    sampling_note = (
-        f'DP-FTRL (Kairouz et al. 2021): cyclic passes of {per_pass} rounds over one '
-        'shuffle of the users, so a user takes part at most once per pass and its '
-        f'participations are {per_pass} rounds apart; the aggregation tree restarts '
-        'after each pass. No sampling amplification is claimed; each pass is a '
-        'SingleEpochTreeAggregationDpEvent (RDP, REPLACE_SPECIAL).')
-  return {
-      **guarantee_fields(
-          private=private, epsilon=epsilon, delta=delta, mechanism=mechanism,
-          accountant=accountant, neighboring_relation=NEIGHBORING_RELATIONS[sampling],
-          population_size=population_size, caveats=caveats, not_covered=NOT_COVERED),
-      'sampling': sampling,
-      'sampling_probability': q,
-      'noise_multiplier': noise_multiplier if private else 0.0,
-      'clients_per_round': clients_per_round,
-      'rounds': rounds,
-      **({'rounds_per_pass': rounds_per_pass(clients_per_round=clients_per_round,
-                                             population_size=population_size),
-          'max_participations': -(-rounds // rounds_per_pass(
-              clients_per_round=clients_per_round, population_size=population_size))}
-         if sampling == 'shuffle' else {}),
-      **({'secure_aggregation': (
-          "TFF SecureSumFactory (32-bit quantized secure sum of the clipped updates); "
-          "TFF's local runtime simulates the secure sum, so no cryptography ran here")}
-         if secure_sum else {}),
-      **({'compression': (
-          f'Updates uniformly quantized to {compression_bits} bits per coordinate '
-          "(TFF EncodedSumFactory) after clipping; the accountant covers how much "
-          'quantization can enlarge a clipped update (sensitivity_factor)' if private
-          else f'Updates uniformly quantized to {compression_bits} bits per coordinate '
-          '(TFF EncodedSumFactory)')} if compression_bits else {}),
-      **({'sensitivity_factor': sensitivity_factor,
-          'accounted_noise_multiplier': accounted_noise}
-         if private and (secure_sum or compression_bits) else {}),
-      **({'secure_aggregation': (
-          f"TFF modular secure sum of {distributed['bits']}-bit integers; TFF's local "
-          'runtime simulates it, so no cryptography ran here'),
-          'analysis': (
-              'Distributed Skellam (Agarwal, Kairouz, Liu 2021): every sampled client '
-              'clips its update to L2 norm clip, rotates it (randomized Hadamard), '
-              'scales it by scale and rounds it to integers (stochastically), and adds '
-              'Skellam noise of stddev local_stddev; the server sees only the modular '
-              'sum. RDP of the Skellam mechanism (Corollary 3.6) for noise variance '
-              'clients_per_round * local_stddev**2 and replace-one sensitivities '
-              '2 * l2_bound (L2) and 2 * l1_bound (L1) in the scaled domain, amplified '
-              'by sampling without replacement (Wang, Balle, Kasiviswanathan 2019, '
-              'Theorem 9), composed over rounds, converted at delta.'),
-          'assumptions': (
-              'All clients_per_round sampled clients report and add their noise share '
-              '(a client that drops out would lower the noise; dropout is not '
-              'simulated); the server learns only the sum (secure aggregation); the '
-              'modular wrap-around and the un-scaling are post-processing. The bounds '
-              'l1_bound and l2_bound are checked by the query on every rounded update, '
-              'so a violation stops the run rather than weakening the guarantee.'),
-          'distributed_parameters': dict(distributed)} if is_distributed else {}),
-      **({'dropout': dropout} if dropout else {}),
-      **({'opted_out_users': opted_out_users} if opted_out_users else {}),
-      'notes': (
-          sampling_note + ' Training metrics (train_loss) are simulation diagnostics '
-          'outside the guarantee. Evaluation uses held-out users only.'
-          if private
-          else 'Non-private reference run (plain FedAvg): no privacy guarantee.'
-      ) + (' ' + dropout_note(dropout, sampling) if dropout and private else '') + (
-          f' {opted_out_users} users opted out: they are never sampled and their data '
-          'is never used; population_size counts only the users who can be sampled.'
-          if opted_out_users else ''),
-  }
+  """`statement` from loose values (see `mechanisms.DpSettings` for each)."""
+  return statement(DpSettings(
+      mechanism=mechanism, noise_multiplier=noise_multiplier,
+      clients_per_round=clients_per_round, population_size=population_size,
+      delta=delta, sampling=sampling, accountant=accountant,
+      sensitivity_factor=sensitivity_factor, secure_sum=secure_sum,
+      distributed=distributed, compression_bits=compression_bits, dropout=dropout,
+      opted_out_users=opted_out_users, reproducible_noise=reproducible_noise,
+      reproducible_sampling=reproducible_sampling), rounds)

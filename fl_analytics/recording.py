@@ -3,8 +3,11 @@
 `RunRecorder.record` writes, in this order, the metrics table (every row so far), the
 checkpoint of the server state (which makes the round count as completed when the run
 resumes, so it comes after the metrics it covers), the privacy statement, the
-TensorBoard scalars, and the progress line. Every file is written atomically
-(`fl_analytics.rundir`).
+TensorBoard scalars, and the progress line. `RunRecorder.finish` writes what the final
+evaluation leaves: the reliability diagram (`fl_analytics.plots.calibration`) and then
+`evaluation.json`, last, so a run whose figure failed is not taken as evaluated. Every
+file is written atomically (`fl_analytics.rundir`). The training loop computes; this
+module writes (and is the one that imports the plotting).
 """
 
 from __future__ import annotations
@@ -68,6 +71,16 @@ class RunRecorder:
         f" ({row['reported']} reported)" if self._show_reported else '',
         _fmt(row.get('train_loss')), _fmt(row.get('eval_accuracy')),
         _fmt(row.get('eval_auc')), row['round_seconds'])
+
+  def finish(self, result: dict[str, Any]) -> None:
+    """Writes the final evaluation `result` (`evaluation.evaluate_run`'s): its figure,
+    then `evaluation.json`."""
+    if 'calibration' in result:
+      from fl_analytics import plots  # pylint: disable=g-import-not-at-top  (matplotlib)
+
+      plots.calibration(self._workdir, result)
+    # Last: its presence (with the figure) marks the run as evaluated.
+    rundir.write_json(self._path(rundir.EVALUATION_FILE), result)
 
   @property
   def last_row(self) -> Optional[dict]:

@@ -1,12 +1,32 @@
-"""Client sampling that matches the accountant, seeded per round: Poisson or fixed-size.
+"""Client sampling schemes: how a round's cohort is drawn and what the accountant assumes.
 
-Each of the `population_size` users joins round `t` independently with probability
-`q`; the cohort size varies around `q * population_size`. The draw of round `t` depends
-only on `(seed, t)`, so a resumed run samples exactly the cohorts of an uninterrupted one.
+A `Scheme` is one value of `sampling`: how it draws the cohort of a round (seeded per
+round: the draw of round `t` depends only on `(seed, t)`, so a resumed run samples
+exactly the cohorts of an uninterrupted one), the neighbouring relation it is accounted
+under, the accountants that analyse it, how a round's mechanism event is sampled
+(`sampled_event`: dp_accounting's sampling events), and why dropout keeps its
+guarantee. `SCHEMES` is the registry; the accountant (`fl_analytics.privacy`), the
+mechanisms and the round ask it.
+
+* ``poisson``: every training user joins independently with probability
+  `q = clients_per_round / population_size` (the cohort size varies around
+  `clients_per_round`): `PoissonSampledDpEvent(q, event)`, add-or-remove-one-user
+  neighbours, RDP and PLD.
+* ``fixed_size``: exactly `clients_per_round` users, uniformly without replacement:
+  `SampledWithoutReplacementDpEvent(N, m, event)` under replace-one-user neighbours
+  (Wang, Balle, Kasiviswanathan 2019), so the mechanism's event is built for twice the
+  clip (`sensitivity` 2). RDP only: dp_accounting 0.4.3 has no PLD for it.
+* ``shuffle``: cyclic passes over one seeded shuffle of the users (DP-FTRL's
+  participation). No amplification: the mechanism (tree aggregation) composes its
+  passes itself, under dp_accounting's REPLACE_SPECIAL relation, RDP only.
 """
 
 from __future__ import annotations
 
+import dataclasses
+from typing import Callable, Optional
+
+import dp_accounting
 import numpy as np
 
 
@@ -51,27 +71,158 @@ def shuffle_cohort(
   return np.sort(order[block * cohort_size:(block + 1) * cohort_size])
 
 
+def sampling_probability(*, clients_per_round: float, population_size: int) -> float:
+  """The share of the population sampled per round (expected share for Poisson)."""
+  if not isinstance(population_size, int) or population_size < 1:
+    raise ValueError(f'population size must be an integer >= 1. Found {population_size!r}.')
+  if not 0 < clients_per_round <= population_size:
+    raise ValueError(
+        f'clients_per_round must be in (0, population size = {population_size}]. '
+        f'Found {clients_per_round}.')
+  return clients_per_round / population_size
+
+
+def _whole(clients_per_round: float, sampling: str) -> int:
+  if int(clients_per_round) != clients_per_round:
+    raise ValueError(f'clients_per_round must be a whole number with sampling='
+                     f'{sampling}. Found {clients_per_round}.')
+  return int(clients_per_round)
+
+
+def _poisson_event(inner, clients_per_round, population_size):
+  return dp_accounting.PoissonSampledDpEvent(
+      sampling_probability(clients_per_round=clients_per_round,
+                       population_size=population_size), inner(1.0))
+
+
+def _fixed_size_event(inner, clients_per_round, population_size):
+  sampling_probability(clients_per_round=clients_per_round,
+                       population_size=population_size)
+  return dp_accounting.SampledWithoutReplacementDpEvent(
+      population_size, _whole(clients_per_round, 'fixed_size'), inner(2.0))
+
+
+def _draw_poisson(*, population_size, clients_per_round, seed, round_num):
+  return poisson_cohort(population_size=population_size,
+                        sampling_probability=clients_per_round / population_size,
+                        seed=seed, round_num=round_num)
+
+
+def _draw_fixed_size(*, population_size, clients_per_round, seed, round_num):
+  return fixed_size_cohort(population_size=population_size,
+                           cohort_size=_whole(clients_per_round, 'fixed_size'),
+                           seed=seed, round_num=round_num)
+
+
+def _draw_shuffle(*, population_size, clients_per_round, seed, round_num):
+  return shuffle_cohort(population_size=population_size,
+                        cohort_size=_whole(clients_per_round, 'shuffle'), seed=seed,
+                        round_num=round_num)
+
+
+def _passes(clients_per_round, population_size, rounds) -> dict:
+  per_pass = rounds_per_pass(clients_per_round=clients_per_round,
+                             population_size=population_size)
+  return {'rounds_per_pass': per_pass, 'max_participations': -(-rounds // per_pass)}
+
+
+@dataclasses.dataclass(frozen=True)
+class Scheme:
+  """One value of `sampling`: its cohort, its neighbouring relation, its round event."""
+
+  name: str
+  neighboring_relation: str  # in the privacy statement
+  relation: dp_accounting.NeighboringRelation  # the RDP accountant's
+  accountants: tuple[str, ...]  # the accountants that analyse it
+  draw: Callable[..., np.ndarray]  # (population_size, clients_per_round, seed,
+  #                                    round_num) -> sorted user indices
+  note: str  # how a round samples, for the statement
+  dropout_reason: str  # why dropout keeps the guarantee
+  # (inner, clients_per_round, population_size) -> the sampled event, where
+  # inner(s) is the mechanism's event for a clipped sum that moves by s * clip between
+  # neighbours; None: no amplification (the mechanism composes rounds itself).
+  round_event: Optional[Callable] = None
+  pld_refusal: str = ''  # why the pld accountant is refused
+  # (clients_per_round, population_size, rounds) -> the scheme's statement fields
+  statement_fields: Optional[Callable[[float, int, int], dict]] = None
+
+  def sampled_event(self, inner: Callable[[float], dp_accounting.DpEvent], *,
+                    clients_per_round: float,
+                    population_size: int) -> dp_accounting.DpEvent:
+    """The DpEvent of one round: `inner(sensitivity)` on this scheme's cohort."""
+    if self.round_event is None:
+      raise ValueError(f'sampling={self.name} has no sampled round event (no '
+                       'amplification): its mechanism composes its rounds itself.')
+    return self.round_event(inner, clients_per_round, population_size)
+
+
+SCHEMES: dict[str, Scheme] = {s.name: s for s in (
+    Scheme(
+        name='poisson', neighboring_relation='add or remove one user',
+        relation=dp_accounting.NeighboringRelation.ADD_OR_REMOVE_ONE,
+        accountants=('rdp', 'pld'), draw=_draw_poisson, round_event=_poisson_event,
+        note=('Each round samples every training user independently with probability '
+              'sampling_probability (Poisson), as the accountant assumes'),
+        dropout_reason=(
+            'a user then contributes with probability q * (1 - dropout) <= q, and the '
+            'Poisson-subsampled Gaussian spends less privacy at a smaller q, so the '
+            'accountant, which uses q, gives an upper bound')),
+    Scheme(
+        name='fixed_size', neighboring_relation='replace one user',
+        relation=dp_accounting.NeighboringRelation.REPLACE_ONE,
+        accountants=('rdp',), draw=_draw_fixed_size, round_event=_fixed_size_event,
+        pld_refusal=(
+            "The pld accountant cannot analyse fixed_size sampling: dp_accounting 0.4.3 "
+            'has no PLD for sampling without replacement. Use the rdp accountant '
+            '(replace-one-user neighbours) or poisson sampling.'),
+        note=('Each round samples exactly clients_per_round training users uniformly '
+              'without replacement, as the accountant assumes'),
+        dropout_reason=(
+            'given how many report, the reporting clients are a uniform sample without '
+            'replacement of that size, whose amplification is at least that of a '
+            'sample of clients_per_round, and a mixture over how many report is no '
+            'less private than its worst part')),
+    Scheme(
+        name='shuffle',
+        neighboring_relation=('replace one user by a user who contributes nothing '
+                              '(zero update)'),
+        relation=dp_accounting.NeighboringRelation.REPLACE_SPECIAL,
+        accountants=('rdp',), draw=_draw_shuffle, statement_fields=_passes,
+        pld_refusal=(
+            'The pld accountant cannot analyse tree aggregation (sampling=shuffle): '
+            'dp_accounting 0.4.3 accounts SingleEpochTreeAggregationDpEvent with RDP '
+            'only. Use the rdp accountant.'),
+        note=('Cyclic passes over one shuffle of the users: a user takes part at most '
+              'once per pass'),
+        dropout_reason=(
+            'a user still takes part at most once per pass, one pass apart, and a user '
+            'who drops out contributes nothing that round')),
+)}
+
+
+def get(name: str) -> Scheme:
+  if name not in SCHEMES:
+    raise ValueError(
+        f'sampling must be one of {", ".join(SCHEMES)}. Found {name!r}.')
+  return SCHEMES[name]
+
+
+def rounds_per_pass(*, clients_per_round: float, population_size: int) -> int:
+  """Rounds of one cyclic pass over the users (sampling=shuffle)."""
+  sampling_probability(clients_per_round=clients_per_round,
+                       population_size=population_size)
+  return population_size // _whole(clients_per_round, 'shuffle')
+
+
 def cohort(
     *, sampling: str, population_size: int, clients_per_round: float, seed: int,
     round_num: int,
 ) -> np.ndarray:
-  """The cohort of round `round_num` under `sampling` (`poisson` or `fixed_size`).
+  """The cohort of round `round_num` under `sampling` (a name in `SCHEMES`).
 
-  `clients_per_round` is the expected cohort for Poisson and the exact one for
-  fixed-size sampling; the accountant reads the same value (`fl_analytics.privacy`).
+  `clients_per_round` is the expected cohort for Poisson and the exact one otherwise;
+  the accountant reads the same value (`fl_analytics.privacy`).
   """
-  if sampling == 'poisson':
-    return poisson_cohort(
-        population_size=population_size,
-        sampling_probability=clients_per_round / population_size,
-        seed=seed, round_num=round_num)
-  if sampling == 'fixed_size':
-    return fixed_size_cohort(population_size=population_size,
-                             cohort_size=int(clients_per_round), seed=seed,
-                             round_num=round_num)
-  if sampling == 'shuffle':
-    return shuffle_cohort(population_size=population_size,
-                          cohort_size=int(clients_per_round), seed=seed,
-                          round_num=round_num)
-  raise ValueError(
-      f"sampling must be 'poisson', 'fixed_size' or 'shuffle'. Found {sampling!r}.")
+  return get(sampling).draw(population_size=population_size,
+                            clients_per_round=clients_per_round, seed=seed,
+                            round_num=round_num)

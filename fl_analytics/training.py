@@ -137,16 +137,17 @@ def check_config(config) -> None:
 
 
 def resolve_config(config, *, population_size: int, stored: Optional[dict] = None,
-                   opted_out_users: int = 0):
-  """The config dict of the run, with the noise multiplier resolved.
+                   opted_out_users: int = 0) -> tuple[dict, mechanisms.DpSettings]:
+  """The config dict of the run and its DP settings, validated and calibrated once.
 
   `config` has passed `check_config` (the checks that need no data; `train_and_evaluate`
   runs them once, before loading data); here come the checks that need the population
   and the mechanism's parameters. With `dp.target_epsilon` set, the noise multiplier is
-  calibrated so that `num_rounds` rounds spend the target at `dp.delta`. A continued
-  run keeps the noise multiplier it was started with (recorded in `stored`), so the
-  rounds it already ran stay accounted for correctly; its epsilon then grows past the
-  target.
+  calibrated (`privacy.calibrate`) so that `num_rounds` rounds spend the target at
+  `dp.delta`. A continued run keeps the noise multiplier it was started with (recorded
+  in `stored`), so the rounds it already ran stay accounted for correctly; its epsilon
+  then grows past the target. The dict's `resolved` section records what was resolved;
+  `dp_settings` reads the settings back from it.
   """
   resolved = config.to_dict()
   dp = resolved['dp']
@@ -156,68 +157,62 @@ def resolve_config(config, *, population_size: int, stored: Optional[dict] = Non
         f'population that can be sampled ({population_size} training users with '
         'data). Lower clients_per_round or raise data.num_users.')
   privacy.check_budget(delta=dp['delta'], population_size=population_size, prefix='dp.')
-  q = privacy.sampling_probability(
-      clients_per_round=config.clients_per_round, population_size=population_size
-  )
   tensor_sizes = tasks.get(config.task).tensor_sizes(config)
-  num_parameters = sum(tensor_sizes)
   factor = 1.0
   if dp['secure_sum']:
-    factor = privacy.secure_sum_sensitivity_factor(num_parameters)
+    factor = privacy.secure_sum_sensitivity_factor(sum(tensor_sizes))
   elif config.compression.bits:
     factor = privacy.compression_sensitivity_factor(
         bits=config.compression.bits, tensor_sizes=tensor_sizes,
         threshold=config.compression.threshold)
-  distributed = dp['mechanism'] in privacy.DISTRIBUTED_MECHANISMS
-  if distributed:
-    aggregators.check_dp_config(  # bits before TFF sees them
-        mechanism=dp['mechanism'], noise_multiplier=1.0, clip=dp['clip'],
-        clients_per_round=config.clients_per_round, bits=dp['bits'])
-
-  def distributed_params(z):
-    return aggregators.distributed_parameters(
-        noise_multiplier=z, clip=dp['clip'], clients_per_round=config.clients_per_round,
-        bits=dp['bits'], dim=num_parameters)
-
-  if dp['mechanism'] != 'none' and dp['target_epsilon'] is not None:
-    if stored is not None and stored['dp'].get('target_epsilon') == dp['target_epsilon']:
-      dp['noise_multiplier'] = stored['dp']['noise_multiplier']
-    elif distributed:
-      dp['noise_multiplier'] = privacy.calibrate_distributed(
-          target_epsilon=dp['target_epsilon'], params_fn=distributed_params,
-          clients_per_round=config.clients_per_round, population_size=population_size,
-          rounds=config.num_rounds, delta=dp['delta'])
-    else:
-      dp['noise_multiplier'] = factor * privacy.calibrate_noise_multiplier(
-          target_epsilon=dp['target_epsilon'],
-          clients_per_round=config.clients_per_round,
-          population_size=population_size,
-          rounds=config.num_rounds,
-          delta=dp['delta'],
-          sampling=config.sampling,
-          accountant=dp['accountant'],
-      )
-  aggregators.check_dp_config(
-      mechanism=dp['mechanism'],
-      noise_multiplier=dp['noise_multiplier'],
-      clip=dp['clip'],
-      clients_per_round=config.clients_per_round,
-      target_unclipped_quantile=dp['target_unclipped_quantile'],
-      clip_learning_rate=dp['clip_learning_rate'],
-      secure_sum=dp['secure_sum'],
-      bits=dp['bits'],
-  )
   resolved['resolved'] = {
       'sensitivity_factor': factor,
       'population_size': population_size,
-      'sampling_probability': q,
-      'noise_multiplier': dp['noise_multiplier'] if dp['mechanism'] != 'none' else 0.0,
+      'sampling_probability': privacy.sampling_probability(
+          clients_per_round=config.clients_per_round, population_size=population_size),
+      'noise_multiplier': dp['noise_multiplier'],
       **({'num_features': features.NUM_FEATURES} if config.task == 'churn' else {}),
       'opted_out_users': opted_out_users,
   }
-  if distributed:
-    resolved['resolved']['distributed'] = distributed_params(dp['noise_multiplier'])
-  return resolved
+  m = mechanisms.get(dp['mechanism'])
+  if m.private and dp['target_epsilon'] is not None:
+    if stored is not None and stored['dp'].get('target_epsilon') == dp['target_epsilon']:
+      z = stored['dp']['noise_multiplier']
+    else:
+      z = privacy.calibrate(dp_settings(resolved, num_parameters=sum(tensor_sizes)),
+                            rounds=config.num_rounds,
+                            target_epsilon=dp['target_epsilon'])
+    dp['noise_multiplier'] = resolved['resolved']['noise_multiplier'] = z
+  if not m.private:
+    resolved['resolved']['noise_multiplier'] = 0.0
+  settings = dp_settings(resolved, num_parameters=sum(tensor_sizes))
+  if m.private:
+    settings = m.resolve(settings)  # distributed: the query's scaled parameters
+  aggregators.check(settings)
+  if settings.distributed is not None:
+    resolved['resolved']['distributed'] = dict(settings.distributed)
+  return resolved, settings
+
+
+def dp_settings(resolved: dict,
+                num_parameters: Optional[int] = None) -> mechanisms.DpSettings:
+  """The DP settings of a run's config dict (`config.json`'s layout)."""
+  dp, r = resolved['dp'], resolved['resolved']
+  return mechanisms.DpSettings(
+      mechanism=dp['mechanism'], noise_multiplier=r['noise_multiplier'],
+      clip=dp['clip'], clients_per_round=resolved['clients_per_round'],
+      population_size=r['population_size'], sampling=resolved['sampling'],
+      accountant=dp['accountant'], delta=dp['delta'],
+      target_unclipped_quantile=dp['target_unclipped_quantile'],
+      clip_learning_rate=dp['clip_learning_rate'],
+      noise_seed=resolved['seed'] if dp['reproducible_noise'] else None,
+      bits=dp['bits'], distributed=r.get('distributed'), num_parameters=num_parameters,
+      secure_sum=dp['secure_sum'], compression_bits=resolved['compression']['bits'],
+      compression_threshold=resolved['compression']['threshold'],
+      sensitivity_factor=r['sensitivity_factor'], dropout=resolved['clients']['dropout'],
+      opted_out_users=r['opted_out_users'],
+      reproducible_noise=dp['reproducible_noise'],
+      reproducible_sampling=dp['reproducible_sampling'])
 
 
 def replay_config(run_config: dict, base, *, num_rounds: Optional[int] = None):
@@ -235,39 +230,18 @@ def replay_config(run_config: dict, base, *, num_rounds: Optional[int] = None):
   return config_files.apply_overrides(base, flat, source='recorded config')
 
 
-def _statement(resolved: dict, rounds: int) -> dict[str, Any]:
-  return privacy.privacy_statement(
-      mechanism=resolved['dp']['mechanism'],
-      noise_multiplier=resolved['resolved']['noise_multiplier'],
-      clients_per_round=resolved['clients_per_round'],
-      population_size=resolved['resolved']['population_size'],
-      rounds=rounds,
-      delta=resolved['dp']['delta'],
-      sampling=resolved['sampling'],
-      accountant=resolved['dp']['accountant'],
-      sensitivity_factor=resolved['resolved']['sensitivity_factor'],
-      secure_sum=resolved['dp']['secure_sum'],
-      distributed=resolved['resolved'].get('distributed'),
-      compression_bits=resolved['compression']['bits'],
-      dropout=resolved['clients']['dropout'],
-      opted_out_users=resolved['resolved']['opted_out_users'],
-      reproducible_noise=resolved['dp']['reproducible_noise'],
-      reproducible_sampling=resolved['dp']['reproducible_sampling'],
-  )
-
-
 def _prepare_workdir(config, workdir: str, data: clients.FederatedData):
   """Validates against any run already in `workdir`, under its lock.
 
-  Returns (resolved config, start round, the start round's checkpoint leaves or None,
-  the metrics rows up to the start round). Everything that can refuse does so before
+  Returns (resolved config, its DP settings, start round, the start round's checkpoint
+  leaves or None, the metrics rows up to the start round). Everything that can refuse does so before
   `config.json` is (re)written.
   """
   config_path = os.path.join(workdir, rundir.CONFIG_FILE)
   metrics_path = os.path.join(workdir, rundir.METRICS_FILE)
   stored = rundir.read_json(config_path) if os.path.exists(config_path) else None
-  resolved = resolve_config(config, population_size=data.population_size, stored=stored,
-                            opted_out_users=data.num_opted_out)
+  resolved, settings = resolve_config(config, population_size=data.population_size,
+                                      stored=stored, opted_out_users=data.num_opted_out)
   start, leaves, rows = 0, None, []
   if stored is None and (rundir.checkpoint_rounds(workdir) or os.path.exists(metrics_path)):
     raise rundir.RunDirectoryError(
@@ -306,7 +280,7 @@ def _prepare_workdir(config, workdir: str, data: clients.FederatedData):
           'epsilon will exceed dp.target_epsilon=%g.', config.num_rounds,
           stored['num_rounds'], config.dp.target_epsilon)
   rundir.write_json(config_path, resolved)
-  return resolved, start, leaves, rows
+  return resolved, settings, start, leaves, rows
 
 
 def _evaluate(task, keras_model, model_weights,
@@ -350,7 +324,7 @@ def train_and_evaluate(config, workdir: str,
 
 
 def _train(config, workdir: str, task, data: clients.FederatedData, resolved: dict,
-           start_round: int, start_leaves, rows: list, *,
+           settings: mechanisms.DpSettings, start_round: int, start_leaves, rows: list, *,
            on_round: Optional[Callable[[dict], None]]) -> dict[str, Any]:
   """The rounds from `start_round` on, and the final evaluation (under the lock).
 
@@ -371,12 +345,12 @@ def _train(config, workdir: str, task, data: clients.FederatedData, resolved: di
   # secret one that config.json does not give away (dp.reproducible_sampling=False).
   sampling_seed = (config.seed if dp['reproducible_sampling']
                    else rundir.secret_seed(workdir))
-  process = build_process(config, task, resolved)
+  process = build_process(config, task, settings)
   # Built after the process: in Keras 2.14 a model built eagerly *before* TFF traces
   # model_fn is left "in an invalid state" by the tracing. Its seeded initializers
   # give the run's initial weights.
   keras_model = task.build_model(config)
-  if dp['secure_sum'] or dp['mechanism'] in privacy.DISTRIBUTED_MECHANISMS:
+  if settings.secure_sum or mechanisms.get(settings.mechanism).secure_aggregation:
     logging.info('Secure aggregation: TFF secure sums, simulated in the clear '
                  '(no cryptography runs in simulation).')
   runtime.install_sigterm_handler()
@@ -390,19 +364,19 @@ def _train(config, workdir: str, task, data: clients.FederatedData, resolved: di
     if start_round:
       state = tf.nest.pack_sequence_as(engine.initialize(), start_leaves)
     else:
-      recorder.start(_statement(resolved, 0))
+      recorder.start(privacy.statement(settings, 0))
       state = engine.set_model_weights(engine.initialize(), tff.learning.models.ModelWeights(
           *models.initial_weights(keras_model)))
 
     for round_num in range(start_round + 1, config.num_rounds + 1):
-      statement = _statement(resolved, round_num)
+      statement = privacy.statement(settings, round_num)
       if _over_budget(statement, dp['max_epsilon'], round_num):
         break
       t0 = time.monotonic()  # round_seconds: sampling, local training, aggregation
       cohort = sample_round(config, population_size=data.population_size,
                             seed=sampling_seed, round_num=round_num)
       state, row = run_round(engine, state, cohort, round_num=round_num, data=data,
-                             task=task, resolved=resolved, config=config)
+                             task=task, settings=settings, config=config)
       row.update(round_seconds=time.monotonic() - t0,
                  epsilon=math.inf if statement['epsilon'] is None else statement['epsilon'])
       if round_num % config.eval_every == 0 or round_num == config.num_rounds:
@@ -413,9 +387,9 @@ def _train(config, workdir: str, task, data: clients.FederatedData, resolved: di
       if on_round is not None:
         on_round(row)
     if recorder.rows:  # the final model, also when the budget guard stopped the run
-      _final_evaluation(task, config, workdir, keras_model,
-                        engine.get_model_weights(state), data,
-                        round_num=int(recorder.last_row['round']))
+      recorder.finish(_final_evaluation(
+          task, config, workdir, keras_model, engine.get_model_weights(state), data,
+          round_num=int(recorder.last_row['round'])))
   return recorder.last_row or {}
 
 
@@ -429,17 +403,11 @@ def _log_population(task, data: clients.FederatedData) -> None:
       f', churn base rate {data.eval_base_rate:.3f}' if task.binary else '')
 
 
-def build_process(config, task, resolved: dict):
+def build_process(config, task, settings: mechanisms.DpSettings):
   """The learning process: `build_unweighted_fed_avg` with the mechanism's aggregator."""
-  dp = resolved['dp']
-  tree_kwargs = {}
-  if dp['mechanism'] == 'tree':
-    with tf.Graph().as_default():  # shapes only; see the note on keras_model in _train
-      specs = [tf.TensorSpec(v.shape, v.dtype) for v in
-               task.build_model(config).trainable_variables]
-    tree_kwargs = dict(record_specs=specs, restart_period=privacy.rounds_per_pass(
-        clients_per_round=config.clients_per_round,
-        population_size=resolved['resolved']['population_size']))
+  with tf.Graph().as_default():  # shapes only; see the note on keras_model in _train
+    specs = [tf.TensorSpec(v.shape, v.dtype) for v in
+             task.build_model(config).trainable_variables]
   return tff.learning.algorithms.build_unweighted_fed_avg(
       task.model_fn(config),
       # An iterator loop: TFF's default, dataset.reduce, re-instantiates the training
@@ -449,20 +417,7 @@ def build_process(config, task, resolved: dict):
           config.client.learning_rate),
       server_optimizer_fn=tff.learning.optimizers.build_sgdm(
           config.server.learning_rate, momentum=config.server.momentum or None),
-      model_aggregator=aggregators.build_model_aggregator(
-          mechanism=dp['mechanism'],
-          noise_multiplier=resolved['resolved']['noise_multiplier'],
-          clip=dp['clip'],
-          clients_per_round=config.clients_per_round,
-          target_unclipped_quantile=dp['target_unclipped_quantile'],
-          clip_learning_rate=dp['clip_learning_rate'],
-          noise_seed=config.seed if dp['reproducible_noise'] else None,
-          secure_sum=dp['secure_sum'],
-          bits=dp['bits'],
-          compression_bits=config.compression.bits,
-          compression_threshold=config.compression.threshold,
-          **tree_kwargs,
-      ),
+      model_aggregator=aggregators.build(settings, record_specs=specs),
   )
 
 
@@ -518,14 +473,15 @@ def sample_round(config, *, population_size: int, seed: int, round_num: int) -> 
 
 
 def run_round(engine: engines.Engine, state, cohort: Cohort, *, round_num: int, data,
-              task, resolved: dict, config) -> tuple[Any, dict[str, Any]]:
+              task, settings: mechanisms.DpSettings,
+              config) -> tuple[Any, dict[str, Any]]:
   """One round on `engine`; returns the new state and the round's metrics row.
 
   A DP aggregator runs every round, also with nobody reporting (see the module
   docstring); without DP an empty round leaves the model unchanged.
   """
-  dp = resolved['dp']
-  private = mechanisms.get(dp['mechanism']).private
+  mechanism = mechanisms.get(settings.mechanism)
+  private = mechanism.private
   reported = len(cohort.reporting)
   row: dict[str, Any] = {'round': round_num, 'cohort_size': len(cohort.sampled),
                          'reported': reported}
@@ -550,8 +506,8 @@ def run_round(engine: engines.Engine, state, cohort: Cohort, *, round_num: int, 
     logging.warning('Round %d: no sampled client reported (%d sampled)%s.', round_num,
                     len(cohort.sampled), '; the aggregator still ran (noise only)'
                     if private else '; the model is unchanged')
-  if dp['mechanism'] in aggregators.FIXED_CLIP_MECHANISMS:
-    row['clip'] = dp['clip']
+  if mechanism.fixed_clip:
+    row['clip'] = settings.clip
   return state, row
 
 
@@ -572,10 +528,8 @@ def _check_divergence(task, row: dict, key: str, config) -> None:
 
 
 def _final_evaluation(task, config, workdir, keras_model, model_weights, data,
-                      round_num: int) -> None:
+                      round_num: int) -> dict[str, Any]:
   """Per-user metrics, calibration and personalization of the final model."""
-  from fl_analytics import plots  # pylint: disable=g-import-not-at-top
-
   model_weights.assign_weights_to(keras_model)
   t0 = time.monotonic()
   result = evaluation.evaluate_run(
@@ -584,10 +538,6 @@ def _final_evaluation(task, config, workdir, keras_model, model_weights, data,
       personalization_steps=config.evaluation.personalization_steps,
       learning_rate=config.client.learning_rate, batch_size=config.client.batch_size,
       seed=config.seed, write_user_rows=config.evaluation.per_user_rows)
-  if 'calibration' in result:
-    plots.calibration(workdir, result)
-  # Last: its presence (with the figure) marks the run as evaluated.
-  rundir.write_json(os.path.join(workdir, rundir.EVALUATION_FILE), result)
   users = result['per_user']
   logging.info(
       'Final evaluation (%.1f s): per-user log loss median %.3f (p10 %.3f, p90 %.3f); '
@@ -595,4 +545,4 @@ def _final_evaluation(task, config, workdir, keras_model, model_weights, data,
       time.monotonic() - t0, users['loss_percentiles']['p50'],
       users['loss_percentiles']['p10'], users['loss_percentiles']['p90'],
       100 * users['share_worse_than_baseline_loss'], users['users'])
-
+  return result

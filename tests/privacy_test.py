@@ -7,7 +7,9 @@ from dp_accounting.rdp import rdp_privacy_accountant
 import numpy as np
 import pytest
 
+from fl_analytics import accounting
 from fl_analytics import privacy
+from fl_analytics.mechanisms import distributed
 
 
 def test_epsilon_equals_dp_accounting_rdp_of_poisson_gaussian_rounds():
@@ -203,7 +205,7 @@ def test_general_sampling_without_replacement_bound_matches_dp_accounting_for_ga
   orders = list(range(2, 97))  # dp_accounting's side costs ~7 s per case up to 256
   for z, q in ((1.3, 0.05), (0.8, 0.2), (3.0, 0.01)):
     gaussian = np.array([a / (2 * z * z) for a in orders])
-    ours = privacy.sample_without_replacement_rdp(orders, gaussian, q)
+    ours = accounting.sample_without_replacement_rdp(orders, gaussian, q)
     theirs = rdp_privacy_accountant._compute_rdp_sample_wor_gaussian(q, z, orders)
     # Theorem 9 at order 2 is what dp_accounting computes; above, dp_accounting may
     # only be tighter (its Theorem 27).
@@ -214,13 +216,13 @@ def test_general_sampling_without_replacement_bound_matches_dp_accounting_for_ga
 
 def test_skellam_rdp_tends_to_the_gaussian_rdp_for_large_noise():
   orders = [2, 8, 32]
-  rdp = privacy.skellam_rdp(orders, l1_sensitivity=100, l2_sensitivity=10,
+  rdp = distributed.skellam_rdp(orders, l1_sensitivity=100, l2_sensitivity=10,
                             variance=1e8)
   gaussian = np.array(orders) * 100 / (2 * 1e8)
   assert np.all(rdp > gaussian)
   assert rdp == pytest.approx(gaussian, rel=1e-3)
   with pytest.raises(ValueError, match='integers >= 2'):
-    privacy.skellam_rdp([1.5], l1_sensitivity=1, l2_sensitivity=1, variance=1.0)
+    distributed.skellam_rdp([1.5], l1_sensitivity=1, l2_sensitivity=1, variance=1.0)
 
 
 def _skellam_params(z, clip=0.2, scale=1e4, clients=50, dim=1024):

@@ -1,6 +1,5 @@
 """End to end: tiny DP-FedAvg runs, their files, calibration, resume and refusals."""
 
-import json
 import math
 import os
 
@@ -408,5 +407,6 @@ def test_invalid_settings_fail_before_anything_is_written(tmp_path, overrides, m
 def test_small_adaptive_cohort_with_small_noise_is_accepted():
   # Adaptive clipping allows noise below 0.1 * cohort: 0.5 at a cohort of 8.
   config = tiny_config(clients_per_round=8, **{'dp.noise_multiplier': 0.5})
-  resolved = training.resolve_config(config, population_size=100)
+  resolved, settings = training.resolve_config(config, population_size=100)
   assert resolved['resolved']['noise_multiplier'] == 0.5
+  assert settings.noise_multiplier == 0.5 and settings.population_size == 100

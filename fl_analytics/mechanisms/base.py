@@ -1,38 +1,84 @@
-"""What a DP mechanism is here: what it allows, its checks and its TFF aggregator.
+"""What a DP mechanism is here, and the one settings object every part reads.
 
 A `Mechanism` is one value of `dp.mechanism`. Its module (`fl_analytics/mechanisms/
 NAME.py`) defines it: what it allows (sampling schemes, accountants, secure sum,
-compression, dropout), how the accountant analyses it (`analysis`), the checks of its
-own arguments, and the `tff.aggregators` factory it runs. The accounting mathematics
-itself stays in `fl_analytics.privacy` (dp_accounting only), which asks the mechanism's
-`analysis`. Importing this package imports neither TensorFlow nor TFF; the builders
-import TFF when they run.
+compression, dropout), the checks of its own arguments, the `tff.aggregators` factory
+it runs, its dp_accounting event (the rounds as they ran) and what it adds to the
+privacy statement. `fl_analytics.privacy` composes the events with dp_accounting and
+assembles the statement; it knows no mechanism by name.
+
+`DpSettings` is the run's DP settings once validated and calibrated (`training.
+resolve_config`, once per launch): the aggregator, the accountant, the statement and
+the figures read the same frozen object.
+
+Importing this package imports neither TensorFlow nor TFF; the builders import TFF
+when they run.
 """
 
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, Callable, Optional
+from typing import Any, Callable, Mapping, Optional
+
+import dp_accounting
+
+from fl_analytics import sampling
 
 
 @dataclasses.dataclass(frozen=True)
-class AggregatorSettings:
-  """Everything a mechanism's aggregator is built from (resolved config values)."""
+class DpSettings:
+  """A run's resolved DP settings: what the aggregator, accountant and statement read.
 
-  noise_multiplier: float
-  clip: float
-  clients_per_round: float
-  target_unclipped_quantile: float = 0.5
-  clip_learning_rate: float = 0.2
+  `noise_multiplier` is the calibrated one. `sensitivity_factor` (>= 1) is how much the
+  aggregation (secure sum, compression) can enlarge one user's clipped update: the
+  accountant uses `noise_multiplier / sensitivity_factor`. `distributed` holds the
+  Skellam query's scaled parameters (`distributed.parameters`).
+  """
+
+  mechanism: str = 'none'
+  noise_multiplier: float = 0.0
+  clip: float = 1.0
+  clients_per_round: float = 1.0
+  population_size: Optional[int] = None  # the users that can be sampled
+  sampling: str = 'poisson'
+  accountant: str = 'rdp'
+  delta: float = 1e-5
+  target_unclipped_quantile: float = 0.5  # gaussian_adaptive
+  clip_learning_rate: float = 0.2  # gaussian_adaptive
   noise_seed: Optional[int] = None  # seeded noise (simulation); None: TF Privacy's
-  record_specs: Any = None  # tree: the model's trainable weights' TensorSpecs
-  restart_period: Optional[int] = None  # tree: rounds per pass
+  restart_period: Optional[int] = None  # tree: rounds per pass (None: from the cohort)
   bits: int = 16  # distributed: bit width of the modular secure sum
-  record_sum: Any = None  # the inner sum of clipped records (secure sum, compression)
+  distributed: Optional[Mapping[str, Any]] = None  # distributed: scaled parameters
+  num_parameters: Optional[int] = None  # the model's (distributed: its parameters)
+  secure_sum: bool = False
+  compression_bits: int = 0
+  compression_threshold: int = 0
+  sensitivity_factor: float = 1.0
+  dropout: float = 0.0
+  opted_out_users: int = 0
+  reproducible_noise: bool = False
+  reproducible_sampling: bool = False
+
+  @property
+  def accounted_noise_multiplier(self) -> float:
+    return self.noise_multiplier / self.sensitivity_factor
+
+  @property
+  def scheme(self) -> sampling.Scheme:
+    return sampling.get(self.sampling)
 
 
-def _no_check(settings: AggregatorSettings) -> None:
+def _no_check(settings: DpSettings) -> None:
   del settings
+
+
+def _no_statement(settings: DpSettings, rounds: int) -> tuple[dict, str]:
+  del rounds
+  return {}, settings.scheme.note + '.'
+
+
+def _same_settings(settings: DpSettings) -> DpSettings:
+  return settings
 
 
 @dataclasses.dataclass(frozen=True)
@@ -41,15 +87,27 @@ class Mechanism:
 
   name: str
   label: str  # in figures and tables
+  title: str  # in messages: what it is, in a few words
   samplings: tuple[str, ...]  # the sampling schemes it is accounted for
   accountants: tuple[str, ...]  # the accountants that analyse it
-  # How `fl_analytics.privacy` analyses it: 'none' (no privacy), 'sampled_gaussian'
-  # (dp_accounting's sampled Gaussian events), 'tree' (tree aggregation, one tree per
-  # pass), 'skellam' (distributed Skellam, `privacy.distributed_epsilon`).
-  analysis: str
-  build: Callable[[AggregatorSettings], Any]  # its tff.aggregators factory
-  check: Callable[[AggregatorSettings], None] = _no_check  # its own arguments
+  # (settings, record_specs, record_sum) -> its tff.aggregators factory; record_specs:
+  # the model's trainable weights' TensorSpecs; record_sum: the inner sum of the
+  # clipped records (secure sum, compression) or None.
+  build: Callable[..., Any]
+  # (settings, rounds) -> the dp_accounting event of `rounds` rounds as they ran.
+  event: Optional[Callable[[DpSettings, int], dp_accounting.DpEvent]] = None
+  check: Callable[[DpSettings], None] = _no_check  # its own arguments
+  # (settings, rounds) -> (its fields of the privacy statement, its sampling note).
+  statement: Callable[[DpSettings, int], tuple[dict, str]] = _no_statement
+  # settings -> the settings with what follows from the noise multiplier filled in
+  # (distributed: the scaled parameters); calibration calls it for every candidate.
+  resolve: Callable[[DpSettings], DpSettings] = _same_settings
+  rdp_orders: Optional[tuple] = None  # None: dp_accounting's default orders
+  noise: str = ''  # what noise it adds, in words (privacy CLI)
+  sampling_refusal: str = ''  # why the other sampling schemes are refused
+  accountant_refusal: str = ''  # why the other accountants are refused
   secure_sum: bool = False  # `dp.secure_sum` (central DP over TFF's secure sum)
+  secure_aggregation: bool = False  # it always sums over secure aggregation
   secure_sum_refusal: str = ''
   compression: bool = False  # `compression.bits` > 0
   compression_refusal: str = ''
@@ -62,7 +120,30 @@ class Mechanism:
 
   @property
   def private(self) -> bool:
-    return self.analysis != 'none'
+    return self.event is not None
 
 
 SAMPLED = ('poisson', 'fixed_size')  # the schemes with sampling amplification
+
+
+def sampled_gaussian_event(settings: DpSettings, rounds: int) -> dp_accounting.DpEvent:
+  """`rounds` rounds of the Gaussian sum query on the sampling scheme's cohorts.
+
+  The noise relative to the clipped sum's sensitivity: `noise_multiplier /
+  sensitivity_factor`, halved again under replace-one neighbours (the sum moves by up
+  to twice the clip).
+  """
+  z = settings.accounted_noise_multiplier
+  return dp_accounting.SelfComposedDpEvent(settings.scheme.sampled_event(
+      lambda sensitivity: dp_accounting.GaussianDpEvent(z / sensitivity),
+      clients_per_round=settings.clients_per_round,
+      population_size=settings.population_size), rounds)
+
+
+def sampled_gaussian_statement(settings: DpSettings, rounds: int) -> tuple[dict, str]:
+  del rounds
+  note = settings.scheme.note
+  if settings.scheme.relation is dp_accounting.NeighboringRelation.REPLACE_ONE:
+    note += ('; under replace-one neighbours the clipped sum moves by up to 2 * clip, '
+             'so the accountant uses noise_multiplier / 2')
+  return {}, note + '.'

@@ -21,7 +21,7 @@ def max_noise_multiplier(clients_per_round: float) -> float:
   return 2 * 0.05 * clients_per_round
 
 
-def _check(settings: base.AggregatorSettings) -> None:
+def _check(settings: base.DpSettings) -> None:
   bound = max_noise_multiplier(settings.clients_per_round)
   if settings.noise_multiplier >= bound:
     raise ValueError(
@@ -39,7 +39,8 @@ def _check(settings: base.AggregatorSettings) -> None:
         f'dp.clip_learning_rate must be > 0. Found {settings.clip_learning_rate}.')
 
 
-def _build(settings: base.AggregatorSettings):
+def _build(settings: base.DpSettings, record_specs=None, record_sum=None):
+  del record_specs
   import tensorflow_federated as tff  # pylint: disable=g-import-not-at-top
 
   return gaussian_fixed.with_seed_and_record_sum(
@@ -49,13 +50,15 @@ def _build(settings: base.AggregatorSettings):
           initial_l2_norm_clip=settings.clip,
           target_unclipped_quantile=settings.target_unclipped_quantile,
           learning_rate=settings.clip_learning_rate),
-      settings)
+      settings, record_sum)
 
 
 MECHANISM = base.Mechanism(
-    name='gaussian_adaptive', label='adaptive clipping',
-    samplings=base.SAMPLED, accountants=('rdp', 'pld'), analysis='sampled_gaussian',
-    build=_build, check=_check,
+    name='gaussian_adaptive',
+    label='adaptive clipping', title='DP-FedAvg, adaptive clipping',
+    samplings=base.SAMPLED, accountants=('rdp', 'pld'),
+    build=_build, event=base.sampled_gaussian_event,
+    statement=base.sampled_gaussian_statement, noise='Gaussian noise', check=_check,
     secure_sum_refusal=("TFF's secure sum needs fixed bounds, and with adaptive clipping "
                         'its quantization error relative to the clip is unbounded.'),
     compression_refusal=("no analysis here covers quantization's effect on the "

@@ -5,13 +5,14 @@ from __future__ import annotations
 from fl_analytics.mechanisms import base
 
 
-def _build(settings: base.AggregatorSettings):
+def _build(settings: base.DpSettings, record_specs=None, record_sum=None):
+  del settings, record_specs
   import tensorflow_federated as tff  # pylint: disable=g-import-not-at-top
 
-  return tff.aggregators.UnweightedMeanFactory(value_sum_factory=settings.record_sum)
+  return tff.aggregators.UnweightedMeanFactory(value_sum_factory=record_sum)
 
 
 MECHANISM = base.Mechanism(
-    name='none', label='non-private',
-    samplings=base.SAMPLED + ('shuffle',), accountants=('rdp', 'pld'), analysis='none',
+    name='none', label='non-private', title='plain FedAvg',
+    samplings=base.SAMPLED + ('shuffle',), accountants=('rdp', 'pld'),
     build=_build, compression=True)
