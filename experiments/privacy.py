@@ -24,6 +24,7 @@ from absl import flags
 from fl_analytics import cli
 from fl_analytics import mechanisms
 from fl_analytics import privacy
+from fl_analytics import sampling as sampling_lib
 
 _N = flags.DEFINE_integer('num_clients', None, 'Users that can be sampled (population).')
 _M = flags.DEFINE_float('clients_per_round', None,
@@ -102,14 +103,7 @@ def main(argv):
                         'population_size': statement['population_size']}))
     return
   s = statement
-  sampling = {
-      'poisson': ('Poisson sampling, each user with probability '
-                  f"{s['sampling_probability']:.4g} per round"),
-      'fixed_size': (f"exactly {s['clients_per_round']:g} users per round, uniformly "
-                     'without replacement'),
-      'shuffle': (f"cyclic passes of {s.get('rounds_per_pass')} rounds over one shuffle "
-                  'of the users, no amplification claimed'),
-  }[s['sampling']]
+  sampling = sampling_lib.get(s['sampling']).description.format(**s)
   eps = 'inf' if s['epsilon'] is None else f"{s['epsilon']:.4g}"
   lines = [
       f"Protected: {s['unit_of_privacy']}.",

@@ -28,6 +28,7 @@ import numpy as np  # pylint: disable=g-import-not-at-top
 
 from fl_analytics import mechanisms  # pylint: disable=g-import-not-at-top
 from fl_analytics import rundir  # pylint: disable=g-import-not-at-top
+from fl_analytics import sampling  # pylint: disable=g-import-not-at-top
 from fl_analytics import summary as sweep_summary  # pylint: disable=g-import-not-at-top
 from fl_analytics import tasks  # pylint: disable=g-import-not-at-top
 
@@ -35,8 +36,6 @@ FIGURE_DIR = rundir.FIGURE_DIR
 FORMATS = ('png', 'pdf')
 # Compressed variants of a mechanism: same colour, another line style.
 _BITS_LINESTYLE = ('--', '-.', ':', (0, (5, 1)))
-_SAMPLING_LABEL = {'poisson': 'Poisson', 'fixed_size': 'fixed size',
-                   'shuffle': 'cyclic passes'}
 
 
 def _style(mechanism: str) -> dict:
@@ -69,7 +68,7 @@ def _save(fig, workdir: str, name: str) -> list[str]:
 
 def _title(runs: Sequence[sweep_summary.Run], what: str) -> str:
   c = runs[0].config
-  samplings = sorted({_SAMPLING_LABEL.get(r.config.get('sampling', 'poisson'), '?')
+  samplings = sorted({sampling.get(r.config.get('sampling', 'poisson')).label
                       for r in runs if r.mechanism != 'none'}) or ['Poisson']
   task = tasks.for_run(c).title
   return (f"{what}\n{task}, {c['data']['num_users']} synthetic users "

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 
 from fl_analytics import rundir
+from fl_analytics import sampling as sampling_lib
 from fl_analytics import tasks
 
 
@@ -20,12 +21,7 @@ def run_summary(workdir: str) -> str:
   if statement['epsilon'] is None:
     privacy_line = 'no differential privacy (the non-private reference)'
   else:
-    sampling = {
-        'poisson': f"Poisson sampling q={statement['sampling_probability']:.3g}",
-        'fixed_size': f"{statement['clients_per_round']:g} users per round without "
-                      'replacement',
-        'shuffle': f"cyclic passes of {statement.get('rounds_per_pass')} rounds",
-    }.get(statement['sampling'], statement['sampling'])
+    sampling = sampling_lib.get(statement['sampling']).summary.format(**statement)
     privacy_line = (
         f"epsilon {statement['epsilon']:.3g} at delta {statement['delta']:g} "
         f"({statement['mechanism']}, noise multiplier "

@@ -74,7 +74,8 @@ def shuffle_cohort(
 def sampling_probability(*, clients_per_round: float, population_size: int) -> float:
   """The share of the population sampled per round (expected share for Poisson)."""
   if not isinstance(population_size, int) or population_size < 1:
-    raise ValueError(f'population size must be an integer >= 1. Found {population_size!r}.')
+    raise ValueError(
+        f'population size must be an integer >= 1. Found {population_size!r}.')
   if not 0 < clients_per_round <= population_size:
     raise ValueError(
         f'clients_per_round must be in (0, population size = {population_size}]. '
@@ -90,9 +91,9 @@ def _whole(clients_per_round: float, sampling: str) -> int:
 
 
 def _poisson_event(inner, clients_per_round, population_size):
-  return dp_accounting.PoissonSampledDpEvent(
-      sampling_probability(clients_per_round=clients_per_round,
-                       population_size=population_size), inner(1.0))
+  q = sampling_probability(clients_per_round=clients_per_round,
+                           population_size=population_size)
+  return dp_accounting.PoissonSampledDpEvent(q, inner(1.0))
 
 
 def _fixed_size_event(inner, clients_per_round, population_size):
@@ -131,6 +132,11 @@ class Scheme:
   """One value of `sampling`: its cohort, its neighbouring relation, its round event."""
 
   name: str
+  label: str  # in figures
+  # What a statement's sampling was, in words: `summary` (run reports) and
+  # `description` (the privacy CLI), formatted with the statement's fields.
+  summary: str
+  description: str
   neighboring_relation: str  # in the privacy statement
   relation: dp_accounting.NeighboringRelation  # the RDP accountant's
   accountants: tuple[str, ...]  # the accountants that analyse it
@@ -142,6 +148,7 @@ class Scheme:
   # inner(s) is the mechanism's event for a clipped sum that moves by s * clip between
   # neighbours; None: no amplification (the mechanism composes rounds itself).
   round_event: Optional[Callable] = None
+  whole_cohort: bool = True  # clients_per_round must be a whole number
   pld_refusal: str = ''  # why the pld accountant is refused
   # (clients_per_round, population_size, rounds) -> the scheme's statement fields
   statement_fields: Optional[Callable[[float, int, int], dict]] = None
@@ -158,7 +165,11 @@ class Scheme:
 
 SCHEMES: dict[str, Scheme] = {s.name: s for s in (
     Scheme(
-        name='poisson', neighboring_relation='add or remove one user',
+        name='poisson', label='Poisson',
+        summary='Poisson sampling q={sampling_probability:.3g}',
+        description=('Poisson sampling, each user with probability '
+                     '{sampling_probability:.4g} per round'),
+        neighboring_relation='add or remove one user', whole_cohort=False,
         relation=dp_accounting.NeighboringRelation.ADD_OR_REMOVE_ONE,
         accountants=('rdp', 'pld'), draw=_draw_poisson, round_event=_poisson_event,
         note=('Each round samples every training user independently with probability '
@@ -168,7 +179,11 @@ SCHEMES: dict[str, Scheme] = {s.name: s for s in (
             'Poisson-subsampled Gaussian spends less privacy at a smaller q, so the '
             'accountant, which uses q, gives an upper bound')),
     Scheme(
-        name='fixed_size', neighboring_relation='replace one user',
+        name='fixed_size', label='fixed size',
+        summary='{clients_per_round:g} users per round without replacement',
+        description=('exactly {clients_per_round:g} users per round, uniformly without '
+                     'replacement'),
+        neighboring_relation='replace one user',
         relation=dp_accounting.NeighboringRelation.REPLACE_ONE,
         accountants=('rdp',), draw=_draw_fixed_size, round_event=_fixed_size_event,
         pld_refusal=(
@@ -183,7 +198,10 @@ SCHEMES: dict[str, Scheme] = {s.name: s for s in (
             'sample of clients_per_round, and a mixture over how many report is no '
             'less private than its worst part')),
     Scheme(
-        name='shuffle',
+        name='shuffle', label='cyclic passes',
+        summary='cyclic passes of {rounds_per_pass} rounds',
+        description=('cyclic passes of {rounds_per_pass} rounds over one shuffle of the '
+                     'users, no amplification claimed'),
         neighboring_relation=('replace one user by a user who contributes nothing '
                               '(zero update)'),
         relation=dp_accounting.NeighboringRelation.REPLACE_SPECIAL,

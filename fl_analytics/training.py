@@ -2,10 +2,11 @@
 
 The algorithm is `tff.learning.algorithms.build_unweighted_fed_avg` (every user counts
 equally, so the unit of privacy is one user's whole data), with the model aggregator
-chosen by `dp.mechanism` (`fl_analytics.aggregators`), Poisson client sampling
-(`fl_analytics.sampling`) and RDP accounting of exactly that sampling
-(`fl_analytics.privacy`). The sampling probability comes from one place
-(`clients_per_round / population_size`) and feeds both the sampler and the accountant.
+of `dp.mechanism` (`fl_analytics.mechanisms`), cohorts drawn by the `sampling` scheme
+(`fl_analytics.sampling`) and accounting of exactly that mechanism on that sampling
+(`fl_analytics.privacy`). `resolve_config` validates and calibrates once per launch,
+into one frozen `mechanisms.DpSettings` that the aggregator, the accountant and the
+statement read; the sampler reads the same cohort size and population.
 
 Evaluation is on held-out users (never trained on), pooled, every `eval_every` rounds
 and after the last round: the task's metrics (`fl_analytics.tasks`; churn: log loss,
@@ -13,7 +14,8 @@ accuracy, ROC AUC and the churn base rate; next action: log loss, top-1 and top-
 accuracy), then the final evaluation of `fl_analytics.evaluation`.
 
 The run directory follows `fl_analytics.rundir`; after every round the metrics table,
-the privacy statement and a checkpoint of the server state are written atomically, so
+the privacy statement and a checkpoint of the server state are written atomically
+(`recording.RunRecorder`), so
 running the same command again resumes after the last completed round, and a larger
 `num_rounds` continues the run. The run holds the directory's lock
 (`rundir.locked`) from before it reads the directory until it ends.
@@ -130,7 +132,7 @@ def check_config(config) -> None:
       mechanism=dp.mechanism, bits=config.compression.bits,
       threshold=config.compression.threshold, secure_sum=dp.secure_sum)
   engines.check_name(config.runtime.engine)
-  if (config.sampling in ('fixed_size', 'shuffle')
+  if (sampling.get(config.sampling).whole_cohort
       and int(config.clients_per_round) != config.clients_per_round):
     raise ValueError(f'clients_per_round must be a whole number with sampling='
                      f'{config.sampling}. Found {config.clients_per_round}.')

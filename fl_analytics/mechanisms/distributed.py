@@ -230,7 +230,8 @@ MECHANISM = base.Mechanism(
            '(simulated)'),
     sampling_refusal=('With Poisson sampling the summed noise depends on how many users '
                       'took part.'),
-    accountant_refusal='dp_accounting has no PLD for it.', compression_refusal='it already quantizes updates to dp.bits',
+    accountant_refusal='dp_accounting has no PLD for it.',
+    compression_refusal='it already quantizes updates to dp.bits',
     dropout=False,
     dropout_refusal=('each client adds a share of the noise, so clients that fail to '
                      'report would leave less noise than the accountant assumes.'),

@@ -46,5 +46,6 @@ MECHANISM = base.Mechanism(
     label='fixed clipping', title='DP-FedAvg, fixed clipping',
     samplings=base.SAMPLED, accountants=('rdp', 'pld'),
     build=_build, event=base.sampled_gaussian_event,
-    statement=base.sampled_gaussian_statement, noise='Gaussian noise', secure_sum=True, compression=True, fixed_clip=True,
+    statement=base.sampled_gaussian_statement, noise='Gaussian noise',
+    secure_sum=True, compression=True, fixed_clip=True,
     color='tab:orange', marker='s', linestyle='--')
