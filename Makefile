@@ -12,10 +12,11 @@ DEMO_DIR ?= runs/demo
 REFERENCE_RUNS ?= runs/reference
 PARALLEL ?=
 
-.PHONY: setup test demo reproduce mechanisms compression analytics next_action bench clean-runs
+.PHONY: setup test demo reproduce mechanisms compression analytics next_action export bench clean-runs
 MECHANISM_RUNS ?= runs/mechanisms
 COMPRESSION_RUNS ?= runs/compression
 NEXT_ACTION_RUNS ?= runs/next_action
+EXPORT_RUNS ?= runs/export
 
 setup: $(STAMP)
 
@@ -79,6 +80,15 @@ next_action: setup
 # results/analytics/.
 analytics: setup
 	$(PY) experiments/analytics.py --config=configs/feature_usage.py --workdir=results/analytics
+
+# Shipping the model: one DP run per task at epsilon 2 (the default configs otherwise),
+# exported to TensorFlow Lite with its parity, size and latency, in results/export/.
+# A finished run is not trained again.
+export: setup
+	$(PY) experiments/train.py --config=configs/churn.py --workdir=$(EXPORT_RUNS)/churn --config.dp.target_epsilon=2
+	$(PY) experiments/export_model.py --workdir=$(EXPORT_RUNS)/churn --output=results/export/churn
+	$(PY) experiments/train.py --config=configs/next_action.py --workdir=$(EXPORT_RUNS)/next_action --config.dp.target_epsilon=2
+	$(PY) experiments/export_model.py --workdir=$(EXPORT_RUNS)/next_action --output=results/export/next_action
 
 # Seconds per round of the pipeline against the plain-TensorFlow floor, sweep throughput
 # and memory (about 4 minutes; BENCH_ARGS='--memory_rounds=1000' adds the long run).

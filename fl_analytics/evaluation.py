@@ -32,7 +32,7 @@ so the file's order does not give the users away; their contents still can.
 from __future__ import annotations
 
 import os
-from typing import Any, Sequence
+from typing import Any, Optional, Sequence
 
 import numpy as np
 
@@ -118,11 +118,26 @@ def split_in_time(x: np.ndarray, y: np.ndarray):
   return (x[:half], y[:half]), (x[half:], y[half:])
 
 
+def personalization_batches(num_examples: int, *, steps: int, batch_size: int, seed: int,
+                            index: int) -> list[np.ndarray]:
+  """The example indices of each SGD step of user `index`'s personalization: cyclic
+  batches over one seeded shuffle of its early examples (the device does the same,
+  `fl_analytics.export`)."""
+  order = np.random.default_rng([seed, 0x9E45, index]).permutation(num_examples)
+  batches = []
+  for step in range(steps):
+    start = (step * batch_size) % len(order)
+    batches.append(np.take(order, range(start, start + batch_size), mode='wrap')[
+        :min(batch_size, len(order))])
+  return batches
+
+
 def personalize(task, keras_model, global_weights: Sequence[np.ndarray],
                 users: Sequence[tuple[np.ndarray, np.ndarray]], *, steps: int,
-                learning_rate: float, batch_size: int, seed: int
-                ) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
-  """For each user with >= 4 examples: (later labels, global logits, personalized logits).
+                learning_rate: float, batch_size: int, seed: int,
+                keep_weights: bool = False) -> list[Optional[tuple]]:
+  """For each user with >= 4 examples: (later labels, global logits, personalized logits),
+  and with `keep_weights` the personalized trainable weights.
 
   Users with fewer examples get None (nothing to both fine-tune on and score).
   """
@@ -146,13 +161,11 @@ def personalize(task, keras_model, global_weights: Sequence[np.ndarray],
     (x_early, y_early), (x_later, y_later) = split_in_time(x, y)
     keras_model.set_weights(list(global_weights))
     global_logits = keras_model(x_later, training=False).numpy()
-    order = np.random.default_rng([seed, 0x9E45, index]).permutation(len(y_early))
-    for step in range(steps):
-      start = (step * batch_size) % len(order)
-      batch = np.take(order, range(start, start + batch_size), mode='wrap')[
-          :min(batch_size, len(order))]
+    for batch in personalization_batches(len(y_early), steps=steps,
+                                         batch_size=batch_size, seed=seed, index=index):
       sgd_step(tf.constant(x_early[batch]), tf.constant(y_early[batch]))
-    results.append((y_later, global_logits, keras_model(x_later, training=False).numpy()))
+    results.append((y_later, global_logits, keras_model(x_later, training=False).numpy())
+                   + ((tuple(v.numpy() for v in variables),) if keep_weights else ()))
   keras_model.set_weights(list(global_weights))
   return results
 

@@ -39,6 +39,7 @@ class FederatedData:
   # Examples per held-out user, in the order of eval_x (each user's in time order).
   eval_sizes: tuple[int, ...] = ()
   source_note: str = ''  # where the logs came from, for the run's log
+  eval_user_ids: tuple[str, ...] = ()  # the held-out users, aligned with eval_sizes
   num_opted_out: int = 0  # users removed before anything else (clients.opt_out)
 
   @property
@@ -164,7 +165,7 @@ def build_data(data, *, seed: int, examples_fn: Callable, what: str,
   order = np.random.default_rng([seed, 0x5EED, 1]).permutation(num_users)
   eval_set = set(order[:num_eval].tolist())
 
-  train_ids, train_examples, eval_parts = [], [], []
+  train_ids, train_examples, eval_parts, eval_ids = [], [], [], []
   without = 0
   for index, log in enumerate(logs):
     x, y = examples_fn(log.timestamps, log.events, origin_timestamp=origin,
@@ -172,6 +173,7 @@ def build_data(data, *, seed: int, examples_fn: Callable, what: str,
     y = y[:, None]
     if index in eval_set:
       eval_parts.append((x, y))
+      eval_ids.append(log.user_id)
     elif len(y) == 0:
       without += 1
     else:
@@ -192,4 +194,5 @@ def build_data(data, *, seed: int, examples_fn: Callable, what: str,
       eval_sizes=tuple(len(y) for _, y in eval_parts),
       source_note=note,
       num_opted_out=num_opted_out,
+      eval_user_ids=tuple(eval_ids),
   )

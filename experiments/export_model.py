@@ -1,0 +1,39 @@
+r"""Exports the final model of a run for the device: TFLite, SavedModel, spec, card.
+
+  .venv/bin/python experiments/export_model.py --workdir=RUN --output=DIR
+
+Writes DIR/model.tflite (float32), DIR/model_dynamic_range.tflite (quantized),
+DIR/model_personalizable.tflite (with the on-device `train` signature), DIR/saved_model/,
+DIR/features.json, DIR/model_card.md and DIR/export.json (parity with Keras on the
+run's held-out users, sizes, latency); see `fl_analytics.export`.
+"""
+
+from absl import app
+from absl import flags
+from absl import logging
+
+from fl_analytics import cli
+from fl_analytics import export
+from fl_analytics import rundir
+
+_WORKDIR = flags.DEFINE_string('workdir', None, 'A finished run directory (train.py).')
+_OUTPUT = flags.DEFINE_string('output', None, 'Where to write the exported model.')
+_REPEATS = flags.DEFINE_integer('latency_repeats', 200,
+                                'Calls per latency median.', lower_bound=1)
+flags.mark_flags_as_required(['workdir', 'output'])
+
+
+def main(argv):
+  if len(argv) > 1:
+    raise app.UsageError(f'Unexpected arguments: {argv[1:]}')
+  try:
+    result = export.export_run(_WORKDIR.value, _OUTPUT.value,
+                               latency_repeats=_REPEATS.value)
+  except (export.ExportError, rundir.RunDirectoryError) as e:
+    logging.error('%s', e)
+    raise SystemExit(cli.USAGE_ERROR) from None
+  print(export.main_summary(result))
+
+
+if __name__ == '__main__':
+  cli.run(main)

@@ -1,0 +1,125 @@
+"""Exporting a run's model to TensorFlow Lite: parity, raw events, personalization.
+
+One tiny DP run per task (module fixture), exported once; the tests read what the
+export measured and check it independently where they can.
+"""
+
+import os
+
+import numpy as np
+import pytest
+
+from fl_analytics import export
+from fl_analytics import rundir
+from fl_analytics import tasks
+from fl_analytics import training
+from fl_analytics.data import clients
+from tests.training_test import tiny_config
+
+
+def _next_action_config():
+  from configs import next_action  # pylint: disable=g-import-not-at-top
+
+  config = next_action.get_config()
+  for key in ('num_rounds', 'eval_every', 'clients_per_round'):
+    config[key] = tiny_config()[key]
+  config.data.update(dict(num_users=150, num_days=40, max_examples_per_user=32))
+  config.dp.mechanism = 'gaussian_fixed'
+  config.evaluation.personalization_steps = 3
+  return config
+
+
+@pytest.fixture(scope='module', params=['churn', 'next_action'])
+def exported(request, tmp_path_factory):
+  """(run dir, export dir, export.json, the run's data) of a tiny exported run."""
+  base = tmp_path_factory.mktemp(request.param)
+  workdir, output = str(base / 'run'), str(base / 'export')
+  config = (tiny_config(**{'evaluation.personalization_steps': 3})
+            if request.param == 'churn' else _next_action_config())
+  training.train_and_evaluate(config, workdir)
+  task = tasks.get(config.task)
+  data = task.build_data(config)
+  result = export.export_run(workdir, output, latency_repeats=5, data=data)
+  return workdir, output, result, data
+
+
+def test_writes_every_artifact(exported):
+  _, output, result, _ = exported
+  for name in (export.FLOAT_MODEL, export.QUANTIZED_MODEL, export.PERSONALIZABLE_MODEL):
+    assert os.path.getsize(os.path.join(output, name)) == result['bytes'][name] > 1000
+  assert os.path.exists(os.path.join(output, export.SAVED_MODEL_DIR, 'saved_model.pb'))
+  assert rundir.read_json(os.path.join(output, export.EXPORT_FILE)) == result
+  card = open(os.path.join(output, export.MODEL_CARD_FILE)).read()
+  statement = rundir.read_json(os.path.join(exported[0], rundir.PRIVACY_FILE))
+  assert f"({statement['epsilon']:.3g}, {statement['delta']:g})-DP" in card
+  assert export.FLOAT_MODEL in card and 'ms / example' in card
+
+
+def test_float_tflite_matches_keras_and_quantized_stays_within_the_margin(exported):
+  workdir, output, result, data = exported
+  parity = result['parity']
+  assert parity[export.FLOAT_MODEL]['max_abs_probability_difference'] <= (
+      export.FLOAT_PARITY_TOLERANCE)
+  assert parity[export.PERSONALIZABLE_MODEL]['max_abs_probability_difference'] <= (
+      export.FLOAT_PARITY_TOLERANCE)
+  # Quantization changes the outputs, but loses at most the stated margin.
+  assert parity[export.QUANTIZED_MODEL]['max_abs_probability_difference'] > 0
+  for key, keras_value in parity['keras'].items():
+    assert parity[export.QUANTIZED_MODEL][key] >= keras_value - (
+        export.QUANTIZED_METRIC_MARGIN)
+  # Independently: the exported model is the model the run evaluated last.
+  config, task, keras_model, _ = export.load_run(workdir)
+  last = rundir.read_metrics(os.path.join(workdir, rundir.METRICS_FILE))[-1]
+  logits = export.tflite_logits(
+      open(os.path.join(output, export.FLOAT_MODEL), 'rb').read(), data.eval_x)
+  assert task.eval_metrics(logits, data.eval_y)['loss'] == pytest.approx(
+      float(last['eval_loss']), abs=1e-5)
+  del config, keras_model
+
+
+def test_raw_events_through_the_spec_and_tflite_give_the_pipelines_scores(exported):
+  workdir, output, _, data = exported
+  spec = rundir.read_json(os.path.join(output, export.FEATURES_FILE))
+  config, task, keras_model, _ = export.load_run(workdir)
+  logs, origin, num_days, _ = clients.load_logs(config.data, seed=config.data.seed)
+  by_id = {log.user_id: log for log in logs}
+  model = open(os.path.join(output, export.FLOAT_MODEL), 'rb').read()
+  bounds = np.cumsum((0,) + data.eval_sizes)
+  checked = 0
+  for user_id, a, b in zip(data.eval_user_ids, bounds[:-1], bounds[1:]):
+    if b == a:
+      continue
+    log = by_id[user_id]
+    x, _ = export.examples_from_spec(spec, log.timestamps, log.events,
+                                     origin_timestamp=origin, num_days=num_days)
+    if task.name == 'next_action':  # the pipeline keeps the most recent examples
+      x = x[-(b - a):]
+    device = export.tflite_logits(model, x.astype(spec['input']['dtype']))
+    pipeline = keras_model(data.eval_x[a:b], training=False).numpy()
+    np.testing.assert_allclose(device, pipeline, atol=1e-5)
+    checked += 1
+    if checked == 10:
+      break
+  assert checked == 10
+  assert len(spec['event_vocabulary']) == 10 and spec['session_gap_seconds'] == 1800
+  if task.name == 'churn':
+    assert [f['name'] for f in spec['features']][-1] == 'log_events_per_session'
+    assert spec['input']['shape'] == [None, 16]
+
+
+def test_personalization_in_the_interpreter_matches_python(exported):
+  _, _, result, _ = exported
+  p = result['personalization']
+  assert p['users'] >= 5 and p['steps'] == 3
+  assert p['max_abs_weight_difference'] <= 1e-5
+  assert p['max_abs_logit_difference'] <= 1e-4
+  assert p['max_abs_later_loss_difference'] <= 1e-5
+  # Training moved the weights (a check that could not pass with a no-op step).
+  for name in ('per_example_ms', 'per_user_ms'):
+    assert result['latency'][export.FLOAT_MODEL][name] > 0
+  assert result['latency'][export.PERSONALIZABLE_MODEL]['personalization_step_ms'] > 0
+
+
+def test_unfinished_run_is_refused_naming_the_directory(tmp_path):
+  with pytest.raises(export.ExportError, match='is not a run directory'):
+    export.load_run(str(tmp_path))
