@@ -2,7 +2,7 @@ r"""Exports the final model of a run for the device: TFLite, SavedModel, spec, c
 
   .venv/bin/python experiments/export_model.py --workdir=RUN --output=DIR
 
-Writes DIR/model.tflite (float32), DIR/model_dynamic_range.tflite (quantized),
+Writes DIR/model.tflite (float32), DIR/model_int8.tflite (quantized),
 DIR/model_personalizable.tflite (with the on-device `train` signature), DIR/saved_model/,
 DIR/features.json, DIR/model_card.md and DIR/export.json (parity with Keras on the
 run's held-out users, sizes, latency); see `fl_analytics.export`.
@@ -11,6 +11,9 @@ run's held-out users, sizes, latency); see `fl_analytics.export`.
 from absl import app
 from absl import flags
 from absl import logging
+# TensorFlow must be imported before absl's app.run starts main(): imported inside it,
+# tf.keras.Input returns graph tensors and Keras functional models fail to build.
+import tensorflow as tf  # pylint: disable=unused-import
 
 from fl_analytics import cli
 from fl_analytics import export

@@ -5,8 +5,13 @@ checkpoint) and writes into `output`:
 
 * ``model.tflite``: float32 inference (`infer`: inputs `x`, outputs `logits` and
   `probabilities`), TFLite builtin ops only.
-* ``model_dynamic_range.tflite``: the same with dynamic-range quantization (int8
-  weights, float activations; `tf.lite.Optimize.DEFAULT`).
+* ``model_int8.tflite``: the same with full-integer post-training quantization (int8
+  weights and activations, float32 inputs and outputs; `tf.lite.Optimize.DEFAULT` with a
+  representative dataset). Dynamic-range quantization would leave the churn model as it
+  is: TFLite quantizes only tensors of 1024 elements or more, and its largest has 512.
+  The activation ranges come from `QUANTIZATION_EXAMPLES` held-out examples: held-out
+  users are outside the DP guarantee, and the model card says so; the training users'
+  data is never used.
 * ``model_personalizable.tflite``: `infer`, plus `train` (one SGD step of on-device
   personalization on a batch of the user's own examples, at `client.learning_rate`,
   the step `fl_analytics.evaluation.personalize` measures) and `weights` (the current
@@ -54,7 +59,7 @@ EXPORT_FILE = 'export.json'
 FEATURES_FILE = 'features.json'
 MODEL_CARD_FILE = 'model_card.md'
 FLOAT_MODEL = 'model.tflite'
-QUANTIZED_MODEL = 'model_dynamic_range.tflite'
+QUANTIZED_MODEL = 'model_int8.tflite'
 PERSONALIZABLE_MODEL = 'model_personalizable.tflite'
 SAVED_MODEL_DIR = 'saved_model'
 # Float32 TFLite must match Keras to this (largest absolute difference of
@@ -62,6 +67,8 @@ SAVED_MODEL_DIR = 'saved_model'
 # and accuracy metrics (`tests/export_test.py` holds both).
 FLOAT_PARITY_TOLERANCE = 1e-5
 QUANTIZED_METRIC_MARGIN = 0.02
+# Held-out examples that set the int8 model's activation ranges.
+QUANTIZATION_EXAMPLES = 500
 # Users whose personalization is replayed in the interpreter (each a fresh interpreter).
 PERSONALIZATION_USERS = 20
 
@@ -128,14 +135,16 @@ def device_module(task, config, keras_model):
   return module
 
 
-def _convert(saved_model_dir: str, signatures, *, quantize: bool = False,
-             trainable: bool = False) -> bytes:
+def _convert(saved_model_dir: str, signatures, *,
+             representative: Optional[np.ndarray] = None, trainable: bool = False) -> bytes:
+  """TFLite from the SavedModel's `signatures`; int8 with `representative` inputs."""
   import tensorflow as tf  # pylint: disable=g-import-not-at-top
 
   converter = tf.lite.TFLiteConverter.from_saved_model(saved_model_dir,
                                                        signature_keys=list(signatures))
-  if quantize:
+  if representative is not None:
     converter.optimizations = [tf.lite.Optimize.DEFAULT]
+    converter.representative_dataset = lambda: ([x[None]] for x in representative)
   if trainable:
     # Training needs resource variables; gradients may need TF ops beyond the builtins.
     converter.experimental_enable_resource_variables = True
@@ -310,9 +319,12 @@ def export_run(workdir: str, output: str, *, latency_repeats: int = 200,
       'infer': module.infer.get_concrete_function(),
       'train': module.train.get_concrete_function(),
       'weights': module.weights.get_concrete_function()})
+  chosen = np.random.default_rng([int(config.seed), 0x18]).permutation(
+      len(data.eval_y))[:QUANTIZATION_EXAMPLES]
   models = {
       FLOAT_MODEL: _convert(saved_dir, ['infer']),
-      QUANTIZED_MODEL: _convert(saved_dir, ['infer'], quantize=True),
+      QUANTIZED_MODEL: _convert(saved_dir, ['infer'],
+                                representative=data.eval_x[np.sort(chosen)]),
       PERSONALIZABLE_MODEL: _convert(saved_dir, ['infer', 'train', 'weights'],
                                      trainable=True),
   }
@@ -408,7 +420,9 @@ def model_card(workdir: str, config, task, result: dict) -> str:
 - **Population**: {config.data.source if config.data.source != 'synthetic' else
                   f"{config.data.num_users} synthetic app users"}; held-out users
   (never trained on): {parity['users']}, {parity['examples']} examples.
-- **Privacy**: {privacy_line}.{caveat} Held-out evaluation is outside the guarantee.
+- **Privacy**: {privacy_line}.{caveat} Held-out users (evaluation, and the activation
+  ranges of `{QUANTIZED_MODEL}`: {QUANTIZATION_EXAMPLES} of their examples) are outside the
+  guarantee.
 - **On-device personalization**: `{PERSONALIZABLE_MODEL}`, signature `train` (one SGD
   step at learning rate {config.client.learning_rate:g} on a batch of the user's own
   examples). {f"In evaluation, {pers['steps']} steps on each held-out user's early days "

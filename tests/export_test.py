@@ -5,6 +5,8 @@ export measured and check it independently where they can.
 """
 
 import os
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -15,6 +17,8 @@ from fl_analytics import tasks
 from fl_analytics import training
 from fl_analytics.data import clients
 from tests.training_test import tiny_config
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def _next_action_config():
@@ -123,3 +127,21 @@ def test_personalization_in_the_interpreter_matches_python(exported):
 def test_unfinished_run_is_refused_naming_the_directory(tmp_path):
   with pytest.raises(export.ExportError, match='is not a run directory'):
     export.load_run(str(tmp_path))
+
+
+def test_script_exports_a_run_and_refuses_a_directory_that_is_not_one(exported, tmp_path):
+  workdir, _, _, _ = exported
+  if 'next_action' in workdir:
+    pytest.skip('the script is the same for both tasks')
+  script = os.path.join(REPO, 'experiments', 'export_model.py')
+  done = subprocess.run([sys.executable, script, f'--workdir={workdir}',
+                         f'--output={tmp_path / "out"}', '--latency_repeats=1'],
+                        capture_output=True, text=True, timeout=600, check=False)
+  assert done.returncode == 0, done.stderr[-2000:]
+  assert 'Exported round 2' in done.stdout
+  assert os.path.exists(tmp_path / 'out' / export.EXPORT_FILE)
+  refused = subprocess.run([sys.executable, script, f'--workdir={tmp_path / "none"}',
+                            f'--output={tmp_path / "out2"}'],
+                           capture_output=True, text=True, timeout=600, check=False)
+  assert refused.returncode == 2 and 'is not a run directory' in refused.stderr
+  assert not os.path.exists(tmp_path / 'out2')
