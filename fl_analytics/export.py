@@ -270,9 +270,10 @@ def personalization_parity(task, config, keras_model, model: bytes,
   kwargs = dict(steps=steps, learning_rate=float(config.client.learning_rate),
                 batch_size=int(config.client.batch_size), seed=int(config.seed))
   chosen = [u for u in users if len(u[1]) >= 4][:max_users]
+  global_weights = [v.numpy() for v in keras_model.trainable_variables]
   python = evaluation.personalize(task, keras_model, keras_model.get_weights(), chosen,
                                   keep_weights=True, **kwargs)
-  max_weight_diff = max_logit_diff = max_loss_diff = 0.0
+  max_weight_diff = max_logit_diff = max_loss_diff = max_change = 0.0
   for index, ((x, y), (y_later, _, python_logits, python_weights)) in enumerate(
       zip(chosen, python)):
     (x_early, y_early), (x_later, _) = evaluation.split_in_time(x, y)
@@ -287,6 +288,7 @@ def personalization_parity(task, config, keras_model, model: bytes,
     for i, w in enumerate(python_weights):
       max_weight_diff = max(max_weight_diff,
                             float(np.max(np.abs(device_weights[f'w{i}'] - w))))
+      max_change = max(max_change, float(np.max(np.abs(w - global_weights[i]))))
     max_logit_diff = max(max_logit_diff,
                          float(np.max(np.abs(device_logits - python_logits))))
     max_loss_diff = max(max_loss_diff, abs(
@@ -294,6 +296,7 @@ def personalization_parity(task, config, keras_model, model: bytes,
         - float(metrics.loss_and_correct(python_logits, y_later)[0].mean())))
   return {'users': len(chosen), 'steps': steps,
           'learning_rate': kwargs['learning_rate'], 'batch_size': kwargs['batch_size'],
+          'max_abs_weight_change': max_change,  # what personalization moved
           'max_abs_weight_difference': max_weight_diff,
           'max_abs_logit_difference': max_logit_diff,
           'max_abs_later_loss_difference': max_loss_diff}
