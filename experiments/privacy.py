@@ -37,7 +37,7 @@ _ACCOUNTANT = flags.DEFINE_enum('accountant', 'rdp', list(privacy.ACCOUNTANTS),
 _SAMPLING = flags.DEFINE_enum('sampling', 'poisson', list(privacy.SAMPLINGS),
                               'Sampling (shuffle: cyclic passes, with --mechanism=tree).')
 # The private values of dp.mechanism (fl_analytics.mechanisms), and `gaussian` for the
-# fixed and adaptive pair, which the same events account for.
+# fixed and adaptive pair, which the same events account for (as gaussian_fixed).
 _GAUSSIAN = 'gaussian_fixed'
 _MECHANISM = flags.DEFINE_enum(
     'mechanism', 'gaussian', ['gaussian', *mechanisms.names(private=True)],
@@ -53,17 +53,21 @@ _JSON = flags.DEFINE_bool('json', False, 'Print one JSON object.')
 flags.mark_flags_as_required(['num_clients', 'clients_per_round', 'rounds'])
 
 
+def _mechanism() -> str:
+  return _GAUSSIAN if _MECHANISM.value == 'gaussian' else _MECHANISM.value
+
+
 def _settings(z: float) -> mechanisms.DpSettings:
   """The flags as the settings `train.py` resolves from a config."""
-  name = _GAUSSIAN if _MECHANISM.value == 'gaussian' else _MECHANISM.value
+  name = _mechanism()
   num_parameters = None
-  if name == 'distributed':
+  if mechanisms.get(name).needs_num_parameters:
     if _DIM.value is None or _DIM.value < 1:
-      raise ValueError('--mechanism=distributed needs --dim, the number of model '
+      raise ValueError(f'--mechanism={name} needs --dim, the number of model '
                        'parameters (577 for the default churn model).')
     if int(_M.value) != _M.value:
       raise ValueError(f'--clients_per_round must be a whole number for '
-                       f'--mechanism=distributed. Found {_M.value}.')
+                       f'--mechanism={name}. Found {_M.value}.')
     num_parameters = _DIM.value
   return mechanisms.DpSettings(
       mechanism=name, noise_multiplier=z, clip=_CLIP.value, clients_per_round=_M.value,
@@ -80,8 +84,7 @@ def main(argv):
         delta=_DELTA.value, population_size=_N.value, target_epsilon=_TARGET.value,
         noise_multiplier=_Z.value if _TARGET.value is None else None, prefix='--')
     privacy.check_accounting(accountant=_ACCOUNTANT.value, sampling=_SAMPLING.value,
-                             mechanism=_MECHANISM.value.replace('gaussian', _GAUSSIAN)
-                             if _MECHANISM.value == 'gaussian' else _MECHANISM.value)
+                             mechanism=_mechanism())
     if _TARGET.value is None and _Z.value is None:
       raise ValueError('Give --noise_multiplier, or --target_epsilon to calibrate it.')
     settings = _settings(1.0 if _Z.value is None else _Z.value)

@@ -344,7 +344,8 @@ def plot_sweep(workdir: str) -> list[str]:
                        log_y=True)
   if any(r.compression_bits for r in runs):
     paths += communication(runs, workdir)
-  adaptive = [g for g in private if g[0].mechanism == 'gaussian_adaptive']
+  adaptive = [g for g in private
+              if not mechanisms.REGISTRY[g[0].mechanism].fixed_clip]  # clips that move
   if adaptive:
     paths += _by_round(runs, workdir, 'clip', 'L2 clip norm', 'clip_by_round',
                        'Adaptive clip norm by round (Andrew et al. 2021)',

@@ -103,6 +103,8 @@ class Mechanism:
   # (distributed: the scaled parameters); calibration calls it for every candidate.
   resolve: Callable[[DpSettings], DpSettings] = _same_settings
   rdp_orders: Optional[tuple] = None  # None: dp_accounting's default orders
+  # `resolve` needs the model's number of parameters (`DpSettings.num_parameters`).
+  needs_num_parameters: bool = False
   noise: str = ''  # what noise it adds, in words (privacy CLI)
   sampling_refusal: str = ''  # why the other sampling schemes are refused
   accountant_refusal: str = ''  # why the other accountants are refused

@@ -225,7 +225,7 @@ MECHANISM = base.Mechanism(
     name='distributed', label='distributed Skellam', title='distributed Skellam',
     samplings=('fixed_size',), accountants=('rdp',), build=_build, event=_event,
     check=_check, statement=_statement, resolve=_resolve, secure_aggregation=True,
-    rdp_orders=accounting.INTEGER_ORDERS,
+    rdp_orders=accounting.INTEGER_ORDERS, needs_num_parameters=True,
     noise=('Skellam noise added by the clients, summed by secure aggregation '
            '(simulated)'),
     sampling_refusal=('With Poisson sampling the summed noise depends on how many users '
