@@ -73,6 +73,12 @@ def get_config() -> ml_collections.ConfigDict:
   # Write eval_users.csv, one row per held-out user. Off by default: held-out users get
   # no DP protection and a row can be linked back to its user (README "Privacy").
   c.evaluation.per_user_rows = False
+  # Held-out users scored every eval_every rounds: a fixed sample of this many, seeded
+  # by seed (0: all of them); the final evaluation scores a sample of final_max_users.
+  # Both bound the cost of evaluation at any population size; evaluation.json records
+  # how many were scored.
+  c.evaluation.max_users = 1000
+  c.evaluation.final_max_users = 10000
 
   c.dp = ml_collections.ConfigDict()
   # none | gaussian_fixed | gaussian_adaptive | tree (DP-FTRL, needs sampling=shuffle)

@@ -110,6 +110,11 @@ def check_config(config) -> None:
               'server.learning_rate'):
     section, name = key.split('.')
     _check_positive(key, config[section][name])
+  for key in ('max_users', 'final_max_users'):
+    value = config.evaluation[key]
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+      raise ValueError(f'evaluation.{key} must be an integer >= 0 (0: every held-out '
+                       f'user). Found {value!r}.')
   steps = config.evaluation.personalization_steps
   if not isinstance(steps, int) or steps < 0:
     raise ValueError(
@@ -285,11 +290,10 @@ def _prepare_workdir(config, workdir: str, data: clients.FederatedData):
   return resolved, settings, start, leaves, rows
 
 
-def _evaluate(task, keras_model, model_weights,
-              data: clients.FederatedData) -> dict[str, float]:
+def _evaluate(task, keras_model, model_weights, x: np.ndarray,
+              y: np.ndarray) -> dict[str, float]:
   model_weights.assign_weights_to(keras_model)
-  logits = keras_model(data.eval_x, training=False).numpy()
-  return task.eval_metrics(logits, data.eval_y)
+  return task.eval_metrics(keras_model(x, training=False).numpy(), y)
 
 
 def train_and_evaluate(config, workdir: str,
@@ -355,6 +359,13 @@ def _train(config, workdir: str, task, data: clients.FederatedData, resolved: di
   if settings.secure_sum or mechanisms.get(settings.mechanism).secure_aggregation:
     logging.info('Secure aggregation: TFF secure sums, simulated in the clear '
                  '(no cryptography runs in simulation).')
+  # The held-out users scored every eval_every rounds: one fixed sample for the run.
+  eval_users = data.eval_sample(config.evaluation.max_users, seed=config.seed)
+  eval_xy = (np.concatenate([x for x, _ in eval_users]),
+             np.concatenate([y for _, y in eval_users]))
+  logging.info('Evaluation: %d of %d held-out users every %d rounds, up to %d at the '
+               'end.', len(eval_users), len(data.eval_users()), config.eval_every,
+               config.evaluation.final_max_users or len(data.eval_users()))
   runtime.install_sigterm_handler()
   recorder = recording.RunRecorder(workdir, columns=METRIC_COLUMNS, rows=rows,
                                    num_rounds=config.num_rounds,
@@ -382,7 +393,7 @@ def _train(config, workdir: str, task, data: clients.FederatedData, resolved: di
       row.update(round_seconds=time.monotonic() - t0,
                  epsilon=math.inf if statement['epsilon'] is None else statement['epsilon'])
       if round_num % config.eval_every == 0 or round_num == config.num_rounds:
-        ev = _evaluate(task, keras_model, engine.get_model_weights(state), data)
+        ev = _evaluate(task, keras_model, engine.get_model_weights(state), *eval_xy)
         row.update({f'eval_{k}': v for k, v in ev.items()})
         _check_divergence(task, row, 'eval_loss', config)
       recorder.record(row, tf.nest.flatten(state), statement)
@@ -534,12 +545,17 @@ def _final_evaluation(task, config, workdir, keras_model, model_weights, data,
   """Per-user metrics, calibration and personalization of the final model."""
   model_weights.assign_weights_to(keras_model)
   t0 = time.monotonic()
+  users = data.eval_sample(config.evaluation.final_max_users, seed=config.seed)
   result = evaluation.evaluate_run(
-      task, keras_model, keras_model.get_weights(), data.eval_users(), workdir,
+      task, keras_model, keras_model.get_weights(), users, workdir,
       round_num=round_num,
       personalization_steps=config.evaluation.personalization_steps,
       learning_rate=config.client.learning_rate, batch_size=config.client.batch_size,
       seed=config.seed, write_user_rows=config.evaluation.per_user_rows)
+  result['held_out_users'] = {
+      'total': len(data.eval_users()),
+      'per_round': len(data.eval_sample(config.evaluation.max_users, seed=config.seed)),
+      'final': len(users)}
   users = result['per_user']
   logging.info(
       'Final evaluation (%.1f s): per-user log loss median %.3f (p10 %.3f, p90 %.3f); '

@@ -3,6 +3,7 @@
 import math
 import os
 
+import numpy as np
 import pytest
 import tensorflow as tf
 
@@ -11,6 +12,7 @@ from fl_analytics import models
 from fl_analytics import privacy
 from fl_analytics import report
 from fl_analytics import rundir
+from fl_analytics import tasks
 from fl_analytics import training
 from fl_analytics.data import clients
 from fl_analytics.data import events
@@ -410,3 +412,35 @@ def test_small_adaptive_cohort_with_small_noise_is_accepted():
   resolved, settings = training.resolve_config(config, population_size=100)
   assert resolved['resolved']['noise_multiplier'] == 0.5
   assert settings.noise_multiplier == 0.5 and settings.population_size == 100
+
+
+def test_evaluation_scores_fixed_seeded_samples_of_held_out_users(tmp_path):
+  from fl_analytics import export  # pylint: disable=g-import-not-at-top
+
+  config = tiny_config(**{'evaluation.max_users': 4, 'evaluation.final_max_users': 6,
+                          'evaluation.personalization_steps': 0})
+  workdir = str(tmp_path / 'run')
+  training.train_and_evaluate(config, workdir)
+  result = rundir.read_json(os.path.join(workdir, 'evaluation.json'))
+  data = tasks.get('churn').build_data(config)
+  total = len(data.eval_users())
+  assert result['held_out_users'] == {'total': total, 'per_round': 4, 'final': 6}
+  assert result['per_user']['users'] == 6 < total
+  # The per-round metrics are those of the 4 sampled users, under the final weights.
+  sample = data.eval_sample(4, seed=config.seed)
+
+  def examples(users):
+    return np.concatenate([u[0] for u in users])
+
+  np.testing.assert_array_equal(examples(sample),
+                                examples(data.eval_sample(4, seed=config.seed)))
+  assert examples(sample).shape != examples(data.eval_sample(4, seed=9)).shape or (
+      not np.array_equal(examples(sample), examples(data.eval_sample(4, seed=9))))
+  _, task, keras_model, _ = export.load_run(workdir)
+  x, y = examples(sample), np.concatenate([u[1] for u in sample])
+  last = _metrics(workdir)[-1]
+  assert task.eval_metrics(keras_model(x, training=False).numpy(), y)['loss'] == (
+      pytest.approx(float(last['eval_loss']), abs=1e-6))
+  with pytest.raises(training.InvalidSettingsError, match='evaluation.max_users must be'):
+    training.train_and_evaluate(tiny_config(**{'evaluation.max_users': -1}),
+                                str(tmp_path / 'bad'))

@@ -52,6 +52,19 @@ class FederatedData:
     return [(self.eval_x[a:b], self.eval_y[a:b])
             for a, b in zip(bounds[:-1], bounds[1:]) if b > a]
 
+  def eval_sample(self, max_users: int, *, seed: int) -> list[tuple[np.ndarray, np.ndarray]]:
+    """A fixed sample of at most `max_users` of `eval_users()` (0: all), seeded, in order.
+
+    The same for every round and every launch of a run, so per-round metrics follow
+    one set of users.
+    """
+    users = self.eval_users()
+    if not max_users or max_users >= len(users):
+      return users
+    chosen = np.random.default_rng([seed, 0xE7A1]).choice(len(users), size=max_users,
+                                                           replace=False)
+    return [users[i] for i in np.sort(chosen)]
+
   @property
   def eval_base_rate(self) -> float:
     return float(self.eval_y.mean()) if len(self.eval_y) else float('nan')
