@@ -1,0 +1,72 @@
+"""The canary statistics of `fl_analytics.audit`, on simulated Gaussian releases.
+
+One release of the sum of K unit canaries plus Gaussian noise of stddev z (the Gaussian
+mechanism of sensitivity 1, the per-canary view of a DP round): the estimate must see
+canaries without noise, stay consistent with a correct claim, and flag a mechanism
+whose noise is ten times smaller than the claim assumes.
+"""
+
+import dp_accounting
+import numpy as np
+import pytest
+from scipy import stats
+
+from fl_analytics import audit
+
+DIM, CANARIES, DELTA = 5000, 500, 1e-5
+
+
+def _claimed(z: float) -> float:
+  accountant = dp_accounting.rdp.RdpAccountant()
+  accountant.compose(dp_accounting.GaussianDpEvent(z))
+  return accountant.get_epsilon(DELTA)
+
+
+def _release(z: float, seed: int) -> audit.Estimate:
+  directions = audit.canary_directions(2 * CANARIES, DIM, seed=seed)
+  seen, unseen = directions[:CANARIES], directions[CANARIES:]
+  update = seen.sum(axis=0) + z * np.random.default_rng([seed, 1]).standard_normal(DIM)
+  return audit.estimate(audit.cosines(seen, update), audit.cosines(unseen, update),
+                        dim=DIM, delta=DELTA)
+
+
+def test_null_tail_is_that_of_random_directions():
+  u = audit.canary_directions(100000, 50, seed=3)[:, 0]
+  for t in (-0.2, 0.0, 0.1, 0.3):
+    assert np.exp(audit.null_log_sf(t, 50)) == pytest.approx(np.mean(u >= t), abs=0.003)
+  # In high dimensions the cosine is N(0, 1/d).
+  assert np.exp(audit.null_log_sf(0.02, 20000)) == pytest.approx(
+      stats.norm.sf(0.02, scale=20000**-0.5), rel=0.01)
+
+
+@pytest.mark.parametrize('seed', [0, 1])
+def test_without_noise_the_canaries_are_plainly_visible(seed):
+  e = _release(0.0, seed)
+  assert e.epsilon > 10 and e.lower_bound > 5 and e.exceeds(_claimed(2.0))
+  # The unseen canaries follow the null: mean 0, spread 1 / sqrt(d).
+  assert abs(e.unseen_mean) < 3 * DIM**-0.5 / np.sqrt(CANARIES)
+  assert e.unseen_std == pytest.approx(DIM**-0.5, rel=0.1)
+
+
+@pytest.mark.parametrize('seed', [0, 1])
+def test_correct_noise_is_consistent_with_its_claim(seed):
+  claim = _claimed(2.0)  # 2.17 at delta 1e-5
+  e = _release(2.0, seed)
+  assert e.lower_bound <= claim and not e.exceeds(claim)
+  assert e.epsilon > 0.5 * claim  # the canaries are seen, to about the right extent
+
+
+@pytest.mark.parametrize('seed', [0, 1])
+def test_noise_ten_times_too_small_is_flagged(seed):
+  claim = _claimed(2.0)  # what an accountant that believes z = 2 claims
+  e = _release(0.2, seed)
+  assert e.exceeds(claim) and e.lower_bound > 2 * claim
+
+
+def test_bad_inputs_are_refused():
+  with pytest.raises(ValueError, match='dim must be an integer >= 2'):
+    audit.null_log_sf(0.1, 1)
+  with pytest.raises(ValueError, match='At least 2 seen canaries'):
+    audit.epsilon_estimate([0.1], dim=10, delta=DELTA)
+  with pytest.raises(ValueError, match='delta must be in'):
+    audit.epsilon_lower_bound([0.1, 0.2], dim=10, delta=2.0)
