@@ -42,9 +42,9 @@ import json
 import os
 import statistics
 import time
+import zipfile
 from typing import Any, Optional
 
-from absl import logging
 import ml_collections
 import numpy as np
 
@@ -88,7 +88,13 @@ def load_run(workdir: str):
                       'it (run the same train.py command again) before exporting.')
   config = ml_collections.ConfigDict(rundir.read_json(config_path))
   task = tasks.for_run(config.to_dict())
-  round_num, leaves = rundir.load_latest_checkpoint(workdir, warn=logging.warning)
+  round_num = rundir.latest_checkpoint_round(workdir)
+  try:  # exactly the final round's (no fallback to an earlier one, and no renaming)
+    leaves = rundir.load_checkpoint(workdir, round_num)
+  except (OSError, ValueError, EOFError, KeyError, zipfile.BadZipFile) as e:
+    raise ExportError(f'{rundir.checkpoint_path(workdir, round_num)} cannot be read '
+                      f'({type(e).__name__}: {e}); the final model cannot be exported. '
+                      'Run the same train.py command again to redo that round.') from e
   keras_model = task.build_model(config)
   weights = keras_model.get_weights()
   final = [np.asarray(leaf) for leaf in leaves[:len(weights)]]

@@ -15,9 +15,8 @@ accuracy), then the final evaluation of `fl_analytics.evaluation`.
 
 The run directory follows `fl_analytics.rundir`; after every round the metrics table,
 the privacy statement and a checkpoint of the server state are written atomically
-(`recording.RunRecorder`), so
-running the same command again resumes after the last completed round, and a larger
-`num_rounds` continues the run. The run holds the directory's lock
+(`recording.RunRecorder`), so running the same command again resumes after the last
+completed round, and a larger `num_rounds` continues the run. The run holds the directory's lock
 (`rundir.locked`) from before it reads the directory until it ends.
 
 Every round of a DP run calls the aggregator, also when no sampled client reported (the
@@ -241,8 +240,8 @@ def _prepare_workdir(config, workdir: str, data: clients.FederatedData):
   """Validates against any run already in `workdir`, under its lock.
 
   Returns (resolved config, its DP settings, start round, the start round's checkpoint
-  leaves or None, the metrics rows up to the start round). Everything that can refuse does so before
-  `config.json` is (re)written.
+  leaves or None, the metrics rows up to the start round). Everything that can refuse
+  does so before `config.json` is (re)written.
   """
   config_path = os.path.join(workdir, rundir.CONFIG_FILE)
   metrics_path = os.path.join(workdir, rundir.METRICS_FILE)

@@ -5,6 +5,7 @@ export measured and check it independently where they can.
 """
 
 import os
+import shutil
 import subprocess
 import sys
 
@@ -128,6 +129,18 @@ def test_personalization_in_the_interpreter_matches_python(exported):
 def test_unfinished_run_is_refused_naming_the_directory(tmp_path):
   with pytest.raises(export.ExportError, match='is not a run directory'):
     export.load_run(str(tmp_path))
+
+
+def test_unreadable_final_checkpoint_is_refused_not_replaced_by_an_earlier_one(
+    exported, tmp_path):
+  copy = str(tmp_path / 'run')
+  shutil.copytree(exported[0], copy)
+  final = rundir.checkpoint_path(copy, rundir.latest_checkpoint_round(copy))
+  with open(final, 'r+b') as f:
+    f.write(b'\0' * 64)
+  with pytest.raises(export.ExportError, match='cannot be read.*final model'):
+    export.load_run(copy)
+  assert os.path.exists(final)  # left as it was
 
 
 def test_script_exports_a_run_and_refuses_a_directory_that_is_not_one(exported, tmp_path):
