@@ -38,7 +38,6 @@ against the model the run evaluated).
 
 from __future__ import annotations
 
-import json
 import os
 import statistics
 import time
@@ -165,9 +164,13 @@ def interpreter(model: bytes):
   return tf.lite.Interpreter(model_content=model)
 
 
+def tflite_outputs(model: bytes, x: np.ndarray) -> dict[str, np.ndarray]:
+  """The `infer` outputs (`logits`, `probabilities`) of a TFLite model on `x`."""
+  return interpreter(model).get_signature_runner('infer')(x=x)
+
+
 def tflite_logits(model: bytes, x: np.ndarray) -> np.ndarray:
-  """The `infer` logits of a TFLite model on `x` (one call)."""
-  return interpreter(model).get_signature_runner('infer')(x=x)['logits']
+  return tflite_outputs(model, x)['logits']
 
 
 def features_spec(task, config) -> dict[str, Any]:
@@ -254,14 +257,6 @@ def _median_seconds(fn, repeats: int) -> float:
   return statistics.median(times)
 
 
-def _probabilities(task, logits: np.ndarray) -> np.ndarray:
-  logits = np.asarray(logits, np.float64)
-  if task.binary:
-    return 1.0 / (1.0 + np.exp(-logits))
-  e = np.exp(logits - logits.max(axis=1, keepdims=True))
-  return e / e.sum(axis=1, keepdims=True)
-
-
 def personalization_parity(task, config, keras_model, model: bytes,
                            users, *, max_users: int = PERSONALIZATION_USERS
                            ) -> dict[str, Any]:
@@ -342,18 +337,18 @@ def export_run(workdir: str, output: str, *, latency_repeats: int = 200,
 
   # Parity on every held-out example.
   x, y = data.eval_x, data.eval_y
-  keras_logits = keras_model(x, training=False).numpy()
-  keras_probabilities = _probabilities(task, keras_logits)
+  # Keras through the same `infer` (probabilities included) that was converted.
+  keras = {k: v.numpy() for k, v in module.infer(tf.constant(x)).items()}
   metric_keys = {m.column[len('eval_'):] for m in (task.headline, task.accuracy)}
-  keras_metrics = task.eval_metrics(keras_logits, y)
+  keras_metrics = task.eval_metrics(keras['logits'], y)
   parity = {'examples': len(y), 'users': data.num_eval_users,
             'keras': {k: keras_metrics[k] for k in sorted(metric_keys)}}
   for name, content in models.items():
-    logits = tflite_logits(content, x)
-    got = task.eval_metrics(logits, y)
+    out = tflite_outputs(content, x)
+    got = task.eval_metrics(out['logits'], y)
     parity[name] = {
         'max_abs_probability_difference': float(np.max(np.abs(
-            _probabilities(task, logits) - keras_probabilities))),
+            out['probabilities'] - keras['probabilities']))),
         **{k: got[k] for k in sorted(metric_keys)},
     }
 
@@ -467,7 +462,3 @@ def main_summary(result: dict) -> str:
        f"users, max |w - w_python| = "
        f"{result['personalization']['max_abs_weight_difference']:.2g}"])
 
-
-def load_export(output: str) -> Optional[dict]:
-  path = os.path.join(output, EXPORT_FILE)
-  return json.load(open(path)) if os.path.exists(path) else None

@@ -401,7 +401,7 @@ def _train(config, workdir: str, task, data: clients.FederatedData, resolved: di
     if recorder.rows:  # the final model, also when the budget guard stopped the run
       recorder.finish(_final_evaluation(
           task, config, workdir, keras_model, engine.get_model_weights(state), data,
-          round_num=int(recorder.last_row['round'])))
+          round_num=int(recorder.last_row['round']), per_round_users=len(eval_users)))
   return recorder.last_row or {}
 
 
@@ -540,8 +540,9 @@ def _check_divergence(task, row: dict, key: str, config) -> None:
 
 
 def _final_evaluation(task, config, workdir, keras_model, model_weights, data,
-                      round_num: int) -> dict[str, Any]:
-  """Per-user metrics, calibration and personalization of the final model."""
+                      round_num: int, per_round_users: int) -> dict[str, Any]:
+  """Per-user metrics, calibration and personalization of the final model
+  (`per_round_users`: how many held-out users the per-round metrics scored)."""
   model_weights.assign_weights_to(keras_model)
   t0 = time.monotonic()
   users = data.eval_sample(config.evaluation.final_max_users, seed=config.seed)
@@ -553,7 +554,7 @@ def _final_evaluation(task, config, workdir, keras_model, model_weights, data,
       seed=config.seed, write_user_rows=config.evaluation.per_user_rows)
   result['held_out_users'] = {
       'total': len(data.eval_users()),
-      'per_round': len(data.eval_sample(config.evaluation.max_users, seed=config.seed)),
+      'per_round': per_round_users,
       'final': len(users)}
   users = result['per_user']
   logging.info(

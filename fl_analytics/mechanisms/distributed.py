@@ -30,6 +30,7 @@ would be told apart by the noise level.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import attr
@@ -37,6 +38,7 @@ import dp_accounting
 import numpy as np
 
 from fl_analytics import accounting
+from fl_analytics import sampling
 from fl_analytics.mechanisms import base
 
 # TFF's range for the bit width of the modular secure sum.
@@ -82,8 +84,6 @@ class SkellamDpEvent(accounting.RdpDpEvent):
 def training_event(params, *, clients_per_round: int, population_size: int,
                    rounds: int) -> dp_accounting.DpEvent:
   """`rounds` rounds of the query with scaled parameters `params` on fixed-size cohorts."""
-  from fl_analytics import sampling  # pylint: disable=g-import-not-at-top
-
   variance = clients_per_round * float(params['local_stddev'])**2
   return dp_accounting.SelfComposedDpEvent(sampling.get('fixed_size').sampled_event(
       lambda sensitivity: SkellamDpEvent(
@@ -103,8 +103,6 @@ def _event(settings: base.DpSettings, rounds: int) -> dp_accounting.DpEvent:
 def _resolve(settings: base.DpSettings) -> base.DpSettings:
   """The settings with the query's scaled parameters for their noise multiplier (from
   `num_parameters`; settings without it keep the parameters they were given)."""
-  import dataclasses  # pylint: disable=g-import-not-at-top
-
   if settings.num_parameters is None:
     return settings
   return dataclasses.replace(settings, distributed=parameters(
