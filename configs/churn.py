@@ -114,6 +114,16 @@ def get_config() -> ml_collections.ConfigDict:
   c.compression.bits = 0
   c.compression.threshold = 100
 
+  # Empirical privacy audit (fl_analytics.canaries, fl_analytics.audit; README
+  # "Auditing the claimed epsilon"): `canaries` canary clients join the sampled
+  # population (0: no audit), `unseen_canaries` directions are never inserted (unset:
+  # as many); audit.json compares the estimated epsilon with the claim at confidence
+  # 1 - alpha.
+  c.audit = ml_collections.ConfigDict()
+  c.audit.canaries = 0
+  c.audit.unseen_canaries = config_dict.placeholder(int)
+  c.audit.alpha = 0.05
+
   c.runtime = ml_collections.ConfigDict()
   # mapreduce: the process's MapReduceForm run in this process (fast); cpp: TFF's
   # local C++ runtime (a worker_binary). Same results; may change when resuming.

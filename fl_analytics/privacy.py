@@ -519,6 +519,7 @@ def statement(settings: DpSettings, rounds: int) -> dict[str, Any]:
       **own,
       **({'dropout': s.dropout} if s.dropout else {}),
       **({'opted_out_users': s.opted_out_users} if s.opted_out_users else {}),
+      **({'audit_canaries': s.canaries} if s.canaries else {}),
       'notes': (
           sampling_note + ' Training metrics (train_loss) are simulation diagnostics '
           'outside the guarantee. Evaluation uses held-out users only.'
@@ -528,7 +529,12 @@ def statement(settings: DpSettings, rounds: int) -> dict[str, Any]:
            else '') + (
           f' {s.opted_out_users} users opted out: they are never sampled and their '
           'data is never used; population_size counts only the users who can be '
-          'sampled.' if s.opted_out_users else ''),
+          'sampled.' if s.opted_out_users else '') + (
+          f' population_size includes {s.canaries} audit canaries: clients that are '
+          'sampled, clipped and noised like users but send a fixed random direction '
+          '(fl_analytics.canaries, audit.json); the accountant counts them, so the '
+          'sampling probability is that of users among users and canaries.'
+          if s.canaries else ''),
   }
 
 

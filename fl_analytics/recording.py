@@ -4,7 +4,7 @@
 checkpoint of the server state (which makes the round count as completed when the run
 resumes, so it comes after the metrics it covers), the privacy statement, the
 TensorBoard scalars, and the progress line. `RunRecorder.finish` writes what the final
-evaluation leaves: the reliability diagram (`fl_analytics.plots.calibration`) and then
+evaluation leaves: `audit.json` (runs with audit canaries), the reliability diagram (`fl_analytics.plots.calibration`) and then
 `evaluation.json`, last, so a run whose figure failed is not taken as evaluated. Every
 file is written atomically (`fl_analytics.rundir`). The training loop computes; this
 module writes (and is the one that imports the plotting).
@@ -72,9 +72,11 @@ class RunRecorder:
         _fmt(row.get('train_loss')), _fmt(row.get('eval_accuracy')),
         _fmt(row.get('eval_auc')), row['round_seconds'])
 
-  def finish(self, result: dict[str, Any]) -> None:
-    """Writes the final evaluation `result` (`evaluation.evaluate_run`'s): its figure,
-    then `evaluation.json`."""
+  def finish(self, result: dict[str, Any], audit: Optional[dict] = None) -> None:
+    """Writes the final evaluation `result` (`evaluation.evaluate_run`'s): the audit's
+    `audit.json` if the run has canaries, the figure, then `evaluation.json`."""
+    if audit is not None:
+      rundir.write_json(self._path(rundir.AUDIT_FILE), audit)
     if 'calibration' in result:
       from fl_analytics import plots  # pylint: disable=g-import-not-at-top  (matplotlib)
 

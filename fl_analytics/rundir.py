@@ -46,6 +46,7 @@ CHECKPOINT_DIR = 'checkpoints'
 TENSORBOARD_DIR = 'tensorboard'
 WORKER_LOG = 'worker.log'
 EVALUATION_FILE = 'evaluation.json'
+AUDIT_FILE = 'audit.json'
 USERS_FILE = 'eval_users.csv'
 CALIBRATION_FILE = 'calibration.csv'
 FIGURE_DIR = 'figures'
@@ -348,11 +349,25 @@ def incomplete_reasons(workdir: str, num_rounds: int) -> list[str]:
     reasons.append(f'no checkpoint of round {rounds}')
   if result.get('round') != rounds:
     reasons.append(f'{EVALUATION_FILE} is of round {result.get("round")}, not {rounds}')
+  if _has_canaries(path(CONFIG_FILE)):
+    try:
+      audited = read_json(path(AUDIT_FILE)).get('rounds')
+    except (RunDirectoryError, OSError):
+      audited = None
+    if audited != rounds:
+      reasons.append(f'{AUDIT_FILE} is missing or not of round {rounds}')
   if 'calibration' in result:
     for name in (CALIBRATION_FILE, os.path.join(FIGURE_DIR, 'calibration.png')):
       if not os.path.isfile(path(name)):
         reasons.append(f'missing {name}')
   return reasons
+
+
+def _has_canaries(config_path: str) -> bool:
+  try:
+    return bool(read_json(config_path).get('audit', {}).get('canaries'))
+  except (RunDirectoryError, OSError):
+    return False
 
 
 # --- Config identity ----------------------------------------------------------------

@@ -41,11 +41,14 @@ import tensorflow as tf
 import tensorflow_federated as tff
 
 from fl_analytics import aggregators
+from fl_analytics import audit
+from fl_analytics import canaries
 from fl_analytics import config_files
 from fl_analytics import devices
 from fl_analytics import engines
 from fl_analytics import mechanisms
 from fl_analytics import evaluation
+from fl_analytics import metrics
 from fl_analytics import models
 from fl_analytics import privacy
 from fl_analytics import recording
@@ -136,6 +139,7 @@ def check_config(config) -> None:
       mechanism=dp.mechanism, bits=config.compression.bits,
       threshold=config.compression.threshold, secure_sum=dp.secure_sum)
   engines.check_name(config.runtime.engine)
+  canaries.check_config(config)
   if (sampling.get(config.sampling).whole_cohort
       and int(config.clients_per_round) != config.clients_per_round):
     raise ValueError(f'clients_per_round must be a whole number with sampling='
@@ -148,7 +152,8 @@ def resolve_config(config, *, population_size: int, stored: Optional[dict] = Non
 
   `config` has passed `check_config` (the checks that need no data; `train_and_evaluate`
   runs them once, before loading data); here come the checks that need the population
-  and the mechanism's parameters. With `dp.target_epsilon` set, the noise multiplier is
+  and the mechanism's parameters. `population_size` is who can be sampled: the training
+  users with data and the `audit.canaries`. With `dp.target_epsilon` set, the noise multiplier is
   calibrated (`privacy.calibrate`) so that `num_rounds` rounds spend the target at
   `dp.delta`. A continued run keeps the noise multiplier it was started with (recorded
   in `stored`), so the rounds it already ran stay accounted for correctly; its epsilon
@@ -161,7 +166,7 @@ def resolve_config(config, *, population_size: int, stored: Optional[dict] = Non
     raise ValueError(
         f'clients_per_round={config.clients_per_round} is larger than the '
         f'population that can be sampled ({population_size} training users with '
-        'data). Lower clients_per_round or raise data.num_users.')
+        'data and audit canaries). Lower clients_per_round or raise data.num_users.')
   privacy.check_budget(delta=dp['delta'], population_size=population_size, prefix='dp.')
   tensor_sizes = tasks.get(config.task).tensor_sizes(config)
   factor = 1.0
@@ -179,6 +184,7 @@ def resolve_config(config, *, population_size: int, stored: Optional[dict] = Non
       'noise_multiplier': dp['noise_multiplier'],
       **({'num_features': features.NUM_FEATURES} if config.task == 'churn' else {}),
       'opted_out_users': opted_out_users,
+      'canaries': config.audit.canaries,
   }
   m = mechanisms.get(dp['mechanism'])
   if m.private and dp['target_epsilon'] is not None:
@@ -216,7 +222,7 @@ def dp_settings(resolved: dict,
       secure_sum=dp['secure_sum'], compression_bits=resolved['compression']['bits'],
       compression_threshold=resolved['compression']['threshold'],
       sensitivity_factor=r['sensitivity_factor'], dropout=resolved['clients']['dropout'],
-      opted_out_users=r['opted_out_users'],
+      opted_out_users=r['opted_out_users'], canaries=r.get('canaries', 0),
       reproducible_noise=dp['reproducible_noise'],
       reproducible_sampling=dp['reproducible_sampling'])
 
@@ -246,8 +252,9 @@ def _prepare_workdir(config, workdir: str, data: clients.FederatedData):
   config_path = os.path.join(workdir, rundir.CONFIG_FILE)
   metrics_path = os.path.join(workdir, rundir.METRICS_FILE)
   stored = rundir.read_json(config_path) if os.path.exists(config_path) else None
-  resolved, settings = resolve_config(config, population_size=data.population_size,
-                                      stored=stored, opted_out_users=data.num_opted_out)
+  resolved, settings = resolve_config(
+      config, population_size=data.population_size + config.audit.canaries,
+      stored=stored, opted_out_users=data.num_opted_out)
   start, leaves, rows = 0, None, []
   if stored is None and (rundir.checkpoint_rounds(workdir) or os.path.exists(metrics_path)):
     raise rundir.RunDirectoryError(
@@ -355,6 +362,11 @@ def _train(config, workdir: str, task, data: clients.FederatedData, resolved: di
   # model_fn is left "in an invalid state" by the tracing. Its seeded initializers
   # give the run's initial weights.
   keras_model = task.build_model(config)
+  # The audit's canaries (fl_analytics.canaries): their statistics, kept in checkpoints.
+  tracker = (canaries.Tracker(
+      canaries=config.audit.canaries, unseen=canaries.unseen_count(config.audit),
+      initial_weights=keras_model.get_weights()[:len(keras_model.trainable_weights)],
+      seed=config.seed) if config.audit.canaries else None)
   if settings.secure_sum or mechanisms.get(settings.mechanism).secure_aggregation:
     logging.info('Secure aggregation: TFF secure sums, simulated in the clear '
                  '(no cryptography runs in simulation).')
@@ -374,7 +386,11 @@ def _train(config, workdir: str, task, data: clients.FederatedData, resolved: di
       max_concurrent_computation_calls=config.runtime.max_concurrent_computation_calls
   ) as engine, recorder:
     if start_round:
-      state = tf.nest.pack_sequence_as(engine.initialize(), start_leaves)
+      template = engine.initialize()
+      num_state = len(tf.nest.flatten(template))
+      state = tf.nest.pack_sequence_as(template, start_leaves[:num_state])
+      if tracker is not None:
+        tracker.restore(start_leaves[num_state:])
     else:
       recorder.start(privacy.statement(settings, 0))
       state = engine.set_model_weights(engine.initialize(), tff.learning.models.ModelWeights(
@@ -385,23 +401,35 @@ def _train(config, workdir: str, task, data: clients.FederatedData, resolved: di
       if _over_budget(statement, dp['max_epsilon'], round_num):
         break
       t0 = time.monotonic()  # round_seconds: sampling, local training, aggregation
-      cohort = sample_round(config, population_size=data.population_size,
+      cohort = sample_round(config, population_size=settings.population_size,
                             seed=sampling_seed, round_num=round_num)
+      previous = engine.get_model_weights(state).trainable
       state, row = run_round(engine, state, cohort, round_num=round_num, data=data,
                              task=task, settings=settings, config=config)
+      if tracker is not None:
+        tracker.record_round(previous, engine.get_model_weights(state).trainable,
+                             cohort.reporting[cohort.reporting >= data.population_size]
+                             - data.population_size)
       row.update(round_seconds=time.monotonic() - t0,
                  epsilon=math.inf if statement['epsilon'] is None else statement['epsilon'])
       if round_num % config.eval_every == 0 or round_num == config.num_rounds:
         ev = _evaluate(task, keras_model, engine.get_model_weights(state), *eval_xy)
         row.update({f'eval_{k}': v for k, v in ev.items()})
         _check_divergence(task, row, 'eval_loss', config)
-      recorder.record(row, tf.nest.flatten(state), statement)
+      recorder.record(row, tf.nest.flatten(state)
+                      + (tracker.leaves() if tracker is not None else []), statement)
       if on_round is not None:
         on_round(row)
     if recorder.rows:  # the final model, also when the budget guard stopped the run
-      recorder.finish(_final_evaluation(
-          task, config, workdir, keras_model, engine.get_model_weights(state), data,
-          round_num=int(recorder.last_row['round']), per_round_users=len(eval_users)))
+      final_weights = engine.get_model_weights(state)
+      result = _final_evaluation(
+          task, config, workdir, keras_model, final_weights, data,
+          round_num=int(recorder.last_row['round']), per_round_users=len(eval_users))
+      report = None
+      if tracker is not None:
+        report = _audit_report(tracker, final_weights, task, keras_model, data, config,
+                               statement=privacy.statement(settings, len(recorder.rows)))
+      recorder.finish(result, audit=report)
   return recorder.last_row or {}
 
 
@@ -416,21 +444,26 @@ def _log_population(task, data: clients.FederatedData) -> None:
 
 
 def build_process(config, task, settings: mechanisms.DpSettings):
-  """The learning process: `build_unweighted_fed_avg` with the mechanism's aggregator."""
+  """The learning process: `build_unweighted_fed_avg` with the mechanism's aggregator
+  (with `audit.canaries`, the same composition with canary clients)."""
   with tf.Graph().as_default():  # shapes only; see the note on keras_model in _train
     specs = [tf.TensorSpec(v.shape, v.dtype) for v in
              task.build_model(config).trainable_variables]
-  return tff.learning.algorithms.build_unweighted_fed_avg(
-      task.model_fn(config),
+  kwargs = dict(
       # An iterator loop: TFF's default, dataset.reduce, re-instantiates the training
       # step's function at every client call (about 70 ms each here).
       loop_implementation=tff.learning.LoopImplementation.DATASET_ITERATOR,
-      client_optimizer_fn=tff.learning.optimizers.build_sgdm(
-          config.client.learning_rate),
-      server_optimizer_fn=tff.learning.optimizers.build_sgdm(
-          config.server.learning_rate, momentum=config.server.momentum or None),
-      model_aggregator=aggregators.build(settings, record_specs=specs),
-  )
+      model_aggregator=aggregators.build(settings, record_specs=specs))
+  client_optimizer = tff.learning.optimizers.build_sgdm(config.client.learning_rate)
+  server_optimizer = tff.learning.optimizers.build_sgdm(
+      config.server.learning_rate, momentum=config.server.momentum or None)
+  if config.audit.canaries:  # the same algorithm, with canary clients
+    return canaries.build_process(
+        task.model_fn(config), client_optimizer=client_optimizer,
+        server_optimizer=server_optimizer, seed=config.seed, **kwargs)
+  return tff.learning.algorithms.build_unweighted_fed_avg(
+      task.model_fn(config), client_optimizer_fn=client_optimizer,
+      server_optimizer_fn=server_optimizer, **kwargs)
 
 
 def client_datasets(config) -> Callable:
@@ -490,19 +523,25 @@ def run_round(engine: engines.Engine, state, cohort: Cohort, *, round_num: int, 
   """One round on `engine`; returns the new state and the round's metrics row.
 
   A DP aggregator runs every round, also with nobody reporting (see the module
-  docstring); without DP an empty round leaves the model unchanged.
+  docstring); without DP an empty round leaves the model unchanged. Population indices
+  from `data.population_size` on are audit canaries (`fl_analytics.canaries`): they
+  are sent to the engine as clients, and counted in no column of the row.
   """
   mechanism = mechanisms.get(settings.mechanism)
   private = mechanism.private
-  reported = len(cohort.reporting)
-  row: dict[str, Any] = {'round': round_num, 'cohort_size': len(cohort.sampled),
+  users = data.population_size  # indices from here on are audit canaries
+  reported = int(np.sum(cohort.reporting < users))
+  row: dict[str, Any] = {'round': round_num,
+                         'cohort_size': int(np.sum(cohort.sampled < users)),
                          'reported': reported}
-  if reported or private:
+  if len(cohort.reporting) or private:
     clients = [engines.Client(*data.train_examples[i],
                               max_steps=-1 if cohort.caps is None else int(cohort.caps[k]))
+               if i < users else
+               engines.Client(*canaries.client_arrays(data.train_examples[0][0], i - users))
                for k, i in enumerate(cohort.reporting)]
     state, metrics = engine.next(state, clients)
-    if reported and engine.client_bytes is not None:
+    if len(cohort.reporting) and engine.client_bytes is not None:
       row['client_bytes'] = engine.client_bytes
     dp_metrics = metrics['aggregator'].get('dp_query_metrics') or {}
     if 'clip' in dp_metrics:
@@ -537,6 +576,50 @@ def _check_divergence(task, row: dict, key: str, config) -> None:
       + f'. Lower client.learning_rate ({config.client.learning_rate:g}) or '
       f'server.learning_rate ({config.server.learning_rate:g}). Rounds up to '
       f'{row["round"] - 1} are checkpointed in the run directory.')
+
+
+def _audit_report(tracker: canaries.Tracker, final_weights, task, keras_model,
+                  data: clients.FederatedData, config, *, statement: dict) -> dict:
+  """`audit.json`: the canaries' estimate against the claim of `statement`, and the
+  loss-threshold membership attack on the final model (training users against as
+  many held-out users as the final evaluation scored). Logs one line; warns when the
+  canaries contradict the claim."""
+  report = tracker.report(final_weights.trainable, claimed_epsilon=statement['epsilon'],
+                          delta=statement['delta'], alpha=config.audit.alpha,
+                          rounds=statement['rounds'])
+  final_weights.assign_weights_to(keras_model)
+  held_out = data.eval_sample(config.evaluation.final_max_users, seed=config.seed)
+  chosen = np.sort(np.random.default_rng([config.seed, 0x3E3B]).choice(
+      data.population_size, size=min(len(held_out), data.population_size),
+      replace=False))
+  report['membership_inference'] = audit.membership_inference(
+      _user_losses(keras_model, [data.train_examples[i] for i in chosen]),
+      _user_losses(keras_model, held_out))
+  final, every = report['final_model'], report['all_iterates']
+  logging.info(
+      'Audit (%d canaries, %d dimensions): claimed epsilon %s; estimated %.3g '
+      '(lower bound %.3g) from the final model, %.3g (lower bound %.3g) from all '
+      'iterates; membership attack AUC %.3f: %s.', report['canaries'],
+      report['dimension'], 'none' if statement['epsilon'] is None
+      else f'{statement["epsilon"]:.3g}', final['epsilon_estimate'],
+      final['epsilon_lower_bound'], every['epsilon_estimate'],
+      every['epsilon_lower_bound'], report['membership_inference']['auc'],
+      report['verdict'])
+  if report['flagged_by']:
+    logging.warning(
+        'Audit: the estimate exceeds the claim. The canaries\' epsilon lower bound '
+        '(confidence %g) is above the claimed epsilon %.3g (%s): the mechanism adds '
+        'less privacy than the accountant assumes. See audit.json.',
+        1 - config.audit.alpha, statement['epsilon'], ', '.join(report['flagged_by']))
+  return report
+
+
+def _user_losses(keras_model, users) -> np.ndarray:
+  """Each user's mean per-example loss under `keras_model`."""
+  sizes = [len(y) for _, y in users]
+  logits = keras_model(np.concatenate([x for x, _ in users]), training=False).numpy()
+  losses, _ = metrics.loss_and_correct(logits, np.concatenate([y for _, y in users]))
+  return np.array([chunk.mean() for chunk in np.split(losses, np.cumsum(sizes)[:-1])])
 
 
 def _final_evaluation(task, config, workdir, keras_model, model_weights, data,

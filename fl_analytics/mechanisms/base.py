@@ -58,6 +58,7 @@ class DpSettings:
   opted_out_users: int = 0
   reproducible_noise: bool = False
   reproducible_sampling: bool = False
+  canaries: int = 0  # audit canaries among the population_size (fl_analytics.canaries)
 
   @property
   def accounted_noise_multiplier(self) -> float:
@@ -116,6 +117,9 @@ class Mechanism:
   dropout: bool = True  # `clients.dropout` > 0
   dropout_refusal: str = ''
   fixed_clip: bool = False  # the clip is `dp.clip` in every round
+  # `audit.canaries` > 0: canaries need a clip to bring them to (fl_analytics.canaries)
+  canaries: bool = True
+  canary_refusal: str = ''
   color: str = 'black'
   marker: str = 'o'
   linestyle: str = '-'
