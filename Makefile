@@ -12,11 +12,12 @@ DEMO_DIR ?= runs/demo
 REFERENCE_RUNS ?= runs/reference
 PARALLEL ?=
 
-.PHONY: setup test demo reproduce mechanisms compression analytics next_action export bench clean-runs
+.PHONY: setup test demo reproduce mechanisms compression analytics next_action export audit bench clean-runs
 MECHANISM_RUNS ?= runs/mechanisms
 COMPRESSION_RUNS ?= runs/compression
 NEXT_ACTION_RUNS ?= runs/next_action
 EXPORT_RUNS ?= runs/export
+AUDIT_RUNS ?= runs/audit
 
 setup: $(STAMP)
 
@@ -80,6 +81,13 @@ next_action: setup
 # results/analytics/.
 analytics: setup
 	$(PY) experiments/analytics.py --config=configs/feature_usage.py --workdir=results/analytics
+
+# The empirical privacy audit of the reference settings (configs/sweeps/audit.py): every
+# run with 100 canaries, audit.json beside privacy.json, the estimated-against-claimed
+# figure; exported to results/audit/.
+audit: setup
+	$(call sweep_and_plot,configs/sweeps/audit.py,$(AUDIT_RUNS))
+	$(call export_small_files,$(AUDIT_RUNS),results/audit)
 
 # Shipping the model: one DP run per task at epsilon 2 (the default configs otherwise),
 # exported to TensorFlow Lite with its parity, size and latency, in results/export/.

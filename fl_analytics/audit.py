@@ -22,9 +22,16 @@ cosine between its direction and the final model delta (or a round's update).
   epsilon of the Gaussian mechanism in 33 to 42% of runs at alpha = 0.05; the split
   bound in none.
 
-This module is the mathematics only: numpy and scipy, no TensorFlow. Inserting the
-canaries into training, `audit.json`, sweeps and plots are the rest of issue 16 and are
-not built yet.
+The paper's all-iterates variant takes each canary's largest cosine with any round's
+model delta; its null is not known in closed form, so `estimate_empirical_null` fits
+a Gaussian to the unseen canaries' statistics as well, and its lower bound takes the
+FPR from them (a Clopper-Pearson bound, which caps what that bound can certify at
+about log(U / 2) for U unseen canaries).
+
+This module is the mathematics only: numpy and scipy, no TensorFlow. The canaries are
+inserted into training by `fl_analytics.canaries`; `training` writes `audit.json`.
+`membership_inference` is the practical attacker beside the canaries: the
+loss-threshold attack of Yeom et al. (2018) on per-user losses.
 
 Measured in simulation (`experiments/audit_simulation.py`, defaults: one Gaussian release
 of the sum of 500 unit canaries in 5000 dimensions, 40 seeds per noise level, delta 1e-5):
@@ -81,7 +88,8 @@ def _epsilon_from_rates(log_fpr, fnr, delta: float) -> np.ndarray:
   with np.errstate(divide='ignore', invalid='ignore'):
     one = np.log(1.0 - delta - fnr) - log_fpr
     two = np.log(1.0 - delta - fpr) - np.log(fnr)
-  both = np.fmax(np.nan_to_num(one, nan=-np.inf), np.nan_to_num(two, nan=-np.inf))
+  both = np.fmax(np.where(np.isnan(one), -np.inf, one),
+                 np.where(np.isnan(two), -np.inf, two))
   return np.maximum(both, 0.0)
 
 

@@ -9,6 +9,9 @@
 * `communication` (sweeps with `compression.bits` > 0): held-out AUC (top-3 accuracy)
   against the bytes a client sent per round (log axis), one line per mechanism and
   budget through its bit widths.
+* `audit` (runs with audit canaries): the estimated epsilon (and its 90% interval and
+  lower bound) against the claimed one, every run, with the diagonal; one panel for
+  the final-model statistic and one for all iterates.
 Compressed settings are lines of their own, labelled with their bit width.
 """
 
@@ -323,6 +326,67 @@ def analytics_error(workdir: str) -> list[str]:
   return _save(fig, workdir, 'analytics_error')
 
 
+# Claims above this are runs without (meaningful) noise: drawn in a column of their own.
+_NO_NOISE_CLAIM = 1e3
+
+
+def audit(runs: Sequence[sweep_summary.Run], workdir: str) -> list[str]:
+  """Estimated against claimed epsilon for every audited run (module docstring)."""
+  audited = [r for r in runs if r.audit is not None]
+  claims = [sweep_summary.audit_value(r.audit['claimed_epsilon']) for r in audited]
+  finite = [c for c in claims if c <= _NO_NOISE_CLAIM]
+  edge = (max(finite) if finite else 1.0) * 4
+  fig, axes = plt.subplots(1, 2, figsize=(11, 4.6), sharey=True)
+  panels = ((axes[0], 'final_model', 'final model delta (exact null)'),
+            (axes[1], 'all_iterates', "all iterates (null fitted to unseen canaries)"))
+  top = 0.0
+  for ax, variant, title in panels:
+    labelled = set()
+    for run, claim in zip(audited, claims):
+      v = run.audit[variant]
+      x = claim if claim <= _NO_NOISE_CLAIM else edge
+      y = sweep_summary.audit_value(v['epsilon_estimate'])
+      low, high = (sweep_summary.audit_value(e) for e in v['epsilon_interval_90'])
+      style = _style(run.mechanism)
+      label = style.pop('label')
+      flagged = v['exceeds_claim']
+      finite_y = [e for e in (y, low, high) if math.isfinite(e)]
+      top = max([top] + finite_y)
+      ax.errorbar([x], [min(y, 1e6)], yerr=[[max(y - low, 0)], [max(high - y, 0)]]
+                  if math.isfinite(high) and math.isfinite(y) else None,
+                  capsize=2, ls='none', markeredgecolor='red' if flagged else None,
+                  label=None if label in labelled else label, alpha=0.85, **style)
+      ax.plot([x], [sweep_summary.audit_value(v['epsilon_lower_bound'])], ls='none',
+              marker='v', mfc='none', color=style['color'], ms=5,
+              label=None if 'lb' in labelled else 'lower bound (95% confidence)')
+      labelled.update((label, 'lb'))
+    ax.set_title(title, fontsize=9)
+  for ax, _, _ in panels:
+    lim = max(edge * 1.5, top * 1.2)
+    diagonal = np.geomspace(0.1, lim, 50)
+    ax.plot(diagonal, diagonal, color='0.5', ls='--', lw=1, label='estimate = claim')
+    ax.set_xscale('log')
+    ax.set_yscale('symlog', linthresh=0.5)
+    ax.set_xlim(min(finite or [1.0]) / 1.6, edge * 1.6)
+    ax.set_ylim(0, lim)
+    ticks = sorted(set(round(c, 3) for c in finite)) + (
+        [edge] if len(finite) < len(claims) else [])
+    ax.set_xticks(ticks)
+    ax.set_xticklabels([f'{t:.3g}' if t < edge else 'no\nnoise' for t in ticks],
+                       fontsize=7)
+    ax.xaxis.set_minor_formatter(ticker.NullFormatter())
+    ax.set_xlabel('claimed ε (accountant)')
+    ax.grid(True, which='both', alpha=0.3)
+  axes[0].set_ylabel('estimated ε (canaries; bars: 90% bootstrap)')
+  axes[0].legend(loc='upper left', fontsize=7, framealpha=0.9)
+  a = audited[0].audit
+  fig.suptitle(_title(audited, 'Empirical privacy audit: estimated against claimed ε '
+                      f"({a['canaries']} canaries, {a['unseen_canaries']} unseen, "
+                      f"{a['dimension']} parameters; red edge: flagged)"), fontsize=9)
+  fig.tight_layout()
+  return _save(fig, workdir, 'audit')
+
+
 def plot_sweep(workdir: str) -> list[str]:
   """Writes every figure of the sweep in `workdir`; returns their paths."""
   runs = sweep_summary.collect_runs(workdir)
@@ -350,4 +414,6 @@ def plot_sweep(workdir: str) -> list[str]:
     paths += _by_round(runs, workdir, 'clip', 'L2 clip norm', 'clip_by_round',
                        'Adaptive clip norm by round (Andrew et al. 2021)',
                        groups=adaptive)
+  if any(r.audit is not None for r in runs):
+    paths += audit(runs, workdir)
   return paths

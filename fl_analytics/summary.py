@@ -1,6 +1,7 @@
 """Reading a sweep's results back: its runs, one summary row per setting, the table.
 
-Reads only run directories (`config.json`, `privacy.json`, `metrics.csv`); each run's
+Reads only run directories (`config.json`, `privacy.json`, `metrics.csv`, and
+`audit.json` when the run had audit canaries); each run's
 task, recorded in its config, says which metrics lead (`tasks.for_run`). This module
 imports neither TensorFlow nor TFF.
 """
@@ -29,6 +30,7 @@ class Run:
   config: dict
   privacy: dict
   rows: list[dict[str, str]]
+  audit: Optional[dict] = None  # audit.json (runs with audit canaries)
 
   @property
   def mechanism(self) -> str:
@@ -66,8 +68,10 @@ def collect_runs(workdir: str) -> list[Run]:
     files = [os.path.join(d, f) for f in
              (rundir.CONFIG_FILE, rundir.PRIVACY_FILE, rundir.METRICS_FILE)]
     if all(os.path.exists(f) for f in files):
+      audit_path = os.path.join(d, rundir.AUDIT_FILE)
       runs.append(Run(name, rundir.read_json(files[0]), rundir.read_json(files[1]),
-                      rundir.read_csv(files[2])))
+                      rundir.read_csv(files[2]),
+                      rundir.read_json(audit_path) if os.path.exists(audit_path) else None))
   return runs
 
 
@@ -90,6 +94,10 @@ SUMMARY_COLUMNS = (
     'eval_accuracy_mean', 'eval_accuracy_std', 'eval_loss_mean', 'eval_loss_std',
     'eval_base_rate_mean', 'compression_bits', 'client_bytes_mean',
     'eval_top3_accuracy_mean', 'eval_top3_accuracy_std', 'eval_majority_accuracy_mean',
+    # The audit (runs with canaries): the final-model estimate, its lower bound, the
+    # all-iterates estimate, how many seeds the audit flagged, the membership attack.
+    'audit_estimate_mean', 'audit_estimate_std', 'audit_lower_bound_max',
+    'audit_all_iterates_estimate_mean', 'audit_flagged', 'membership_auc_mean',
 )
 # Final metrics of a run: churn reports AUC and base rate, next action top-3 accuracy.
 FINAL_METRICS = ('epsilon', 'eval_auc', 'eval_accuracy', 'eval_loss', 'eval_base_rate',
@@ -145,10 +153,34 @@ def summarize(runs: Sequence[Run]) -> list[dict[str, Any]]:
     sent = [rundir.to_float(r.get('client_bytes', '')) for run in group for r in run.rows]
     sent = [b for b in sent if b is not None]
     row['client_bytes_mean'] = float(np.mean(sent)) if sent else None
+    row.update(_audit_columns(group))
     rows.append(row)
   rows.sort(key=lambda r: (r['mechanism'] != 'none', r['mechanism'], r['compression_bits'],
                            r['epsilon_mean']))
   return rows
+
+
+def audit_value(value: Optional[float]) -> float:
+  """An epsilon of audit.json (None: infinite) as a float."""
+  return math.inf if value is None else float(value)
+
+
+def _audit_columns(group: Sequence[Run]) -> dict[str, Any]:
+  audits = [r.audit for r in group if r.audit is not None]
+  if not audits:
+    return {}
+  final = [audit_value(a['final_model']['epsilon_estimate']) for a in audits]
+  mean, std = _mean_std(final)
+  return {
+      'audit_estimate_mean': mean, 'audit_estimate_std': std,
+      'audit_lower_bound_max': max(
+          audit_value(a['final_model']['epsilon_lower_bound']) for a in audits),
+      'audit_all_iterates_estimate_mean': _mean_std(
+          [audit_value(a['all_iterates']['epsilon_estimate']) for a in audits])[0],
+      'audit_flagged': sum(bool(a['flagged_by']) for a in audits),
+      'membership_auc_mean': float(np.mean(
+          [a['membership_inference']['auc'] for a in audits])),
+  }
 
 
 def write_summary(workdir: str) -> list[dict[str, Any]]:
@@ -167,10 +199,16 @@ def format_summary(rows: Sequence[dict[str, Any]]) -> str:
 
   task = task_of(rows)
   metric = task.headline.column
-  header = ('setting', 'seeds', 'epsilon', task.headline.label, task.accuracy.label)
+  audited = any(r.get('audit_estimate_mean') is not None for r in rows)
+  header = ('setting', 'seeds', 'epsilon', task.headline.label, task.accuracy.label) + (
+      ('estimated epsilon', 'lower bound', 'flagged') if audited else ())
   table = [header] + [
       (r['setting'], str(r['num_seeds']), pm(r['epsilon_mean'], None, '.3g'),
        pm(r[f'{metric}_mean'], r[f'{metric}_std'], '.3f'),
-       pm(r['eval_accuracy_mean'], r['eval_accuracy_std'], '.3f')) for r in rows]
+       pm(r['eval_accuracy_mean'], r['eval_accuracy_std'], '.3f'))
+      + ((pm(r.get('audit_estimate_mean'), r.get('audit_estimate_std'), '.3g'),
+          pm(r.get('audit_lower_bound_max'), None, '.3g'),
+          str(r.get('audit_flagged', ''))) if audited else ())
+      for r in rows]
   widths = [max(len(row[i]) for row in table) for i in range(len(header))]
   return '\n'.join('  '.join(c.ljust(w) for c, w in zip(row, widths)) for row in table)

@@ -237,4 +237,9 @@ def _brief(run_dir: str) -> str:
   headline = tasks.for_run(rundir.read_json(os.path.join(run_dir, rundir.CONFIG_FILE))
                            ).headline
   shown = f'{headline.label} {float(ev[headline.column]):.3f}'
+  audit_path = os.path.join(run_dir, rundir.AUDIT_FILE)
+  if os.path.exists(audit_path):  # the canaries' estimate beside the claim
+    final = rundir.read_json(audit_path)['final_model']
+    shown += '  estimated eps ' + ('inf' if final['epsilon_estimate'] is None
+                                   else f"{final['epsilon_estimate']:.3g}")
   return f'eps {eps:.3g}  {shown}' if math.isfinite(eps) else f'non-private  {shown}'

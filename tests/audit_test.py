@@ -70,3 +70,58 @@ def test_bad_inputs_are_refused():
     audit.epsilon_estimate([0.1], dim=10, delta=DELTA)
   with pytest.raises(ValueError, match='delta must be in'):
     audit.epsilon_lower_bound([0.1, 0.2], dim=10, delta=2.0)
+
+
+def _max_over_rounds(z: float, seed: int, rounds: int = 5):
+  """The all-iterates statistic: each canary's largest cosine with `rounds` releases."""
+  directions = audit.canary_directions(2 * CANARIES, DIM, seed=seed)
+  rng = np.random.default_rng([seed, 2])
+  best = np.full(2 * CANARIES, -np.inf)
+  for _ in range(rounds):
+    update = directions[:CANARIES].sum(axis=0) + z * rng.standard_normal(DIM)
+    best = np.maximum(best, audit.cosines(directions, update))
+  return best[:CANARIES], best[CANARIES:]
+
+
+def test_all_iterates_with_an_empirical_null_sees_and_flags_like_the_exact_one():
+  seen, unseen = _max_over_rounds(0.0, 0)
+  plain = audit.estimate_empirical_null(seen, unseen, delta=DELTA)
+  assert plain.dim is None and plain.epsilon > 10
+  # The unseen canaries alone can certify at most about log(U / 2) (U / 2 = 250 here).
+  assert 3 < plain.lower_bound < np.log(CANARIES / 2) + 1
+  # A claim below that cap (z = 8 over 5 releases: 1.14) is checked and can be refuted.
+  claim = _claimed_rounds(8.0, 5)
+  correct = audit.estimate_empirical_null(*_max_over_rounds(8.0, 1), delta=DELTA)
+  assert correct.lower_bound <= claim and not correct.exceeds(claim)
+  broken = audit.estimate_empirical_null(*_max_over_rounds(0.8, 1), delta=DELTA)
+  assert broken.exceeds(claim)
+
+
+def _claimed_rounds(z: float, rounds: int) -> float:
+  accountant = dp_accounting.rdp.RdpAccountant()
+  accountant.compose(dp_accounting.GaussianDpEvent(z), rounds)
+  return accountant.get_epsilon(DELTA)
+
+
+def test_perfect_separation_is_infinite_for_the_exact_null_and_capped_for_unseen():
+  assert audit.epsilon_lower_bound(np.ones(100), dim=577, delta=DELTA) == np.inf
+  capped = audit.epsilon_lower_bound(np.ones(100), delta=DELTA,
+                                     unseen_cosines=np.zeros(100))
+  assert 2 < capped < np.log(50)
+  assert audit.Estimate(np.inf, (1.0, np.inf), np.inf, 0, 0, 0, 0, 2, 10).as_dict(
+      1.0)['epsilon_estimate'] is None  # JSON has no infinity: None
+
+
+def test_membership_inference_on_separated_and_identical_losses():
+  rng = np.random.default_rng(0)
+  members, others = rng.normal(0.0, 1.0, 20000), rng.normal(3.0, 1.0, 20000)
+  result = audit.membership_inference(members, others)
+  assert result['auc'] == pytest.approx(stats.norm.cdf(3 / np.sqrt(2)), abs=0.01)
+  assert result['tpr_at_fpr']['0.01'] == pytest.approx(
+      stats.norm.cdf(3 - stats.norm.isf(0.01)), abs=0.03)
+  same = audit.membership_inference(others[:500], others[500:1000])
+  assert same['auc'] == pytest.approx(0.5, abs=0.05)
+  # Too few non-members to measure a TPR at FPR 0.001.
+  assert same['tpr_at_fpr']['0.001'] is None
+  with pytest.raises(ValueError, match='needs members and non-members'):
+    audit.membership_inference([], [1.0])

@@ -49,7 +49,14 @@ def _break_noise(monkeypatch, factor: float = 10.0):
 
 
 def _audit(workdir):
-  return rundir.read_json(os.path.join(workdir, rundir.AUDIT_FILE))
+  """audit.json of a run; its numbers are printed (`pytest -s` shows them)."""
+  a = rundir.read_json(os.path.join(workdir, rundir.AUDIT_FILE))
+  f, e = a['final_model'], a['all_iterates']
+  print(f"\n{os.path.basename(workdir)}: claimed {a['claimed_epsilon']:.3g}; final model "
+        f"estimate {f['epsilon_estimate']} lower bound {f['epsilon_lower_bound']:.3g}; "
+        f"all iterates estimate {e['epsilon_estimate']} lower bound "
+        f"{e['epsilon_lower_bound']:.3g}; {a['verdict']}")
+  return a
 
 
 def test_canary_process_is_fed_avg_for_users_and_sends_the_direction_at_the_clip():
