@@ -159,7 +159,6 @@ def build_process(model_fn, *, client_optimizer, server_optimizer, model_aggrega
   """`build_unweighted_fed_avg` with the canary client work: the same composition
   (`compose_learning_process` of broadcast, client work, the unweighted aggregator,
   the server optimizer)."""
-  import tensorflow as tf  # pylint: disable=g-import-not-at-top
   import tensorflow_federated as tff  # pylint: disable=g-import-not-at-top
   # Not exported by TFF 0.87: how build_unweighted_fed_avg wraps its aggregator.
   from tensorflow_federated.python.aggregators import factory_utils  # pylint: disable=g-import-not-at-top

@@ -74,8 +74,10 @@ def _title(runs: Sequence[sweep_summary.Run], what: str) -> str:
   samplings = sorted({sampling.get(r.config.get('sampling', 'poisson')).label
                       for r in runs if r.mechanism != 'none'}) or ['Poisson']
   task = tasks.for_run(c).title
+  canaries = c['resolved'].get('canaries', 0)
   return (f"{what}\n{task}, {c['data']['num_users']} synthetic users "
-          f"({c['resolved']['population_size']} training with data), "
+          f"({c['resolved']['population_size'] - canaries} training with data"
+          + (f" + {canaries} audit canaries" if canaries else '') + "), "
           f"{c['clients_per_round']} clients/round ({', '.join(samplings)}), "
           f"{c['num_rounds']} rounds, δ={c['dp']['delta']:g}")
 
@@ -340,15 +342,26 @@ def audit(runs: Sequence[sweep_summary.Run], workdir: str) -> list[str]:
   panels = ((axes[0], 'final_model', 'final model delta (exact null)'),
             (axes[1], 'all_iterates', "all iterates (null fitted to unseen canaries)"))
   top = 0.0
+  # Side by side at one claim: each mechanism a little to the left or right.
+  names = sorted({r.mechanism for r in audited})
+  # Runs at another client learning rate than most (canaries the users do not hide):
+  # hollow markers, labelled with it.
+  rates = [r.config.get('client', {}).get('learning_rate') for r in audited]
+  usual = max(set(rates), key=rates.count)
+  shift = {m: 1.09 ** (i - (len(names) - 1) / 2) for i, m in enumerate(names)}
   for ax, variant, title in panels:
     labelled = set()
     for run, claim in zip(audited, claims):
       v = run.audit[variant]
-      x = claim if claim <= _NO_NOISE_CLAIM else edge
+      x = (claim if claim <= _NO_NOISE_CLAIM else edge) * shift[run.mechanism]
       y = sweep_summary.audit_value(v['epsilon_estimate'])
       low, high = (sweep_summary.audit_value(e) for e in v['epsilon_interval_90'])
       style = _style(run.mechanism)
       label = style.pop('label')
+      rate = run.config.get('client', {}).get('learning_rate')
+      if rate != usual:
+        label += f', client learning rate {rate:g}'
+        style['mfc'] = 'white'
       flagged = v['exceeds_claim']
       finite_y = [e for e in (y, low, high) if math.isfinite(e)]
       top = max([top] + finite_y)
@@ -357,14 +370,17 @@ def audit(runs: Sequence[sweep_summary.Run], workdir: str) -> list[str]:
                   capsize=2, ls='none', markeredgecolor='red' if flagged else None,
                   label=None if label in labelled else label, alpha=0.85, **style)
       ax.plot([x], [sweep_summary.audit_value(v['epsilon_lower_bound'])], ls='none',
-              marker='v', mfc='none', color=style['color'], ms=5,
-              label=None if 'lb' in labelled else 'lower bound (95% confidence)')
-      labelled.update((label, 'lb'))
+              marker='v', mfc='none', color=style['color'], ms=5)
+      labelled.add(label)
     ax.set_title(title, fontsize=9)
   for ax, _, _ in panels:
     lim = max(edge * 1.5, top * 1.2)
-    diagonal = np.geomspace(0.1, lim, 50)
+    diagonal = np.geomspace(0.1, edge / 2, 50)
     ax.plot(diagonal, diagonal, color='0.5', ls='--', lw=1, label='estimate = claim')
+    ax.plot([], [], ls='none', marker='v', mfc='none', color='0.3',
+            label=f'lower bound ({1 - audited[0].audit.get("alpha", 0.05):.0%} confidence)')
+    if len(finite) < len(claims):  # the no-noise column is not on the claim axis
+      ax.axvline(edge / 1.6, color='0.6', lw=0.8)
     ax.set_xscale('log')
     ax.set_yscale('symlog', linthresh=0.5)
     ax.set_xlim(min(finite or [1.0]) / 1.6, edge * 1.6)
@@ -389,10 +405,11 @@ def audit(runs: Sequence[sweep_summary.Run], workdir: str) -> list[str]:
 
 def plot_sweep(workdir: str) -> list[str]:
   """Writes every figure of the sweep in `workdir`; returns their paths."""
-  runs = sweep_summary.collect_runs(workdir)
-  if not runs:
+  every_run = sweep_summary.collect_runs(workdir)
+  if not every_run:
     raise ValueError(f'No run directories (with config.json, metrics.csv and '
                      f'privacy.json) under {workdir}.')
+  runs = _frontier_runs(every_run)
   paths = frontier(runs, workdir)
   headline = sweep_summary.task_of(sweep_summary.summarize(runs)).headline
   paths += _by_round(runs, workdir, headline.column, headline.axis_label,
@@ -414,6 +431,17 @@ def plot_sweep(workdir: str) -> list[str]:
     paths += _by_round(runs, workdir, 'clip', 'L2 clip norm', 'clip_by_round',
                        'Adaptive clip norm by round (Andrew et al. 2021)',
                        groups=adaptive)
-  if any(r.audit is not None for r in runs):
-    paths += audit(runs, workdir)
+  if any(r.audit is not None for r in every_run):
+    paths += audit(every_run, workdir)
   return paths
+
+
+def _frontier_runs(runs: Sequence[sweep_summary.Run]) -> list[sweep_summary.Run]:
+  """The runs the frontier and the by-round figures draw: not the audit's extra
+  points (private runs without meaningful noise, runs at another client learning rate
+  than most), which only the audit figure shows."""
+  rates = [r.config.get('client', {}).get('learning_rate') for r in runs]
+  usual = max(set(rates), key=rates.count)
+  kept = [r for r, rate in zip(runs, rates) if rate == usual and not (
+      r.mechanism != 'none' and (r.privacy.get('epsilon') or 0) > _NO_NOISE_CLAIM)]
+  return kept or list(runs)

@@ -62,6 +62,10 @@ def run_summary(workdir: str) -> str:
           f"{pers['global'][metric]:.3f} -> {pers['personalized'][metric]:.3f}, log loss "
           f"{pers['global']['loss']:.3f} -> {pers['personalized']['loss']:.3f}; "
           f"{100 * pers['share_of_users_improved']:.0f}% of users improved.")
+  audit_path = os.path.join(workdir, rundir.AUDIT_FILE)
+  audit = rundir.read_json(audit_path) if os.path.exists(audit_path) else None
+  if audit:
+    lines.append(audit_line(audit))
   lines.append(f'Results in {workdir}/:')
   for name, what in (
       (rundir.CONFIG_FILE, 'the resolved config'),
@@ -73,8 +77,27 @@ def run_summary(workdir: str) -> str:
            if os.path.exists(os.path.join(workdir, rundir.USERS_FILE)) else ()),
          *((('figures/', 'calibration.png: the reliability diagram'),)
            if 'calibration' in final else ())) if final else ()),
+      *(((rundir.AUDIT_FILE, 'the canaries\' epsilon estimate beside the claim'),)
+        if audit else ()),
       (rundir.TENSORBOARD_DIR + '/', 'TensorBoard summaries'),
       (rundir.CHECKPOINT_DIR + '/', 'server state; run the command again to resume'),
   ):
     lines.append(f'  {name:<15} {what}')
   return '\n'.join(lines)
+
+
+def _eps(value) -> str:
+  return 'inf' if value is None else f'{value:.3g}'
+
+
+def audit_line(audit: dict) -> str:
+  """One line of `audit.json`: the claim, both estimates with lower bounds, the verdict."""
+  final, every = audit['final_model'], audit['all_iterates']
+  return (
+      f"Audit ({audit['canaries']} canaries, {audit['dimension']} parameters): claimed "
+      f"epsilon {_eps(audit['claimed_epsilon'])}; estimated "
+      f"{_eps(final['epsilon_estimate'])} (lower bound "
+      f"{_eps(final['epsilon_lower_bound'])}) from the final model, "
+      f"{_eps(every['epsilon_estimate'])} (lower bound "
+      f"{_eps(every['epsilon_lower_bound'])}) from all iterates; membership attack AUC "
+      f"{audit['membership_inference']['auc']:.3f}: {audit['verdict']}.")

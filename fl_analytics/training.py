@@ -52,6 +52,7 @@ from fl_analytics import metrics
 from fl_analytics import models
 from fl_analytics import privacy
 from fl_analytics import recording
+from fl_analytics import report as fl_report
 from fl_analytics import rundir
 from fl_analytics import runtime
 from fl_analytics import sampling
@@ -595,16 +596,7 @@ def _audit_report(tracker: canaries.Tracker, final_weights, task, keras_model,
   report['membership_inference'] = audit.membership_inference(
       _user_losses(keras_model, [data.train_examples[i] for i in chosen]),
       _user_losses(keras_model, held_out))
-  final, every = report['final_model'], report['all_iterates']
-  logging.info(
-      'Audit (%d canaries, %d dimensions): claimed epsilon %s; estimated %.3g '
-      '(lower bound %.3g) from the final model, %.3g (lower bound %.3g) from all '
-      'iterates; membership attack AUC %.3f: %s.', report['canaries'],
-      report['dimension'], 'none' if statement['epsilon'] is None
-      else f'{statement["epsilon"]:.3g}', final['epsilon_estimate'],
-      final['epsilon_lower_bound'], every['epsilon_estimate'],
-      every['epsilon_lower_bound'], report['membership_inference']['auc'],
-      report['verdict'])
+  logging.info('%s', fl_report.audit_line(report))
   if report['flagged_by']:
     logging.warning(
         'Audit: the estimate exceeds the claim. The canaries\' epsilon lower bound '

@@ -156,6 +156,43 @@ def test_export_keeps_only_small_files(fake_sweep, tmp_path):
   assert os.path.exists(os.path.join(dst, 'summary.csv'))
 
 
+def _fake_audit(run_dir, *, claimed, estimate, lower, flagged=False):
+  variant = {'epsilon_estimate': estimate, 'epsilon_interval_90': [lower, None],
+             'epsilon_lower_bound': lower, 'exceeds_claim': flagged}
+  rundir.write_json(os.path.join(run_dir, rundir.AUDIT_FILE), {
+      'claimed_epsilon': claimed, 'canaries': 100, 'unseen_canaries': 100,
+      'dimension': 577, 'rounds': 2, 'final_model': variant, 'all_iterates': variant,
+      'flagged_by': ['final_model'] if flagged else [],
+      'membership_inference': {'auc': 0.5}})
+
+
+def test_audited_sweep_summarizes_estimates_beside_claims_plots_and_exports_them(
+    fake_sweep, tmp_path):
+  runs = {r.name: r for r in summary.collect_runs(fake_sweep)}
+  for name, estimate, lower in (('mechanism-gaussian_adaptive_target_epsilon-1_seed-0', 1.5, 0.2),
+                                ('mechanism-gaussian_adaptive_target_epsilon-1_seed-1', 2.5, 1.2),
+                                ('mechanism-gaussian_adaptive_target_epsilon-4_seed-0', None, 6.0)):
+    _fake_audit(os.path.join(fake_sweep, name), claimed=runs[name].privacy['epsilon'],
+                estimate=estimate, lower=lower, flagged=lower > 4)
+  rows = {r['setting']: r for r in summary.write_summary(fake_sweep)}
+  one = rows['mechanism-gaussian_adaptive_target_epsilon-1']
+  assert one['audit_estimate_mean'] == pytest.approx(2.0)
+  assert one['audit_lower_bound_max'] == pytest.approx(1.2)
+  assert one['audit_flagged'] == 0
+  four = rows['mechanism-gaussian_adaptive_target_epsilon-4']
+  assert four['audit_estimate_mean'] == float('inf') and four['audit_flagged'] == 1
+  assert rows['mechanism-none'].get('audit_estimate_mean') is None
+  table = summary.format_summary(list(rows.values()))
+  assert 'estimated epsilon' in table and '2 ± 0.707' in table
+  names = {os.path.basename(p) for p in plots.plot_sweep(fake_sweep)}
+  assert {'audit.png', 'audit.pdf'} <= names
+  dst = str(tmp_path / 'ref')
+  reference.export_small_files(fake_sweep, dst)
+  assert 'audit.json' in os.listdir(
+      os.path.join(dst, 'mechanism-gaussian_adaptive_target_epsilon-4_seed-0'))
+  assert 'audit.json' not in os.listdir(os.path.join(dst, 'mechanism-none_seed-0'))
+
+
 def test_tiny_sweep_runs_in_parallel_reports_failures_and_skips_finished(tmp_path):
   config = tmp_path / 'tiny_sweep.py'
   config.write_text(textwrap.dedent('''
