@@ -385,13 +385,21 @@ def flatten_dict(d: dict, prefix: str = '') -> dict[str, Any]:
 
 
 def config_differences(
-    stored: dict, new: dict, ignore: Sequence[str] = ()
-) -> list[str]:
-  """Human-readable differences between two config dicts, ignoring some keys."""
+    stored: dict, new: dict, ignore: Sequence[str] = (),
+    added: Optional[dict[str, Any]] = None) -> list[str]:
+  """Human-readable differences between two config dicts, ignoring some keys.
+
+  `added`: keys that configs got after some runs were recorded, with the value that
+  means what those runs did (the feature off); absent from `stored` and at that value
+  in `new`, they are no difference.
+  """
   a, b = flatten_dict(stored), flatten_dict(new)
+  added = added or {}
   diffs = []
   for key in sorted(set(a) | set(b)):
     if any(key == i or key.startswith(i + '.') for i in ignore):
+      continue
+    if key not in a and key in added and b.get(key) == added[key]:
       continue
     va, vb = a.get(key, '<absent>'), b.get(key, '<absent>')
     if isinstance(va, list) or isinstance(vb, list):

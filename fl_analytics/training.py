@@ -75,6 +75,10 @@ METRIC_COLUMNS = (
 )
 # Keys that may change between launches of the same run.
 _MUTABLE_KEYS = ('num_rounds', 'runtime', 'dp.max_epsilon', 'evaluation')
+# Keys added after runs were recorded, at the value those runs had (the feature off):
+# such a run resumes and counts as finished without them in its config.json.
+_ADDED_KEYS = {'audit.canaries': 0, 'audit.unseen_canaries': None, 'audit.alpha': 0.05,
+               'resolved.canaries': 0}
 # A training or evaluation loss this many times the task's chance loss (uniform
 # prediction, about where an untrained model starts) means the run diverged; under DP,
 # clipping keeps a diverging loss finite, so finiteness alone does not tell.
@@ -262,7 +266,8 @@ def _prepare_workdir(config, workdir: str, data: clients.FederatedData):
         f'{config_path} is missing, but {workdir} holds the metrics or checkpoints of a '
         'run: starting over would mix two runs. Restore the file, or use a new --workdir.')
   if stored is not None:
-    diffs = rundir.config_differences(stored, resolved, ignore=_MUTABLE_KEYS)
+    diffs = rundir.config_differences(stored, resolved, ignore=_MUTABLE_KEYS,
+                                      added=_ADDED_KEYS)
     if diffs:
       raise ConfigMismatchError(
           f'{workdir} holds a run with a different config; only num_rounds, '

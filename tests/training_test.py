@@ -368,6 +368,16 @@ def test_changed_config_is_refused_for_an_existing_run(tmp_path):
   with pytest.raises(training.ConfigMismatchError, match=r'dp.clip: run has 0.2, command has 2.0'):
     training.train_and_evaluate(tiny_config(**{'dp.clip': 2.0}), workdir)
   assert open(os.path.join(workdir, 'config.json')).read() == before
+  # A run recorded before the audit keys existed is the same run with the audit off.
+  recorded = rundir.read_json(os.path.join(workdir, 'config.json'))
+  del recorded['audit'], recorded['resolved']['canaries']
+  rundir.write_json(os.path.join(workdir, 'config.json'), recorded)
+  training.train_and_evaluate(tiny_config(num_rounds=1), workdir)  # nothing to do
+  with pytest.raises(training.ConfigMismatchError,
+                     match=r'audit.canaries: run has 0, command has 20'):
+    training.train_and_evaluate(tiny_config(**{'num_rounds': 1, 'audit.canaries': 20,
+                                               'dp.mechanism': 'gaussian_fixed'}),
+                                workdir)
 
 
 @pytest.mark.parametrize('overrides, message', [
