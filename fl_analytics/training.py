@@ -409,7 +409,8 @@ def _train(config, workdir: str, task, data: clients.FederatedData, resolved: di
       t0 = time.monotonic()  # round_seconds: sampling, local training, aggregation
       cohort = sample_round(config, population_size=settings.population_size,
                             seed=sampling_seed, round_num=round_num)
-      previous = engine.get_model_weights(state).trainable
+      previous = (engine.get_model_weights(state).trainable if tracker is not None
+                  else None)
       state, row = run_round(engine, state, cohort, round_num=round_num, data=data,
                              task=task, settings=settings, config=config)
       if tracker is not None:

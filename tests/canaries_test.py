@@ -23,6 +23,7 @@ from fl_analytics import models
 from fl_analytics import rundir
 from fl_analytics import tasks
 from fl_analytics import training
+from tests.training_test import crash_before_checkpoint
 from tests.training_test import tiny_config
 
 K = 100
@@ -140,17 +141,7 @@ def test_correct_dp_is_consistent_with_its_claim_and_survives_a_crash(tmp_path,
   # Crash after round 3's metrics, before its checkpoint; the same command resumes:
   # the canaries' statistics come back from the checkpoint of round 2.
   crashed = str(tmp_path / 'crashed')
-  save = rundir.save_checkpoint
-
-  def crash_at_round_3(workdir, round_num, leaves, **kw):
-    if round_num == 3:
-      raise KeyboardInterrupt
-    save(workdir, round_num, leaves, **kw)
-
-  monkeypatch.setattr(rundir, 'save_checkpoint', crash_at_round_3)
-  with pytest.raises(KeyboardInterrupt):
-    training.train_and_evaluate(config, crashed)
-  monkeypatch.setattr(rundir, 'save_checkpoint', save)
+  crash_before_checkpoint(monkeypatch, config, crashed, round_num=3)
   assert rundir.incomplete_reasons(crashed, 5)
   training.train_and_evaluate(config, crashed)
   assert _audit(crashed) == report

@@ -37,6 +37,22 @@ def tiny_config(**overrides):
   return c
 
 
+def crash_before_checkpoint(monkeypatch, config, workdir, *, round_num: int):
+  """Runs `config` in `workdir` and crashes at the worst moment: round `round_num`'s
+  metrics row is written, its checkpoint not."""
+  save = rundir.save_checkpoint
+
+  def crash(directory, r, leaves, **kw):
+    if r == round_num:
+      raise KeyboardInterrupt
+    save(directory, r, leaves, **kw)
+
+  monkeypatch.setattr(rundir, 'save_checkpoint', crash)
+  with pytest.raises(KeyboardInterrupt):
+    training.train_and_evaluate(config, workdir)
+  monkeypatch.setattr(rundir, 'save_checkpoint', save)
+
+
 def _metrics(workdir, drop=('round_seconds',)):
   return [{k: v for k, v in row.items() if k not in drop}
           for row in rundir.read_csv(os.path.join(workdir, 'metrics.csv'))]
@@ -332,19 +348,8 @@ def test_resume_after_crash_equals_uninterrupted_run(tmp_path, monkeypatch, mech
   straight = str(tmp_path / 'straight')
   training.train_and_evaluate(config, straight)
 
-  # Crash at the worst moment: round 3's metrics row is written, its checkpoint not.
   crashed = str(tmp_path / 'crashed')
-  save = rundir.save_checkpoint
-
-  def crash_at_round_3(workdir, round_num, leaves, **kw):
-    if round_num == 3:
-      raise KeyboardInterrupt
-    save(workdir, round_num, leaves, **kw)
-
-  monkeypatch.setattr(rundir, 'save_checkpoint', crash_at_round_3)
-  with pytest.raises(KeyboardInterrupt):
-    training.train_and_evaluate(config, crashed)
-  monkeypatch.setattr(rundir, 'save_checkpoint', save)
+  crash_before_checkpoint(monkeypatch, config, crashed, round_num=3)
   assert len(_metrics(crashed)) == 3 and rundir.latest_checkpoint_round(crashed) == 2
 
   training.train_and_evaluate(config, crashed)  # the same command again
