@@ -8,6 +8,12 @@ os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
 
 import pytest  # pylint: disable=g-import-not-at-top
 
+# A shell starts a background job (`make test &`, a CI runner's job) with SIGINT ignored,
+# and the processes the tests start would inherit that: Ctrl-C tests would then see a
+# run that ignores Ctrl-C. Restored to Python's default before any test starts one.
+if signal.getsignal(signal.SIGINT) == signal.SIG_IGN:
+  signal.signal(signal.SIGINT, signal.default_int_handler)
+
 from fl_analytics import runtime
 
 
