@@ -346,8 +346,7 @@ def audit(runs: Sequence[sweep_summary.Run], workdir: str) -> list[str]:
   names = sorted({r.mechanism for r in audited})
   # Runs at another client learning rate than most (canaries the users do not hide):
   # hollow markers, labelled with it.
-  rates = [r.config.get('client', {}).get('learning_rate') for r in audited]
-  usual = max(set(rates), key=rates.count)
+  usual = _usual_learning_rate(audited)
   shift = {m: 1.09 ** (i - (len(names) - 1) / 2) for i, m in enumerate(names)}
   for ax, variant, title in panels:
     labelled = set()
@@ -358,7 +357,7 @@ def audit(runs: Sequence[sweep_summary.Run], workdir: str) -> list[str]:
       low, high = (sweep_summary.audit_value(e) for e in v['epsilon_interval_90'])
       style = _style(run.mechanism)
       label = style.pop('label')
-      rate = run.config.get('client', {}).get('learning_rate')
+      rate = _learning_rate(run)
       if rate != usual:
         label += f', client learning rate {rate:g}'
         style['mfc'] = 'white'
@@ -436,12 +435,21 @@ def plot_sweep(workdir: str) -> list[str]:
   return paths
 
 
+def _learning_rate(run: sweep_summary.Run) -> Optional[float]:
+  return run.config.get('client', {}).get('learning_rate')
+
+
+def _usual_learning_rate(runs: Sequence[sweep_summary.Run]) -> Optional[float]:
+  """The client learning rate most runs of a sweep have."""
+  rates = [_learning_rate(r) for r in runs]
+  return max(set(rates), key=rates.count)
+
+
 def _frontier_runs(runs: Sequence[sweep_summary.Run]) -> list[sweep_summary.Run]:
   """The runs the frontier and the by-round figures draw: not the audit's extra
   points (private runs without meaningful noise, runs at another client learning rate
   than most), which only the audit figure shows."""
-  rates = [r.config.get('client', {}).get('learning_rate') for r in runs]
-  usual = max(set(rates), key=rates.count)
-  kept = [r for r, rate in zip(runs, rates) if rate == usual and not (
+  usual = _usual_learning_rate(runs)
+  kept = [r for r in runs if _learning_rate(r) == usual and not (
       r.mechanism != 'none' and (r.privacy.get('epsilon') or 0) > _NO_NOISE_CLAIM)]
   return kept or list(runs)
