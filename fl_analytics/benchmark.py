@@ -76,7 +76,7 @@ def floor_round_seconds(clients_per_round: int, *, rounds: int) -> tuple[float, 
   """The floor on the same clients the pipeline samples: (median seconds, traces)."""
   config = benchmark_config(clients_per_round, rounds + 1)
   data = clients.build_churn_data(config.data, seed=config.data.seed)
-  cohorts = [[data.train_examples[i] for i in sampling.cohort(
+  cohorts = [[data.train_examples(i) for i in sampling.cohort(
       sampling=config.sampling, population_size=data.population_size,
       clients_per_round=clients_per_round, seed=config.seed, round_num=r)]
               for r in range(1, rounds + 2)]

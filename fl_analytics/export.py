@@ -317,6 +317,8 @@ def export_run(workdir: str, output: str, *, latency_repeats: int = 200,
   os.makedirs(output, exist_ok=True)
   if data is None:
     data = task.build_data(config)
+  # The held-out users of the run's final evaluation (evaluation.final_max_users).
+  held_out = data.held_out(config.evaluation.final_max_users, seed=int(config.seed))
   module = device_module(task, config, keras_model)
   saved_dir = os.path.join(output, SAVED_MODEL_DIR)
   tf.saved_model.save(module, saved_dir, signatures={
@@ -324,24 +326,24 @@ def export_run(workdir: str, output: str, *, latency_repeats: int = 200,
       'train': module.train.get_concrete_function(),
       'weights': module.weights.get_concrete_function()})
   chosen = np.random.default_rng([int(config.seed), 0x18]).permutation(
-      len(data.eval_y))[:QUANTIZATION_EXAMPLES]
+      len(held_out.y))[:QUANTIZATION_EXAMPLES]
   models = {
       FLOAT_MODEL: _convert(saved_dir, ['infer']),
       QUANTIZED_MODEL: _convert(saved_dir, ['infer'],
-                                representative=data.eval_x[np.sort(chosen)]),
+                                representative=held_out.x[np.sort(chosen)]),
       PERSONALIZABLE_MODEL: _convert(saved_dir, ['infer', 'train', 'weights'],
                                      trainable=True),
   }
   for name, content in models.items():
     rundir.atomic_write_bytes(os.path.join(output, name), content)
 
-  # Parity on every held-out example.
-  x, y = data.eval_x, data.eval_y
+  # Parity on every example of those users.
+  x, y = held_out.x, held_out.y
   # Keras through the same `infer` (probabilities included) that was converted.
   keras = {k: v.numpy() for k, v in module.infer(tf.constant(x)).items()}
   metric_keys = {m.column[len('eval_'):] for m in (task.headline, task.accuracy)}
   keras_metrics = task.eval_metrics(keras['logits'], y)
-  parity = {'examples': len(y), 'users': data.num_eval_users,
+  parity = {'examples': len(y), 'users': len(held_out.users),
             'keras': {k: keras_metrics[k] for k in sorted(metric_keys)}}
   for name, content in models.items():
     out = tflite_outputs(content, x)
@@ -352,7 +354,7 @@ def export_run(workdir: str, output: str, *, latency_repeats: int = 200,
         **{k: got[k] for k in sorted(metric_keys)},
     }
 
-  users = data.eval_users()
+  users = held_out.users
   personalization = personalization_parity(task, config, keras_model,
                                            models[PERSONALIZABLE_MODEL], users)
 

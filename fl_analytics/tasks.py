@@ -95,8 +95,7 @@ class Task:
   def build_data(self, config) -> clients.FederatedData:
     return clients.build_data(config.data, seed=config.data.seed,
                               opt_out=config.clients.opt_out,
-                              examples_fn=self._examples_fn(config.data),
-                              what=self.name.replace('_', '-'))
+                              examples_fn=self._examples_fn(config.data))
 
   def input_spec(self, config):
     import tensorflow as tf  # pylint: disable=g-import-not-at-top

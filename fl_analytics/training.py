@@ -377,12 +377,15 @@ def _train(config, workdir: str, task, data: clients.FederatedData, resolved: di
     logging.info('Secure aggregation: TFF secure sums, simulated in the clear '
                  '(no cryptography runs in simulation).')
   # The held-out users scored every eval_every rounds: one fixed sample for the run.
-  eval_users = data.eval_sample(config.evaluation.max_users, seed=config.seed)
-  eval_xy = (np.concatenate([x for x, _ in eval_users]),
-             np.concatenate([y for _, y in eval_users]))
-  logging.info('Evaluation: %d of %d held-out users every %d rounds, up to %d at the '
-               'end.', len(eval_users), len(data.eval_users()), config.eval_every,
-               config.evaluation.final_max_users or len(data.eval_users()))
+  eval_users = data.held_out(config.evaluation.max_users, seed=config.seed)
+  eval_xy = (eval_users.x, eval_users.y)
+  logging.info('Evaluation: %d held-out users with examples (of a sample of %d of %d) '
+               'every %d rounds, %d examples%s; up to %d users at the end.',
+               len(eval_users.users), min(config.evaluation.max_users or math.inf,
+                                          data.num_eval_users),
+               data.num_eval_users, config.eval_every, len(eval_users.y),
+               f', churn base rate {eval_users.y.mean():.3f}' if task.binary else '',
+               config.evaluation.final_max_users or data.num_eval_users)
   runtime.install_sigterm_handler()
   recorder = recording.RunRecorder(workdir, columns=METRIC_COLUMNS, rows=rows,
                                    num_rounds=config.num_rounds,
@@ -431,7 +434,7 @@ def _train(config, workdir: str, task, data: clients.FederatedData, resolved: di
       final_weights = engine.get_model_weights(state)
       result = _final_evaluation(
           task, config, workdir, keras_model, final_weights, data,
-          round_num=int(recorder.last_row['round']), per_round_users=len(eval_users))
+          round_num=int(recorder.last_row['round']), per_round_users=len(eval_users.users))
       report = None
       if tracker is not None:
         report = _audit_report(tracker, final_weights, task, keras_model, data, config,
@@ -443,11 +446,9 @@ def _train(config, workdir: str, task, data: clients.FederatedData, resolved: di
 def _log_population(task, data: clients.FederatedData) -> None:
   logging.info('Data: %s.', data.source_note)
   logging.info(
-      'Population: %d training users (%d without examples left out, %d opted out), '
-      '%d held-out users, %d eval examples%s.', data.population_size,
-      data.num_users_without_examples, data.num_opted_out, data.num_eval_users,
-      len(data.eval_y),
-      f', churn base rate {data.eval_base_rate:.3f}' if task.binary else '')
+      'Population: %d enrolled training users (made when sampled; one without examples '
+      'sends a zero update), %d held-out users, %d opted out.', data.population_size,
+      data.num_eval_users, data.num_opted_out)
 
 
 def build_process(config, task, settings: mechanisms.DpSettings):
@@ -542,10 +543,10 @@ def run_round(engine: engines.Engine, state, cohort: Cohort, *, round_num: int, 
                          'cohort_size': int(np.sum(cohort.sampled < users)),
                          'reported': reported}
   if len(cohort.reporting) or private:
-    clients = [engines.Client(*data.train_examples[i],
+    clients = [engines.Client(*data.train_examples(i),
                               max_steps=-1 if cohort.caps is None else int(cohort.caps[k]))
                if i < users else
-               engines.Client(*canaries.client_arrays(data.train_examples[0][0], i - users))
+               engines.Client(*canaries.client_arrays(data.empty_x, i - users))
                for k, i in enumerate(cohort.reporting)]
     state, metrics = engine.next(state, clients)
     if len(cohort.reporting) and engine.client_bytes is not None:
@@ -553,14 +554,14 @@ def run_round(engine: engines.Engine, state, cohort: Cohort, *, round_num: int, 
     dp_metrics = metrics['aggregator'].get('dp_query_metrics') or {}
     if 'clip' in dp_metrics:
       row['clip'] = float(dp_metrics['clip'])
-  if reported:
-    train = metrics['client_work']['train']
+  train = metrics['client_work']['train'] if reported else {}
+  if reported and train['num_examples']:  # else every reporter sent a zero update
     row['train_loss'] = float(train['loss'])
     row['train_accuracy'] = float(train[task.train_accuracy_key])
     if not private:  # depends on users' data sizes, un-noised (privacy.NOT_COVERED)
       row['train_batches'] = int(train['num_batches'])  # local steps, all clients
     _check_divergence(task, row, 'train_loss', config)
-  else:
+  elif not reported:
     logging.warning('Round %d: no sampled client reported (%d sampled)%s.', round_num,
                     len(cohort.sampled), '; the aggregator still ran (noise only)'
                     if private else '; the model is unchanged')
@@ -599,9 +600,9 @@ def _audit_report(tracker: canaries.Tracker, final_weights, task, keras_model,
   chosen = np.sort(np.random.default_rng([config.seed, 0x3E3B]).choice(
       data.population_size, size=min(len(held_out), data.population_size),
       replace=False))
+  members = [xy for xy in map(data.train_examples, chosen) if len(xy[1])]
   report['membership_inference'] = audit.membership_inference(
-      _user_losses(keras_model, [data.train_examples[i] for i in chosen]),
-      _user_losses(keras_model, held_out))
+      _user_losses(keras_model, members), _user_losses(keras_model, held_out))
   logging.info('%s', fl_report.audit_line(report))
   if report['flagged_by']:
     logging.warning(
@@ -634,7 +635,7 @@ def _final_evaluation(task, config, workdir, keras_model, model_weights, data,
       learning_rate=config.client.learning_rate, batch_size=config.client.batch_size,
       seed=config.seed, write_user_rows=config.evaluation.per_user_rows)
   result['held_out_users'] = {
-      'total': len(data.eval_users()),
+      'total': data.num_eval_users,
       'per_round': per_round_users,
       'final': len(users)}
   users = result['per_user']

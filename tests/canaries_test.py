@@ -71,7 +71,7 @@ def test_canary_process_is_fed_avg_for_users_and_sends_the_direction_at_the_clip
       'server.momentum': 0.0, 'clients_per_round': 100,
       'client.learning_rate': 0.001}), task, settings)
   audited = training.build_process(config, task, settings)
-  users = [engines.Client(*data.train_examples[i]) for i in range(3)]
+  users = [engines.Client(*data.train_examples(i)) for i in range(3)]
   weights = tf.nest.flatten(models.initial_weights(task.build_model(config)))
 
   def round_of(process, clients):
@@ -94,7 +94,7 @@ def test_canary_process_is_fed_avg_for_users_and_sends_the_direction_at_the_clip
   # One canary (id 7): the model moves by its direction, at the clip norm over the
   # expected cohort (the DP mean), and it adds nothing to the training metrics.
   new, train = round_of(audited, [engines.Client(*canaries.client_arrays(
-      data.train_examples[0][0], 7))])
+      data.empty_x, 7))])
   delta = canaries.flatten(weights[:len(new)]) - canaries.flatten(new)
   direction = canaries.directions([7], len(delta), seed=config.seed)[0]
   assert float(delta @ direction) / np.linalg.norm(delta) > 0.999

@@ -1,10 +1,11 @@
-"""The split into training users and held-out users."""
+"""The population: a function of the user index, split into training and held-out users."""
 
 import ml_collections
 import numpy as np
 import pytest
 
 from fl_analytics.data import clients
+from fl_analytics.data import features
 from fl_analytics.data import synthetic
 
 
@@ -18,37 +19,90 @@ def _data_config(**kw):
   return c
 
 
+def _churn(log):
+  x, y = features.churn_examples(
+      log.timestamps, log.events, origin_timestamp=synthetic.ORIGIN_TIMESTAMP,
+      num_days=45, window_days=14, horizon_days=7, stride_days=2)
+  return x, y[:, None]
+
+
 def test_users_are_split_not_examples():
   data = clients.build_churn_data(_data_config(), seed=0)
   assert data.num_eval_users == 50
-  assert data.population_size + data.num_users_without_examples == 150
-  assert len(set(data.train_user_ids)) == data.population_size
+  # Every enrolled training user is in the population, with or without examples.
+  assert data.population_size == 150
+  assert not set(data.train_users) & set(data.eval_users)
+  assert sorted([*data.train_users, *data.eval_users]) == list(range(200))
   # Held-out examples are exactly the examples of the 50 held-out users.
   logs = synthetic.generate_population(num_users=200, seed=0, num_days=45)
-  train = set(data.train_user_ids)
-  held_out_total = 0
-  for log in logs:
-    if log.user_id not in train:
-      from fl_analytics.data import features
-      _, y = features.churn_examples(
-          log.timestamps, log.events, origin_timestamp=synthetic.ORIGIN_TIMESTAMP,
-          num_days=45, window_days=14, horizon_days=7, stride_days=2)
-      held_out_total += len(y)
-  assert held_out_total == len(data.eval_y)
+  held_out_total = sum(len(_churn(logs[u])[1]) for u in data.eval_users)
+  assert held_out_total == len(data.held_out().y)
 
 
-def test_every_training_user_has_examples_with_labels_as_columns():
-  data = clients.build_churn_data(_data_config(), seed=0)
-  for x, y in data.train_examples:
-    assert len(x) == len(y) > 0 and y.shape[1] == 1
-  assert 0.05 < data.eval_base_rate < 0.6
+def test_lazy_users_equal_eagerly_built_ones():
+  data = clients.build_churn_data(_data_config(), seed=4)
+  logs = synthetic.generate_population(num_users=200, seed=4, num_days=45)
+  for i in (0, 7, 149):  # a training user: its examples, shuffled once on the device
+    x, y = data.train_examples(i)
+    u = int(data.train_users[i])
+    ex, ey = _churn(logs[u])
+    perm = np.random.default_rng([4, u, 2]).permutation(len(ey))
+    np.testing.assert_array_equal(x, ex[perm])
+    np.testing.assert_array_equal(y, ey[perm])
+  held_out = data.held_out()
+  eager = [(log.user_id, *_churn(log)) for log in (logs[u] for u in data.eval_users)]
+  eager = [e for e in eager if len(e[2])]
+  assert held_out.user_ids == tuple(e[0] for e in eager)
+  np.testing.assert_array_equal(held_out.x, np.concatenate([e[1] for e in eager]))
+  np.testing.assert_array_equal(held_out.y, np.concatenate([e[2] for e in eager]))
+
+
+def test_training_users_without_examples_stay_in_the_population_with_no_examples():
+  # Users who quit before the first observation window have no churn example.
+  data = clients.build_churn_data(_data_config(num_users=400), seed=0)
+  sizes = [len(data.train_examples(i)[1]) for i in range(data.population_size)]
+  assert 0 in sizes and data.population_size == 300
+  empty = sizes.index(0)
+  x, y = data.train_examples(empty)
+  assert x.shape == (0, features.NUM_FEATURES) and y.shape == (0, 1)
+  assert x.dtype == data.empty_x.dtype
+
+
+def test_population_size_is_known_and_nobody_is_made_up_front(monkeypatch):
+  made = []
+  real = synthetic.generate_user
+  monkeypatch.setattr(synthetic, 'generate_user',
+                      lambda index, **kw: made.append(index) or real(index, **kw))
+  data = clients.build_churn_data(_data_config(num_users=100_000), seed=0)
+  assert data.population_size == 75_000 and data.num_eval_users == 25_000
+  assert made == [] and data.users_made == 0
+  # Only the users asked for are made.
+  data.train_examples(12_345)
+  data.eval_sample(3, seed=0)
+  assert len(made) == 4 and data.users_made == 4
+  assert made[0] == data.train_users[12_345]
+
+
+def test_the_cache_of_training_users_is_bounded():
+  source = clients.load_source(_data_config(), seed=0)
+  data = clients.FederatedData(source, clients.churn_examples_fn(_data_config()), seed=0,
+                               eval_fraction=0.25, cache_users=5)
+  first = data.train_examples(0)
+  for i in range(1, 20):
+    data.train_examples(i)
+  assert data.users_made == 20
+  again = data.train_examples(0)  # evicted, made again: the same arrays
+  assert data.users_made == 21
+  np.testing.assert_array_equal(first[0], again[0])
+  data.train_examples(0)
+  assert data.users_made == 21
 
 
 def test_same_seed_same_split():
   a = clients.build_churn_data(_data_config(), seed=5)
   b = clients.build_churn_data(_data_config(), seed=5)
-  assert a.train_user_ids == b.train_user_ids
-  np.testing.assert_array_equal(a.eval_x, b.eval_x)
+  np.testing.assert_array_equal(a.train_users, b.train_users)
+  np.testing.assert_array_equal(a.held_out().x, b.held_out().x)
 
 
 def test_num_days_too_short_for_window_and_horizon_is_refused():

@@ -75,9 +75,10 @@ def test_float_tflite_matches_keras_and_quantized_stays_within_the_margin(export
   # Independently: the exported model is the model the run evaluated last.
   config, task, keras_model, _ = export.load_run(workdir)
   last = rundir.read_metrics(os.path.join(workdir, rundir.METRICS_FILE))[-1]
+  held_out = data.held_out(config.evaluation.max_users, seed=config.seed)
   logits = export.tflite_logits(
-      open(os.path.join(output, export.FLOAT_MODEL), 'rb').read(), data.eval_x)
-  assert task.eval_metrics(logits, data.eval_y)['loss'] == pytest.approx(
+      open(os.path.join(output, export.FLOAT_MODEL), 'rb').read(), held_out.x)
+  assert task.eval_metrics(logits, held_out.y)['loss'] == pytest.approx(
       float(last['eval_loss']), abs=1e-5)
   del config, keras_model
 
@@ -89,9 +90,10 @@ def test_raw_events_through_the_spec_and_tflite_give_the_pipelines_scores(export
   logs, origin, num_days, _ = clients.load_logs(config.data, seed=config.data.seed)
   by_id = {log.user_id: log for log in logs}
   model = open(os.path.join(output, export.FLOAT_MODEL), 'rb').read()
-  bounds = np.cumsum((0,) + data.eval_sizes)
+  held_out = data.held_out(config.evaluation.final_max_users, seed=config.seed)
+  bounds = np.cumsum((0,) + held_out.sizes)
   checked = 0
-  for user_id, a, b in zip(data.eval_user_ids, bounds[:-1], bounds[1:]):
+  for user_id, a, b in zip(held_out.user_ids, bounds[:-1], bounds[1:]):
     if b == a:
       continue
     log = by_id[user_id]
@@ -100,7 +102,7 @@ def test_raw_events_through_the_spec_and_tflite_give_the_pipelines_scores(export
     if task.name == 'next_action':  # the pipeline keeps the most recent examples
       x = x[-(b - a):]
     device = export.tflite_logits(model, x.astype(spec['input']['dtype']))
-    pipeline = keras_model(data.eval_x[a:b], training=False).numpy()
+    pipeline = keras_model(held_out.x[a:b], training=False).numpy()
     np.testing.assert_allclose(device, pipeline, atol=1e-5)
     checked += 1
     if checked == 10:

@@ -212,8 +212,8 @@ def test_training_on_an_exported_event_file_uses_the_same_user_logs(tmp_path):
                              'data.source': f'events:{path}'})
   data = clients.build_churn_data(from_file.data, seed=from_file.data.seed)
   # Every user with events is in the file; the file spans the days that have events.
-  assert len(data.train_user_ids) + data.num_eval_users + data.num_users_without_examples \
-      == sum(1 for log in logs if len(log.events))
+  assert data.population_size + data.num_eval_users == sum(
+      1 for log in logs if len(log.events))
   last = training.train_and_evaluate(from_file, str(tmp_path / 'run'))
   assert 0 <= float(last['eval_auc']) <= 1
 
@@ -254,11 +254,12 @@ def test_final_evaluation_writes_per_user_metrics_calibration_and_personalizatio
   users = rundir.read_csv(os.path.join(workdir, 'eval_users.csv'))
   data = clients.build_churn_data(config.data, seed=config.data.seed)
   assert result['round'] == 2
-  assert result['per_user']['users'] == len(users) == len(data.eval_users())
-  assert sum(int(u['examples']) for u in users) == len(data.eval_y)
+  held_out = data.held_out()
+  assert result['per_user']['users'] == len(users) == len(held_out.users)
+  assert sum(int(u['examples']) for u in users) == len(held_out.y)
   assert 0 <= result['per_user']['share_worse_than_baseline_loss'] <= 1
   bins = rundir.read_csv(os.path.join(workdir, 'calibration.csv'))
-  assert sum(int(b['count']) for b in bins) == len(data.eval_y)
+  assert sum(int(b['count']) for b in bins) == len(held_out.y)
   pers = result['personalization']
   assert pers['steps'] == 5 and 0 < pers['users'] <= len(users)
   assert pers['global']['base_rate'] == pers['personalized']['base_rate']
@@ -438,9 +439,11 @@ def test_evaluation_scores_fixed_seeded_samples_of_held_out_users(tmp_path):
   training.train_and_evaluate(config, workdir)
   result = rundir.read_json(os.path.join(workdir, 'evaluation.json'))
   data = tasks.get('churn').build_data(config)
-  total = len(data.eval_users())
-  assert result['held_out_users'] == {'total': total, 'per_round': 4, 'final': 6}
-  assert result['per_user']['users'] == 6 < total
+  total = data.num_eval_users
+  per_round, final = (len(data.eval_sample(n, seed=config.seed)) for n in (4, 6))
+  assert result['held_out_users'] == {'total': total, 'per_round': per_round,
+                                      'final': final}
+  assert result['per_user']['users'] == final <= 6 < total
   # The per-round metrics are those of the 4 sampled users, under the final weights.
   sample = data.eval_sample(4, seed=config.seed)
 

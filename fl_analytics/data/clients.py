@@ -1,19 +1,23 @@
 """The federated datasets of the tasks: training users (the clients) and held-out users.
 
-`build_data` generates the synthetic population (or, with
-`data.source=events:PATH`, reads the users' logs from an event file,
-`fl_analytics.data.events`), featurizes each user's log on its own (as a device
-would; churn or next-action examples, `fl_analytics.data.features`), and splits the users, not the examples: a held-out
+`build_data` describes the population of a config: the synthetic generator (or, with
+`data.source=events:PATH`, the users' logs of an event file,
+`fl_analytics.data.events`) and the split of its users, not of examples: a held-out
 fraction of users is never trained on and serves for evaluation, so every example
-belongs to exactly one user on one side of the split.
+belongs to exactly one user on one side of the split. Users are made when they are
+used: a user's log is generated (or read) and featurized on its own, as a device
+would (churn or next-action examples, `fl_analytics.data.features`), when the user is
+sampled or evaluated (`FederatedData`).
 
-Training users with no example (e.g. never active in an observation window) are left out of
-the population that is sampled; `population_size` is the number of users that can be
-sampled, and it is what the privacy accountant uses.
+`population_size`, the number of users that can be sampled and what the privacy
+accountant uses, is every enrolled training user, whether or not the user has an
+example: one without sends a zero update. (Before 2026-11-29, training users without
+examples were left out of the population, which made its size depend on the data.)
 """
 
 from __future__ import annotations
 
+import collections
 import dataclasses
 import functools
 from typing import Callable
@@ -26,48 +30,154 @@ from fl_analytics.data import features
 from fl_analytics.data import synthetic
 
 
-@dataclasses.dataclass(frozen=True)
-class FederatedData:
-  """The users of one task (churn or next action), split into training and held out."""
+# Training users whose examples are kept after they are made (least recently used
+# first out): every user of a small population, a bounded share of a large one.
+CACHE_USERS = 10_000
 
-  train_user_ids: list[str]
-  train_examples: list[tuple[np.ndarray, np.ndarray]]  # per user: x [n, F], y [n, 1]
-  eval_x: np.ndarray
-  eval_y: np.ndarray  # [n, 1]
-  num_eval_users: int
-  num_users_without_examples: int
-  # Examples per held-out user, in the order of eval_x (each user's in time order).
-  eval_sizes: tuple[int, ...] = ()
-  source_note: str = ''  # where the logs came from, for the run's log
-  eval_user_ids: tuple[str, ...] = ()  # the held-out users, aligned with eval_sizes
-  num_opted_out: int = 0  # users removed before anything else (clients.opt_out)
+
+@dataclasses.dataclass(frozen=True)
+class LogSource:
+  """Where users' logs come from: `log(u)` is user u's log, for u in [0, num_users)."""
+
+  num_users: int
+  log: Callable[[int], synthetic.UserLog]
+  origin_timestamp: int
+  num_days: int
+  note: str  # where the logs came from, for the run's log
+
+
+@dataclasses.dataclass(frozen=True)
+class HeldOut:
+  """Held-out users' examples, in user order (users without examples left out)."""
+
+  user_ids: tuple[str, ...]
+  users: list[tuple[np.ndarray, np.ndarray]]  # per user: x [n, ...], y [n, 1]
+
+  @property
+  def x(self) -> np.ndarray:
+    return np.concatenate([x for x, _ in self.users])
+
+  @property
+  def y(self) -> np.ndarray:
+    return np.concatenate([y for _, y in self.users])
+
+  @property
+  def sizes(self) -> tuple[int, ...]:
+    return tuple(len(y) for _, y in self.users)
+
+
+class FederatedData:
+  """The users of one task (churn or next action), split into training and held out.
+
+  A function of the user index, not a list: user u's log and examples are made from
+  `(data config, data.seed, u)` when u is sampled or evaluated (training users' kept
+  in a bounded cache, `CACHE_USERS`), so building it generates nobody, and neither the
+  time to the first round nor the memory grows with the population beyond an index of
+  the users (8 bytes each). The split is of users, not examples: a seeded fraction
+  `data.eval_fraction` of the users who did not opt out is held out, never trained on.
+
+  The population that is sampled, and that the accountant uses, is every enrolled
+  training user (`population_size`, fixed by the config and the split, not by the
+  data): a training user with no example sends a zero update when sampled.
+  """
+
+  def __init__(self, source: LogSource, examples_fn: Callable, *, seed: int,
+               eval_fraction: float, opt_out: float = 0.0,
+               cache_users: int = CACHE_USERS):
+    from fl_analytics import devices  # pylint: disable=g-import-not-at-top
+
+    self._source = source
+    self._examples_fn = examples_fn
+    self._seed = seed
+    self._cache_users = cache_users
+    self._cache: collections.OrderedDict[int, tuple] = collections.OrderedDict()
+    opted_out = devices.opted_out(source.num_users, opt_out, seed=seed)
+    remaining = np.delete(np.arange(source.num_users), opted_out)
+    num_eval = int(round(eval_fraction * len(remaining)))
+    if num_eval < 1 or num_eval >= len(remaining):
+      raise ValueError(
+          f'data.eval_fraction={eval_fraction} of {len(remaining)} users '
+          'must leave at least one user on each side of the split.')
+    order = np.random.default_rng([seed, 0x5EED, 1]).permutation(len(remaining))
+    self._eval = np.sort(remaining[order[:num_eval]])
+    self._train = np.sort(remaining[order[num_eval:]])
+    self.num_opted_out = len(opted_out)
+    self.source_note = source.note
+    self.users_made = 0  # logs made so far (tests check that nobody is made up front)
+    # The shape and dtype of one example: the examples of a user without events.
+    self.empty_x, self.empty_y = self._featurize(np.zeros(0, np.int64),
+                                                 np.zeros(0, np.int32))
 
   @property
   def population_size(self) -> int:
-    return len(self.train_user_ids)
-
-  def eval_users(self) -> list[tuple[np.ndarray, np.ndarray]]:
-    """Each held-out user's `(x, y)`, in time order (users without examples left out)."""
-    bounds = np.cumsum((0,) + self.eval_sizes)
-    return [(self.eval_x[a:b], self.eval_y[a:b])
-            for a, b in zip(bounds[:-1], bounds[1:]) if b > a]
-
-  def eval_sample(self, max_users: int, *, seed: int) -> list[tuple[np.ndarray, np.ndarray]]:
-    """A fixed sample of at most `max_users` of `eval_users()` (0: all), seeded, in order.
-
-    The same for every round and every launch of a run, so per-round metrics follow
-    one set of users.
-    """
-    users = self.eval_users()
-    if not max_users or max_users >= len(users):
-      return users
-    chosen = np.random.default_rng([seed, 0xE7A1]).choice(len(users), size=max_users,
-                                                           replace=False)
-    return [users[i] for i in np.sort(chosen)]
+    """Enrolled training users: who can be sampled."""
+    return len(self._train)
 
   @property
-  def eval_base_rate(self) -> float:
-    return float(self.eval_y.mean()) if len(self.eval_y) else float('nan')
+  def num_eval_users(self) -> int:
+    return len(self._eval)
+
+  @property
+  def train_users(self) -> np.ndarray:
+    """The source index of each training user, ascending (population index i: the
+    i-th of them)."""
+    return self._train
+
+  @property
+  def eval_users(self) -> np.ndarray:
+    """The source index of each held-out user, ascending."""
+    return self._eval
+
+  def _featurize(self, timestamps, events) -> tuple[np.ndarray, np.ndarray]:
+    x, y = self._examples_fn(timestamps, events,
+                             origin_timestamp=self._source.origin_timestamp,
+                             num_days=self._source.num_days)
+    return x, y[:, None]
+
+  def _user(self, u: int) -> tuple[str, np.ndarray, np.ndarray]:
+    self.users_made += 1
+    log = self._source.log(u)
+    return (log.user_id, *self._featurize(log.timestamps, log.events))
+
+  def train_examples(self, i: int) -> tuple[np.ndarray, np.ndarray]:
+    """Training user i's `(x, y)`, shuffled once on the device (possibly empty)."""
+    if i in self._cache:
+      self._cache.move_to_end(i)
+      return self._cache[i]
+    u = int(self._train[i])
+    _, x, y = self._user(u)
+    perm = np.random.default_rng([self._seed, u, 2]).permutation(len(y))
+    xy = (x[perm], y[perm])
+    self._cache[i] = xy
+    if len(self._cache) > self._cache_users:
+      self._cache.popitem(last=False)
+    return xy
+
+  def held_out(self, max_users: int = 0, *, seed: int = 0) -> HeldOut:
+    """A fixed sample of at most `max_users` held-out users (0: all), seeded, made now.
+
+    The same for every round and every launch of a run, so per-round metrics follow
+    one set of users. Sampled users without examples are left out of it.
+    """
+    chosen = self._eval
+    if max_users and max_users < len(chosen):
+      pick = np.random.default_rng([seed, 0xE7A1]).choice(len(chosen), size=max_users,
+                                                          replace=False)
+      chosen = chosen[np.sort(pick)]
+    ids, users = [], []
+    for u in chosen:
+      user_id, x, y = self._user(int(u))
+      if len(y):
+        ids.append(user_id)
+        users.append((x, y))
+    if not users:
+      raise ValueError(f'None of {len(chosen)} held-out users has an example '
+                       f'({self.source_note}).')
+    return HeldOut(tuple(ids), users)
+
+  def eval_sample(self, max_users: int, *, seed: int) -> list[tuple[np.ndarray, np.ndarray]]:
+    """`held_out(max_users, seed=seed).users`."""
+    return self.held_out(max_users, seed=seed).users
 
 
 def check_data_config(data) -> None:
@@ -91,26 +201,26 @@ def check_data_config(data) -> None:
         f'{data.window_days + data.horizon_days}.')
 
 
-def load_logs(data, *, seed: int) -> tuple[list[synthetic.UserLog], int, int, str]:
-  """The users' logs of config `data`: (logs, origin timestamp, days, a note).
+def load_source(data, *, seed: int) -> LogSource:
+  """The users' logs of config `data`.
 
   Synthetic: `data.num_users` users over `data.num_days` days from
-  `synthetic.ORIGIN_TIMESTAMP`. From an event file: its users, from midnight (UTC) of
-  its first event's day through its last event's day; `data.num_users`,
-  `data.num_days` and the skew knobs do not apply.
+  `synthetic.ORIGIN_TIMESTAMP`, each generated when asked for. From an event file: its
+  users, from midnight (UTC) of its first event's day through its last event's day;
+  `data.num_users`, `data.num_days` and the skew knobs do not apply.
   """
   path = events.source_path(data.source)
   if path is None:
-    logs = synthetic.generate_population(
+    synthetic.check_knobs(num_users=data.num_users, num_days=data.num_days,
+                          quantity_skew=data.quantity_skew, label_skew=data.label_skew,
+                          feature_skew=data.feature_skew)
+    return LogSource(
         num_users=data.num_users,
-        seed=seed,
-        num_days=data.num_days,
-        quantity_skew=data.quantity_skew,
-        label_skew=data.label_skew,
-        feature_skew=data.feature_skew,
-    )
-    return logs, synthetic.ORIGIN_TIMESTAMP, data.num_days, (
-        f'synthetic population of {data.num_users} users, {data.num_days} days')
+        log=functools.partial(synthetic.generate_user, seed=seed, num_days=data.num_days,
+                              quantity_skew=data.quantity_skew,
+                              label_skew=data.label_skew, feature_skew=data.feature_skew),
+        origin_timestamp=synthetic.ORIGIN_TIMESTAMP, num_days=data.num_days,
+        note=f'synthetic population of {data.num_users} users, {data.num_days} days')
   loaded = events.load_events(path, unknown_events=data.unknown_events,
                               time_range=(data.min_time, data.max_time))
   for warning in loaded.warnings:
@@ -127,7 +237,17 @@ def load_logs(data, *, seed: int) -> tuple[list[synthetic.UserLog], int, int, st
     top = sorted(loaded.unknown_events.items(), key=lambda kv: -kv[1])[:5]
     note += (f'; {dropped} events with names outside the vocabulary dropped ('
              + ', '.join(f'{k!r}: {v}' for k, v in top) + ')')
-  return loaded.logs, loaded.origin_timestamp, loaded.num_days, note
+  return LogSource(num_users=len(loaded.logs), log=loaded.logs.__getitem__,
+                   origin_timestamp=loaded.origin_timestamp, num_days=loaded.num_days,
+                   note=note)
+
+
+def load_logs(data, *, seed: int) -> tuple[list[synthetic.UserLog], int, int, str]:
+  """Every user's log of config `data` (`load_source`), made now: (logs, origin
+  timestamp, days, a note). For what reads whole populations (analytics, exports)."""
+  source = load_source(data, seed=seed)
+  return ([source.log(u) for u in range(source.num_users)], source.origin_timestamp,
+          source.num_days, source.note)
 
 
 def without_opted_out(logs: list[synthetic.UserLog], opt_out: float, *,
@@ -153,59 +273,18 @@ def next_action_examples_fn(data) -> Callable:
 
 def build_churn_data(data, *, seed: int, opt_out: float = 0.0) -> FederatedData:
   """`build_data` with churn examples."""
-  return build_data(data, seed=seed, opt_out=opt_out, examples_fn=churn_examples_fn(data),
-                    what='churn')
+  return build_data(data, seed=seed, opt_out=opt_out, examples_fn=churn_examples_fn(data))
 
 
-def build_data(data, *, seed: int, examples_fn: Callable, what: str,
+def build_data(data, *, seed: int, examples_fn: Callable,
                opt_out: float = 0.0) -> FederatedData:
-  """Loads, featurizes and splits the population described by config `data`.
+  """The population described by config `data`, split, its users made on demand.
 
   `examples_fn(timestamps, events, origin_timestamp=, num_days=)` featurizes one user's
   log into `(x, y)` with one label per example. A fraction `opt_out` of the users
   (`devices.opted_out`, seeded by `seed`) is removed first: their logs are never
-  featurized, trained on or evaluated.
+  made, trained on or evaluated.
   """
   check_data_config(data)
-  logs, origin, num_days, note = load_logs(data, seed=seed)
-  logs, num_opted_out = without_opted_out(logs, opt_out, seed=seed)
-  num_users = len(logs)
-  num_eval = int(round(data.eval_fraction * num_users))
-  if num_eval < 1 or num_eval >= num_users:
-    raise ValueError(
-        f'data.eval_fraction={data.eval_fraction} of {num_users} users '
-        'must leave at least one user on each side of the split.')
-  order = np.random.default_rng([seed, 0x5EED, 1]).permutation(num_users)
-  eval_set = set(order[:num_eval].tolist())
-
-  train_ids, train_examples, eval_parts, eval_ids = [], [], [], []
-  without = 0
-  for index, log in enumerate(logs):
-    x, y = examples_fn(log.timestamps, log.events, origin_timestamp=origin,
-                       num_days=num_days)
-    y = y[:, None]
-    if index in eval_set:
-      eval_parts.append((x, y))
-      eval_ids.append(log.user_id)
-    elif len(y) == 0:
-      without += 1
-    else:
-      # Shuffle on the device, once: examples of a user are in time order otherwise.
-      perm = np.random.default_rng([seed, index, 2]).permutation(len(y))
-      train_ids.append(log.user_id)
-      train_examples.append((x[perm], y[perm]))
-  if not train_ids:
-    raise ValueError(
-        f'No training user has a {what} example ({note}).')
-  return FederatedData(
-      train_user_ids=train_ids,
-      train_examples=train_examples,
-      eval_x=np.concatenate([x for x, _ in eval_parts]),
-      eval_y=np.concatenate([y for _, y in eval_parts]),
-      num_eval_users=num_eval,
-      num_users_without_examples=without,
-      eval_sizes=tuple(len(y) for _, y in eval_parts),
-      source_note=note,
-      num_opted_out=num_opted_out,
-      eval_user_ids=tuple(eval_ids),
-  )
+  return FederatedData(load_source(data, seed=seed), examples_fn, seed=seed,
+                       eval_fraction=data.eval_fraction, opt_out=opt_out)
