@@ -441,6 +441,15 @@ def randomness_caveats(*, reproducible_noise: bool,
   return caveats
 
 
+# What population_size counts, and how that differs from runs before 2026-11-29.
+POPULATION_NOTE = (
+    'population_size counts every enrolled user who can be sampled, fixed by the config '
+    '(the training users of the split, after opt-outs), whether or not the user has a '
+    'training example: a sampled user without one sends a zero update. Runs before '
+    '2026-11-29 left training users without examples out of the population, so their '
+    'population_size (and sampling probability) depended on the data.')
+
+
 def guarantee_fields(*, private: bool, epsilon: Optional[float], delta: float,
                      mechanism: str, accountant: str, neighboring_relation: str,
                      population_size: int, caveats: Sequence[str],
@@ -496,6 +505,7 @@ def statement(settings: DpSettings, rounds: int) -> dict[str, Any]:
           private=m.private, epsilon=eps, delta=s.delta, mechanism=s.mechanism,
           accountant=s.accountant, neighboring_relation=scheme.neighboring_relation,
           population_size=s.population_size, caveats=caveats, not_covered=NOT_COVERED),
+      'population': POPULATION_NOTE,
       'sampling': s.sampling,
       'sampling_probability': q,
       'noise_multiplier': s.noise_multiplier if m.private else 0.0,

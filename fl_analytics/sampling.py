@@ -33,12 +33,20 @@ import numpy as np
 def poisson_cohort(
     *, population_size: int, sampling_probability: float, seed: int, round_num: int
 ) -> np.ndarray:
-  """Sorted indices of the users sampled in round `round_num` (1-based)."""
+  """Sorted indices of the users sampled in round `round_num` (1-based).
+
+  Each user independently with probability `sampling_probability`, drawn in work
+  proportional to the cohort, not the population: the cohort's size is
+  Binomial(population_size, q), and given its size the cohort is a uniform subset
+  (which is the same distribution); numpy draws small subsets of large populations
+  with Floyd's algorithm.
+  """
   if not 0 < sampling_probability <= 1:
     raise ValueError(
         f'sampling_probability must be in (0, 1]. Found {sampling_probability}.')
   rng = np.random.default_rng([seed, 0xC0407, round_num])
-  return np.flatnonzero(rng.random(population_size) < sampling_probability)
+  size = rng.binomial(population_size, sampling_probability)
+  return np.sort(rng.choice(population_size, size=size, replace=False))
 
 
 def fixed_size_cohort(

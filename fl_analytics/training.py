@@ -597,10 +597,14 @@ def _audit_report(tracker: canaries.Tracker, final_weights, task, keras_model,
                           rounds=statement['rounds'])
   final_weights.assign_weights_to(keras_model)
   held_out = data.eval_sample(config.evaluation.final_max_users, seed=config.seed)
-  chosen = np.sort(np.random.default_rng([config.seed, 0x3E3B]).choice(
-      data.population_size, size=min(len(held_out), data.population_size),
-      replace=False))
-  members = [xy for xy in map(data.train_examples, chosen) if len(xy[1])]
+  # As many training users with examples, in a seeded order.
+  members = []
+  for i in np.random.default_rng([config.seed, 0x3E3B]).permutation(data.population_size):
+    if len(members) == len(held_out):
+      break
+    xy = data.train_examples(int(i))
+    if len(xy[1]):
+      members.append(xy)
   report['membership_inference'] = audit.membership_inference(
       _user_losses(keras_model, members), _user_losses(keras_model, held_out))
   logging.info('%s', fl_report.audit_line(report))
