@@ -2,6 +2,14 @@ r"""How fast the pipeline's rounds are, against the plain-TensorFlow floor of th
 
   .venv/bin/python experiments/benchmark.py [--json=FILE] [--cohorts=10,50,200]
       [--rounds=10] [--sweep_points=2] [--memory_rounds=N] [--engine=mapreduce|cpp]
+  .venv/bin/python experiments/benchmark.py --scale [--json=results/benchmark/scale.json]
+      [--populations=10000,100000,1000000] [--scale_cohorts=100,1000,5000]
+
+With --scale (`make bench-scale`): one fresh process per point, at 1,000 clients per
+round for each population size (time from launch to the first round, median round
+time, peak resident memory, users made), then per cohort size at 100,000 users the
+round's milliseconds per client against the plain-TensorFlow floor on the same clients,
+and the round's arithmetic over this machine's measured matmul throughput.
 
 Prints, per clients_per_round, the pipeline's median seconds per round after warm-up
 (`round_seconds` of `train.py`'s own loop, churn config with adaptive-clipping DP), the
@@ -30,6 +38,11 @@ _SWEEP_POINTS = flags.DEFINE_integer('sweep_points', 2, 'Sweep points (0: skip).
 _SWEEP_ROUNDS = flags.DEFINE_integer('sweep_rounds', 20, 'Rounds per sweep point.')
 _MEMORY_ROUNDS = flags.DEFINE_integer(
     'memory_rounds', 0, 'If > 50: one run this long, resident memory at 50 and at the end.')
+_SCALE = flags.DEFINE_bool('scale', False, 'Population and cohort scale instead.')
+_POPULATIONS = flags.DEFINE_list('populations', [str(p) for p in benchmark.SCALE_POPULATIONS],
+                                 '--scale: synthetic users, at 1,000 clients per round.')
+_SCALE_COHORTS = flags.DEFINE_list('scale_cohorts', [str(c) for c in benchmark.SCALE_COHORTS],
+                                   '--scale: clients per round, at 100,000 users.')
 _ENGINE = flags.DEFINE_enum('engine', 'mapreduce', ['mapreduce', 'cpp'],
                             'runtime.engine of the pipeline runs.')
 
@@ -38,10 +51,9 @@ def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f'Unexpected arguments: {argv[1:]}')
   logging.set_verbosity(logging.WARNING)
-  try:
-    cohorts = [int(c) for c in _COHORTS.value]
-  except ValueError:
-    raise app.UsageError(f'--cohorts must be integers. Found {_COHORTS.value}.') from None
+  if _SCALE.value:
+    return _scale()
+  cohorts = _integers('cohorts', _COHORTS.value)
   result = {'engine': _ENGINE.value, 'rows': []}
   for cohort in cohorts:
     print(f'clients_per_round={cohort}: pipeline ...', flush=True)
@@ -79,6 +91,63 @@ def main(argv):
   result['peak_rss_mb'] = benchmark.peak_rss_mb()
   print(f'peak resident memory: {result["peak_rss_mb"]["self"]:.0f} MiB (this process), '
         f'{result["peak_rss_mb"]["children"]:.0f} MiB (largest sweep point)')
+  if _JSON.value:
+    rundir.write_json(_JSON.value, result)
+    print(f'Wrote {_JSON.value}')
+
+
+def _integers(name, values):
+  try:
+    return [int(v) for v in values]
+  except ValueError:
+    raise app.UsageError(f'--{name} must be integers. Found {values}.') from None
+
+
+def _scale():
+  """--scale: the population and cohort tables (see the module docstring)."""
+  populations = _integers('populations', _POPULATIONS.value)
+  cohorts = _integers('scale_cohorts', _SCALE_COHORTS.value)
+  rounds, warmup = _ROUNDS.value, 2
+  result = {'rounds': rounds, 'warmup_rounds': warmup, 'delta': benchmark.SCALE_DELTA,
+            'populations': [], 'cohorts': []}
+  for users in populations:
+    print(f'{users} users, 1000 clients per round ...', flush=True)
+    result['populations'].append(benchmark.run_scale_point(users, 1000, rounds=rounds,
+                                                           warmup=warmup))
+    print(benchmark.scale_table(result['populations'][-1:]).splitlines()[-1], flush=True)
+  flops_per_s = benchmark.matmul_flops_per_second()
+  result['matmul_gflops_per_s'] = flops_per_s / 1e9
+  for cohort in cohorts:
+    print(f'100000 users, {cohort} clients per round: pipeline ...', flush=True)
+    point = next((p for p in result['populations']
+                  if p['num_users'] == 100_000 and p['clients_per_round'] == cohort),
+                 None) or benchmark.run_scale_point(100_000, cohort, rounds=rounds,
+                                                    warmup=warmup)
+    print(f'100000 users, {cohort} clients per round: floor ...', flush=True)
+    config = benchmark.scale_config(100_000, cohort, warmup + rounds)
+    floor_s, _ = benchmark.floor_round_seconds(cohort, rounds=rounds, config=config)
+    examples = benchmark.mean_examples_per_client(config, cohort)
+    bound_s = benchmark.round_flops(config, examples, cohort) / flops_per_s
+    result['cohorts'].append({
+        **point, 'floor_round_s': floor_s, 'floor_ms_per_client': 1e3 * floor_s / cohort,
+        'speedup_over_floor': floor_s / point['round_s'],
+        'examples_per_client': examples, 'arithmetic_bound_s': bound_s,
+        'times_arithmetic_bound': point['round_s'] / bound_s})
+  print()
+  print(benchmark.scale_table(result['populations']))
+  rows = result['populations']
+  if len(rows) > 1:
+    spread = max(r['round_s'] for r in rows) / min(r['round_s'] for r in rows) - 1
+    result['round_time_spread_across_populations'] = spread
+    print(f'round time across populations: within {100 * spread:.1f}% '
+          '(target: 10%)')
+  print(f'\n{"clients":>7}  {"ms/client":>9}  {"floor ms/client":>15}  '
+        f'{"speed-up over floor":>19}  {"x arithmetic bound":>18}')
+  for r in result['cohorts']:
+    print(f'{r["clients_per_round"]:>7}  {r["ms_per_client"]:>9.3f}  '
+          f'{r["floor_ms_per_client"]:>15.3f}  {r["speedup_over_floor"]:>19.2f}  '
+          f'{r["times_arithmetic_bound"]:>18.0f}')
+  print(f'matmul throughput here: {result["matmul_gflops_per_s"]:.1f} GFLOP/s')
   if _JSON.value:
     rundir.write_json(_JSON.value, result)
     print(f'Wrote {_JSON.value}')

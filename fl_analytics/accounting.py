@@ -83,8 +83,36 @@ def _sampled_rdp(orders: tuple, event: RdpDpEvent, q: float) -> np.ndarray:
   return np.concatenate([np.minimum(amplified, base[:k]), base[k:]])
 
 
+# dp_accounting 0.4.3 computes the RDP of a Poisson-sampled Gaussian at tiny sampling
+# rates (a million users, q ~ 1e-3) and large noise as a difference of logs, which can
+# round below zero (seen: -8.4e-13 at q = 0.00125, z = 10, order 1.25); its epsilon then
+# refuses the negative value. RDP is never negative: values that small are rounding,
+# and are replaced by this upper bound on it. Anything more negative still raises.
+RDP_ROUNDING = 1e-9
+
+
+def _without_rounding_below_zero(rdp) -> np.ndarray:
+  rdp = np.asarray(rdp, dtype=float)
+  return np.where((rdp < 0) & (rdp >= -RDP_ROUNDING), RDP_ROUNDING, rdp)
+
+
+def compute_epsilon(orders, rdp, delta: float) -> tuple[float, float]:
+  """dp_accounting's `compute_epsilon` (epsilon, optimal order) from an RDP curve,
+  reading values within `RDP_ROUNDING` below zero as rounding."""
+  return rdp_privacy_accountant.compute_epsilon(
+      orders, _without_rounding_below_zero(rdp), delta)
+
+
 class RdpAccountant(dp_accounting.rdp.RdpAccountant):
-  """dp_accounting's RDP accountant that also composes `RdpDpEvent`s."""
+  """dp_accounting's RDP accountant that also composes `RdpDpEvent`s, and reads RDP
+  values within `RDP_ROUNDING` below zero as rounding."""
+
+  def get_epsilon_and_optimal_order(self, target_delta: float):
+    return compute_epsilon(self._orders, self._rdp, target_delta)
+
+  def get_delta_and_optimal_order(self, target_epsilon: float):
+    return rdp_privacy_accountant.compute_delta(
+        self._orders, _without_rounding_below_zero(self._rdp), target_epsilon)
 
   def _maybe_compose(self, event, count, do_compose):
     if isinstance(event, RdpDpEvent):

@@ -11,6 +11,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 import resource
 import sys
@@ -72,9 +73,12 @@ def pipeline_round_seconds(clients_per_round: int, *, rounds: int, warmup: int =
   return float(np.median([float(r['round_seconds']) for r in rows[warmup:]]))
 
 
-def floor_round_seconds(clients_per_round: int, *, rounds: int) -> tuple[float, int]:
-  """The floor on the same clients the pipeline samples: (median seconds, traces)."""
-  config = benchmark_config(clients_per_round, rounds + 1)
+def floor_round_seconds(clients_per_round: int, *, rounds: int,
+                        config=None) -> tuple[float, int]:
+  """The floor on the same clients the pipeline samples: (median seconds, traces).
+
+  `config`: the pipeline's config (default: `benchmark_config`)."""
+  config = config or benchmark_config(clients_per_round, rounds + 1)
   data = clients.build_churn_data(config.data, seed=config.data.seed)
   cohorts = [[data.train_examples(i) for i in sampling.cohort(
       sampling=config.sampling, population_size=data.population_size,
@@ -157,3 +161,132 @@ def rows_table(rows: Sequence[dict]) -> str:
     lines.append(f'{r["clients_per_round"]:>13}  {r["pipeline_round_s"]:>16.3f}  '
                  f'{r["floor_round_s"]:>13.3f}  {r["ratio"]:>6.2f}')
   return '\n'.join(lines)
+
+
+# --- Population scale (issue 14): `experiments/benchmark.py --scale` ----------------
+
+SCALE_POPULATIONS = (10_000, 100_000, 1_000_000)
+SCALE_COHORTS = (100, 1_000, 5_000)
+# Below 1 / population for every population measured (check_budget refuses more).
+SCALE_DELTA = 1e-7
+
+
+def scale_config(num_users: int, clients_per_round: int, num_rounds: int):
+  """The churn config (adaptive-clipping DP) at `num_users` synthetic users, with
+  evaluation bounded (1,000 held-out users, no personalization) and only at the end."""
+  config = benchmark_config(clients_per_round, num_rounds)
+  config.data.num_users = num_users
+  config.dp.delta = SCALE_DELTA
+  config.evaluation.max_users = 1000
+  config.evaluation.final_max_users = 1000
+  config.evaluation.personalization_steps = 0
+  return config
+
+
+def scale_point(num_users: int, clients_per_round: int, *, rounds: int, warmup: int,
+                launched: float) -> dict[str, float]:
+  """One run at `num_users` users in this process (a fresh one: `scale_point_command`).
+
+  `launched`: `time.time()` when the parent started this process, so the time to the
+  first round includes the interpreter's start and the imports, as a user sees it.
+  """
+  config = scale_config(num_users, clients_per_round, warmup + rounds)
+  first_round = {}
+
+  def on_round(row):
+    if row['round'] == 1:
+      first_round['start'] = time.time() - row['round_seconds']
+
+  made = {}
+  real_build = clients.build_data
+
+  def build_data(*args, **kwargs):
+    made['data'] = real_build(*args, **kwargs)
+    return made['data']
+
+  clients.build_data = build_data  # to read how many users the run made
+  try:
+    with tempfile.TemporaryDirectory() as workdir:
+      training.train_and_evaluate(config, workdir, on_round=on_round)
+      rows = rundir.read_csv(os.path.join(workdir, rundir.METRICS_FILE))
+  finally:
+    clients.build_data = real_build
+  seconds = [float(r['round_seconds']) for r in rows[warmup:]]
+  return {'num_users': num_users, 'clients_per_round': clients_per_round,
+          'first_round_start_s': first_round['start'] - launched,
+          'round_s': float(np.median(seconds)),
+          'ms_per_client': 1e3 * float(np.median(
+              [s / max(1, int(r['cohort_size'])) for s, r in zip(seconds, rows[warmup:])])),
+          'peak_rss_mb': peak_rss_mb()['self'],
+          'users_made': made['data'].users_made,
+          'rounds': len(rows)}
+
+
+def scale_point_command(num_users: int, clients_per_round: int, *, rounds: int,
+                        warmup: int) -> list[str]:
+  """The command that runs `scale_point` in a fresh process and prints its JSON."""
+  code = ('import json, sys, time; from fl_analytics import benchmark; '
+          'print("SCALE_POINT " + json.dumps(benchmark.scale_point('
+          f'{num_users}, {clients_per_round}, rounds={rounds}, warmup={warmup}, '
+          'launched=float(sys.argv[1]))))')
+  return [sys.executable, '-c', code]
+
+
+def run_scale_point(num_users: int, clients_per_round: int, *, rounds: int,
+                    warmup: int) -> dict[str, float]:
+  """`scale_point` in a fresh process: its own start-up time and peak memory."""
+  import subprocess  # pylint: disable=g-import-not-at-top
+
+  command = scale_point_command(num_users, clients_per_round, rounds=rounds,
+                                warmup=warmup) + [repr(time.time())]
+  done = subprocess.run(command, capture_output=True, text=True, check=False)
+  lines = [l for l in done.stdout.splitlines() if l.startswith('SCALE_POINT ')]
+  if done.returncode or not lines:
+    raise RuntimeError(f'scale point ({num_users} users, {clients_per_round} clients) '
+                       f'failed with exit code {done.returncode}:\n'
+                       + '\n'.join(done.stderr.splitlines()[-20:]))
+  import json  # pylint: disable=g-import-not-at-top
+  return json.loads(lines[-1][len('SCALE_POINT '):])
+
+
+def matmul_flops_per_second(n: int = 1024, repeats: int = 5) -> float:
+  """Measured float32 matmul throughput of this machine (TensorFlow, all cores)."""
+  import tensorflow as tf  # pylint: disable=g-import-not-at-top
+
+  a = tf.random.stateless_normal([n, n], seed=[0, 1])
+  b = tf.random.stateless_normal([n, n], seed=[0, 2])
+  tf.linalg.matmul(a, b).numpy()  # warm-up
+  best = math.inf
+  for _ in range(repeats):
+    t0 = time.perf_counter()
+    tf.linalg.matmul(a, b).numpy()
+    best = min(best, time.perf_counter() - t0)
+  return 2 * n**3 / best
+
+
+def round_flops(config, examples_per_client: float, clients_per_round: int) -> float:
+  """The arithmetic of a round of the churn MLP: forward and backward passes (about 3x
+  the forward's 2 FLOPs per weight) over every local example of every client."""
+  sizes = training.tasks.get(config.task).tensor_sizes(config)
+  per_example = 6 * sum(sizes)
+  return per_example * examples_per_client * config.client.local_epochs * clients_per_round
+
+
+def scale_table(rows: Sequence[dict]) -> str:
+  lines = [f'{"users":>9}  {"clients":>7}  {"first round s":>13}  {"round s":>8}  '
+           f'{"ms/client":>9}  {"peak RSS MiB":>12}  {"users made":>10}']
+  for r in rows:
+    lines.append(f'{r["num_users"]:>9}  {r["clients_per_round"]:>7}  '
+                 f'{r["first_round_start_s"]:>13.1f}  {r["round_s"]:>8.3f}  '
+                 f'{r["ms_per_client"]:>9.3f}  {r["peak_rss_mb"]:>12.0f}  '
+                 f'{r["users_made"]:>10}')
+  return '\n'.join(lines)
+
+
+def mean_examples_per_client(config, clients_per_round: int) -> float:
+  """Mean local examples of the clients of round 1 (what a round trains on)."""
+  data = clients.build_churn_data(config.data, seed=config.data.seed)
+  cohort = sampling.cohort(sampling=config.sampling, population_size=data.population_size,
+                           clients_per_round=clients_per_round, seed=config.seed,
+                           round_num=1)
+  return float(np.mean([len(data.train_examples(int(i))[1]) for i in cohort]))

@@ -29,7 +29,6 @@ import math
 from typing import Any, Callable, Optional, Sequence
 
 import dp_accounting
-from dp_accounting.rdp import rdp_privacy_accountant
 import numpy as np
 
 from fl_analytics import accounting
@@ -151,8 +150,7 @@ def _event_epsilon(event: dp_accounting.DpEvent, *, accountant: str, sampling: s
   if accountant == 'rdp' and isinstance(event, dp_accounting.SelfComposedDpEvent):
     # T identical rounds: T * RDP(round).
     orders_vec, rdp = _one_round_rdp(event.event, sampling, orders)
-    return float(rdp_privacy_accountant.compute_epsilon(
-        orders_vec, event.count * rdp, delta)[0])
+    return float(accounting.compute_epsilon(orders_vec, event.count * rdp, delta)[0])
   acc = make_accountant(accountant=accountant, sampling=sampling, orders=orders)
   acc.compose(event)
   return float(acc.get_epsilon(delta))

@@ -1,5 +1,6 @@
 """Accounting: values computed with dp_accounting directly, pinned numbers, calibration."""
 
+import dataclasses
 import math
 
 import dp_accounting
@@ -8,6 +9,7 @@ import numpy as np
 import pytest
 
 from fl_analytics import accounting
+from fl_analytics import mechanisms
 from fl_analytics import privacy
 from fl_analytics.mechanisms import distributed
 
@@ -262,3 +264,20 @@ def test_calibration_refuses_targets_out_of_reach_naming_the_end_of_the_range():
   with pytest.raises(ValueError, match=r'target_epsilon=0.0001 is out of reach: noise '
                      r'multiplier 10000.*No noise reaches it'):
     privacy.calibrate_noise_multiplier(target_epsilon=1e-4, **common)
+
+
+def test_calibration_at_a_million_users_survives_rdp_rounding_below_zero():
+  # dp_accounting 0.4.3 alone: 'Renyi divergence cannot be negative. Found -8.4e-13'
+  # at this sampling rate, at the large-noise end of the calibration.
+  settings = mechanisms.DpSettings(
+      mechanism='gaussian_adaptive', noise_multiplier=1.0, clients_per_round=1000,
+      population_size=800_000, delta=1e-7, sampling='poisson', accountant='rdp')
+  z = privacy.calibrate(settings, rounds=40, target_epsilon=1.0)
+  spent = privacy.epsilon(dataclasses.replace(settings, noise_multiplier=z), 40)
+  assert 0.99 < spent <= 1.0 and 0.5 < z < 2
+
+
+def test_rdp_clearly_below_zero_is_still_refused():
+  with pytest.raises(ValueError, match='cannot be negative'):
+    accounting.compute_epsilon([2.0, 3.0], [0.1, -1e-6], 1e-5)
+  assert accounting.compute_epsilon([2.0, 3.0], [0.1, -1e-12], 1e-5)[0] > 0
