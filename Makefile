@@ -12,12 +12,13 @@ DEMO_DIR ?= runs/demo
 REFERENCE_RUNS ?= runs/reference
 PARALLEL ?=
 
-.PHONY: setup test demo reproduce mechanisms compression analytics next_action export audit bench clean-runs
+.PHONY: setup test demo reproduce mechanisms compression analytics next_action export audit scale bench bench-scale clean-runs
 MECHANISM_RUNS ?= runs/mechanisms
 COMPRESSION_RUNS ?= runs/compression
 NEXT_ACTION_RUNS ?= runs/next_action
 EXPORT_RUNS ?= runs/export
 AUDIT_RUNS ?= runs/audit
+SCALE_RUNS ?= runs/scale
 
 setup: $(STAMP)
 
@@ -89,6 +90,13 @@ audit: setup
 	$(call sweep_and_plot,configs/sweeps/audit.py,$(AUDIT_RUNS))
 	$(call export_small_files,$(AUDIT_RUNS),results/audit)
 
+# The frontier by population size (configs/sweeps/scale.py): 10^3 to 10^6 synthetic
+# users, adaptive clipping at five budgets and the non-private reference, two seeds;
+# exported to results/scale/.
+scale: setup
+	$(call sweep_and_plot,configs/sweeps/scale.py,$(SCALE_RUNS))
+	$(call export_small_files,$(SCALE_RUNS),results/scale)
+
 # Shipping the model: one DP run per task at epsilon 2 (the default configs otherwise),
 # exported to TensorFlow Lite with its parity, size and latency, in results/export/.
 # A finished run is not trained again.
@@ -102,6 +110,12 @@ export: setup
 # and memory (about 4 minutes; BENCH_ARGS='--memory_rounds=1000' adds the long run).
 bench: setup
 	$(PY) experiments/benchmark.py --json=runs/benchmark.json $(BENCH_ARGS)
+
+# Population and cohort scale (experiments/benchmark.py --scale): time to the first
+# round, peak memory and round time at 10^4-10^6 users; ms per client at 100-5,000
+# clients against the plain-TF floor and the arithmetic bound.
+bench-scale: setup
+	$(PY) experiments/benchmark.py --scale --rounds=5 --json=results/benchmark/scale.json
 
 clean-runs:
 	rm -rf runs

@@ -9,6 +9,10 @@
 * `communication` (sweeps with `compression.bits` > 0): held-out AUC (top-3 accuracy)
   against the bytes a client sent per round (log axis), one line per mechanism and
   budget through its bit widths.
+* `population_frontier` (sweeps over `data.num_users`, in place of the others): held-out
+  AUC (top-3 accuracy) against the epsilon spent, one line per population with its
+  non-private reference dashed in the same colour, and beside it the gap to that
+  reference: how big an app must be for a budget to be nearly free.
 * `audit` (runs with audit canaries): the estimated epsilon (and its 90% interval and
   lower bound) against the claimed one, every run, with the diagonal; one panel for
   the final-model statistic and one for all iterates.
@@ -76,7 +80,7 @@ def _title(runs: Sequence[sweep_summary.Run], what: str) -> str:
   task = tasks.for_run(c).title
   canaries = c['resolved'].get('canaries', 0)
   return (f"{what}\n{task}, {c['data']['num_users']} synthetic users "
-          f"({c['resolved']['population_size'] - canaries} training with data"
+          f"({c['resolved']['population_size'] - canaries} training"
           + (f" + {canaries} audit canaries" if canaries else '') + "), "
           f"{c['clients_per_round']} clients/round ({', '.join(samplings)}), "
           f"{c['num_rounds']} rounds, δ={c['dp']['delta']:g}")
@@ -402,12 +406,64 @@ def audit(runs: Sequence[sweep_summary.Run], workdir: str) -> list[str]:
   return _save(fig, workdir, 'audit')
 
 
+def _num_users(run: sweep_summary.Run) -> int:
+  return int(run.config['data']['num_users'])
+
+
+def population_frontier(runs: Sequence[sweep_summary.Run], workdir: str) -> list[str]:
+  """The frontier by population size (see the module docstring)."""
+  summary = sweep_summary.summarize(runs)
+  task = sweep_summary.task_of(summary)
+  metric = task.headline.column
+  by_setting = {sweep_summary.setting_label(g): g for g in
+                sweep_summary.group_by_setting(runs)}
+  populations = sorted({_num_users(r) for r in runs})
+  colors = plt.cm.viridis(np.linspace(0, 0.85, len(populations)))
+  fig, (ax, gap_ax) = plt.subplots(1, 2, figsize=(12, 4.6))
+  for users, color in zip(populations, colors):
+    rows = [r for r in summary if _num_users(by_setting[r['setting']][0]) == users]
+    reference = [r for r in rows if r['mechanism'] == 'none']
+    private = sorted((r for r in rows if r['mechanism'] != 'none'),
+                     key=lambda r: r['epsilon_mean'])
+    first = by_setting[(reference or private)[0]['setting']][0].config
+    label = (f"{users:,} users ({first['resolved']['population_size']:,} training, "
+             f"{first['clients_per_round']:g} clients/round)")
+    eps = [r['epsilon_mean'] for r in private]
+    values = np.array([r[f'{metric}_mean'] for r in private])
+    ax.errorbar(eps, values, yerr=[r[f'{metric}_std'] or 0.0 for r in private],
+                color=color, marker='o', capsize=3, lw=1.5, label=label)
+    if reference:
+      ref = reference[0][f'{metric}_mean']
+      ax.axhline(ref, color=color, ls='--', lw=1)
+      gap_ax.plot(eps, ref - values, color=color, marker='o', lw=1.5, label=label)
+  for a in (ax, gap_ax):
+    a.set_xscale('log')
+    budgets = sorted({r['epsilon_mean'] for r in summary if r['mechanism'] != 'none'})
+    a.set_xticks(budgets)
+    a.xaxis.set_major_formatter(ticker.FuncFormatter(lambda x, _: f'{x:.3g}'))
+    a.xaxis.set_minor_formatter(ticker.NullFormatter())
+    a.set_xlabel('ε spent (log scale)')
+    a.grid(True, which='both', alpha=0.3)
+  ax.set_ylabel(f'{task.headline.axis_label} (dashed: non-private)')
+  gap_ax.set_ylabel(f'non-private {task.headline.label} − private {task.headline.label}')
+  gap_ax.axhline(0, color='0.4', lw=0.8)
+  ax.legend(loc='lower right', fontsize=8, framealpha=0.9)
+  c = runs[0].config
+  fig.suptitle(f"Privacy-utility frontier by population size (error bars: ± 1 sd over "
+               f"seeds)\n{task.title}, adaptive clipping, {c['num_rounds']} rounds, "
+               f"δ={c['dp']['delta']:g}", fontsize=10)
+  fig.tight_layout()
+  return _save(fig, workdir, 'population_frontier')
+
+
 def plot_sweep(workdir: str) -> list[str]:
   """Writes every figure of the sweep in `workdir`; returns their paths."""
   every_run = sweep_summary.collect_runs(workdir)
   if not every_run:
     raise ValueError(f'No run directories (with config.json, metrics.csv and '
                      f'privacy.json) under {workdir}.')
+  if len({_num_users(r) for r in every_run}) > 1:
+    return population_frontier(every_run, workdir)
   runs = _frontier_runs(every_run)
   paths = frontier(runs, workdir)
   headline = sweep_summary.task_of(sweep_summary.summarize(runs)).headline

@@ -46,11 +46,11 @@ def test_unknown_override_key_is_refused_before_running():
 
 
 def _fake_run(root, name, *, mechanism, seed, eps, auc, acc, target=None, bits=None,
-              client_bytes=None):
+              client_bytes=None, num_users=100):
   d = os.path.join(root, name)
   os.makedirs(d)
   config = {'seed': seed, 'num_rounds': 2, 'clients_per_round': 20,
-            'data': {'num_users': 100, 'seed': 0},
+            'data': {'num_users': num_users, 'seed': 0},
             'dp': {'mechanism': mechanism, 'target_epsilon': target, 'delta': 1e-5,
                    'noise_multiplier': 1.0 + seed / 10, 'clip': 0.2},
             'resolved': {'population_size': 80}}
@@ -134,6 +134,38 @@ def test_compressed_settings_get_their_bytes_and_own_lines_and_a_communication_p
                              ('gaussian_fixed', 0, 2344.5), ('gaussian_fixed', 8, 892.5)]
   names = {os.path.basename(p) for p in plots.plot_sweep(root)}
   assert {'communication.png', 'communication.pdf', 'frontier.png'} <= names
+
+
+def test_population_sweep_draws_one_frontier_line_and_gap_per_population(tmp_path):
+  root = str(tmp_path)
+  for users, private_auc in ((1000, 0.70), (100000, 0.83)):
+    for seed in (0, 1):
+      _fake_run(root, f'num_users-{users}_mechanism-none_seed-{seed}', mechanism='none',
+                seed=seed, eps=float('inf'), auc=0.87, acc=0.85, num_users=users)
+      for eps in (1.0, 4.0):
+        _fake_run(root, f'num_users-{users}_mechanism-gaussian_adaptive_target_epsilon-'
+                  f'{eps:g}_seed-{seed}', mechanism='gaussian_adaptive', seed=seed,
+                  eps=eps, auc=private_auc + eps / 100, acc=0.8, target=eps,
+                  num_users=users)
+  rows = summary.summarize(summary.collect_runs(root))
+  assert len(rows) == 6  # a population is part of the setting
+  paths = plots.plot_sweep(root)
+  assert {os.path.basename(p) for p in paths} == {'population_frontier.png',
+                                                 'population_frontier.pdf'}
+  import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
+  drawn = {}  # the figure is closed once saved: draw it again, keeping it
+  real_save = plots._save  # pylint: disable=protected-access
+  try:
+    plots._save = lambda f, w, n: drawn.setdefault(n, f) and []  # pylint: disable=protected-access
+    plots.plot_sweep(root)
+  finally:
+    plots._save = real_save  # pylint: disable=protected-access
+  _, gap_ax = drawn['population_frontier'].axes
+  gaps = sorted([list(np.round(l.get_ydata(), 6)) for l in gap_ax.get_lines()
+                 if l.get_marker() == 'o'])
+  # Non-private minus private AUC at eps 1 and 4: smaller for the larger population.
+  assert gaps == [[0.03, 0.0], [0.16, 0.13]]
+  plt.close('all')
 
 
 def test_communication_plot_without_logged_bytes_says_why(fake_sweep):
