@@ -206,8 +206,9 @@ def load_source(data, *, seed: int) -> LogSource:
 
   Synthetic: `data.num_users` users over `data.num_days` days from
   `synthetic.ORIGIN_TIMESTAMP`, each generated when asked for. From an event file: its
-  users, from midnight (UTC) of its first event's day through its last event's day;
-  `data.num_users`, `data.num_days` and the skew knobs do not apply.
+  users (sorted by id), read from its store on disk (`event_store.open_store`, built on
+  first use), from midnight (UTC) of its first event's day through its last event's
+  day; `data.num_users`, `data.num_days` and the skew knobs do not apply.
   """
   path = events.source_path(data.source)
   if path is None:
@@ -221,24 +222,27 @@ def load_source(data, *, seed: int) -> LogSource:
                               label_skew=data.label_skew, feature_skew=data.feature_skew),
         origin_timestamp=synthetic.ORIGIN_TIMESTAMP, num_days=data.num_days,
         note=f'synthetic population of {data.num_users} users, {data.num_days} days')
-  loaded = events.load_events(path, unknown_events=data.unknown_events,
-                              time_range=(data.min_time, data.max_time))
-  for warning in loaded.warnings:
+  from fl_analytics.data import event_store  # pylint: disable=g-import-not-at-top
+
+  store = event_store.open_store(path, unknown_events=data.unknown_events,
+                                 time_range=(data.min_time, data.max_time))
+  meta = store.meta
+  for warning in meta['warnings']:
     logging.warning('%s', warning)
   needed = data.window_days + data.horizon_days
-  if loaded.num_days < needed:
+  if store.num_days < needed:
     raise events.EventLogError(
-        f'{path}: its events span {loaded.num_days} days; churn examples need at least '
+        f'{path}: its events span {store.num_days} days; churn examples need at least '
         f'data.window_days + data.horizon_days = {needed}.')
-  dropped = sum(loaded.unknown_events.values())
-  note = (f'{path}: {loaded.num_rows} events of {len(loaded.logs)} users over '
-          f'{loaded.num_days} days')
+  dropped = sum(meta['unknown_events'].values())
+  note = (f'{path}: {meta["num_rows"]} events of {store.num_users} users over '
+          f'{store.num_days} days (store {store.directory})')
   if dropped:
-    top = sorted(loaded.unknown_events.items(), key=lambda kv: -kv[1])[:5]
+    top = sorted(meta['unknown_events'].items(), key=lambda kv: -kv[1])[:5]
     note += (f'; {dropped} events with names outside the vocabulary dropped ('
              + ', '.join(f'{k!r}: {v}' for k, v in top) + ')')
-  return LogSource(num_users=len(loaded.logs), log=loaded.logs.__getitem__,
-                   origin_timestamp=loaded.origin_timestamp, num_days=loaded.num_days,
+  return LogSource(num_users=store.num_users, log=store.log,
+                   origin_timestamp=store.origin_timestamp, num_days=store.num_days,
                    note=note)
 
 

@@ -30,14 +30,13 @@ from __future__ import annotations
 import csv
 import dataclasses
 import datetime
-import io
 import math
 import os
-from typing import Iterable, Iterator, Optional, Sequence
+import tempfile
+from typing import Callable, Iterable, Iterator, Optional, Sequence
 
 import numpy as np
 
-from fl_analytics import rundir
 from fl_analytics.data import synthetic
 
 REQUIRED_COLUMNS = ('user_id', 'timestamp', 'event')
@@ -111,11 +110,23 @@ def parse_timestamp(text) -> int:
   return math.floor(when.timestamp())
 
 
-def _utf8_lines(f, path: str) -> Iterator[str]:
+class _Position:
+  """How far a reader is through its file (for progress lines)."""
+
+  def __init__(self):
+    self.done, self.total = 0, 0
+
+  @property
+  def fraction(self) -> Optional[float]:
+    return self.done / self.total if self.total else None
+
+
+def _utf8_lines(f, path: str, position: _Position) -> Iterator[str]:
   """The lines of binary file `f`, decoded one by one so that a bad byte is reported
   on its own line (a text file decodes ahead in blocks, and the csv module's line
   count then points at an earlier line)."""
   for number, raw in enumerate(f, 1):
+    position.done += len(raw)
     try:
       yield raw.decode('utf-8')
     except UnicodeDecodeError as e:
@@ -124,11 +135,12 @@ def _utf8_lines(f, path: str) -> Iterator[str]:
           'not UTF-8; event files are UTF-8 text.') from None
 
 
-def _csv_rows(path: str) -> Iterator[tuple[str, dict]]:
+def _csv_rows(path: str, position: _Position) -> Iterator[tuple[str, dict]]:
   """(where, row) for every data row of a CSV file, after checking its header."""
+  position.total = os.path.getsize(path)
   with open(path, 'rb') as f:
     try:
-      reader = csv.DictReader(_utf8_lines(f, path))
+      reader = csv.DictReader(_utf8_lines(f, path, position))
       header = reader.fieldnames
     except csv.Error as e:
       raise EventLogError(f'{path}, line 1: cannot read the header ({e}).') from e
@@ -145,23 +157,28 @@ def _csv_rows(path: str) -> Iterator[tuple[str, dict]]:
       raise EventLogError(f'{path}, line {reader.line_num + 1}: {e}.') from e
 
 
-def _parquet_rows(path: str) -> Iterator[tuple[str, dict]]:
+def _parquet_rows(path: str, position: _Position) -> Iterator[tuple[str, dict]]:
+  """(where, row) for every row of a Parquet file, one record batch in memory at a time."""
   import pyarrow  # pylint: disable=g-import-not-at-top
   import pyarrow.parquet as pq  # pylint: disable=g-import-not-at-top
 
   try:
-    schema = pq.read_schema(path)
+    file = pq.ParquetFile(path)
   except (pyarrow.ArrowException, OSError) as e:
     raise EventLogError(f'{path}: not a readable Parquet file ({e}).') from e
-  _check_columns(path, list(schema.names), 'the schema')
+  _check_columns(path, list(file.schema_arrow.names), 'the schema')
+  position.total = file.metadata.num_rows
+  row = 0
   try:
-    table = pq.read_table(path, columns=list(REQUIRED_COLUMNS))
-    columns = {name: table.column(name).to_pylist() for name in REQUIRED_COLUMNS}
+    for batch in file.iter_batches(batch_size=CHUNK_ROWS, columns=list(REQUIRED_COLUMNS)):
+      columns = [batch.column(name).to_pylist() for name in REQUIRED_COLUMNS]
+      for values in zip(*columns):
+        row += 1
+        position.done = row
+        yield f'{path}, row {row}', dict(zip(REQUIRED_COLUMNS, values))
   except (pyarrow.ArrowException, OSError) as e:  # e.g. a corrupt data page
     raise EventLogError(f'{path}: its data cannot be read ({e}); the file is damaged. '
                         'Write it again from its source.') from e
-  for i in range(table.num_rows):
-    yield f'{path}, row {i + 1}', {name: columns[name][i] for name in REQUIRED_COLUMNS}
 
 
 def _check_columns(path: str, names: Sequence[str], where: str) -> None:
@@ -192,12 +209,35 @@ def parse_time_range(min_time, max_time) -> tuple[int, int]:
   return bounds[0], bounds[1]
 
 
-def load_events(path: str, *, unknown_events: str = 'drop',
-                time_range: Sequence = DEFAULT_TIME_RANGE) -> EventLogs:
-  """Reads and validates an event file; see the module docstring for the format.
+# Rows validated between two calls of a scan's `on_chunk`: bounds the memory of a scan.
+CHUNK_ROWS = 1 << 20
 
-  `time_range`: (earliest, latest), Unix seconds or ISO 8601; events at or after
-  `latest` or before `earliest` are refused.
+
+@dataclasses.dataclass(frozen=True)
+class Scan:
+  """What a validating pass over an event file found, besides the events themselves."""
+
+  user_ids: list[str]  # in order of first appearance; chunks index into it
+  num_rows: int
+  unknown_events: dict[str, int]  # dropped event names -> rows
+
+  def nul_warning(self, path: str) -> Optional[str]:
+    with_nul = [u for u in self.user_ids if '\x00' in u]
+    if not with_nul:
+      return None
+    return (f'{path}: {len(with_nul)} user ids contain NUL bytes (e.g. {with_nul[0]!r}); '
+            'they are kept as distinct users, which is rarely what the source meant.')
+
+
+def scan_events(path: str, *, on_chunk: Callable[[np.ndarray, np.ndarray, np.ndarray], None],
+                unknown_events: str = 'drop', time_range: Sequence = DEFAULT_TIME_RANGE,
+                progress: Optional[Callable[[int, Optional[float]], None]] = None) -> Scan:
+  """Reads and validates an event file in one streaming pass (module docstring).
+
+  Every `CHUNK_ROWS` kept rows, and at the end, calls `on_chunk(users, timestamps,
+  events)` with int64 indices into the returned `Scan.user_ids`, int64 Unix seconds
+  and int8 vocabulary indices, in file order. `progress(rows read, fraction of the
+  file or None)` is called every `CHUNK_ROWS` rows. Memory: one chunk, and the user ids.
   """
   earliest, latest = parse_time_range(*time_range)
   if unknown_events not in UNKNOWN_EVENT_POLICIES:
@@ -205,12 +245,24 @@ def load_events(path: str, *, unknown_events: str = 'drop',
                      f'{", ".join(UNKNOWN_EVENT_POLICIES)}. Found {unknown_events!r}.')
   if not os.path.isfile(path):
     raise EventLogError(f'{path}: no such file (data.source=events:PATH).')
-  rows = _csv_rows(path) if _file_format(path) == 'csv' else _parquet_rows(path)
-  per_user: dict[str, tuple[list[int], list[int]]] = {}
+  position = _Position()
+  rows = (_csv_rows(path, position) if _file_format(path) == 'csv'
+          else _parquet_rows(path, position))
+  index: dict[str, int] = {}
   unknown: dict[str, int] = {}
+  users, times, kinds = [], [], []
   num_rows = 0
+
+  def flush():
+    if users:
+      on_chunk(np.asarray(users, np.int64), np.asarray(times, np.int64),
+               np.asarray(kinds, np.int8))
+      users.clear(), times.clear(), kinds.clear()
+
   for where, row in rows:
     num_rows += 1
+    if progress is not None and num_rows % CHUNK_ROWS == 0:
+      progress(num_rows, position.fraction)
     user = row.get('user_id')
     user = '' if user is None else str(user).strip()
     if not user:
@@ -231,8 +283,8 @@ def load_events(path: str, *, unknown_events: str = 'drop',
           'stretch the span of every user\'s features. Fix the row, or widen the '
           'window if the time is real.')
     event = '' if row.get('event') is None else str(row['event']).strip()
-    index = _VOCAB_INDEX.get(event)
-    if index is None:
+    kind = _VOCAB_INDEX.get(event)
+    if kind is None:
       if unknown_events == 'error' or not event:
         raise EventLogError(
             f'{where}: ' + (f'event {event!r} is not in the vocabulary'
@@ -241,35 +293,72 @@ def load_events(path: str, *, unknown_events: str = 'drop',
             (' With data.unknown_events=drop such rows are dropped.' if event else ''))
       unknown[event] = unknown.get(event, 0) + 1
       continue
-    times, kinds = per_user.setdefault(user, ([], []))
+    users.append(index.setdefault(user, len(index)))
     times.append(timestamp)
-    kinds.append(index)
+    kinds.append(kind)
+    if len(users) == CHUNK_ROWS:
+      flush()
+  flush()
   if not num_rows:
     raise EventLogError(f'{path} has a header but no events.')
-  logs, duplicates = [], 0
-  for user in sorted(per_user):
-    times, kinds = per_user[user]
-    duplicates += len(times) - len(set(zip(times, kinds)))
-    order = np.argsort(np.asarray(times, np.int64), kind='stable')
-    logs.append(synthetic.UserLog(user, np.asarray(times, np.int64)[order],
-                                  np.asarray(kinds, np.int32)[order]))
-  warnings = []
-  if duplicates:
-    warnings.append(
-        f'{path}: {duplicates} rows repeat another row of the same user, timestamp and '
-        'event exactly; they are kept (a repeated event counts twice). Deduplicate the '
-        'file if they are export artefacts.')
-  with_nul = [u for u in per_user if '\x00' in u]
-  if with_nul:
-    warnings.append(
-        f'{path}: {len(with_nul)} user ids contain NUL bytes (e.g. {with_nul[0]!r}); '
-        'they are kept as distinct users, which is rarely what the source meant.')
-  if not logs:
+  if not index:
     raise EventLogError(
         f'{path}: none of its {num_rows} events is in the vocabulary '
         f'({", ".join(synthetic.EVENT_VOCAB)}); unknown: '
         f'{", ".join(sorted(unknown)[:10])}.')
-  return EventLogs(logs, num_rows, unknown, tuple(warnings))
+  return Scan(list(index), num_rows, unknown)
+
+
+def duplicate_rows(users: np.ndarray, times: np.ndarray, kinds: np.ndarray) -> int:
+  """Rows that repeat another row's (user, timestamp, event) exactly."""
+  if len(users) < 2:
+    return 0
+  order = np.lexsort((kinds, times, users))
+  same = ((np.diff(users[order]) == 0) & (np.diff(times[order]) == 0)
+          & (np.diff(kinds[order]) == 0))
+  return int(same.sum())
+
+
+def duplicates_warning(path: str, duplicates: int) -> Optional[str]:
+  if not duplicates:
+    return None
+  return (f'{path}: {duplicates} rows repeat another row of the same user, timestamp and '
+          'event exactly; they are kept (a repeated event counts twice). Deduplicate the '
+          'file if they are export artefacts.')
+
+
+def sorted_user_order(user_ids: Sequence[str]) -> np.ndarray:
+  """rank[i]: the position of user i among the users sorted by id (the order of
+  `EventLogs.logs` and of an event store)."""
+  order = sorted(range(len(user_ids)), key=user_ids.__getitem__)
+  rank = np.empty(len(user_ids), np.int64)
+  rank[order] = np.arange(len(user_ids))
+  return rank
+
+
+def load_events(path: str, *, unknown_events: str = 'drop',
+                time_range: Sequence = DEFAULT_TIME_RANGE) -> EventLogs:
+  """Reads and validates an event file into memory; see the module docstring for the
+  format (`fl_analytics.data.event_store` reads a large one into a store on disk).
+
+  `time_range`: (earliest, latest), Unix seconds or ISO 8601; events at or after
+  `latest` or before `earliest` are refused.
+  """
+  chunks = []
+  scan = scan_events(path, on_chunk=lambda *c: chunks.append(c),
+                     unknown_events=unknown_events, time_range=time_range)
+  users, times, kinds = (np.concatenate(parts) for parts in zip(*chunks))
+  users = sorted_user_order(scan.user_ids)[users]
+  # By user (sorted by id), then by time; lexsort is stable: equal times keep file order.
+  order = np.lexsort((times, users))
+  users, times, kinds = users[order], times[order], kinds[order].astype(np.int32)
+  bounds = np.searchsorted(users, np.arange(len(scan.user_ids) + 1))
+  names = sorted(scan.user_ids)
+  logs = [synthetic.UserLog(names[u], times[a:b], kinds[a:b])
+          for u, (a, b) in enumerate(zip(bounds[:-1], bounds[1:]))]
+  warnings = [w for w in (duplicates_warning(path, duplicate_rows(users, times, kinds)),
+                          scan.nul_warning(path)) if w]
+  return EventLogs(logs, scan.num_rows, scan.unknown_events, tuple(warnings))
 
 
 def _iso(timestamp: int) -> str:
@@ -277,38 +366,58 @@ def _iso(timestamp: int) -> str:
       int(timestamp), datetime.timezone.utc).strftime('%Y-%m-%dT%H:%M:%SZ')
 
 
-def _event_rows(logs: Iterable[synthetic.UserLog]) -> Iterator[tuple[str, str, str, str]]:
-  for log in logs:
-    for t, e in zip(log.timestamps, log.events):
-      yield log.user_id, _iso(t), synthetic.EVENT_VOCAB[int(e)], log.archetype
+def _event_rows(log: synthetic.UserLog) -> list[tuple[str, str, str, str]]:
+  return [(log.user_id, _iso(t), synthetic.EVENT_VOCAB[int(e)], log.archetype)
+          for t, e in zip(log.timestamps, log.events)]
 
 
-def write_events(logs: Sequence[synthetic.UserLog], path: str) -> int:
+def write_events(logs: Iterable[synthetic.UserLog], path: str) -> int:
   """Writes `logs` as an event file (CSV or Parquet by suffix), atomically.
 
   Columns: user_id, timestamp (ISO 8601, UTC), event, and archetype (the synthetic
-  user's archetype; ignored by `load_events`). Returns the number of events written.
+  user's archetype; ignored by `load_events`). Streams: `logs` may be a generator, and
+  memory holds one batch of users' rows. Returns the number of events written.
   """
   fmt = _file_format(path)
-  rows = list(_event_rows(logs))
   header = REQUIRED_COLUMNS + ('archetype',)
-  if fmt == 'csv':
-    buf = io.StringIO()
-    writer = csv.writer(buf, lineterminator='\n')
-    writer.writerow(header)
-    writer.writerows(rows)
-    data = buf.getvalue().encode('utf-8')
-  else:
-    import pyarrow  # pylint: disable=g-import-not-at-top
-    import pyarrow.parquet as pq  # pylint: disable=g-import-not-at-top
+  directory = os.path.dirname(os.path.abspath(path))
+  os.makedirs(directory, exist_ok=True)
+  fd, tmp = tempfile.mkstemp(dir=directory, prefix='.tmp-', suffix=os.path.basename(path))
+  os.close(fd)
+  written = 0
+  try:
+    if fmt == 'csv':
+      with open(tmp, 'w', encoding='utf-8', newline='') as f:
+        writer = csv.writer(f, lineterminator='\n')
+        writer.writerow(header)
+        for log in logs:
+          rows = _event_rows(log)
+          writer.writerows(rows)
+          written += len(rows)
+    else:
+      import pyarrow  # pylint: disable=g-import-not-at-top
+      import pyarrow.parquet as pq  # pylint: disable=g-import-not-at-top
 
-    table = pyarrow.table({name: [r[i] for r in rows] for i, name in enumerate(header)},
-                          schema=pyarrow.schema([(n, pyarrow.string()) for n in header]))
-    sink = pyarrow.BufferOutputStream()
-    pq.write_table(table, sink)
-    data = sink.getvalue().to_pybytes()
-  rundir.atomic_write_bytes(path, data)
-  return len(rows)
+      schema = pyarrow.schema([(n, pyarrow.string()) for n in header])
+      with pq.ParquetWriter(tmp, schema) as writer:
+        batch: list = []
+        for log in logs:
+          batch += _event_rows(log)
+          if len(batch) >= CHUNK_ROWS:
+            writer.write_table(pyarrow.table(
+                {n: [r[i] for r in batch] for i, n in enumerate(header)}, schema=schema))
+            written += len(batch)
+            batch = []
+        writer.write_table(pyarrow.table(
+            {n: [r[i] for r in batch] for i, n in enumerate(header)}, schema=schema))
+        written += len(batch)
+    os.chmod(tmp, 0o644)
+    os.replace(tmp, path)
+  except BaseException:
+    if os.path.exists(tmp):
+      os.unlink(tmp)
+    raise
+  return written
 
 
 def source_path(source: str) -> Optional[str]:

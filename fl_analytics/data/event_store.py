@@ -1,0 +1,288 @@
+"""A per-user store of an event file on disk, read once, then sampled like the generator.
+
+`open_store(path, ...)` returns the store of event file `path` (CSV or Parquet,
+`fl_analytics.data.events`), building it first when there is none, when the file
+changed since, or when it was built with other `data.unknown_events` or
+`data.min_time`/`data.max_time`. The build is one streaming pass over the file
+(`events.scan_events`, the same validation and errors as `events.load_events`, with a
+progress line), in bounded memory: chunks of rows go to temporary files, are then
+placed into per-user order (a counting sort by user), and each user's events are sorted
+by time (stable: equal times keep file order). Memory holds one chunk of rows and the
+user ids; the events themselves never are all in memory.
+
+The store is a directory `PATH.store/` beside the file:
+
+=====================  ================================================================
+``timestamps.npy``     int64 Unix seconds of every kept event, user by user, in time order
+``events.npy``         int8 vocabulary index of each
+``offsets.npy``        int64 [users + 1]: user u's events are rows offsets[u]:offsets[u+1]
+``user_ids.arrow``     the user ids, sorted (Arrow IPC file; user u is the u-th)
+``meta.json``          the file it came from (size, modification time, SHA-256), the
+                       settings it was built with, rows, users, dropped events, warnings
+=====================  ================================================================
+
+The arrays are memory-mapped when read, so opening a store costs nothing per event,
+and `log(u)` reads one user's rows. Users are in the order of `events.load_events`
+(sorted by id), so a run from the store and a run from the file in memory are the
+same. A changed file is detected by its size and modification time, or else by its
+SHA-256; a store being built is written to a temporary directory and renamed into
+place, under a lock (`PATH.store.lock`) that other processes wait on, so a crash never
+leaves a half-built store and parallel sweep points build it once.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+import time
+from typing import Callable, Iterator, Optional, Sequence
+
+from absl import logging
+import numpy as np
+
+from fl_analytics import rundir
+from fl_analytics.data import events
+from fl_analytics.data import synthetic
+
+STORE_SUFFIX = '.store'
+FORMAT_VERSION = 1
+_ARRAYS = ('timestamps.npy', 'events.npy', 'offsets.npy')
+_IDS_FILE = 'user_ids.arrow'
+_META_FILE = 'meta.json'
+# Users per block when sorting each user's events by time (bounded memory).
+_SORT_BLOCK_EVENTS = 1 << 22
+
+
+def store_path(path: str) -> str:
+  return path + STORE_SUFFIX
+
+
+def file_digest(path: str) -> str:
+  """SHA-256 of the file's bytes."""
+  h = hashlib.sha256()
+  with open(path, 'rb') as f:
+    for block in iter(lambda: f.read(1 << 22), b''):
+      h.update(block)
+  return h.hexdigest()
+
+
+class EventStore:
+  """The users of an event file, memory-mapped from its store directory."""
+
+  def __init__(self, directory: str):
+    import pyarrow.feather as feather  # pylint: disable=g-import-not-at-top
+
+    self.directory = directory
+    self.meta = rundir.read_json(os.path.join(directory, _META_FILE))
+    self._timestamps, self._events, self._offsets = (
+        np.load(os.path.join(directory, name), mmap_mode='r') for name in _ARRAYS)
+    self._ids = feather.read_table(os.path.join(directory, _IDS_FILE),
+                                   memory_map=True).column('user_id')
+
+  @property
+  def num_users(self) -> int:
+    return len(self._offsets) - 1
+
+  @property
+  def num_events(self) -> int:
+    return len(self._timestamps)
+
+  def user_id(self, u: int) -> str:
+    return self._ids[u].as_py()
+
+  def log(self, u: int) -> synthetic.UserLog:
+    """User u's log (users sorted by id), read from the memory-mapped arrays."""
+    a, b = int(self._offsets[u]), int(self._offsets[u + 1])
+    return synthetic.UserLog(self.user_id(u), np.array(self._timestamps[a:b]),
+                             self._events[a:b].astype(np.int32))
+
+  @property
+  def origin_timestamp(self) -> int:
+    return int(self.meta['origin_timestamp'])
+
+  @property
+  def num_days(self) -> int:
+    return int(self.meta['num_days'])
+
+
+def _settings(unknown_events: str, time_range: Sequence) -> dict:
+  earliest, latest = events.parse_time_range(*time_range)
+  return {'unknown_events': unknown_events, 'min_time': earliest, 'max_time': latest}
+
+
+def _file_identity(path: str) -> dict:
+  st = os.stat(path)
+  return {'size': st.st_size, 'mtime_ns': st.st_mtime_ns}
+
+
+def _current(directory: str, path: str, settings: dict) -> bool:
+  """Whether the store in `directory` was built from `path` as it is now, with
+  `settings`. A store whose file only looks changed (a new modification time, same
+  bytes) is marked current again."""
+  meta_path = os.path.join(directory, _META_FILE)
+  if not os.path.exists(meta_path):
+    return False
+  try:
+    meta = rundir.read_json(meta_path)
+  except (OSError, ValueError):
+    return False
+  if meta.get('format_version') != FORMAT_VERSION or meta.get('settings') != settings:
+    return False
+  identity = _file_identity(path)
+  if meta['source'] == {**meta['source'], **identity}:
+    return True
+  if identity['size'] != meta['source']['size'] or file_digest(path) != (
+      meta['source']['sha256']):
+    return False
+  meta['source'].update(identity)
+  rundir.write_json(meta_path, meta)
+  return True
+
+
+@contextlib.contextmanager
+def _build_lock(directory: str) -> Iterator[None]:
+  """An exclusive lock beside the store; other builders wait for it."""
+  lock_path = directory + '.lock'
+  try:
+    fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o666)
+  except OSError as e:
+    raise events.EventLogError(
+        f'Cannot build the event store {directory}: {e}. The store is written beside the '
+        'event file; copy the file to a writable directory.') from e
+  try:
+    fcntl.flock(fd, fcntl.LOCK_EX)
+    yield
+  finally:
+    os.close(fd)
+
+
+def open_store(path: str, *, unknown_events: str = 'drop',
+               time_range: Sequence = events.DEFAULT_TIME_RANGE,
+               progress: Optional[Callable[[str], None]] = None) -> EventStore:
+  """The store of event file `path`, built first if it is missing or stale."""
+  if not os.path.isfile(path):
+    raise events.EventLogError(f'{path}: no such file (data.source=events:PATH).')
+  settings = _settings(unknown_events, time_range)
+  directory = store_path(path)
+  if not _current(directory, path, settings):
+    with _build_lock(directory):
+      if not _current(directory, path, settings):  # another process may have built it
+        build_store(path, directory, settings=settings, progress=progress)
+  return EventStore(directory)
+
+
+def build_store(path: str, directory: str, *, settings: dict,
+                progress: Optional[Callable[[str], None]] = None) -> None:
+  """Builds the store of `path` into `directory` (replacing any), atomically."""
+  import pyarrow  # pylint: disable=g-import-not-at-top
+  import pyarrow.feather as feather  # pylint: disable=g-import-not-at-top
+
+  say = progress or (lambda line: logging.info('%s', line))
+  t0 = time.monotonic()
+  identity = {**_file_identity(path), 'sha256': file_digest(path)}
+  parent = os.path.dirname(os.path.abspath(directory))
+  tmp = tempfile.mkdtemp(dir=parent, prefix='.tmp-' + os.path.basename(directory))
+  try:
+    # Pass 1: validate and stream the rows into chunk files, counting events per user.
+    chunk_files: list[str] = []
+    counts = np.zeros(0, np.int64)
+
+    def on_chunk(users, times, kinds):
+      nonlocal counts
+      name = os.path.join(tmp, f'chunk-{len(chunk_files):05d}.npz')
+      np.savez(name, users=users, times=times, kinds=kinds)
+      chunk_files.append(name)
+      per_user = np.bincount(users)
+      if len(per_user) > len(counts):
+        counts = np.concatenate([counts, np.zeros(len(per_user) - len(counts), np.int64)])
+      counts[:len(per_user)] += per_user
+
+    def on_progress(rows, fraction):
+      say(f'{path}: {rows:,} rows read'
+          + (f' ({100 * fraction:.0f}%)' if fraction is not None else '')
+          + f', {time.monotonic() - t0:.0f} s')
+
+    scan = events.scan_events(path, on_chunk=on_chunk,
+                              unknown_events=settings['unknown_events'],
+                              time_range=(settings['min_time'], settings['max_time']),
+                              progress=on_progress)
+    rank = events.sorted_user_order(scan.user_ids)
+    num_users = len(scan.user_ids)
+    sorted_counts = np.zeros(num_users, np.int64)
+    sorted_counts[rank] = counts[:num_users]
+    offsets = np.concatenate([[0], np.cumsum(sorted_counts)])
+    total = int(offsets[-1])
+    open_array = np.lib.format.open_memmap
+    timestamps = open_array(os.path.join(tmp, _ARRAYS[0]), 'w+', np.int64, (total,))
+    kinds_out = open_array(os.path.join(tmp, _ARRAYS[1]), 'w+', np.int8, (total,))
+
+    # Pass 2: each chunk's rows to their user's next free rows (file order kept).
+    cursor = offsets[:-1].copy()
+    for name in chunk_files:
+      with np.load(name) as chunk:
+        users = rank[chunk['users']]
+        order = np.argsort(users, kind='stable')
+        users = users[order]
+        first = np.flatnonzero(np.concatenate([[True], users[1:] != users[:-1]]))
+        group_sizes = np.diff(np.concatenate([first, [len(users)]]))
+        within = np.arange(len(users)) - np.repeat(first, group_sizes)
+        rows = cursor[users] + within
+        timestamps[rows] = chunk['times'][order]
+        kinds_out[rows] = chunk['kinds'][order]
+        cursor[users[first]] += group_sizes
+      os.unlink(name)
+
+    # Pass 3: each user's events by time (stable), a block of users at a time; count
+    # exact duplicate rows on the way.
+    duplicates, start_user = 0, 0
+    while start_user < num_users:
+      end_user = int(np.searchsorted(offsets, offsets[start_user] + _SORT_BLOCK_EVENTS,
+                                     side='right')) - 1
+      end_user = min(max(end_user, start_user + 1), num_users)
+      a, b = int(offsets[start_user]), int(offsets[end_user])
+      owner = np.repeat(np.arange(start_user, end_user), sorted_counts[start_user:end_user])
+      times, kinds = np.array(timestamps[a:b]), np.array(kinds_out[a:b])
+      order = np.lexsort((times, owner))
+      timestamps[a:b], kinds_out[a:b] = times[order], kinds[order]
+      duplicates += events.duplicate_rows(owner, times, kinds)
+      start_user = end_user
+    timestamps.flush(), kinds_out.flush()
+    np.save(os.path.join(tmp, _ARRAYS[2]), offsets)
+    feather.write_feather(
+        pyarrow.table({'user_id': pyarrow.array(sorted(scan.user_ids), pyarrow.string())}),
+        os.path.join(tmp, _IDS_FILE), compression='uncompressed')
+
+    first_time, last_time = int(timestamps.min()), int(timestamps.max())
+    origin = first_time - first_time % synthetic.SECONDS_PER_DAY
+    del timestamps, kinds_out
+    meta = {
+        'format_version': FORMAT_VERSION,
+        'source': {'path': os.path.abspath(path), **identity},
+        'settings': settings,
+        'num_rows': scan.num_rows, 'num_users': num_users, 'num_events': total,
+        'unknown_events': scan.unknown_events,
+        'warnings': [w for w in (events.duplicates_warning(path, duplicates),
+                                 scan.nul_warning(path)) if w],
+        'origin_timestamp': origin,
+        'num_days': (last_time - origin) // synthetic.SECONDS_PER_DAY + 1,
+        'build_seconds': time.monotonic() - t0,
+    }
+    with open(os.path.join(tmp, _META_FILE), 'w') as f:
+      json.dump(meta, f, indent=2, sort_keys=True)
+    old = None
+    if os.path.exists(directory):
+      old = tempfile.mkdtemp(dir=parent, prefix='.old-' + os.path.basename(directory))
+      os.rename(directory, os.path.join(old, 'store'))
+    os.rename(tmp, directory)
+    if old is not None:
+      shutil.rmtree(old, ignore_errors=True)
+  except BaseException:
+    shutil.rmtree(tmp, ignore_errors=True)
+    raise
+  say(f'{path}: {scan.num_rows:,} rows, {num_users:,} users stored in {directory} '
+      f'({meta["build_seconds"]:.1f} s)')

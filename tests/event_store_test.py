@@ -1,0 +1,104 @@
+"""The event store: an event file read once into per-user arrays on disk, reused."""
+
+import os
+
+import numpy as np
+import pytest
+
+from fl_analytics.data import event_store
+from fl_analytics.data import events
+from fl_analytics.data import synthetic
+
+
+def _logs():
+  return synthetic.generate_population(num_users=40, seed=3, num_days=20)
+
+
+@pytest.fixture(params=['csv', 'parquet'])
+def event_file(request, tmp_path):
+  path = str(tmp_path / f'events.{request.param}')
+  events.write_events(_logs(), path)
+  return path
+
+
+def _assert_same_logs(store, logs):
+  assert store.num_users == len(logs)
+  for u, log in enumerate(logs):
+    got = store.log(u)
+    assert got.user_id == log.user_id
+    np.testing.assert_array_equal(got.timestamps, log.timestamps)
+    np.testing.assert_array_equal(got.events, log.events)
+    assert got.events.dtype == np.int32 and got.timestamps.dtype == np.int64
+
+
+def test_store_round_trips_the_file_exactly(event_file, monkeypatch):
+  monkeypatch.setattr(events, 'CHUNK_ROWS', 1000)  # many chunks, users across chunks
+  monkeypatch.setattr(event_store, '_SORT_BLOCK_EVENTS', 3000)
+  store = event_store.open_store(event_file)
+  in_memory = events.load_events(event_file)
+  _assert_same_logs(store, in_memory.logs)
+  # ... and the generator's logs, which the file holds (users with events, by id).
+  _assert_same_logs(store, [log for log in _logs() if len(log.events)])
+  assert store.origin_timestamp == in_memory.origin_timestamp
+  assert store.num_days == in_memory.num_days
+  assert store.meta['num_rows'] == in_memory.num_rows == store.num_events
+
+
+def test_rows_out_of_order_with_duplicates_and_ties_match_the_in_memory_reader(tmp_path):
+  path = str(tmp_path / 'mixed.csv')
+  with open(path, 'w') as f:
+    f.write('user_id,timestamp,event\n'
+            'b,200,play\na,100,search\nb,100,like\nb,200,app_open\na,100,search\n'
+            'c,50,nope\nb,150,play\n')
+  store = event_store.open_store(path)
+  loaded = events.load_events(path)
+  _assert_same_logs(store, loaded.logs)
+  assert store.meta['warnings'] == list(loaded.warnings)
+  assert store.meta['unknown_events'] == {'nope': 1}
+  assert [store.user_id(u) for u in range(store.num_users)] == ['a', 'b']
+
+
+def test_a_second_open_reuses_the_store_and_a_changed_file_is_rebuilt(tmp_path):
+  path = str(tmp_path / 'events.csv')
+  events.write_events(_logs()[:10], path)
+  built = []
+  real = event_store.build_store
+  event_store.build_store = lambda *a, **k: built.append(a[0]) or real(*a, **k)
+  try:
+    event_store.open_store(path)
+    event_store.open_store(path)
+    assert len(built) == 1
+    # Same bytes, new modification time: recognized by its SHA-256, not rebuilt.
+    os.utime(path, ns=(1, 1))
+    event_store.open_store(path)
+    assert len(built) == 1
+    events.write_events(_logs()[:12], path)
+    store = event_store.open_store(path)
+    assert len(built) == 2
+    _assert_same_logs(store, [l for l in _logs()[:12] if len(l.events)])
+    # Other settings (the time window) build it again too.
+    event_store.open_store(path, time_range=(0, 2_000_000_000))
+    assert len(built) == 3
+  finally:
+    event_store.build_store = real
+  assert sorted(os.listdir(tmp_path)) == ['events.csv', 'events.csv.store',
+                                          'events.csv.store.lock']
+
+
+def test_a_bad_row_is_reported_with_its_line_and_leaves_no_store(tmp_path):
+  path = str(tmp_path / 'bad.csv')
+  with open(path, 'w') as f:
+    f.write('user_id,timestamp,event\na,100,play\na,yesterday,play\n')
+  with pytest.raises(events.EventLogError, match=r'bad.csv, line 3: unparseable timestamp'):
+    event_store.open_store(path)
+  assert sorted(os.listdir(tmp_path)) == ['bad.csv', 'bad.csv.store.lock']
+
+
+def test_progress_lines_name_the_file_and_the_share_read(tmp_path, monkeypatch):
+  monkeypatch.setattr(events, 'CHUNK_ROWS', 500)
+  path = str(tmp_path / 'events.csv')
+  events.write_events(_logs(), path)
+  lines = []
+  event_store.open_store(path, progress=lines.append)
+  assert any('1,000 rows read (' in l and '%)' in l for l in lines)
+  assert 'users stored in' in lines[-1]
