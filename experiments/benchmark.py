@@ -43,6 +43,8 @@ _POPULATIONS = flags.DEFINE_list('populations', [str(p) for p in benchmark.SCALE
                                  '--scale: synthetic users, at 1,000 clients per round.')
 _SCALE_COHORTS = flags.DEFINE_list('scale_cohorts', [str(c) for c in benchmark.SCALE_COHORTS],
                                    '--scale: clients per round, at 100,000 users.')
+_EVENTS = flags.DEFINE_integer('events', 10_000_000,
+                                '--scale: rows of the event file ingested (0: skip).')
 _ENGINE = flags.DEFINE_enum('engine', 'mapreduce', ['mapreduce', 'cpp'],
                             'runtime.engine of the pipeline runs.')
 
@@ -103,6 +105,30 @@ def _integers(name, values):
     raise app.UsageError(f'--{name} must be integers. Found {values}.') from None
 
 
+def _event_file(num_events: int, *, rounds: int, warmup: int) -> dict:
+  """--scale: a synthetic event file of `num_events` rows, ingested into its store in a
+  fresh process, then a run from it at 1,000 clients per round."""
+  import tempfile  # pylint: disable=g-import-not-at-top
+
+  with tempfile.TemporaryDirectory() as tmp:
+    path = os.path.join(tmp, 'events.csv')
+    print(f'writing an event file of {num_events:,} rows ...', flush=True)
+    written = benchmark.write_event_file(path, num_events)
+    print(f'ingesting {path} ...', flush=True)
+    ingest = benchmark.run_in_child('measure_build', path,
+                                    module='fl_analytics.data.event_store')
+    print(f'{ingest["events"]:,} events of {ingest["users"]:,} users '
+          f'({ingest["file_mb"]:.0f} MiB): store built in {ingest["ingest_s"]:.1f} s, '
+          f'peak RSS {ingest["peak_rss_mb"]:.0f} MiB', flush=True)
+    # 1,000 clients a round, or a quarter of a smaller file's users.
+    cohort = min(1000, ingest['users'] // 4)
+    print(f'training from the store, {cohort} clients per round ...', flush=True)
+    run = benchmark.run_scale_point(1000, cohort, rounds=rounds, warmup=warmup,
+                                    source=f'events:{path}')
+    print(benchmark.scale_table([run]).splitlines()[-1], flush=True)
+  return {**written, 'ingest': ingest, 'run': run}
+
+
 def _scale():
   """--scale: the population and cohort tables (see the module docstring)."""
   populations = _integers('populations', _POPULATIONS.value)
@@ -148,6 +174,8 @@ def _scale():
           f'{r["floor_ms_per_client"]:>15.3f}  {r["speedup_over_floor"]:>19.2f}  '
           f'{r["times_arithmetic_bound"]:>18.0f}')
   print(f'matmul throughput here: {result["matmul_gflops_per_s"]:.1f} GFLOP/s')
+  if _EVENTS.value:
+    result['event_file'] = _event_file(_EVENTS.value, rounds=rounds, warmup=warmup)
   if _JSON.value:
     rundir.write_json(_JSON.value, result)
     print(f'Wrote {_JSON.value}')

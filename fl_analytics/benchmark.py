@@ -41,8 +41,12 @@ def rss_mb(pid: Optional[int] = None) -> float:
 
 
 def peak_rss_mb() -> dict[str, float]:
-  """Peak resident memory of this process and of its largest finished child, MiB."""
-  return {'self': resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+  """Peak resident memory of this process (its VmHWM; `getrusage`'s ru_maxrss would
+  carry over the peak of the process that forked it) and of its largest finished
+  child, MiB."""
+  from fl_analytics.data import event_store  # pylint: disable=g-import-not-at-top
+
+  return {'self': event_store.peak_rss_mb(),
           'children': resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024}
 
 
@@ -184,13 +188,15 @@ def scale_config(num_users: int, clients_per_round: int, num_rounds: int):
 
 
 def scale_point(num_users: int, clients_per_round: int, *, rounds: int, warmup: int,
-                launched: float) -> dict[str, float]:
-  """One run at `num_users` users in this process (a fresh one: `scale_point_command`).
+                launched: float, source: str = 'synthetic') -> dict[str, float]:
+  """One run at `num_users` users in this process (a fresh one: `run_in_child`).
 
   `launched`: `time.time()` when the parent started this process, so the time to the
   first round includes the interpreter's start and the imports, as a user sees it.
+  `source`: `data.source` (an event file's users replace `num_users`).
   """
   config = scale_config(num_users, clients_per_round, warmup + rounds)
+  config.data.source = source
   first_round = {}
 
   def on_round(row):
@@ -212,7 +218,9 @@ def scale_point(num_users: int, clients_per_round: int, *, rounds: int, warmup: 
   finally:
     clients.build_data = real_build
   seconds = [float(r['round_seconds']) for r in rows[warmup:]]
-  return {'num_users': num_users, 'clients_per_round': clients_per_round,
+  return {'num_users': made['data'].population_size + made['data'].num_eval_users
+                       + made['data'].num_opted_out,
+          'clients_per_round': clients_per_round,
           'first_round_start_s': first_round['start'] - launched,
           'round_s': float(np.median(seconds)),
           'ms_per_client': 1e3 * float(np.median(
@@ -222,31 +230,58 @@ def scale_point(num_users: int, clients_per_round: int, *, rounds: int, warmup: 
           'rounds': len(rows)}
 
 
-def scale_point_command(num_users: int, clients_per_round: int, *, rounds: int,
-                        warmup: int) -> list[str]:
-  """The command that runs `scale_point` in a fresh process and prints its JSON."""
-  code = ('import json, sys, time; from fl_analytics import benchmark; '
-          'print("SCALE_POINT " + json.dumps(benchmark.scale_point('
-          f'{num_users}, {clients_per_round}, rounds={rounds}, warmup={warmup}, '
-          'launched=float(sys.argv[1]))))')
-  return [sys.executable, '-c', code]
+def run_in_child(function: str, *args, module: str = 'fl_analytics.benchmark',
+                 **kwargs) -> dict:
+  """`<module>.<function>(*args, **kwargs, launched=...)` in a fresh process: its own
+  start-up time and peak memory. Its progress goes to this process's stdout."""
+  import json  # pylint: disable=g-import-not-at-top
+  import subprocess  # pylint: disable=g-import-not-at-top
+
+  code = (f'import json, sys, time; import {module} as m; '
+          f'a, k = json.loads(sys.argv[1]); '
+          f'print("RESULT " + json.dumps(m.{function}(*a, **k, '
+          'launched=float(sys.argv[2]))))')
+  command = [sys.executable, '-c', code, json.dumps([args, kwargs]), repr(time.time())]
+  with tempfile.TemporaryFile('w+') as stderr:
+    with subprocess.Popen(command, stdout=subprocess.PIPE, stderr=stderr,
+                          text=True) as child:
+      results = []
+      for line in child.stdout:
+        if line.startswith('RESULT '):
+          results.append(line)
+        else:
+          print(f'  {line}', end='', flush=True)
+    if child.returncode or not results:
+      stderr.seek(0)
+      raise RuntimeError(f'{function}{args} failed with exit code {child.returncode}:\n'
+                         + '\n'.join(stderr.read().splitlines()[-20:]))
+  return json.loads(results[-1][len('RESULT '):])
 
 
 def run_scale_point(num_users: int, clients_per_round: int, *, rounds: int,
-                    warmup: int) -> dict[str, float]:
-  """`scale_point` in a fresh process: its own start-up time and peak memory."""
-  import subprocess  # pylint: disable=g-import-not-at-top
+                    warmup: int, source: str = 'synthetic') -> dict[str, float]:
+  """`scale_point` in a fresh process."""
+  return run_in_child('scale_point', num_users, clients_per_round, rounds=rounds,
+                      warmup=warmup, source=source)
 
-  command = scale_point_command(num_users, clients_per_round, rounds=rounds,
-                                warmup=warmup) + [repr(time.time())]
-  done = subprocess.run(command, capture_output=True, text=True, check=False)
-  lines = [l for l in done.stdout.splitlines() if l.startswith('SCALE_POINT ')]
-  if done.returncode or not lines:
-    raise RuntimeError(f'scale point ({num_users} users, {clients_per_round} clients) '
-                       f'failed with exit code {done.returncode}:\n'
-                       + '\n'.join(done.stderr.splitlines()[-20:]))
-  import json  # pylint: disable=g-import-not-at-top
-  return json.loads(lines[-1][len('SCALE_POINT '):])
+
+def write_event_file(path: str, num_events: int, *, seed: int = 0) -> dict[str, float]:
+  """A CSV event file of synthetic users (90 days), at least `num_events` rows."""
+  from fl_analytics.data import events  # pylint: disable=g-import-not-at-top
+  from fl_analytics.data import synthetic  # pylint: disable=g-import-not-at-top
+
+  def logs():
+    total, u = 0, 0
+    while total < num_events:
+      log = synthetic.generate_user(u, seed=seed, num_days=90, quantity_skew=1.0,
+                                    label_skew=1.0, feature_skew=1.0)
+      total += len(log.events)
+      u += 1
+      yield log
+
+  t0 = time.monotonic()
+  rows = events.write_events(logs(), path)
+  return {'events': rows, 'write_s': time.monotonic() - t0}
 
 
 def matmul_flops_per_second(n: int = 1024, repeats: int = 5) -> float:

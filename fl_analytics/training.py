@@ -170,8 +170,8 @@ def resolve_config(config, *, population_size: int, stored: Optional[dict] = Non
   if population_size < config.clients_per_round:
     raise ValueError(
         f'clients_per_round={config.clients_per_round} is larger than the '
-        f'population that can be sampled ({population_size} training users with '
-        'data and audit canaries). Lower clients_per_round or raise data.num_users.')
+        f'population that can be sampled ({population_size} enrolled training users '
+        'and audit canaries). Lower clients_per_round or raise data.num_users.')
   privacy.check_budget(delta=dp['delta'], population_size=population_size, prefix='dp.')
   tensor_sizes = tasks.get(config.task).tensor_sizes(config)
   factor = 1.0

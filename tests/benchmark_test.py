@@ -71,3 +71,29 @@ def test_rows_table_shows_the_ratio():
   table = benchmark.rows_table([{'clients_per_round': 50, 'pipeline_round_s': 0.3,
                                  'floor_round_s': 0.1, 'ratio': 3.0}])
   assert '3.00' in table and '50' in table
+
+
+def test_scale_table_and_the_arithmetic_bound():
+  row = {'num_users': 1_000_000, 'clients_per_round': 1000, 'first_round_start_s': 14.2,
+         'round_s': 1.5, 'ms_per_client': 1.5, 'peak_rss_mb': 800.0, 'users_made': 6000}
+  table = benchmark.scale_table([row])
+  assert '1000000' in table and '14.2' in table and '6000' in table
+  config = benchmark.scale_config(10_000, 100, 3)
+  # 6 FLOPs per weight and example (forward and backward), 577 weights of the MLP.
+  assert benchmark.round_flops(config, 10.0, 100) == 6 * 577 * 10.0 * 100
+  assert config.dp.delta < 1 / 1_000_000 and config.evaluation.max_users == 1000
+
+
+def test_run_in_child_reports_the_childs_own_peak_memory(tmp_path):
+  from fl_analytics.data import events  # pylint: disable=g-import-not-at-top
+  from fl_analytics.data import synthetic  # pylint: disable=g-import-not-at-top
+
+  path = str(tmp_path / 'events.csv')
+  logs = synthetic.generate_population(num_users=5, seed=0, num_days=20)
+  events.write_events(logs, path)
+  result = benchmark.run_in_child('measure_build', path,
+                                  module='fl_analytics.data.event_store')
+  assert result['users'] == sum(1 for log in logs if len(log.events))
+  assert result['events'] == sum(len(log.events) for log in logs)
+  # Not this (TensorFlow-importing) process's size: ru_maxrss would carry it over exec.
+  assert result['peak_rss_mb'] < benchmark.rss_mb() / 2
