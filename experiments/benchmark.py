@@ -135,7 +135,10 @@ def _scale():
   cohorts = _integers('scale_cohorts', _SCALE_COHORTS.value)
   rounds, warmup = _ROUNDS.value, 2
   result = {'rounds': rounds, 'warmup_rounds': warmup, 'delta': benchmark.SCALE_DELTA,
-            'populations': [], 'cohorts': []}
+            'populations': [], 'cohorts': [], 'users': benchmark.user_costs()}
+  u = result['users']
+  print(f'a user: {u["generate_ms_per_user"]:.3f} ms to generate ({u["events_per_user"]:.0f} '
+        f'events), {u["featurize_ms_per_user"]:.3f} ms to featurize', flush=True)
   for users in populations:
     print(f'{users} users, 1000 clients per round ...', flush=True)
     result['populations'].append(benchmark.run_scale_point(users, 1000, rounds=rounds,

@@ -325,3 +325,24 @@ def mean_examples_per_client(config, clients_per_round: int) -> float:
                            clients_per_round=clients_per_round, seed=config.seed,
                            round_num=1)
   return float(np.mean([len(data.train_examples(int(i))[1]) for i in cohort]))
+
+
+def user_costs(num_users: int = 2000) -> dict[str, float]:
+  """Milliseconds per user to generate a synthetic log and to featurize it (churn)."""
+  from fl_analytics.data import synthetic  # pylint: disable=g-import-not-at-top
+
+  data = benchmark_config(10, 1).data
+  t0 = time.perf_counter()
+  logs = [synthetic.generate_user(u, seed=0, num_days=data.num_days,
+                                  quantity_skew=data.quantity_skew,
+                                  label_skew=data.label_skew,
+                                  feature_skew=data.feature_skew) for u in range(num_users)]
+  t1 = time.perf_counter()
+  examples = clients.churn_examples_fn(data)
+  for log in logs:
+    examples(log.timestamps, log.events, origin_timestamp=synthetic.ORIGIN_TIMESTAMP,
+             num_days=data.num_days)
+  t2 = time.perf_counter()
+  return {'users': num_users, 'generate_ms_per_user': 1e3 * (t1 - t0) / num_users,
+          'featurize_ms_per_user': 1e3 * (t2 - t1) / num_users,
+          'events_per_user': float(np.mean([len(log.events) for log in logs]))}
