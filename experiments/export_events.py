@@ -36,7 +36,9 @@ def main(argv):
   except ValueError as e:
     logging.error('%s', e)
     raise SystemExit(2) from None
-  print(f'{_OUTPUT.value}: {count} events of {len(logs)} users ({note}).')
+  active = sum(1 for log in logs if len(log.events))
+  print(f'{_OUTPUT.value}: {count} events of the {active} users with any event, of '
+        f'{len(logs)} ({note}).')
 
 
 if __name__ == '__main__':

@@ -21,6 +21,7 @@ from fl_analytics import rundir
 from fl_analytics import runtime
 from fl_analytics import summary
 from fl_analytics import sweeps
+from fl_analytics import tasks
 from fl_analytics import training
 from tests import training_test
 
@@ -126,9 +127,16 @@ def test_simulation_only_follows_which_randomness_is_reproducible():
 
 
 def test_non_private_run_releases_local_steps_capped_per_client(finished):
+  config = _config(**_FINISHED)
+  data = tasks.get(config.task).build_data(config)
   for row in _rows(finished):
-    # One local step per reporting client: the cap reached every client's loop.
-    assert int(row['train_batches']) == int(row['reported']) > 0
+    cohort = training.sample_round(config, population_size=data.population_size,
+                                   seed=config.seed, round_num=int(row['round']))
+    with_examples = sum(1 for i in cohort.reporting if len(data.train_examples(int(i))[1]))
+    # One local step per reporting client with examples (none for a user without):
+    # the cap reached every client's loop.
+    assert int(row['train_batches']) == with_examples > 0
+    assert int(row['reported']) == len(cohort.reporting) >= with_examples
 
 
 @pytest.mark.parametrize('flags, message', [
