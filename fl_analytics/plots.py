@@ -436,9 +436,11 @@ def population_frontier(runs: Sequence[sweep_summary.Run], workdir: str) -> list
       ref = reference[0][f'{metric}_mean']
       ax.axhline(ref, color=color, ls='--', lw=1)
       gap_ax.plot(eps, ref - values, color=color, marker='o', lw=1.5, label=label)
+  # Ticks at the budgets (a calibrated run spends its target to four digits or so).
+  budgets = sorted({float(f"{r['epsilon_mean']:.2g}") for r in summary
+                    if r['mechanism'] != 'none'})
   for a in (ax, gap_ax):
     a.set_xscale('log')
-    budgets = sorted({r['epsilon_mean'] for r in summary if r['mechanism'] != 'none'})
     a.set_xticks(budgets)
     a.xaxis.set_major_formatter(ticker.FuncFormatter(lambda x, _: f'{x:.3g}'))
     a.xaxis.set_minor_formatter(ticker.NullFormatter())
@@ -447,7 +449,9 @@ def population_frontier(runs: Sequence[sweep_summary.Run], workdir: str) -> list
   ax.set_ylabel(f'{task.headline.axis_label} (dashed: non-private)')
   gap_ax.set_ylabel(f'non-private {task.headline.label} − private {task.headline.label}')
   gap_ax.axhline(0, color='0.4', lw=0.8)
-  ax.legend(loc='lower right', fontsize=8, framealpha=0.9)
+  handles, labels = ax.get_legend_handles_labels()
+  fig.legend(handles, labels, loc='lower center', ncol=2, fontsize=8,
+             bbox_to_anchor=(0.5, -0.1))
   c = runs[0].config
   fig.suptitle(f"Privacy-utility frontier by population size (error bars: ± 1 sd over "
                f"seeds)\n{task.title}, adaptive clipping, {c['num_rounds']} rounds, "
