@@ -12,10 +12,10 @@ Cohorts grow with the app, up to 1,000 clients a round: 50 of 800 training users
 engine trains in about 1.5 s here, which keeps the 10^6 points at about a minute and a
 half each. 40 rounds as in every other committed sweep: at 10^6 users they touch about
 5% of the users. At 10^3 users two budgets are not run, and the figure shows them
-missing: epsilon = 0.25 needs a noise multiplier above what adaptive clipping allows at
-50 clients (0.1 * cohort; 12.8 even at 80 clients), and at epsilon = 0.5 (noise
-multiplier 4.5) both seeds diverged after 35 rounds (train loss above ten times chance;
-measured 2026-11-29).
+missing: epsilon = 0.25 needs a noise multiplier of 8.2, above what adaptive clipping
+allows at 50 clients (0.1 * cohort = 5; 12.8 against 8 at 80 clients), and at epsilon
+= 0.5 (noise multiplier 4.21) both seeds diverged after 35 rounds (train loss above ten
+times chance; measured 2026-11-29).
 
 Evaluation is bounded as at any scale: per round on 1,000 held-out users, the final
 evaluation on 2,000 (evaluation.max_users / final_max_users), without personalization
