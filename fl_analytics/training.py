@@ -157,9 +157,9 @@ def resolve_config(config, *, population_size: int, stored: Optional[dict] = Non
 
   `config` has passed `check_config` (the checks that need no data; `train_and_evaluate`
   runs them once, before loading data); here come the checks that need the population
-  and the mechanism's parameters. `population_size` is who can be sampled: the training
-  users with data and the `audit.canaries`. With `dp.target_epsilon` set, the noise multiplier is
-  calibrated (`privacy.calibrate`) so that `num_rounds` rounds spend the target at
+  and the mechanism's parameters. `population_size` is who can be sampled: the enrolled
+  training users and the `audit.canaries`. With `dp.target_epsilon` set, the noise
+  multiplier is calibrated (`privacy.calibrate`) so that `num_rounds` rounds spend the target at
   `dp.delta`. A continued run keeps the noise multiplier it was started with (recorded
   in `stored`), so the rounds it already ran stay accounted for correctly; its epsilon
   then grows past the target. The dict's `resolved` section records what was resolved;
