@@ -157,11 +157,24 @@ def _scale():
     floor_s, _ = benchmark.floor_round_seconds(cohort, rounds=rounds, config=config)
     examples = benchmark.mean_examples_per_client(config, cohort)
     bound_s = benchmark.round_flops(config, examples, cohort) / flops_per_s
+    # The vectorized engine runs fixed clipping: it and the mapreduce engine on that.
+    fixed = {}
+    for engine in ('mapreduce', 'vectorized'):
+      print(f'100000 users, {cohort} clients per round: {engine} engine, fixed clipping '
+            '...', flush=True)
+      fixed[engine] = benchmark.run_scale_point(100_000, cohort, rounds=rounds,
+                                                warmup=warmup, engine=engine,
+                                                mechanism='gaussian_fixed')
     result['cohorts'].append({
         **point, 'floor_round_s': floor_s, 'floor_ms_per_client': 1e3 * floor_s / cohort,
         'speedup_over_floor': floor_s / point['round_s'],
         'examples_per_client': examples, 'arithmetic_bound_s': bound_s,
-        'times_arithmetic_bound': point['round_s'] / bound_s})
+        'times_arithmetic_bound': point['round_s'] / bound_s,
+        'fixed_clipping': {
+            engine: {'round_s': r['round_s'], 'ms_per_client': r['ms_per_client'],
+                     'speedup_over_floor': floor_s / r['round_s'],
+                     'times_arithmetic_bound': r['round_s'] / bound_s}
+            for engine, r in fixed.items()}})
   print()
   print(benchmark.scale_table(result['populations']))
   rows = result['populations']
@@ -176,6 +189,13 @@ def _scale():
     print(f'{r["clients_per_round"]:>7}  {r["ms_per_client"]:>9.3f}  '
           f'{r["floor_ms_per_client"]:>15.3f}  {r["speedup_over_floor"]:>19.2f}  '
           f'{r["times_arithmetic_bound"]:>18.0f}')
+  print(f'\nfixed clipping: {"clients":>7}  {"mapreduce ms/client":>19}  '
+        f'{"vectorized ms/client":>20}  {"vectorized over floor":>21}')
+  for r in result['cohorts']:
+    f = r['fixed_clipping']
+    print(f'{"":>16}{r["clients_per_round"]:>7}  {f["mapreduce"]["ms_per_client"]:>19.3f}  '
+          f'{f["vectorized"]["ms_per_client"]:>20.3f}  '
+          f'{f["vectorized"]["speedup_over_floor"]:>21.2f}')
   print(f'matmul throughput here: {result["matmul_gflops_per_s"]:.1f} GFLOP/s')
   if _EVENTS.value:
     result['event_file'] = _event_file(_EVENTS.value, rounds=rounds, warmup=warmup)

@@ -188,7 +188,8 @@ def scale_config(num_users: int, clients_per_round: int, num_rounds: int):
 
 
 def scale_point(num_users: int, clients_per_round: int, *, rounds: int, warmup: int,
-                launched: float, source: str = 'synthetic') -> dict[str, float]:
+                launched: float, source: str = 'synthetic', engine: str = 'mapreduce',
+                mechanism: str = 'gaussian_adaptive') -> dict[str, float]:
   """One run at `num_users` users in this process (a fresh one: `run_in_child`).
 
   `launched`: `time.time()` when the parent started this process, so the time to the
@@ -197,6 +198,8 @@ def scale_point(num_users: int, clients_per_round: int, *, rounds: int, warmup: 
   """
   config = scale_config(num_users, clients_per_round, warmup + rounds)
   config.data.source = source
+  config.runtime.engine = engine
+  config.dp.mechanism = mechanism
   first_round = {}
 
   def on_round(row):
@@ -227,7 +230,7 @@ def scale_point(num_users: int, clients_per_round: int, *, rounds: int, warmup: 
               [s / max(1, int(r['cohort_size'])) for s, r in zip(seconds, rows[warmup:])])),
           'peak_rss_mb': peak_rss_mb()['self'],
           'users_made': made['data'].users_made,
-          'rounds': len(rows)}
+          'rounds': len(rows), 'engine': engine, 'mechanism': mechanism}
 
 
 def run_in_child(function: str, *args, module: str = 'fl_analytics.benchmark',
@@ -259,10 +262,11 @@ def run_in_child(function: str, *args, module: str = 'fl_analytics.benchmark',
 
 
 def run_scale_point(num_users: int, clients_per_round: int, *, rounds: int,
-                    warmup: int, source: str = 'synthetic') -> dict[str, float]:
+                    warmup: int, source: str = 'synthetic', engine: str = 'mapreduce',
+                    mechanism: str = 'gaussian_adaptive') -> dict[str, float]:
   """`scale_point` in a fresh process."""
   return run_in_child('scale_point', num_users, clients_per_round, rounds=rounds,
-                      warmup=warmup, source=source)
+                      warmup=warmup, source=source, engine=engine, mechanism=mechanism)
 
 
 def write_event_file(path: str, num_events: int, *, seed: int = 0) -> dict[str, float]:

@@ -14,6 +14,9 @@ an engine is built.
 * ``cpp``: TFF's local C++ runtime, through a worker process this run owns
   (`fl_analytics.runtime.local_cpp_context`); its output goes to the run's
   `worker.log`.
+* ``vectorized``: as ``mapreduce``, with the cohort's local training as one computation
+  over all clients (`fl_analytics.vectorized`); churn with ``none`` or
+  ``gaussian_fixed`` only, the rest refused by name (`check_config`).
 
 Both give the same states and metrics (`tests/mrf_runner_test.py`). An engine is chosen
 once, by name (`runtime.engine`), with `build`; adding one is a class here and one line
@@ -111,7 +114,7 @@ class CppEngine(Engine):
   name = 'cpp'
 
   def __init__(self, process, dataset_fn, *, max_concurrent_computation_calls: int = -1,
-               workdir: Optional[str] = None):
+               workdir: Optional[str] = None, **unused):
     super().__init__(process, dataset_fn)
     from fl_analytics import runtime  # pylint: disable=g-import-not-at-top
 
@@ -132,7 +135,46 @@ class CppEngine(Engine):
     self._stack.close()
 
 
-_ENGINES: dict[str, type[Engine]] = {e.name: e for e in (MapReduceEngine, CppEngine)}
+class VectorizedEngine(MapReduceEngine):
+  """TFF's round from its MapReduceForm, the clients' local training as one stacked
+  computation over the cohort (`fl_analytics.vectorized`); what it runs is checked
+  against the `mapreduce` engine, and the rest refused by name (`check`)."""
+
+  name = 'vectorized'
+  MECHANISMS = ('none', 'gaussian_fixed')
+
+  def __init__(self, process, dataset_fn, *, config, **unused):
+    Engine.__init__(self, process, dataset_fn)
+    from fl_analytics import vectorized  # pylint: disable=g-import-not-at-top
+
+    self._runner = vectorized.VectorizedRunner(
+        process, dataset_fn, learning_rate=config.client.learning_rate,
+        batch_size=config.client.batch_size, local_epochs=config.client.local_epochs,
+        clip=None if config.dp.mechanism == 'none' else config.dp.clip)
+
+  @classmethod
+  def check(cls, config) -> None:
+    refused = []
+    if config.task != 'churn':
+      refused.append(f'task={config.task} (it runs churn)')
+    if config.dp.mechanism not in cls.MECHANISMS:
+      refused.append(f'dp.mechanism={config.dp.mechanism} (it runs '
+                     f'{", ".join(cls.MECHANISMS)})')
+    if config.compression.bits:
+      refused.append(f'compression.bits={config.compression.bits}')
+    if config.dp.secure_sum:
+      refused.append('dp.secure_sum=True')
+    if config.audit.canaries:
+      refused.append(f'audit.canaries={config.audit.canaries}')
+    if config.model.hidden_units < 1:
+      refused.append('model.hidden_units=0')
+    if refused:
+      raise ValueError('runtime.engine=vectorized does not run ' + ', '.join(refused)
+                       + '. Use runtime.engine=mapreduce.')
+
+
+_ENGINES: dict[str, type[Engine]] = {e.name: e for e in (MapReduceEngine, CppEngine,
+                                                          VectorizedEngine)}
 
 
 def check_name(name: str) -> None:
@@ -141,13 +183,22 @@ def check_name(name: str) -> None:
                      f'Found {name!r}.')
 
 
+def check_config(config) -> None:
+  """ValueError if `runtime.engine` is unknown or cannot run `config`."""
+  check_name(config.runtime.engine)
+  check = getattr(_ENGINES[config.runtime.engine], 'check', None)
+  if check is not None:
+    check(config)
+
+
 @contextlib.contextmanager
 def build(name: str, process, dataset_fn: Callable, *, workdir: Optional[str] = None,
-          max_concurrent_computation_calls: int = -1) -> Iterator[Engine]:
+          max_concurrent_computation_calls: int = -1, config=None) -> Iterator[Engine]:
   """The engine `name` for `process`, closed when the block exits, however it exits."""
   check_name(name)
   engine = _ENGINES[name](process, dataset_fn, workdir=workdir,
-                          max_concurrent_computation_calls=max_concurrent_computation_calls)
+                          max_concurrent_computation_calls=max_concurrent_computation_calls,
+                          config=config)
   try:
     yield engine
   finally:

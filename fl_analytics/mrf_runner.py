@@ -255,6 +255,23 @@ class MapReduceRunner:
     server_feed = dict(zip(self._state_feeds, flat_state))
     broadcast, acc, secure_params = self._server.run(
         [self._broadcast, self._zero, self._secure_params], server_feed)
+    acc, secure_sums = self._accumulate_clients(broadcast, acc, secure_params, client_data)
+    # secure_sum_bitwidth and secure_sum: plain sums; secure_modular_sum: mod modulus.
+    modular = [t % np.asarray(m, np.int64) for t, m in zip(secure_sums[2], secure_params[2])]
+    secure_values = secure_sums[0] + secure_sums[1] + modular
+    report = self._server.run(self._report, dict(zip(self._acc_feeds, acc)))
+    agg_values = list(report) + [
+        v.astype(t.dtype.as_numpy_dtype) for v, t in
+        zip(secure_values, self._agg_feeds[len(report):])]
+    new_state, metrics = self._server.run(
+        [self._new_state, self._metrics],
+        {**server_feed, **dict(zip(self._agg_feeds, agg_values))})
+    return (_to_container(new_state, self._state_type),
+            _to_container(metrics, self._metrics_type))
+
+  def _accumulate_clients(self, broadcast, acc, secure_params, client_data):
+    """The accumulator after every client (from `acc`, the aggregation's zero) and the
+    totals of the clients' secure-sum inputs: clients in fixed groups, merged in order."""
 
     def run_group(g):
       # Client k belongs to group k % groups, whatever runs them: fixed sums.
@@ -277,18 +294,7 @@ class MapReduceRunner:
       acc = self._server.run(self._merged, {**dict(zip(self._acc_feeds, acc)),
                                             **dict(zip(self._other_feeds, acc_g))})
       secure_sums = [[a + b for a, b in zip(x, y)] for x, y in zip(secure_sums, secure_g)]
-    # secure_sum_bitwidth and secure_sum: plain sums; secure_modular_sum: mod modulus.
-    modular = [t % np.asarray(m, np.int64) for t, m in zip(secure_sums[2], secure_params[2])]
-    secure_values = secure_sums[0] + secure_sums[1] + modular
-    report = self._server.run(self._report, dict(zip(self._acc_feeds, acc)))
-    agg_values = list(report) + [
-        v.astype(t.dtype.as_numpy_dtype) for v, t in
-        zip(secure_values, self._agg_feeds[len(report):])]
-    new_state, metrics = self._server.run(
-        [self._new_state, self._metrics],
-        {**server_feed, **dict(zip(self._agg_feeds, agg_values))})
-    return (_to_container(new_state, self._state_type),
-            _to_container(metrics, self._metrics_type))
+    return acc, secure_sums
 
   def close(self):
     if self._pool is not None:

@@ -143,7 +143,7 @@ def check_config(config) -> None:
   aggregators.check_compression(
       mechanism=dp.mechanism, bits=config.compression.bits,
       threshold=config.compression.threshold, secure_sum=dp.secure_sum)
-  engines.check_name(config.runtime.engine)
+  engines.check_config(config)
   canaries.check_config(config)
   if (sampling.get(config.sampling).whole_cohort
       and int(config.clients_per_round) != config.clients_per_round):
@@ -392,8 +392,8 @@ def _train(config, workdir: str, task, data: clients.FederatedData, resolved: di
                                    show_reported=bool(config.clients.dropout))
   with engines.build(
       config.runtime.engine, process, client_datasets(config), workdir=workdir,
-      max_concurrent_computation_calls=config.runtime.max_concurrent_computation_calls
-  ) as engine, recorder:
+      max_concurrent_computation_calls=config.runtime.max_concurrent_computation_calls,
+      config=config) as engine, recorder:
     if start_round:
       template = engine.initialize()
       num_state = len(tf.nest.flatten(template))
