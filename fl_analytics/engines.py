@@ -15,8 +15,9 @@ an engine is built.
   (`fl_analytics.runtime.local_cpp_context`); its output goes to the run's
   `worker.log`.
 * ``vectorized``: as ``mapreduce``, with the cohort's local training as one computation
-  over all clients (`fl_analytics.vectorized`); churn with ``none`` or
-  ``gaussian_fixed`` only, the rest refused by name (`check_config`).
+  over all clients (`fl_analytics.vectorized`); churn with ``none``,
+  ``gaussian_fixed`` or ``gaussian_adaptive`` only, the rest refused by name
+  (`check_config`).
 
 Both give the same states and metrics (`tests/mrf_runner_test.py`). An engine is chosen
 once, by name (`runtime.engine`), with `build`; adding one is a class here and one line
@@ -141,7 +142,7 @@ class VectorizedEngine(MapReduceEngine):
   against the `mapreduce` engine, and the rest refused by name (`check`)."""
 
   name = 'vectorized'
-  MECHANISMS = ('none', 'gaussian_fixed')
+  MECHANISMS = ('none', 'gaussian_fixed', 'gaussian_adaptive')
 
   def __init__(self, process, dataset_fn, *, config, **unused):
     Engine.__init__(self, process, dataset_fn)

@@ -13,8 +13,9 @@ accumulator TFF's `report` reads.
 That is a second implementation of TFF's client work, so it runs only what it was
 checked against (`tests/vectorized_test.py`, to float tolerance against the
 `mapreduce` engine's round): the churn MLP, unweighted FedAvg with plain local SGD, and
-the aggregators whose client work is the model delta itself (`none`) or the delta clipped
-to an L2 norm (`gaussian_fixed`). The client work TFF would run is read off the
+the aggregators whose client work is the model delta itself (`none`), the delta clipped
+to an L2 norm (`gaussian_fixed`), or that and the norm compared with adaptive
+clipping's current estimate (`gaussian_adaptive`, Andrew et al. 2021). The client work TFF would run is read off the
 accumulator's type (the metric sums by name, the model's tensors by shape, the client
 count); anything else in it, another task or mechanism, compression, secure sums and
 audit canaries are refused by name (`engines.VectorizedEngine.check`) before a run
@@ -47,6 +48,8 @@ class VectorizedRunner(mrf_runner.MapReduceRunner):
 
   def __init__(self, process, dataset_fn, *, learning_rate: float, batch_size: int,
                local_epochs: int, clip: Optional[float]):
+    """`clip`: the L2 clip of each update (None: not clipped). Where `prepare`
+    broadcasts the clip (adaptive clipping, whose clip moves), that one is used."""
     super().__init__(process, dataset_fn, groups=1, parallel=1)
     self._lr, self._batch, self._epochs, self._clip = (
         float(learning_rate), int(batch_size), int(local_epochs), clip)
@@ -61,6 +64,8 @@ class VectorizedRunner(mrf_runner.MapReduceRunner):
         self._layout.append((names[-1], t))
       elif len(t.shape) == 0 and np.dtype(t.dtype) == np.int32:
         self._layout.append(('clients', t))
+      elif names and names[-1] == 'quantile_estimator_state':
+        self._layout.append(('below_estimate', t))
       elif np.dtype(t.dtype) == np.float32 and len(t.shape) in (1, 2):
         self._layout.append((f'delta_{len(shapes)}', t))
         shapes.append(tuple(t.shape))
@@ -71,6 +76,13 @@ class VectorizedRunner(mrf_runner.MapReduceRunner):
       raise ValueError('runtime.engine=vectorized runs a one-hidden-layer MLP; the '
                        f'aggregated tensors are {shapes}. Use runtime.engine=mapreduce.')
     self._shapes = shapes
+    # Where `prepare` puts the clip of the sum query and adaptive clipping's current
+    # estimate (what a client compares its update's norm with), if it has them.
+    self._broadcast_index = {}
+    for k, (path, _) in enumerate(_leaves(self._mrf.prepare.type_signature.result)):
+      for name in ('sum_params', 'current_estimate'):
+        if name in path:
+          self._broadcast_index[name] = k
     self._train = tf.function(self._train_cohort, reduce_retracing=True)
 
   def _weights(self, broadcast: Sequence[np.ndarray]) -> list[np.ndarray]:
@@ -150,15 +162,25 @@ class VectorizedRunner(mrf_runner.MapReduceRunner):
     deltas, loss_sum, correct = (t.numpy() if not isinstance(t, list) else
                                  [d.numpy() for d in t] for t in
                                  self._train(*w, x, y, mask, steps))
+    below = np.zeros(len(client_data), np.float32)
     if self._clip is not None:  # TF Privacy's clip_by_global_norm, per client
+      clip = np.float32(broadcast[self._broadcast_index['sum_params']]
+                        if 'sum_params' in self._broadcast_index else self._clip)
       norms = np.sqrt(sum(np.sum(np.square(d.reshape(len(d), -1), dtype=np.float32),
                                  axis=1) for d in deltas))
-      scale = self._clip / np.maximum(norms, self._clip)
+      scale = clip / np.maximum(norms, clip)
       deltas = [d * scale.reshape((-1,) + (1,) * (d.ndim - 1)) for d in deltas]
+      if 'current_estimate' in self._broadcast_index:
+        # Adaptive clipping (Andrew et al. 2021), TF Privacy's QuantileEstimatorQuery:
+        # each client reports whether its unclipped norm is at most the estimate, minus
+        # 0.5 (so that the record's sensitivity is 0.5).
+        estimate = np.float32(broadcast[self._broadcast_index['current_estimate']])
+        below = (norms <= estimate).astype(np.float32) - np.float32(0.5)
     sums = {'clients': len(client_data), 'num_examples': int(mask.sum()),
             'num_batches': int(steps.sum()), 'loss_total': float(loss_sum.sum()),
             'loss_count': float(mask.sum()), 'binary_accuracy_total': float(correct.sum()),
             'binary_accuracy_count': float(mask.sum()),
+            'below_estimate': float(below.sum()),
             **{f'delta_{k}': d.sum(axis=0) for k, d in enumerate(deltas)}}
     out = [np.asarray(a) + np.asarray(sums[name], dtype=np.dtype(t.dtype))
            for a, (name, t) in zip(acc, self._layout)]

@@ -16,7 +16,7 @@ from fl_analytics import vectorized
 from tests.training_test import tiny_config
 
 
-@pytest.mark.parametrize('mechanism', ['none', 'gaussian_fixed'])
+@pytest.mark.parametrize('mechanism', ['none', 'gaussian_fixed', 'gaussian_adaptive'])
 def test_cohort_accumulator_equals_tffs_client_work_client_by_client(mechanism):
   # Two local epochs (batches run across the epoch boundary), a capped client and a
   # client without examples: the cases where padding and masking could go wrong.
@@ -44,28 +44,30 @@ def test_cohort_accumulator_equals_tffs_client_work_client_by_client(mechanism):
   got, _ = fast._accumulate_clients(broadcast, zero, secure, clients)  # pylint: disable=protected-access
   names = [name for name, _ in fast._layout]  # pylint: disable=protected-access
   assert {'num_batches', 'loss_total', 'delta_0', 'delta_3'} <= set(names)
+  assert ('below_estimate' in names) == (mechanism == 'gaussian_adaptive')
   for name, a, b in zip(names, expected, got):
     np.testing.assert_allclose(b, a, rtol=1e-5, atol=1e-6, err_msg=name)
   # The deltas moved (a check that passes on zeros would prove nothing).
   assert np.abs(np.asarray(expected[names.index('delta_0')])).max() > 0.01
 
 
-def test_a_run_on_the_vectorized_engine_matches_the_mapreduce_engine(tmp_path):
+@pytest.mark.parametrize('mechanism', ['gaussian_fixed', 'gaussian_adaptive'])
+def test_a_run_on_the_vectorized_engine_matches_the_mapreduce_engine(tmp_path, mechanism):
   rows = {}
   for engine in ('mapreduce', 'vectorized'):
-    config = tiny_config(**{'dp.mechanism': 'gaussian_fixed', 'runtime.engine': engine,
+    config = tiny_config(**{'dp.mechanism': mechanism, 'runtime.engine': engine,
                             'clients.max_local_steps': 'uniform:1:2'})
     training.train_and_evaluate(config, str(tmp_path / engine))
     rows[engine] = rundir.read_metrics(os.path.join(tmp_path, engine, rundir.METRICS_FILE))
   for a, b in zip(rows['mapreduce'], rows['vectorized']):
     assert a['epsilon'] == b['epsilon'] and a['cohort_size'] == b['cohort_size']
-    for key in ('train_loss', 'train_accuracy', 'eval_loss', 'eval_auc'):
+    for key in ('train_loss', 'train_accuracy', 'eval_loss', 'eval_auc', 'clip'):
       if a[key]:
         assert float(b[key]) == pytest.approx(float(a[key]), abs=1e-5), key
 
 
 @pytest.mark.parametrize('overrides, named', [
-    ({'dp.mechanism': 'gaussian_adaptive'}, 'dp.mechanism=gaussian_adaptive'),
+    ({'dp.mechanism': 'tree', 'sampling': 'shuffle'}, 'dp.mechanism=tree'),
     ({'task': 'next_action'}, 'task=next_action'),
     ({'dp.mechanism': 'gaussian_fixed', 'compression.bits': 8}, 'compression.bits=8'),
 ])
