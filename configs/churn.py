@@ -127,7 +127,7 @@ def get_config() -> ml_collections.ConfigDict:
   c.runtime = ml_collections.ConfigDict()
   # mapreduce: the process's MapReduceForm run in this process (fast); cpp: TFF's
   # local C++ runtime (a worker_binary); vectorized: as mapreduce, the cohort trained
-  # as one computation (churn with none or gaussian_fixed only). Same results; may
+  # as one computation (churn with none, gaussian_fixed or gaussian_adaptive). Same results; may
   # change when resuming.
   c.runtime.engine = 'mapreduce'
   c.runtime.max_concurrent_computation_calls = -1  # cpp engine; <= 0: no limit

@@ -8,8 +8,9 @@ r"""How fast the pipeline's rounds are, against the plain-TensorFlow floor of th
 With --scale (`make bench-scale`): one fresh process per point, at 1,000 clients per
 round for each population size (time from launch to the first round, median round
 time, peak resident memory, users made), then per cohort size at 100,000 users the
-round's milliseconds per client against the plain-TensorFlow floor on the same clients,
-and the round's arithmetic over this machine's measured matmul throughput.
+round's milliseconds per client on the `mapreduce` and `vectorized` engines against the
+plain-TensorFlow floor on the same clients, and the round's arithmetic over this
+machine's measured matmul throughput; then a 10^7-event file ingested and trained from.
 
 Prints, per clients_per_round, the pipeline's median seconds per round after warm-up
 (`round_seconds` of `train.py`'s own loop, churn config with adaptive-clipping DP), the
@@ -157,24 +158,17 @@ def _scale():
     floor_s, _ = benchmark.floor_round_seconds(cohort, rounds=rounds, config=config)
     examples = benchmark.mean_examples_per_client(config, cohort)
     bound_s = benchmark.round_flops(config, examples, cohort) / flops_per_s
-    # The vectorized engine runs fixed clipping: it and the mapreduce engine on that.
-    fixed = {}
-    for engine in ('mapreduce', 'vectorized'):
-      print(f'100000 users, {cohort} clients per round: {engine} engine, fixed clipping '
-            '...', flush=True)
-      fixed[engine] = benchmark.run_scale_point(100_000, cohort, rounds=rounds,
-                                                warmup=warmup, engine=engine,
-                                                mechanism='gaussian_fixed')
+    print(f'100000 users, {cohort} clients per round: vectorized engine ...', flush=True)
+    fast = benchmark.run_scale_point(100_000, cohort, rounds=rounds, warmup=warmup,
+                                     engine='vectorized')
     result['cohorts'].append({
         **point, 'floor_round_s': floor_s, 'floor_ms_per_client': 1e3 * floor_s / cohort,
         'speedup_over_floor': floor_s / point['round_s'],
         'examples_per_client': examples, 'arithmetic_bound_s': bound_s,
         'times_arithmetic_bound': point['round_s'] / bound_s,
-        'fixed_clipping': {
-            engine: {'round_s': r['round_s'], 'ms_per_client': r['ms_per_client'],
-                     'speedup_over_floor': floor_s / r['round_s'],
-                     'times_arithmetic_bound': r['round_s'] / bound_s}
-            for engine, r in fixed.items()}})
+        'vectorized': {'round_s': fast['round_s'], 'ms_per_client': fast['ms_per_client'],
+                       'speedup_over_floor': floor_s / fast['round_s'],
+                       'times_arithmetic_bound': fast['round_s'] / bound_s}})
   print()
   print(benchmark.scale_table(result['populations']))
   rows = result['populations']
@@ -189,13 +183,12 @@ def _scale():
     print(f'{r["clients_per_round"]:>7}  {r["ms_per_client"]:>9.3f}  '
           f'{r["floor_ms_per_client"]:>15.3f}  {r["speedup_over_floor"]:>19.2f}  '
           f'{r["times_arithmetic_bound"]:>18.0f}')
-  print(f'\nfixed clipping: {"clients":>7}  {"mapreduce ms/client":>19}  '
-        f'{"vectorized ms/client":>20}  {"vectorized over floor":>21}')
+  print(f'\nvectorized engine: {"clients":>7}  {"ms/client":>9}  {"over floor":>10}  '
+        f'{"x arithmetic bound":>18}')
   for r in result['cohorts']:
-    f = r['fixed_clipping']
-    print(f'{"":>16}{r["clients_per_round"]:>7}  {f["mapreduce"]["ms_per_client"]:>19.3f}  '
-          f'{f["vectorized"]["ms_per_client"]:>20.3f}  '
-          f'{f["vectorized"]["speedup_over_floor"]:>21.2f}')
+    f = r['vectorized']
+    print(f'{"":>19}{r["clients_per_round"]:>7}  {f["ms_per_client"]:>9.3f}  '
+          f'{f["speedup_over_floor"]:>10.2f}  {f["times_arithmetic_bound"]:>18.0f}')
   print(f'matmul throughput here: {result["matmul_gflops_per_s"]:.1f} GFLOP/s')
   if _EVENTS.value:
     result['event_file'] = _event_file(_EVENTS.value, rounds=rounds, warmup=warmup)
