@@ -116,8 +116,7 @@ def _event_file(num_events: int, *, rounds: int, warmup: int) -> dict:
     print(f'writing an event file of {num_events:,} rows ...', flush=True)
     written = benchmark.write_event_file(path, num_events)
     print(f'ingesting {path} ...', flush=True)
-    ingest = benchmark.run_in_child('measure_build', path,
-                                    module='fl_analytics.data.event_store')
+    ingest = benchmark.run_in_child('ingest_point', path)
     print(f'{ingest["events"]:,} events of {ingest["users"]:,} users '
           f'({ingest["file_mb"]:.0f} MiB): store built in {ingest["ingest_s"]:.1f} s, '
           f'peak RSS {ingest["peak_rss_mb"]:.0f} MiB', flush=True)

@@ -22,31 +22,37 @@ from typing import Callable, Optional, Sequence
 import numpy as np
 
 from fl_analytics import config_files
-from fl_analytics import floor
 from fl_analytics import rundir
 from fl_analytics import sampling
 from fl_analytics import sweeps
-from fl_analytics import training
+from fl_analytics import tasks
 from fl_analytics.data import clients
 from fl_analytics.data import features
+
+# The modules that train (`training`, `floor`) import TensorFlow; they are imported where
+# they are used, so that a child process measuring something else (`ingest_point`)
+# carries no TensorFlow in its memory.
+
+
+def _proc_status_mb(field: str, pid: Optional[int] = None) -> float:
+  """A memory field (VmRSS, VmHWM) of a process's /proc status, in MiB."""
+  with open(f'/proc/{pid or "self"}/status') as f:
+    for line in f:
+      if line.startswith(field + ':'):
+        return int(line.split()[1]) / 1024
+  raise RuntimeError(f'{field} not found in /proc status')
 
 
 def rss_mb(pid: Optional[int] = None) -> float:
   """Resident memory of a process now, in MiB (Linux /proc)."""
-  with open(f'/proc/{pid or "self"}/status') as f:
-    for line in f:
-      if line.startswith('VmRSS:'):
-        return int(line.split()[1]) / 1024
-  raise RuntimeError('VmRSS not found in /proc status')
+  return _proc_status_mb('VmRSS', pid)
 
 
 def peak_rss_mb() -> dict[str, float]:
   """Peak resident memory of this process (its VmHWM; `getrusage`'s ru_maxrss would
-  carry over the peak of the process that forked it) and of its largest finished
-  child, MiB."""
-  from fl_analytics.data import event_store  # pylint: disable=g-import-not-at-top
-
-  return {'self': event_store.peak_rss_mb(),
+  carry over the peak of the process that forked it, Linux keeping it across exec) and
+  of its largest finished child, MiB."""
+  return {'self': _proc_status_mb('VmHWM'),
           'children': resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024}
 
 
@@ -69,6 +75,8 @@ def benchmark_config(clients_per_round: int, num_rounds: int):
 def pipeline_round_seconds(clients_per_round: int, *, rounds: int, warmup: int = 2,
                            engine: str = 'mapreduce') -> float:
   """Median `round_seconds` of the pipeline's loop over `rounds` rounds after warm-up."""
+  from fl_analytics import training  # pylint: disable=g-import-not-at-top
+
   config = benchmark_config(clients_per_round, warmup + rounds)
   config.runtime.engine = engine
   with tempfile.TemporaryDirectory() as workdir:
@@ -82,6 +90,8 @@ def floor_round_seconds(clients_per_round: int, *, rounds: int,
   """The floor on the same clients the pipeline samples: (median seconds, traces).
 
   `config`: the pipeline's config (default: `benchmark_config`)."""
+  from fl_analytics import floor  # pylint: disable=g-import-not-at-top
+
   config = config or benchmark_config(clients_per_round, rounds + 1)
   data = clients.build_churn_data(config.data, seed=config.data.seed)
   cohorts = [[data.train_examples(i) for i in sampling.cohort(
@@ -140,6 +150,8 @@ def memory_profile(num_rounds: int, *, at: int = 50,
   """Resident memory after round `at` and after round `num_rounds` of one long run."""
   if num_rounds <= at:
     raise ValueError(f'--memory_rounds must be > {at}. Found {num_rounds}.')
+  from fl_analytics import training  # pylint: disable=g-import-not-at-top
+
   config = benchmark_config(50, num_rounds)
   config.eval_every = 50
   samples = {}
@@ -196,6 +208,8 @@ def scale_point(num_users: int, clients_per_round: int, *, rounds: int, warmup: 
   first round includes the interpreter's start and the imports, as a user sees it.
   `source`: `data.source` (an event file's users replace `num_users`).
   """
+  from fl_analytics import training  # pylint: disable=g-import-not-at-top
+
   config = scale_config(num_users, clients_per_round, warmup + rounds)
   config.data.source = source
   config.runtime.engine = engine
@@ -233,14 +247,26 @@ def scale_point(num_users: int, clients_per_round: int, *, rounds: int, warmup: 
           'rounds': len(rows), 'engine': engine, 'mechanism': mechanism}
 
 
-def run_in_child(function: str, *args, module: str = 'fl_analytics.benchmark',
-                 **kwargs) -> dict:
-  """`<module>.<function>(*args, **kwargs, launched=...)` in a fresh process: its own
+def ingest_point(path: str, *, launched: float) -> dict[str, float]:
+  """Builds the event store of `path` in this process (a fresh one, `run_in_child`,
+  which imports no TensorFlow): seconds and peak memory."""
+  from fl_analytics.data import event_store  # pylint: disable=g-import-not-at-top
+
+  t0 = time.monotonic()
+  store = event_store.open_store(path, progress=lambda line: print(line, flush=True))
+  return {'events': store.num_events, 'users': store.num_users,
+          'file_mb': os.path.getsize(path) / 2**20,
+          'ingest_s': time.monotonic() - t0, 'process_s': time.time() - launched,
+          'peak_rss_mb': peak_rss_mb()['self']}
+
+
+def run_in_child(function: str, *args, **kwargs) -> dict:
+  """`benchmark.<function>(*args, **kwargs, launched=...)` in a fresh process: its own
   start-up time and peak memory. Its progress goes to this process's stdout."""
   import json  # pylint: disable=g-import-not-at-top
   import subprocess  # pylint: disable=g-import-not-at-top
 
-  code = (f'import json, sys, time; import {module} as m; '
+  code = ('import json, sys, time; from fl_analytics import benchmark as m; '
           f'a, k = json.loads(sys.argv[1]); '
           f'print("RESULT " + json.dumps(m.{function}(*a, **k, '
           'launched=float(sys.argv[2]))))')
@@ -306,7 +332,7 @@ def matmul_flops_per_second(n: int = 1024, repeats: int = 5) -> float:
 def round_flops(config, examples_per_client: float, clients_per_round: int) -> float:
   """The arithmetic of a round of the churn MLP: forward and backward passes (about 3x
   the forward's 2 FLOPs per weight) over every local example of every client."""
-  sizes = training.tasks.get(config.task).tensor_sizes(config)
+  sizes = tasks.get(config.task).tensor_sizes(config)
   per_example = 6 * sum(sizes)
   return per_example * examples_per_client * config.client.local_epochs * clients_per_round
 

@@ -159,9 +159,8 @@ class VectorizedRunner(mrf_runner.MapReduceRunner):
       return acc, [[], [], []]
     w = self._weights(broadcast)
     x, y, mask, steps = self._batches(client_data)
-    deltas, loss_sum, correct = (t.numpy() if not isinstance(t, list) else
-                                 [d.numpy() for d in t] for t in
-                                 self._train(*w, x, y, mask, steps))
+    deltas, loss_sum, correct = self._train(*w, x, y, mask, steps)
+    deltas, loss_sum, correct = [d.numpy() for d in deltas], loss_sum.numpy(), correct.numpy()
     below = np.zeros(len(client_data), np.float32)
     if self._clip is not None:  # TF Privacy's clip_by_global_norm, per client
       clip = np.float32(broadcast[self._broadcast_index['sum_params']]

@@ -56,7 +56,8 @@ def test_pipeline_round_seconds_reads_the_training_loop(monkeypatch):
                      [{'round': r, 'round_seconds': s}
                       for r, s in enumerate([9.0, 9.0, 1.0, 3.0, 2.0], 1)])
 
-  monkeypatch.setattr(benchmark.training, 'train_and_evaluate', fake_train)
+  from fl_analytics import training  # pylint: disable=g-import-not-at-top
+  monkeypatch.setattr(training, 'train_and_evaluate', fake_train)
   # Warm-up rounds are dropped; the median of the rest is reported.
   assert benchmark.pipeline_round_seconds(7, rounds=3, warmup=2) == 2.0
   assert calls == [(7, 5, 'mapreduce')]
@@ -91,8 +92,7 @@ def test_run_in_child_reports_the_childs_own_peak_memory(tmp_path):
   path = str(tmp_path / 'events.csv')
   logs = synthetic.generate_population(num_users=5, seed=0, num_days=20)
   events.write_events(logs, path)
-  result = benchmark.run_in_child('measure_build', path,
-                                  module='fl_analytics.data.event_store')
+  result = benchmark.run_in_child('ingest_point', path)
   assert result['users'] == sum(1 for log in logs if len(log.events))
   assert result['events'] == sum(len(log.events) for log in logs)
   # Not this (TensorFlow-importing) process's size: ru_maxrss would carry it over exec.

@@ -53,11 +53,11 @@ class HeldOut:
   user_ids: tuple[str, ...]
   users: list[tuple[np.ndarray, np.ndarray]]  # per user: x [n, ...], y [n, 1]
 
-  @property
+  @functools.cached_property
   def x(self) -> np.ndarray:
     return np.concatenate([x for x, _ in self.users])
 
-  @property
+  @functools.cached_property
   def y(self) -> np.ndarray:
     return np.concatenate([y for _, y in self.users])
 
@@ -91,6 +91,7 @@ class FederatedData:
     self._seed = seed
     self._cache_users = cache_users
     self._cache: collections.OrderedDict[int, tuple] = collections.OrderedDict()
+    self._held_out: dict[tuple[int, int], HeldOut] = {}
     opted_out = devices.opted_out(source.num_users, opt_out, seed=seed)
     remaining = np.delete(np.arange(source.num_users), opted_out)
     num_eval = int(round(eval_fraction * len(remaining)))
@@ -157,10 +158,17 @@ class FederatedData:
     """A fixed sample of at most `max_users` held-out users (0: all), seeded, made now.
 
     The same for every round and every launch of a run, so per-round metrics follow
-    one set of users. Sampled users without examples are left out of it.
+    one set of users. Sampled users without examples are left out of it. Kept once
+    made (the final evaluation and the audit score the same sample).
     """
+    key = (max_users if max_users and max_users < len(self._eval) else 0, seed)
+    if key not in self._held_out:
+      self._held_out[key] = self._make_held_out(*key)
+    return self._held_out[key]
+
+  def _make_held_out(self, max_users: int, seed: int) -> HeldOut:
     chosen = self._eval
-    if max_users and max_users < len(chosen):
+    if max_users:
       pick = np.random.default_rng([seed, 0xE7A1]).choice(len(chosen), size=max_users,
                                                           replace=False)
       chosen = chosen[np.sort(pick)]

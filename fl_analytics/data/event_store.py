@@ -287,24 +287,3 @@ def build_store(path: str, directory: str, *, settings: dict,
   say(f'{path}: {scan.num_rows:,} rows, {num_users:,} users stored in {directory} '
       f'({meta["build_seconds"]:.1f} s)')
 
-
-def measure_build(path: str, *, launched: float) -> dict[str, float]:
-  """Builds the store of `path` in this process (no TensorFlow imported): the
-  benchmark's ingest time and peak memory (`experiments/benchmark.py --scale`)."""
-  t0 = time.monotonic()
-  store = open_store(path, progress=lambda line: print(line, flush=True))
-  return {'events': store.num_events, 'users': store.num_users,
-          'file_mb': os.path.getsize(path) / 2**20,
-          'ingest_s': time.monotonic() - t0, 'process_s': time.time() - launched,
-          'peak_rss_mb': peak_rss_mb()}
-
-
-def peak_rss_mb() -> float:
-  """This process's peak resident memory (VmHWM), MiB. Not `getrusage`'s ru_maxrss:
-  Linux carries that over exec from the forking process, so a child of a large
-  process would report at least the parent's size."""
-  with open('/proc/self/status') as f:
-    for line in f:
-      if line.startswith('VmHWM:'):
-        return int(line.split()[1]) / 1024
-  raise RuntimeError('VmHWM not found in /proc/self/status')

@@ -114,8 +114,8 @@ def _normalized(x: Sequence[float]) -> np.ndarray:
 
 _WEIGHTS = _normalized([a.weight for a in ARCHETYPES])
 # The population average of each archetype field, and of the event mixes.
-_MEANS = {f.name: float(sum(w * getattr(a, f.name) for w, a in zip(_WEIGHTS, ARCHETYPES)))
-          for f in dataclasses.fields(Archetype) if f.type == 'float'}
+_MEANS = {name: float(sum(w * getattr(a, name) for w, a in zip(_WEIGHTS, ARCHETYPES)))
+          for name in ('active_prob', 'daily_decay', 'quit_hazard')}  # what label_skew mixes
 _GLOBAL_MIX = _normalized(
     sum(w * _normalized(a.event_pref) for w, a in zip(_WEIGHTS, ARCHETYPES)))
 
