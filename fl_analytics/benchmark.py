@@ -11,6 +11,7 @@
 
 from __future__ import annotations
 
+import functools
 import math
 import os
 import resource
@@ -94,9 +95,9 @@ def floor_round_seconds(clients_per_round: int, *, rounds: int,
 
   config = config or benchmark_config(clients_per_round, rounds + 1)
   data = clients.build_churn_data(config.data, seed=config.data.seed)
-  cohorts = [[data.train_examples(i) for i in sampling.cohort(
+  cohorts = [data.train_examples_many(sampling.cohort(
       sampling=config.sampling, population_size=data.population_size,
-      clients_per_round=clients_per_round, seed=config.seed, round_num=r)]
+      clients_per_round=clients_per_round, seed=config.seed, round_num=r))
               for r in range(1, rounds + 2)]
   return floor.floor_round_seconds(
       rounds, cohorts, num_features=features.NUM_FEATURES,
@@ -303,11 +304,15 @@ def write_event_file(path: str, num_events: int, *, seed: int = 0) -> dict[str, 
   def logs():
     total, u = 0, 0
     while total < num_events:
-      log = synthetic.generate_user(u, seed=seed, num_days=90, quantity_skew=1.0,
-                                    label_skew=1.0, feature_skew=1.0)
-      total += len(log.events)
-      u += 1
-      yield log
+      batch = synthetic.generate_users(np.arange(u, u + 1000), seed=seed, num_days=90,
+                                       quantity_skew=1.0, label_skew=1.0, feature_skew=1.0)
+      for k in range(len(batch)):
+        if total >= num_events:
+          break
+        log = batch.log(k)
+        total += len(log.events)
+        yield log
+      u += 1000
 
   t0 = time.monotonic()
   rows = events.write_events(logs(), path)
@@ -354,25 +359,32 @@ def mean_examples_per_client(config, clients_per_round: int) -> float:
   cohort = sampling.cohort(sampling=config.sampling, population_size=data.population_size,
                            clients_per_round=clients_per_round, seed=config.seed,
                            round_num=1)
-  return float(np.mean([len(data.train_examples(int(i))[1]) for i in cohort]))
+  return float(np.mean([len(y) for _, y in data.train_examples_many(cohort)]))
 
 
-def user_costs(num_users: int = 2000) -> dict[str, float]:
-  """Milliseconds per user to generate a synthetic log and to featurize it (churn)."""
+def user_costs(num_users: int = 2000, batch: int = 1000) -> dict[str, float]:
+  """Milliseconds per user to generate a synthetic log and to featurize it (churn):
+  users made `batch` at a time (as a round makes its cohort) and one at a time."""
   from fl_analytics.data import synthetic  # pylint: disable=g-import-not-at-top
 
   data = benchmark_config(10, 1).data
-  t0 = time.perf_counter()
-  logs = [synthetic.generate_user(u, seed=0, num_days=data.num_days,
-                                  quantity_skew=data.quantity_skew,
-                                  label_skew=data.label_skew,
-                                  feature_skew=data.feature_skew) for u in range(num_users)]
-  t1 = time.perf_counter()
-  examples = clients.churn_examples_fn(data)
-  for log in logs:
-    examples(log.timestamps, log.events, origin_timestamp=synthetic.ORIGIN_TIMESTAMP,
-             num_days=data.num_days)
-  t2 = time.perf_counter()
-  return {'users': num_users, 'generate_ms_per_user': 1e3 * (t1 - t0) / num_users,
-          'featurize_ms_per_user': 1e3 * (t2 - t1) / num_users,
-          'events_per_user': float(np.mean([len(log.events) for log in logs]))}
+  knobs = dict(seed=0, num_days=data.num_days, quantity_skew=data.quantity_skew,
+               label_skew=data.label_skew, feature_skew=data.feature_skew)
+  examples = functools.partial(clients.churn_examples_fn(data),
+                               origin_timestamp=synthetic.ORIGIN_TIMESTAMP,
+                               num_days=data.num_days)
+  out = {'users': num_users, 'batch': batch}
+  for name, size in (('', batch), ('_alone', 1)):
+    made, generate, featurize = [], 0.0, 0.0
+    for start in range(0, num_users, size):
+      t0 = time.perf_counter()
+      logs = synthetic.generate_users(np.arange(start, min(num_users, start + size)),
+                                      **knobs)
+      t1 = time.perf_counter()
+      examples(logs.timestamps, logs.events, logs.offsets)
+      generate, featurize = generate + t1 - t0, featurize + time.perf_counter() - t1
+      made.append(np.diff(logs.offsets))
+    out[f'generate_ms_per_user{name}'] = 1e3 * generate / num_users
+    out[f'featurize_ms_per_user{name}'] = 1e3 * featurize / num_users
+  out['events_per_user'] = float(np.mean(np.concatenate(made)))
+  return out

@@ -414,8 +414,12 @@ def _train(config, workdir: str, task, data: clients.FederatedData, resolved: di
                             seed=sampling_seed, round_num=round_num)
       previous = (engine.get_model_weights(state).trainable if tracker is not None
                   else None)
+      upcoming = (sample_round(config, population_size=settings.population_size,
+                               seed=sampling_seed, round_num=round_num + 1)
+                  if round_num < config.num_rounds else None)
       state, row = run_round(engine, state, cohort, round_num=round_num, data=data,
-                             task=task, settings=settings, config=config)
+                             task=task, settings=settings, config=config,
+                             upcoming=upcoming)
       if tracker is not None:
         tracker.record_round(previous, engine.get_model_weights(state).trainable,
                              cohort.reporting[cohort.reporting >= data.population_size]
@@ -526,9 +530,12 @@ def sample_round(config, *, population_size: int, seed: int, round_num: int) -> 
 
 
 def run_round(engine: engines.Engine, state, cohort: Cohort, *, round_num: int, data,
-              task, settings: mechanisms.DpSettings,
-              config) -> tuple[Any, dict[str, Any]]:
+              task, settings: mechanisms.DpSettings, config,
+              upcoming: Optional[Cohort] = None) -> tuple[Any, dict[str, Any]]:
   """One round on `engine`; returns the new state and the round's metrics row.
+
+  `upcoming`: the next round's cohort, whose users are made while this round trains
+  (`FederatedData.prefetch`).
 
   A DP aggregator runs every round, also with nobody reporting (see the module
   docstring); without DP an empty round leaves the model unchanged. Population indices
@@ -543,11 +550,14 @@ def run_round(engine: engines.Engine, state, cohort: Cohort, *, round_num: int, 
                          'cohort_size': int(np.sum(cohort.sampled < users)),
                          'reported': reported}
   if len(cohort.reporting) or private:
-    clients = [engines.Client(*data.train_examples(i),
+    examples = iter(data.train_examples_many(cohort.reporting[cohort.reporting < users]))
+    clients = [engines.Client(*next(examples),
                               max_steps=-1 if cohort.caps is None else int(cohort.caps[k]))
                if i < users else
                engines.Client(*canaries.client_arrays(data.empty_x, i - users))
                for k, i in enumerate(cohort.reporting)]
+    if upcoming is not None:
+      data.prefetch(upcoming.reporting[upcoming.reporting < users])
     state, metrics = engine.next(state, clients)
     if len(cohort.reporting) and engine.client_bytes is not None:
       row['client_bytes'] = engine.client_bytes

@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 
 from fl_analytics.data import clients
+from fl_analytics.data import counter_random
 from fl_analytics.data import features
 from fl_analytics.data import synthetic
 
@@ -46,7 +47,7 @@ def test_lazy_users_equal_eagerly_built_ones():
     x, y = data.train_examples(i)
     u = int(data.train_users[i])
     ex, ey = _churn(logs[u])
-    perm = np.random.default_rng([4, u, 2]).permutation(len(ey))
+    perm = counter_random.shuffles(4, [u], [len(ey)])
     np.testing.assert_array_equal(x, ex[perm])
     np.testing.assert_array_equal(y, ey[perm])
   held_out = data.held_out()
@@ -55,6 +56,25 @@ def test_lazy_users_equal_eagerly_built_ones():
   assert held_out.user_ids == tuple(e[0] for e in eager)
   np.testing.assert_array_equal(held_out.x, np.concatenate([e[1] for e in eager]))
   np.testing.assert_array_equal(held_out.y, np.concatenate([e[2] for e in eager]))
+
+
+def test_a_cohort_made_together_equals_its_users_made_one_by_one():
+  together = clients.build_churn_data(_data_config(), seed=2)
+  alone = clients.build_churn_data(_data_config(), seed=2)
+  cohort = [149, 3, 77, 3, 0]
+  made = together.train_examples_many(cohort)
+  assert together.users_made == 4  # user 3 made once
+  for i, (x, y) in zip(cohort, made):
+    ax, ay = alone.train_examples(i)
+    np.testing.assert_array_equal(x, ax)
+    np.testing.assert_array_equal(y, ay)
+  # A shuffle on the device: the same examples, not in the order of the log.
+  x, y = together.train_examples(149)
+  ex, _ = _churn(synthetic.generate_user(int(together.train_users[149]), seed=2,
+                                         num_days=45, quantity_skew=1.0, label_skew=1.0,
+                                         feature_skew=1.0))
+  assert len(ex) > 3 and not np.array_equal(x, ex)
+  np.testing.assert_array_equal(np.sort(x, axis=0), np.sort(ex, axis=0))
 
 
 def test_training_users_without_examples_stay_in_the_population_with_no_examples():
@@ -70,9 +90,9 @@ def test_training_users_without_examples_stay_in_the_population_with_no_examples
 
 def test_population_size_is_known_and_nobody_is_made_up_front(monkeypatch):
   made = []
-  real = synthetic.generate_user
-  monkeypatch.setattr(synthetic, 'generate_user',
-                      lambda index, **kw: made.append(index) or real(index, **kw))
+  real = synthetic.generate_users
+  monkeypatch.setattr(synthetic, 'generate_users',
+                      lambda indices, **kw: made.extend(indices) or real(indices, **kw))
   data = clients.build_churn_data(_data_config(num_users=100_000), seed=0)
   assert data.population_size == 75_000 and data.num_eval_users == 25_000
   assert made == [] and data.users_made == 0

@@ -107,3 +107,36 @@ def test_sessions_derived_from_gaps_match_generated_sessions():
       continue
     starts = 1 + np.sum(np.diff(log.timestamps) > features.SESSION_GAP_SECONDS)
     assert starts == np.sum(log.events == 0)
+
+
+def test_users_generated_together_equal_users_generated_alone(monkeypatch):
+  knobs = dict(seed=7, num_days=60, quantity_skew=1.5, label_skew=1.0, feature_skew=1.0)
+  monkeypatch.setattr(synthetic, '_CHUNK_USERS', 16)  # several chunks
+  users = [40, 3, 999_999, 12, 3] + list(range(100, 130))
+  batch = synthetic.generate_users(users, **knobs)
+  assert len(batch) == len(users) and batch.offsets[-1] == len(batch.timestamps)
+  for k, u in enumerate(users):
+    alone = synthetic.generate_user(u, **knobs)
+    got = batch.log(k)
+    assert got.user_id == alone.user_id == f'user_{u:06d}'
+    assert got.archetype == alone.archetype
+    np.testing.assert_array_equal(got.timestamps, alone.timestamps)
+    np.testing.assert_array_equal(got.events, alone.events)
+
+
+def test_session_lengths_and_event_mix_follow_their_parameters():
+  # Without quantity skew, a session has 1 + Poisson(events_per_session) events; with
+  # feature_skew 0 the event mix is the population's (concentration 500).
+  logs = _population(num_users=400, quantity_skew=0.0, feature_skew=0.0)
+  for arch in synthetic.ARCHETYPES:
+    sizes = []
+    for log in logs:
+      if log.archetype == arch.name:
+        starts = np.flatnonzero(log.events == 0)
+        sizes += list(np.diff(np.append(starts, len(log.events))) - 1)
+    lam, n = arch.events_per_session, len(sizes)  # within 4 standard errors
+    assert abs(np.mean(sizes) - lam) < 4 * np.sqrt(lam / n)
+    assert abs(np.var(sizes) - lam) < 4 * np.sqrt((lam + 2 * lam**2) / n)
+  later = np.concatenate([log.events[log.events != 0] for log in logs])
+  share = np.bincount(later, minlength=len(synthetic.EVENT_VOCAB))[1:] / len(later)
+  np.testing.assert_allclose(share, synthetic._GLOBAL_MIX, atol=0.01)

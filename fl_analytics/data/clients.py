@@ -20,11 +20,13 @@ from __future__ import annotations
 import collections
 import dataclasses
 import functools
-from typing import Callable
+import threading
+from typing import Callable, Optional
 
 from absl import logging
 import numpy as np
 
+from fl_analytics.data import counter_random
 from fl_analytics.data import events
 from fl_analytics.data import features
 from fl_analytics.data import synthetic
@@ -33,17 +35,23 @@ from fl_analytics.data import synthetic
 # Training users whose examples are kept after they are made (least recently used
 # first out): every user of a small population, a bounded share of a large one.
 CACHE_USERS = 10_000
+# Held-out users made in one pass (bounds the memory of making a large sample).
+_BATCH_USERS = 4096
 
 
 @dataclasses.dataclass(frozen=True)
 class LogSource:
-  """Where users' logs come from: `log(u)` is user u's log, for u in [0, num_users)."""
+  """Where users' logs come from: `logs(us)` are users us's logs (a `LogBatch`), for
+  users in [0, num_users), each the same whichever users are asked for with it."""
 
   num_users: int
-  log: Callable[[int], synthetic.UserLog]
+  logs: Callable[[np.ndarray], synthetic.LogBatch]
   origin_timestamp: int
   num_days: int
   note: str  # where the logs came from, for the run's log
+
+  def log(self, u: int) -> synthetic.UserLog:
+    return self.logs(np.array([u])).log(0)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -92,6 +100,7 @@ class FederatedData:
     self._cache_users = cache_users
     self._cache: collections.OrderedDict[int, tuple] = collections.OrderedDict()
     self._held_out: dict[tuple[int, int], HeldOut] = {}
+    self._prefetching: Optional[tuple[threading.Thread, dict]] = None
     opted_out = devices.opted_out(source.num_users, opt_out, seed=seed)
     remaining = np.delete(np.arange(source.num_users), opted_out)
     num_eval = int(round(eval_fraction * len(remaining)))
@@ -106,8 +115,8 @@ class FederatedData:
     self.source_note = source.note
     self.users_made = 0  # logs made so far (tests check that nobody is made up front)
     # The shape and dtype of one example: the examples of a user without events.
-    self.empty_x, self.empty_y = self._featurize(np.zeros(0, np.int64),
-                                                 np.zeros(0, np.int32))
+    [(self.empty_x, self.empty_y)] = self._featurize(synthetic.LogBatch.of(
+        [synthetic.UserLog('', np.zeros(0, np.int64), np.zeros(0, np.int32))]))
 
   @property
   def population_size(self) -> int:
@@ -129,30 +138,82 @@ class FederatedData:
     """The source index of each held-out user, ascending."""
     return self._eval
 
-  def _featurize(self, timestamps, events) -> tuple[np.ndarray, np.ndarray]:
-    x, y = self._examples_fn(timestamps, events,
-                             origin_timestamp=self._source.origin_timestamp,
-                             num_days=self._source.num_days)
-    return x, y[:, None]
+  def _featurize(self, batch: synthetic.LogBatch) -> list[tuple[np.ndarray, np.ndarray]]:
+    return [(x, y[:, None]) for x, y in self._examples_fn(
+        batch.timestamps, batch.events, batch.offsets,
+        origin_timestamp=self._source.origin_timestamp, num_days=self._source.num_days)]
 
-  def _user(self, u: int) -> tuple[str, np.ndarray, np.ndarray]:
-    self.users_made += 1
-    log = self._source.log(u)
-    return (log.user_id, *self._featurize(log.timestamps, log.events))
+  def _users(self, us: np.ndarray) -> tuple[tuple[str, ...], list[tuple]]:
+    """Users us's ids and `(x, y)`, made now, together."""
+    self.users_made += len(us)
+    batch = self._source.logs(np.asarray(us, np.int64))
+    return batch.user_ids, self._featurize(batch)
 
   def train_examples(self, i: int) -> tuple[np.ndarray, np.ndarray]:
-    """Training user i's `(x, y)`, shuffled once on the device (possibly empty)."""
-    if i in self._cache:
+    """Training user i's `(x, y)` (`train_examples_many`)."""
+    return self.train_examples_many([i])[0]
+
+  def train_examples_many(self, indices) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Training users' `(x, y)` (possibly empty), each shuffled once on the device:
+    the users neither cached nor prefetched made together, in one pass."""
+    indices = [int(i) for i in indices]
+    self._cache.update(self._join_prefetch())
+    missing = list(dict.fromkeys(i for i in indices if i not in self._cache))
+    if missing:
+      made, count = self._make_training(missing)
+      self.users_made += count
+      self._cache.update(made)
+    out = []
+    for i in indices:
       self._cache.move_to_end(i)
-      return self._cache[i]
-    u = int(self._train[i])
-    _, x, y = self._user(u)
-    perm = np.random.default_rng([self._seed, u, 2]).permutation(len(y))
-    xy = (x[perm], y[perm])
-    self._cache[i] = xy
-    if len(self._cache) > self._cache_users:
+      out.append(self._cache[i])
+    while len(self._cache) > self._cache_users:
       self._cache.popitem(last=False)
-    return xy
+    return out
+
+  def prefetch(self, indices) -> None:
+    """Starts making training users `indices` in a background thread, for the next
+    `train_examples_many` (which waits for it): a round's users are made while the
+    round before trains. The users are the same either way."""
+    self._cache.update(self._join_prefetch())
+    missing = list(dict.fromkeys(int(i) for i in indices if int(i) not in self._cache))
+    if not missing:
+      return
+    outcome = {}
+
+    def make():
+      try:
+        outcome['made'], outcome['count'] = self._make_training(missing)
+      except BaseException as e:  # pylint: disable=broad-except
+        outcome['error'] = e  # raised where the users are asked for
+
+    thread = threading.Thread(target=make, name='prefetch-users', daemon=True)
+    thread.start()
+    self._prefetching = (thread, outcome)
+
+  def _join_prefetch(self) -> dict:
+    if self._prefetching is None:
+      return {}
+    thread, outcome = self._prefetching
+    self._prefetching = None
+    thread.join()
+    if 'error' in outcome:
+      raise outcome['error']
+    self.users_made += outcome['count']
+    return outcome['made']
+
+  def _make_training(self, missing: list[int]) -> tuple[dict, int]:
+    """Training users `missing`, made and shuffled: ({i: (x, y)}, users made)."""
+    us = self._train[missing]
+    batch = self._source.logs(np.asarray(us, np.int64))
+    made = self._featurize(batch)
+    sizes = [len(y) for _, y in made]
+    order = counter_random.shuffles(self._seed, us, sizes)
+    x = np.concatenate([x for x, _ in made])[order]
+    y = np.concatenate([y for _, y in made])[order]
+    bounds = np.cumsum([0] + sizes)
+    return ({i: (x[a:b], y[a:b]) for i, a, b in zip(missing, bounds[:-1], bounds[1:])},
+            len(missing))
 
   def held_out(self, max_users: int = 0, *, seed: int = 0) -> HeldOut:
     """A fixed sample of at most `max_users` held-out users (0: all), seeded, made now.
@@ -173,11 +234,12 @@ class FederatedData:
                                                           replace=False)
       chosen = chosen[np.sort(pick)]
     ids, users = [], []
-    for u in chosen:
-      user_id, x, y = self._user(int(u))
-      if len(y):
-        ids.append(user_id)
-        users.append((x, y))
+    for k in range(0, len(chosen), _BATCH_USERS):
+      made_ids, made = self._users(chosen[k:k + _BATCH_USERS])
+      for user_id, (x, y) in zip(made_ids, made):
+        if len(y):
+          ids.append(user_id)
+          users.append((x, y))
     if not users:
       raise ValueError(f'None of {len(chosen)} held-out users has an example '
                        f'({self.source_note}).')
@@ -225,7 +287,7 @@ def load_source(data, *, seed: int) -> LogSource:
                           feature_skew=data.feature_skew)
     return LogSource(
         num_users=data.num_users,
-        log=functools.partial(synthetic.generate_user, seed=seed, num_days=data.num_days,
+        logs=functools.partial(synthetic.generate_users, seed=seed, num_days=data.num_days,
                               quantity_skew=data.quantity_skew,
                               label_skew=data.label_skew, feature_skew=data.feature_skew),
         origin_timestamp=synthetic.ORIGIN_TIMESTAMP, num_days=data.num_days,
@@ -249,7 +311,7 @@ def load_source(data, *, seed: int) -> LogSource:
     top = sorted(meta['unknown_events'].items(), key=lambda kv: -kv[1])[:5]
     note += (f'; {dropped} events with names outside the vocabulary dropped ('
              + ', '.join(f'{k!r}: {v}' for k, v in top) + ')')
-  return LogSource(num_users=store.num_users, log=store.log,
+  return LogSource(num_users=store.num_users, logs=store.logs,
                    origin_timestamp=store.origin_timestamp, num_days=store.num_days,
                    note=note)
 
@@ -258,7 +320,8 @@ def load_logs(data, *, seed: int) -> tuple[list[synthetic.UserLog], int, int, st
   """Every user's log of config `data` (`load_source`), made now: (logs, origin
   timestamp, days, a note). For what reads whole populations (analytics, exports)."""
   source = load_source(data, seed=seed)
-  return ([source.log(u) for u in range(source.num_users)], source.origin_timestamp,
+  batch = source.logs(np.arange(source.num_users))
+  return ([batch.log(k) for k in range(len(batch))], source.origin_timestamp,
           source.num_days, source.note)
 
 
@@ -272,15 +335,22 @@ def without_opted_out(logs: list[synthetic.UserLog], opt_out: float, *,
 
 
 def churn_examples_fn(data) -> Callable:
-  """One user's churn examples for config `data` (`features.churn_examples`)."""
-  return functools.partial(features.churn_examples, window_days=data.window_days,
+  """Many users' churn examples for config `data` (`features.churn_examples_many`)."""
+  return functools.partial(features.churn_examples_many, window_days=data.window_days,
                            horizon_days=data.horizon_days, stride_days=data.stride_days)
 
 
 def next_action_examples_fn(data) -> Callable:
-  """One user's next-action examples for config `data` (`features.next_action_examples`)."""
-  return functools.partial(features.next_action_examples, context=data.context_events,
-                           max_examples=data.max_examples_per_user)
+  """Many users' next-action examples for config `data`
+  (`features.next_action_examples`, user by user)."""
+  one = functools.partial(features.next_action_examples, context=data.context_events,
+                          max_examples=data.max_examples_per_user)
+
+  def many(timestamps, events, offsets, **kwargs):
+    return [one(timestamps[a:b], events[a:b], **kwargs)
+            for a, b in zip(offsets[:-1], offsets[1:])]
+
+  return many
 
 
 def build_churn_data(data, *, seed: int, opt_out: float = 0.0) -> FederatedData:
@@ -292,8 +362,9 @@ def build_data(data, *, seed: int, examples_fn: Callable,
                opt_out: float = 0.0) -> FederatedData:
   """The population described by config `data`, split, its users made on demand.
 
-  `examples_fn(timestamps, events, origin_timestamp=, num_days=)` featurizes one user's
-  log into `(x, y)` with one label per example. A fraction `opt_out` of the users
+  `examples_fn(timestamps, events, offsets, origin_timestamp=, num_days=)` featurizes
+  users' logs (user k's events at `offsets[k]:offsets[k + 1]`) into one `(x, y)` per
+  user, with one label per example. A fraction `opt_out` of the users
   (`devices.opted_out`, seeded by `seed`) is removed first: their logs are never
   made, trained on or evaluated.
   """

@@ -97,9 +97,18 @@ class EventStore:
 
   def log(self, u: int) -> synthetic.UserLog:
     """User u's log (users sorted by id), read from the memory-mapped arrays."""
-    a, b = int(self._offsets[u]), int(self._offsets[u + 1])
-    return synthetic.UserLog(self.user_id(u), np.array(self._timestamps[a:b]),
-                             self._events[a:b].astype(np.int32))
+    return self.logs([u]).log(0)
+
+  def logs(self, users) -> synthetic.LogBatch:
+    """Users' logs, read together from the memory-mapped arrays."""
+    users = np.asarray(users, np.int64).reshape(-1)
+    start = np.asarray(self._offsets[users], np.int64)
+    sizes = np.asarray(self._offsets[users + 1], np.int64) - start
+    offsets = np.concatenate([[0], np.cumsum(sizes)])
+    rows = np.repeat(start - offsets[:-1], sizes) + np.arange(offsets[-1])
+    return synthetic.LogBatch(tuple(self._ids.take(users).to_pylist()),
+                              np.asarray(self._timestamps[rows], np.int64),
+                              np.asarray(self._events[rows], np.int32), offsets)
 
   @property
   def origin_timestamp(self) -> int:

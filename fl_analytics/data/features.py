@@ -54,7 +54,7 @@ def churn_examples(
     horizon_days: int,
     stride_days: int,
 ) -> tuple[np.ndarray, np.ndarray]:
-  """Churn examples of one user.
+  """Churn examples of one user (`churn_examples_many` of one).
 
   Args:
     timestamps: int seconds since the epoch, sorted ascending.
@@ -68,54 +68,82 @@ def churn_examples(
   Returns:
     `(x, y)`: float32 features of shape `[n, NUM_FEATURES]` and float32 labels `[n]`.
   """
+  return churn_examples_many(
+      timestamps, events, np.array([0, len(timestamps)]), origin_timestamp=origin_timestamp,
+      num_days=num_days, window_days=window_days, horizon_days=horizon_days,
+      stride_days=stride_days)[0]
+
+
+def churn_examples_many(
+    timestamps: np.ndarray,
+    events: np.ndarray,
+    offsets: np.ndarray,
+    *,
+    origin_timestamp: int,
+    num_days: int,
+    window_days: int,
+    horizon_days: int,
+    stride_days: int,
+) -> list[tuple[np.ndarray, np.ndarray]]:
+  """Churn examples of many users at once, each user's computed from its own log only.
+
+  User k's log is `timestamps[offsets[k]:offsets[k + 1]]` (and `events`), with the
+  arguments of `churn_examples`; returns user k's `(x, y)` at position k. Vectorized
+  over the users' events, days and observation days.
+  """
   check_window(
       window_days=window_days, horizon_days=horizon_days, stride_days=stride_days
   )
+  offsets = np.asarray(offsets, np.int64)
+  n = len(offsets) - 1
   empty = (np.zeros((0, NUM_FEATURES), np.float32), np.zeros((0,), np.float32))
   obs_days = np.arange(window_days - 1, num_days - horizon_days, stride_days)
-  if len(timestamps) == 0 or len(obs_days) == 0:
-    return empty
+  if len(obs_days) == 0 or offsets[-1] == 0:
+    return [empty] * n
 
   timestamps = np.asarray(timestamps, np.int64)
-  events = np.asarray(events, np.int64)
+  sizes = np.diff(offsets)
+  user = np.repeat(np.arange(n), sizes)
   day = (timestamps - origin_timestamp) // SECONDS_PER_DAY
   keep = (day >= 0) & (day < num_days)
   session_start = np.ones(len(timestamps), bool)
   session_start[1:] = np.diff(timestamps) > SESSION_GAP_SECONDS
-  day, events, session_start = day[keep], events[keep], session_start[keep]
-
+  session_start[offsets[:-1][sizes > 0]] = True  # every user's first event
+  slot = (user * (num_days + 1) + day + 1)[keep]  # row 0 of a user: the cumsum origin
   v = len(EVENT_VOCAB)
-  counts = np.zeros((num_days + 1, v), np.float64)  # row 0: the cumsum origin
-  np.add.at(counts, (day + 1, events), 1.0)
-  sessions = np.zeros(num_days + 1, np.float64)
-  np.add.at(sessions, day[session_start] + 1, 1.0)
-  active = (counts[1:].sum(axis=1) > 0).astype(np.float64)
+  counts = np.bincount(slot * v + np.asarray(events, np.int64)[keep],
+                       minlength=n * (num_days + 1) * v).astype(np.float64).reshape(
+                           n, num_days + 1, v)
+  sessions = np.bincount(slot[session_start[keep]], minlength=n * (num_days + 1)).astype(
+      np.float64).reshape(n, num_days + 1)
+  active = (counts[:, 1:].sum(axis=2) > 0).astype(np.float64)
 
-  c_counts = np.cumsum(counts, axis=0)
-  c_sessions = np.cumsum(sessions)
-  c_active = np.concatenate([[0.0], np.cumsum(active)])
+  c_counts = np.cumsum(counts, axis=1)
+  c_sessions = np.cumsum(sessions, axis=1)
+  c_active = np.concatenate([np.zeros((n, 1)), np.cumsum(active, axis=1)], axis=1)
 
-  def window_sum(c, end, length):  # sum over days (end - length, end]
-    return c[end + 1] - c[end + 1 - length]
+  def window_sum(c, end, length):  # sum over days (end - length, end], per user
+    return c[:, end + 1] - c[:, end + 1 - length]
 
-  win_counts = window_sum(c_counts, obs_days, window_days)
-  win_sessions = window_sum(c_sessions, obs_days, window_days)
   win_active = window_sum(c_active, obs_days, window_days)
-  observed = win_active > 0
-  if not observed.any():
-    return empty
-  obs_days = obs_days[observed]
-  win_counts, win_sessions, win_active = (
-      win_counts[observed], win_sessions[observed], win_active[observed])
+  observed = win_active > 0  # [users, observation days]
+  who, when = np.nonzero(observed)
+  if not len(who):
+    return [empty] * n
+  obs = obs_days[when]
+  pick = lambda c, end, length: c[who, end + 1] - c[who, end + 1 - length]
+  win_counts = pick(c_counts, obs, window_days)
+  win_sessions = pick(c_sessions, obs, window_days)
+  win_active = win_active[who, when]
 
   half = window_days // 2
-  recent_half = window_sum(c_active, obs_days, half)
+  recent_half = pick(c_active, obs, half)
   early_half = win_active - recent_half
-  last_week = window_sum(c_active, obs_days, min(7, window_days))
+  last_week = pick(c_active, obs, min(7, window_days))
   # Days since the last active day, within the window (the user was active in it).
-  active_days = np.flatnonzero(active)
-  last_active = active_days[np.searchsorted(active_days, obs_days, side='right') - 1]
-  recency = (obs_days - last_active) / window_days
+  last_active = np.maximum.accumulate(
+      np.where(active > 0, np.arange(num_days), -1), axis=1)[who, obs]
+  recency = (obs - last_active) / window_days
   total_events = win_counts.sum(axis=1)
 
   x = np.concatenate(
@@ -130,9 +158,10 @@ def churn_examples(
       ],
       axis=1,
   ).astype(np.float32)
-  future = window_sum(c_active, obs_days + horizon_days, horizon_days)
+  future = pick(c_active, obs + horizon_days, horizon_days)
   y = (future == 0).astype(np.float32)
-  return x, y
+  bounds = np.concatenate([[0], np.cumsum(np.bincount(who, minlength=n))])
+  return [(x[a:b], y[a:b]) for a, b in zip(bounds[:-1], bounds[1:])]
 
 
 # The context token before the first action of a session (next-action task).

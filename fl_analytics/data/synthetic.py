@@ -32,9 +32,13 @@ so a user's log does not depend on the population size.
 from __future__ import annotations
 
 import dataclasses
+import math
 from typing import Sequence
 
 import numpy as np
+from scipy import special
+
+from fl_analytics.data import counter_random as cr
 
 SECONDS_PER_DAY = 86_400
 # 2024-01-01T00:00:00Z: the first day of every synthetic log.
@@ -120,70 +124,233 @@ _GLOBAL_MIX = _normalized(
     sum(w * _normalized(a.event_pref) for w, a in zip(_WEIGHTS, ARCHETYPES)))
 
 
-def generate_user(
-    index: int,
+# The draws of user u are counter-based (`counter_random`): the same whichever users
+# are generated with it.
+_TWO32 = 2**32
+# The streams of a user's draws, and the draws of the _USER stream.
+_USER, _DAYS, _DAY_SESSIONS, _SESSIONS, _EVENTS = range(5)
+_NUM_STREAMS = 5
+_ARCHETYPE, _NORMAL_1, _NORMAL_2, _QUIT, _MIX = range(5)  # _MIX: one draw per kind
+# _SUBSETS[n, r]: the r-th subset of n of the session hours, as a bit mask.
+_NUM_HOURS = len(_SESSION_HOURS)
+_SUBSETS = np.zeros((_NUM_HOURS + 1, math.comb(_NUM_HOURS, _NUM_HOURS // 2)), np.int64)
+_NUM_SUBSETS = np.array([math.comb(_NUM_HOURS, k) for k in range(_NUM_HOURS + 1)],
+                        np.uint64)
+for _k in range(_NUM_HOURS + 1):
+  _masks = [m for m in range(2**_NUM_HOURS) if bin(m).count('1') == _k]
+  _SUBSETS[_k, :len(_masks)] = _masks
+# Event kinds: a user's 32-bit draw's top _BUCKET_BITS bits pick a bucket of its kind
+# table; only buckets a CDF step falls in need a search.
+_BUCKET_BITS = 8
+
+
+def _count_at_most(table: np.ndarray, row_start: np.ndarray, rows: np.ndarray,
+                   u32: np.ndarray) -> np.ndarray:
+  """For each draw: how many entries of its row of a ragged table are <= its `u32`.
+
+  `table`: int64, row r at `row_start[r]:row_start[r + 1]`, each row a non-decreasing
+  quantized CDF in [0, 2**32] plus r * 2**33 (so the flat table is sorted). This is the
+  inverse CDF of each row's distribution at the draw, in exact integer arithmetic, so
+  a row's answers do not depend on the other rows."""
+  return (np.searchsorted(table, rows * (2 * _TWO32) + u32.astype(np.int64), side='right')
+          - row_start[rows])
+
+
+def _quantized(cdf: np.ndarray) -> np.ndarray:
+  return np.minimum(np.floor(cdf * _TWO32), _TWO32).astype(np.int64)
+
+
+def _poisson_table(mean: np.ndarray, length: np.ndarray):
+  """The ragged table (`_count_at_most`) of Poisson(mean[r]) at 0..length[r] - 1 (the
+  mass above sits at length[r]); rows of similar length computed together, each on
+  its own."""
+  width = 2 ** np.ceil(np.log2(np.maximum(length, 1))).astype(np.int64)
+  row_start = np.concatenate([[0], np.cumsum(width)])
+  table = np.empty(row_start[-1], np.int64)
+  for w in np.unique(width):
+    rows = np.flatnonzero(width == w)
+    k = np.arange(w, dtype=np.float64)
+    log_factorial = np.concatenate([[0.0], np.cumsum(np.log(np.arange(1, w)))])
+    m = mean[rows, None]
+    pmf = np.exp(k * np.log(np.maximum(m, 1e-300)) - m - log_factorial)
+    pmf[mean[rows] <= 0] = (k == 0)
+    q = np.where(k < length[rows, None], _quantized(np.cumsum(pmf, axis=1)), _TWO32)
+    table[row_start[rows, None] + np.arange(w)] = q + rows[:, None] * (2 * _TWO32)
+  return table, row_start
+
+
+@dataclasses.dataclass(frozen=True)
+class LogBatch:
+  """Users' logs in flat arrays: user k's events are `offsets[k]:offsets[k + 1]`."""
+
+  user_ids: tuple[str, ...]
+  timestamps: np.ndarray  # int64
+  events: np.ndarray  # int32
+  offsets: np.ndarray  # int64 [n + 1]
+  archetypes: tuple[str, ...] = ()
+
+  def __len__(self) -> int:
+    return len(self.user_ids)
+
+  def log(self, k: int) -> UserLog:
+    a, b = self.offsets[k], self.offsets[k + 1]
+    return UserLog(self.user_ids[k], self.timestamps[a:b], self.events[a:b],
+                   self.archetypes[k] if self.archetypes else '')
+
+  @classmethod
+  def of(cls, logs: Sequence[UserLog]) -> 'LogBatch':
+    sizes = [len(log.timestamps) for log in logs]
+    return cls(tuple(log.user_id for log in logs),
+               np.concatenate([np.asarray(log.timestamps, np.int64) for log in logs]
+                              + [np.zeros(0, np.int64)]),
+               np.concatenate([np.asarray(log.events, np.int32) for log in logs]
+                              + [np.zeros(0, np.int32)]),
+               np.concatenate([[0], np.cumsum(sizes, dtype=np.int64)]),
+               tuple(log.archetype for log in logs))
+
+  @classmethod
+  def concat(cls, batches: Sequence['LogBatch']) -> 'LogBatch':
+    starts = np.cumsum([0] + [b.offsets[-1] for b in batches[:-1]])
+    return cls(sum((b.user_ids for b in batches), ()),
+               np.concatenate([b.timestamps for b in batches]),
+               np.concatenate([b.events for b in batches]),
+               np.concatenate([[0]] + [b.offsets[1:] + s for b, s in zip(batches, starts)]),
+               sum((b.archetypes for b in batches), ()))
+
+
+# Users generated in one pass of `generate_users` (bounds its temporary memory; the
+# logs do not depend on it).
+_CHUNK_USERS = 1024
+
+
+def generate_users(
+    indices: Sequence[int],
     *,
     seed: int,
     num_days: int,
     quantity_skew: float,
     label_skew: float,
     feature_skew: float,
-) -> UserLog:
-  """Generates the log of user `index` from its own seeded random stream.
+) -> LogBatch:
+  """The logs of users `indices`, generated together; user u's log is a function of
+  (u, seed, the knobs) only, whichever users it is generated with.
 
-  Vectorized over the user's days, sessions and events (a few hundred microseconds per
-  user here), so that users can be made when they are sampled
-  (`fl_analytics.data.population`) rather than all before training.
+  Each user: an archetype (by `ARCHETYPES` weights), a log-normal volume, a Dirichlet
+  event mix, a geometric quit day; then, day by day until it quits, active with the
+  archetype's (decaying) probability; on an active day 1 + Poisson sessions (at most
+  one per session hour, the hours a uniformly random subset); each session an
+  `app_open` at a uniformly random second of its hour's first 20 minutes, then a
+  Poisson number of events 5-89 s apart (squeezed into `_MAX_SESSION_SECONDS`) drawn
+  from the mix. The draws are counter-based (`_bits`), vectorized over all the users'
+  days, sessions and events (about 20 us per user here; `make bench-scale`).
   """
-  rng = np.random.default_rng([seed, index])
-  arch = ARCHETYPES[rng.choice(len(ARCHETYPES), p=_WEIGHTS)]
+  indices = np.asarray(indices, np.int64).reshape(-1)
+  if len(indices) > _CHUNK_USERS:
+    parts = [generate_users(indices[k:k + _CHUNK_USERS], seed=seed, num_days=num_days,
+                            quantity_skew=quantity_skew, label_skew=label_skew,
+                            feature_skew=feature_skew)
+             for k in range(0, len(indices), _CHUNK_USERS)]
+    return LogBatch.concat(parts)
+  n = len(indices)
+  keys = cr.stream_keys(seed, indices, _NUM_STREAMS)
+  user_draw = lambda draw: cr.bits(keys[:, _USER], np.full(n, draw))
 
-  def skewed(field):  # label_skew interpolates population mean -> archetype
-    return label_skew * getattr(arch, field) + (1 - label_skew) * _MEANS[field]
+  # Per user: archetype, volume, churn dynamics, event mix, quit day.
+  arch = np.minimum(np.searchsorted(np.cumsum(_WEIGHTS), cr.uniform(user_draw(_ARCHETYPE)),
+                                    side='right'), len(ARCHETYPES) - 1)
+  field = lambda name: np.array([getattr(a, name) for a in ARCHETYPES])[arch]
+  skewed = lambda name: label_skew * field(name) + (1 - label_skew) * _MEANS[name]
+  normal = (np.sqrt(-2.0 * np.log(cr.uniform(user_draw(_NORMAL_1))))
+            * np.cos(2 * np.pi * cr.uniform(user_draw(_NORMAL_2))))
+  volume = np.exp(-0.5 * quantity_skew**2 + quantity_skew * normal)
+  active_prob, daily_decay, quit_hazard = (
+      skewed('active_prob'), skewed('daily_decay'), skewed('quit_hazard'))
+  sessions_mean = np.maximum(1.0, field('sessions_mean') * volume)
+  events_per_session = field('events_per_session') * volume
+  prefs = np.array([_normalized(a.event_pref) for a in ARCHETYPES])[arch]
+  alpha = (((1 - feature_skew) * _GLOBAL_MIX + feature_skew * prefs)
+           * (500.0 * (1 - feature_skew) + 5.0 * feature_skew) + 1e-6)
+  # Dirichlet: normalized Gamma(alpha) draws, each by inversion.
+  gammas = special.gammaincinv(alpha, cr.uniform(cr.bits(
+      keys[:, _USER, None], np.broadcast_to(_MIX + np.arange(alpha.shape[1]), alpha.shape))))
+  total = gammas.sum(axis=1, keepdims=True)
+  mix = np.where(total > 0, gammas / np.where(total > 0, total, 1.0),
+                 alpha / alpha.sum(axis=1, keepdims=True))
+  quit_day = np.where(  # geometric on 1, 2, ..., by inversion
+      quit_hazard > 0,
+      np.ceil(np.log(cr.uniform(user_draw(_QUIT))) / np.log1p(-np.minimum(quit_hazard, 1.0))),
+      num_days + 1)
 
-  volume = rng.lognormal(-0.5 * quantity_skew**2, quantity_skew)
-  active_prob = skewed('active_prob')
-  sessions_mean = max(1.0, arch.sessions_mean * volume)
-  events_per_session = arch.events_per_session * volume
-  daily_decay = skewed('daily_decay')
-  quit_hazard = skewed('quit_hazard')
+  # Active days: before the quit day, each with its decayed probability.
+  day = np.arange(num_days)
+  active = ((cr.uniform(cr.bits(keys[:, _DAYS, None], day[None, :])) < active_prob[:, None]
+             * np.exp(-daily_decay[:, None] * day[None, :]))
+            & (day[None, :] < quit_day[:, None]))
+  day_user, day_of = np.nonzero(active)  # active days, by user then day
 
-  mean_mix = (1 - feature_skew) * _GLOBAL_MIX + feature_skew * _normalized(
-      arch.event_pref)
-  concentration = 500.0 * (1 - feature_skew) + 5.0 * feature_skew
-  mix = rng.dirichlet(mean_mix * concentration + 1e-6)
+  # Sessions: 1 + Poisson(sessions_mean - 1) on an active day, at most one per session
+  # hour, the hours a uniformly random subset of that size.
+  day_bits = cr.bits(keys[day_user, _DAY_SESSIONS], day_of)
+  n_sessions = 1 + _count_at_most(
+      *_poisson_table(sessions_mean - 1.0, np.full(n, _NUM_HOURS - 1)), day_user,
+      day_bits >> cr.S32)
+  subset = (day_bits & cr.LOW32) * _NUM_SUBSETS[n_sessions] >> cr.S32
+  hour_mask = _SUBSETS[n_sessions, subset.astype(np.int64)]
+  active_day, hour_of = np.nonzero((hour_mask[:, None] >> np.arange(_NUM_HOURS)) & 1)
+  session_user = day_user[active_day]  # sessions in time order, by user
+  session_bits = cr.ragged_bits(keys[:, _SESSIONS], np.bincount(session_user, minlength=n))
+  starts = (ORIGIN_TIMESTAMP + day_of[active_day] * SECONDS_PER_DAY
+            + _SESSION_HOURS[hour_of] * 3600
+            + ((session_bits & cr.LOW32) * np.uint64(1200) >> cr.S32).astype(np.int64))
+  # After its app_open, a session has Poisson(events_per_session) events (the table of
+  # each user ending far in the tail).
+  n_events = _count_at_most(
+      *_poisson_table(events_per_session, np.ceil(
+          events_per_session + 10 * np.sqrt(events_per_session) + 10).astype(np.int64)),
+      session_user, session_bits >> cr.S32)
 
-  quit_day = rng.geometric(quit_hazard) if quit_hazard > 0 else num_days + 1
-  days = np.arange(min(num_days, quit_day))
-  days = days[rng.random(len(days)) < active_prob * np.exp(-daily_decay * days)]
-  hours = len(_SESSION_HOURS)
-  n_sessions = np.minimum(hours, 1 + rng.poisson(sessions_mean - 1.0, size=len(days)))
-  # Each active day's sessions start in distinct hours, a uniformly random subset:
-  # the hours whose random key ranks below the day's number of sessions.
-  ranks = rng.random((len(days), hours)).argsort(axis=1).argsort(axis=1)
-  day_of, hour_of = np.nonzero(ranks < n_sessions[:, None])  # sessions in time order
-  starts = (ORIGIN_TIMESTAMP + days[day_of] * SECONDS_PER_DAY
-            + _SESSION_HOURS[hour_of] * 3600 + rng.integers(0, 1200, size=len(day_of)))
-  n_events = rng.poisson(events_per_session, size=len(starts))
-  # Each session's event offsets: cumulative gaps of 5-89 s, squeezed into
-  # _MAX_SESSION_SECONDS when longer.
-  gaps = rng.integers(5, 90, size=int(n_events.sum()))
-  totals = np.concatenate([[0], np.cumsum(gaps)])
-  first = np.cumsum(n_events) - n_events
-  before = np.repeat(totals[first], n_events)
-  offsets = totals[1:] - before
-  length = np.repeat(totals[first + n_events] - totals[first], n_events)
-  offsets = np.where(length > _MAX_SESSION_SECONDS,
-                     offsets * _MAX_SESSION_SECONDS // np.maximum(length, 1), offsets)
-  # Every session: its app_open at the start, then its events.
-  is_start = np.zeros(len(starts) + len(gaps), bool)
-  is_start[first + np.arange(len(starts))] = True
-  ts = np.empty(len(is_start), np.int64)
-  ts[is_start] = starts
-  ts[~is_start] = np.repeat(starts, n_events) + offsets
-  ev = np.full(len(is_start), _SESSION_START, np.int32)
-  ev[~is_start] = 1 + rng.choice(len(mix), size=len(gaps), p=mix)
-  return UserLog(f'user_{index:06d}', ts, ev, arch.name)
+  # The log: per session its app_open, then its events at cumulative gaps of 5-89 s,
+  # squeezed into _MAX_SESSION_SECONDS when longer. One draw per position of a user's
+  # log (the app_opens' unused).
+  size = n_events + 1
+  start_pos = np.cumsum(size) - size
+  per_user = np.bincount(session_user, weights=size, minlength=n).astype(np.int64)
+  bits = cr.ragged_bits(keys[:, _EVENTS], per_user)
+  gaps = 5 + ((bits & cr.LOW32) * np.uint64(85) >> cr.S32).astype(np.int64)
+  gaps[start_pos] = 0
+  cum = np.cumsum(gaps)
+  offsets = cum - np.repeat(cum[start_pos], size)
+  length = np.repeat(cum[start_pos + n_events] - cum[start_pos], size)
+  long = length > _MAX_SESSION_SECONDS  # floor(o * M / l), exact in float64 here
+  offsets[long] = np.floor(offsets[long] * float(_MAX_SESSION_SECONDS) / length[long])
+  ts = np.repeat(starts, size) + offsets
+  # Kinds: the user's mix at the high 32 bits, by inversion (`_count_at_most`); a
+  # bucket of their top _BUCKET_BITS has one kind unless a CDF step is in it.
+  buckets = 2**_BUCKET_BITS
+  cdf_q = _quantized(np.cumsum(mix, axis=1))[:, :-1]  # kind k + 1 above step k
+  steps_in = np.zeros((n, buckets + 1), np.int64)
+  np.add.at(steps_in, (np.arange(n)[:, None], cdf_q >> np.int64(32 - _BUCKET_BITS)), 1)
+  kind_of_bucket = np.where(steps_in[:, :buckets] > 0, -1, np.cumsum(
+      steps_in[:, :buckets], axis=1)).astype(np.int8).ravel()
+  kinds = kind_of_bucket[(np.repeat(np.arange(n, dtype=np.uint64) * np.uint64(buckets),
+                                    per_user)
+                          + (bits >> np.uint64(64 - _BUCKET_BITS))).astype(np.intp)]
+  search = np.flatnonzero(kinds < 0)
+  if len(search):
+    kinds[search] = _count_at_most(
+        (cdf_q + np.arange(n)[:, None] * (2 * _TWO32)).ravel(),
+        np.arange(n + 1) * cdf_q.shape[1], np.repeat(np.arange(n), per_user)[search],
+        bits[search] >> cr.S32)
+  ev = kinds.astype(np.int32) + 1
+  ev[start_pos] = _SESSION_START
+  return LogBatch(tuple(f'user_{u:06d}' for u in indices.tolist()), ts, ev,
+                  np.concatenate([[0], np.cumsum(per_user)]),
+                  tuple(ARCHETYPES[a].name for a in arch.tolist()))
+
+
+def generate_user(index: int, **knobs) -> UserLog:
+  """The log of user `index` (`generate_users` of one user)."""
+  return generate_users([index], **knobs).log(0)
 
 
 def generate_population(
