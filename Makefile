@@ -115,7 +115,7 @@ bench: setup
 # round, peak memory and round time at 10^4-10^6 users; ms per client at 100-5,000
 # clients against the plain-TF floor and the arithmetic bound.
 bench-scale: setup
-	$(PY) experiments/benchmark.py --scale --rounds=5 --json=results/benchmark/scale.json
+	$(PY) experiments/benchmark.py --scale --rounds=10 --json=results/benchmark/scale.json
 
 clean-runs:
 	rm -rf runs

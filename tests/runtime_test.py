@@ -85,8 +85,9 @@ def test_interrupted_or_killed_run_leaves_no_worker_and_resumes(tmp_path, sig):
                                      '--config.runtime.engine=cpp'),
                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
   try:
-    assert _wait_for(lambda: (workdir / 'checkpoints').is_dir()
-                     and len(os.listdir(workdir / 'checkpoints')) >= 1)
+    # A finished checkpoint (not the temporary file one is written to before its rename).
+    assert _wait_for(lambda: (workdir / 'checkpoints').is_dir() and any(
+        not name.startswith('.') for name in os.listdir(workdir / 'checkpoints')))
     workers = _children(proc.pid)
     assert workers, 'the run should have started a worker'
     proc.send_signal(sig)

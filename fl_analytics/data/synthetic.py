@@ -25,8 +25,11 @@ The population is non-IID on purpose, with three knobs (all in `data` of the con
   and how much it varies between users (a Dirichlet around the archetype's mix).
   0: every user uses features in the same proportions; 1: strongly user-specific.
 
-Each user's log is generated from its own random stream, seeded by `(seed, user index)`,
-so a user's log does not depend on the population size.
+Each user's draws are counter-based (`fl_analytics.data.counter_random`): draw k of
+user u is a hash of `(seed, stream, u, k)`. So a user's log does not depend on the
+population size or on which users are generated with it, and a cohort of users is
+generated in one vectorized pass (`generate_users`). (Before 2026-11-29 each user had its
+own numpy generator seeded by `(seed, u)`: the same model, other draws.)
 """
 
 from __future__ import annotations
@@ -241,8 +244,9 @@ def generate_users(
   one per session hour, the hours a uniformly random subset); each session an
   `app_open` at a uniformly random second of its hour's first 20 minutes, then a
   Poisson number of events 5-89 s apart (squeezed into `_MAX_SESSION_SECONDS`) drawn
-  from the mix. The draws are counter-based (`_bits`), vectorized over all the users'
-  days, sessions and events (about 20 us per user here; `make bench-scale`).
+  from the mix. The draws are counter-based (`counter_random`), vectorized over all the users'
+  days, sessions and events (its cost per user: `make bench-scale`, `users` in
+  `results/benchmark/scale.json`).
   """
   indices = np.asarray(indices, np.int64).reshape(-1)
   if len(indices) > _CHUNK_USERS:
