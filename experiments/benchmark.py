@@ -159,9 +159,10 @@ def _scale():
                  None) or benchmark.run_scale_point(100_000, cohort, rounds=rounds,
                                                     warmup=warmup)
     print(f'100000 users, {cohort} clients per round: floor ...', flush=True)
+    floor = benchmark.run_in_child('floor_point', 100_000, cohort, rounds=rounds,
+                                   warmup=warmup)
+    floor_s, examples = floor['floor_round_s'], floor['examples_per_client']
     config = benchmark.scale_config(100_000, cohort, warmup + rounds)
-    floor_s, _ = benchmark.floor_round_seconds(cohort, rounds=rounds, config=config)
-    examples = benchmark.mean_examples_per_client(config, cohort)
     bound_s = benchmark.round_flops(config, examples, cohort) / flops_per_s
     print(f'100000 users, {cohort} clients per round: vectorized engine ...', flush=True)
     fast = (point.get('vectorized')

@@ -248,6 +248,17 @@ def scale_point(num_users: int, clients_per_round: int, *, rounds: int, warmup: 
           'rounds': len(rows), 'engine': engine, 'mechanism': mechanism}
 
 
+def floor_point(num_users: int, clients_per_round: int, *, rounds: int, warmup: int,
+                launched: float) -> dict[str, float]:
+  """The plain-TF floor of `scale_config`'s rounds in this process (a fresh one:
+  `run_in_child`): median seconds per round, and the mean examples per client."""
+  del launched
+  config = scale_config(num_users, clients_per_round, warmup + rounds)
+  floor_s, _ = floor_round_seconds(clients_per_round, rounds=rounds, config=config)
+  return {'floor_round_s': floor_s,
+          'examples_per_client': mean_examples_per_client(config, clients_per_round)}
+
+
 def ingest_point(path: str, *, launched: float) -> dict[str, float]:
   """Builds the event store of `path` in this process (a fresh one, `run_in_child`,
   which imports no TensorFlow): seconds and peak memory."""
