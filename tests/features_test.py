@@ -67,6 +67,26 @@ def test_features_are_finite_for_a_synthetic_population():
     assert set(np.unique(y)) <= {0.0, 1.0}
 
 
+def test_many_users_at_once_equal_each_user_alone():
+  logs = synthetic.generate_population(num_users=30, seed=2, num_days=40)
+  # An empty user, and one whose events fall before day 0 and after the last day.
+  logs.insert(3, synthetic.UserLog('empty', np.zeros(0, np.int64), np.zeros(0, np.int32)))
+  logs.insert(7, synthetic.UserLog('outside', np.array([T0 - 5, T0 + 40 * 86400 + 9]),
+                                   np.array([0, 1], np.int32)))
+  batch = synthetic.LogBatch.of(logs)
+  kw = dict(origin_timestamp=T0, num_days=40, window_days=14, horizon_days=7,
+            stride_days=2)
+  together = features.churn_examples_many(batch.timestamps, batch.events, batch.offsets,
+                                          **kw)
+  assert len(together) == len(logs)
+  for log, (x, y) in zip(logs, together):
+    ax, ay = features.churn_examples(log.timestamps, log.events, **kw)
+    np.testing.assert_array_equal(x, ax)
+    np.testing.assert_array_equal(y, ay)
+  assert len(together[3][1]) == 0 and len(together[7][1]) == 0
+  assert sum(len(y) for _, y in together) > 100
+
+
 def test_window_shorter_than_two_days_is_refused():
   with pytest.raises(ValueError, match='window_days must be at least 2'):
     _examples([T0], [0], window_days=1)

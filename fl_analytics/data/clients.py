@@ -144,8 +144,8 @@ class FederatedData:
         origin_timestamp=self._source.origin_timestamp, num_days=self._source.num_days)]
 
   def _users(self, us: np.ndarray) -> tuple[tuple[str, ...], list[tuple]]:
-    """Users us's ids and `(x, y)`, made now, together."""
-    self.users_made += len(us)
+    """Users us's ids and `(x, y)`, made now, together (the callers count them in
+    `users_made`; this also runs in the prefetch thread)."""
     batch = self._source.logs(np.asarray(us, np.int64))
     return batch.user_ids, self._featurize(batch)
 
@@ -205,8 +205,7 @@ class FederatedData:
   def _make_training(self, missing: list[int]) -> tuple[dict, int]:
     """Training users `missing`, made and shuffled: ({i: (x, y)}, users made)."""
     us = self._train[missing]
-    batch = self._source.logs(np.asarray(us, np.int64))
-    made = self._featurize(batch)
+    _, made = self._users(us)
     sizes = [len(y) for _, y in made]
     order = counter_random.shuffles(self._seed, us, sizes)
     x = np.concatenate([x for x, _ in made])[order]
@@ -236,6 +235,7 @@ class FederatedData:
     ids, users = [], []
     for k in range(0, len(chosen), _BATCH_USERS):
       made_ids, made = self._users(chosen[k:k + _BATCH_USERS])
+      self.users_made += len(made)
       for user_id, (x, y) in zip(made_ids, made):
         if len(y):
           ids.append(user_id)
