@@ -1,5 +1,7 @@
 """The population: a function of the user index, split into training and held-out users."""
 
+import dataclasses
+
 import ml_collections
 import numpy as np
 import pytest
@@ -128,3 +130,29 @@ def test_same_seed_same_split():
 def test_num_days_too_short_for_window_and_horizon_is_refused():
   with pytest.raises(ValueError, match='leaves no observation day'):
     clients.build_churn_data(_data_config(num_days=10), seed=0)
+
+
+def test_prefetched_users_equal_users_made_when_asked_for():
+  asked = clients.build_churn_data(_data_config(), seed=1)
+  ahead = clients.build_churn_data(_data_config(), seed=1)
+  cohort = [5, 99, 0, 42, 7]
+  ahead.prefetch(cohort + [5], threads=2)
+  got = ahead.train_examples_many(cohort)
+  assert ahead.users_made == 5  # each made once, by the prefetch threads
+  for (x, y), (ax, ay) in zip(got, asked.train_examples_many(cohort)):
+    np.testing.assert_array_equal(x, ax)
+    np.testing.assert_array_equal(y, ay)
+
+
+def test_a_failure_while_prefetching_is_raised_where_the_users_are_asked_for():
+  source = clients.load_source(_data_config(), seed=0)
+
+  def broken(us):
+    raise OSError('store unreadable')
+
+  data = clients.FederatedData(dataclasses.replace(source, logs=broken),
+                               clients.churn_examples_fn(_data_config()), seed=0,
+                               eval_fraction=0.25)
+  data.prefetch([1, 2])  # does not raise here
+  with pytest.raises(OSError, match='store unreadable'):
+    data.train_examples_many([1])

@@ -35,6 +35,8 @@ from fl_analytics.data import synthetic
 # Training users whose examples are kept after they are made (least recently used
 # first out): every user of a small population, a bounded share of a large one.
 CACHE_USERS = 10_000
+# Threads that make the next round's users while a round trains (`prefetch`).
+PREFETCH_THREADS = 2
 # Held-out users made in one pass (bounds the memory of making a large sample).
 _BATCH_USERS = 4096
 
@@ -100,7 +102,7 @@ class FederatedData:
     self._cache_users = cache_users
     self._cache: collections.OrderedDict[int, tuple] = collections.OrderedDict()
     self._held_out: dict[tuple[int, int], HeldOut] = {}
-    self._prefetching: Optional[tuple[threading.Thread, dict]] = None
+    self._prefetching: Optional[tuple[list[threading.Thread], list[dict]]] = None
     opted_out = devices.opted_out(source.num_users, opt_out, seed=seed)
     remaining = np.delete(np.arange(source.num_users), opted_out)
     num_eval = int(round(eval_fraction * len(remaining)))
@@ -171,36 +173,42 @@ class FederatedData:
       self._cache.popitem(last=False)
     return out
 
-  def prefetch(self, indices) -> None:
-    """Starts making training users `indices` in a background thread, for the next
-    `train_examples_many` (which waits for it): a round's users are made while the
-    round before trains. The users are the same either way."""
+  def prefetch(self, indices, *, threads: int = PREFETCH_THREADS) -> None:
+    """Starts making training users `indices` in background threads (each a share of
+    them), for the next `train_examples_many`, which waits for them: a round's users
+    are made while the round before trains. The users are the same either way."""
     self._cache.update(self._join_prefetch())
     missing = list(dict.fromkeys(int(i) for i in indices if int(i) not in self._cache))
     if not missing:
       return
-    outcome = {}
+    shares = [part for part in np.array_split(missing, max(1, threads)) if len(part)]
+    outcomes = [{} for _ in shares]
 
-    def make():
+    def make(part, outcome):
       try:
-        outcome['made'], outcome['count'] = self._make_training(missing)
+        outcome['made'], outcome['count'] = self._make_training(part.tolist())
       except BaseException as e:  # pylint: disable=broad-except
         outcome['error'] = e  # raised where the users are asked for
 
-    thread = threading.Thread(target=make, name='prefetch-users', daemon=True)
-    thread.start()
-    self._prefetching = (thread, outcome)
+    workers = [threading.Thread(target=make, args=share, name='prefetch-users', daemon=True)
+               for share in zip(shares, outcomes)]
+    for worker in workers:
+      worker.start()
+    self._prefetching = (workers, outcomes)
 
   def _join_prefetch(self) -> dict:
     if self._prefetching is None:
       return {}
-    thread, outcome = self._prefetching
+    workers, outcomes = self._prefetching
     self._prefetching = None
-    thread.join()
-    if 'error' in outcome:
-      raise outcome['error']
-    self.users_made += outcome['count']
-    return outcome['made']
+    made = {}
+    for worker, outcome in zip(workers, outcomes):
+      worker.join()
+      if 'error' in outcome:
+        raise outcome['error']
+      self.users_made += outcome['count']
+      made.update(outcome['made'])
+    return made
 
   def _make_training(self, missing: list[int]) -> tuple[dict, int]:
     """Training users `missing`, made and shuffled: ({i: (x, y)}, users made)."""
