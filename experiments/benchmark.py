@@ -25,6 +25,10 @@ import sys
 from absl import app
 from absl import flags
 from absl import logging
+# Imported before absl's app.run: Keras 2.14 imported for the first time inside it
+# makes `tf.keras.Input` a graph tensor, and the floor's model then fails to build
+# ("'SymbolicTensor' object has no attribute 'node'").
+import tensorflow as tf  # pylint: disable=unused-import
 
 from fl_analytics import cli
 from fl_analytics import benchmark
