@@ -7,10 +7,11 @@ r"""How fast the pipeline's rounds are, against the plain-TensorFlow floor of th
 
 With --scale (`make bench-scale`): one fresh process per point, at 1,000 clients per
 round for each population size on the `mapreduce` and `vectorized` engines (time from
-launch to the first round, median round time, peak resident memory, users made), then per cohort size at 100,000 users the
-round's milliseconds per client on the `mapreduce` and `vectorized` engines against the
-plain-TensorFlow floor on the same clients, and the round's arithmetic over this
-machine's measured matmul throughput; then a 10^7-event file ingested and trained from.
+launch to the first round, median round time, peak resident memory, users made), then
+per cohort size at 100,000 users the round's milliseconds per client on both engines
+against the plain-TensorFlow floor on the same clients (each in a fresh process too),
+and the round's arithmetic over this machine's measured matmul throughput; then a
+10^7-event file ingested and trained from.
 
 Prints, per clients_per_round, the pipeline's median seconds per round after warm-up
 (`round_seconds` of `train.py`'s own loop, churn config with adaptive-clipping DP), the
