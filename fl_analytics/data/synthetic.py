@@ -244,9 +244,9 @@ def generate_users(
   one per session hour, the hours a uniformly random subset); each session an
   `app_open` at a uniformly random second of its hour's first 20 minutes, then a
   Poisson number of events 5-89 s apart (squeezed into `_MAX_SESSION_SECONDS`) drawn
-  from the mix. The draws are counter-based (`counter_random`), vectorized over all the users'
-  days, sessions and events (its cost per user: `make bench-scale`, `users` in
-  `results/benchmark/scale.json`).
+  from the mix. The draws are counter-based (`counter_random`), vectorized over all
+  the users' days, sessions and events (its cost per user: `make bench-scale`, `users`
+  in `results/benchmark/scale.json`).
   """
   indices = np.asarray(indices, np.int64).reshape(-1)
   if len(indices) > _CHUNK_USERS:
