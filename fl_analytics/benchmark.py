@@ -62,6 +62,16 @@ CHURN_CONFIG = os.path.join(
     os.path.dirname(os.path.dirname(os.path.abspath(__file__))), 'configs', 'churn.py')
 
 
+def floor_cohorts(config, clients_per_round: int, *, rounds: int) -> list[list]:
+  """The clients' `(x, y)` of rounds 1 to rounds + 1 of `config`, as the pipeline
+  samples them."""
+  data = clients.build_churn_data(config.data, seed=config.data.seed)
+  return [data.train_examples_many(sampling.cohort(
+      sampling=config.sampling, population_size=data.population_size,
+      clients_per_round=clients_per_round, seed=config.seed, round_num=r))
+          for r in range(1, rounds + 2)]
+
+
 def benchmark_config(clients_per_round: int, num_rounds: int):
   config = config_files.load(CHURN_CONFIG)
   config.clients_per_round = clients_per_round
@@ -86,19 +96,16 @@ def pipeline_round_seconds(clients_per_round: int, *, rounds: int, warmup: int =
   return float(np.median([float(r['round_seconds']) for r in rows[warmup:]]))
 
 
-def floor_round_seconds(clients_per_round: int, *, rounds: int,
-                        config=None) -> tuple[float, int]:
+def floor_round_seconds(clients_per_round: int, *, rounds: int, config=None,
+                        cohorts=None) -> tuple[float, int]:
   """The floor on the same clients the pipeline samples: (median seconds, traces).
 
-  `config`: the pipeline's config (default: `benchmark_config`)."""
+  `config`: the pipeline's config (default: `benchmark_config`); `cohorts`: its
+  `floor_cohorts`, if already made."""
   from fl_analytics import floor  # pylint: disable=g-import-not-at-top
 
   config = config or benchmark_config(clients_per_round, rounds + 1)
-  data = clients.build_churn_data(config.data, seed=config.data.seed)
-  cohorts = [data.train_examples_many(sampling.cohort(
-      sampling=config.sampling, population_size=data.population_size,
-      clients_per_round=clients_per_round, seed=config.seed, round_num=r))
-              for r in range(1, rounds + 2)]
+  cohorts = cohorts or floor_cohorts(config, clients_per_round, rounds=rounds)
   return floor.floor_round_seconds(
       rounds, cohorts, num_features=features.NUM_FEATURES,
       hidden_units=config.model.hidden_units, seed=config.seed,
@@ -254,9 +261,12 @@ def floor_point(num_users: int, clients_per_round: int, *, rounds: int, warmup: 
   `run_in_child`): median seconds per round, and the mean examples per client."""
   del launched
   config = scale_config(num_users, clients_per_round, warmup + rounds)
-  floor_s, _ = floor_round_seconds(clients_per_round, rounds=rounds, config=config)
+  cohorts = floor_cohorts(config, clients_per_round, rounds=rounds)
+  floor_s, _ = floor_round_seconds(clients_per_round, rounds=rounds, config=config,
+                                   cohorts=cohorts)
+  # What a round trains on: the mean local examples of round 1's clients.
   return {'floor_round_s': floor_s,
-          'examples_per_client': mean_examples_per_client(config, clients_per_round)}
+          'examples_per_client': float(np.mean([len(y) for _, y in cohorts[0]]))}
 
 
 def ingest_point(path: str, *, launched: float) -> dict[str, float]:
@@ -362,15 +372,6 @@ def scale_table(rows: Sequence[dict]) -> str:
                  f'{r["ms_per_client"]:>9.3f}  {r["peak_rss_mb"]:>12.0f}  '
                  f'{r["users_made"]:>10}')
   return '\n'.join(lines)
-
-
-def mean_examples_per_client(config, clients_per_round: int) -> float:
-  """Mean local examples of the clients of round 1 (what a round trains on)."""
-  data = clients.build_churn_data(config.data, seed=config.data.seed)
-  cohort = sampling.cohort(sampling=config.sampling, population_size=data.population_size,
-                           clients_per_round=clients_per_round, seed=config.seed,
-                           round_num=1)
-  return float(np.mean([len(y) for _, y in data.train_examples_many(cohort)]))
 
 
 def user_costs(num_users: int = 2000, batch: int = 1000) -> dict[str, float]:

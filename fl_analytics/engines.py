@@ -55,6 +55,11 @@ class Engine(abc.ABC):
     self._process = process
     self._dataset_fn = dataset_fn
 
+  @classmethod
+  def check(cls, config) -> None:
+    """ValueError naming what of `config` this engine cannot run (default: all runs)."""
+    del config
+
   @abc.abstractmethod
   def initialize(self) -> Any:
     """The process's initial server state."""
@@ -187,9 +192,7 @@ def check_name(name: str) -> None:
 def check_config(config) -> None:
   """ValueError if `runtime.engine` is unknown or cannot run `config`."""
   check_name(config.runtime.engine)
-  check = getattr(_ENGINES[config.runtime.engine], 'check', None)
-  if check is not None:
-    check(config)
+  _ENGINES[config.runtime.engine].check(config)
 
 
 @contextlib.contextmanager

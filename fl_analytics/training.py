@@ -405,13 +405,15 @@ def _train(config, workdir: str, task, data: clients.FederatedData, resolved: di
       state = engine.set_model_weights(engine.initialize(), tff.learning.models.ModelWeights(
           *models.initial_weights(keras_model)))
 
+    upcoming = None  # the next round's cohort, sampled a round ahead (run_round)
     for round_num in range(start_round + 1, config.num_rounds + 1):
       statement = privacy.statement(settings, round_num)
       if _over_budget(statement, dp['max_epsilon'], round_num):
         break
       t0 = time.monotonic()  # round_seconds: sampling, local training, aggregation
-      cohort = sample_round(config, population_size=settings.population_size,
-                            seed=sampling_seed, round_num=round_num)
+      cohort = (upcoming if upcoming is not None else sample_round(
+          config, population_size=settings.population_size, seed=sampling_seed,
+          round_num=round_num))
       previous = (engine.get_model_weights(state).trainable if tracker is not None
                   else None)
       upcoming = (sample_round(config, population_size=settings.population_size,

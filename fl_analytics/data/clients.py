@@ -52,9 +52,6 @@ class LogSource:
   num_days: int
   note: str  # where the logs came from, for the run's log
 
-  def log(self, u: int) -> synthetic.UserLog:
-    return self.logs(np.array([u])).log(0)
-
 
 @dataclasses.dataclass(frozen=True)
 class HeldOut:

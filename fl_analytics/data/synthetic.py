@@ -134,14 +134,21 @@ _TWO32 = 2**32
 _USER, _DAYS, _DAY_SESSIONS, _SESSIONS, _EVENTS = range(5)
 _NUM_STREAMS = 5
 _ARCHETYPE, _NORMAL_1, _NORMAL_2, _QUIT, _MIX = range(5)  # _MIX: one draw per kind
-# _SUBSETS[n, r]: the r-th subset of n of the session hours, as a bit mask.
 _NUM_HOURS = len(_SESSION_HOURS)
-_SUBSETS = np.zeros((_NUM_HOURS + 1, math.comb(_NUM_HOURS, _NUM_HOURS // 2)), np.int64)
-_NUM_SUBSETS = np.array([math.comb(_NUM_HOURS, k) for k in range(_NUM_HOURS + 1)],
+
+
+def _subsets_by_size() -> np.ndarray:
+  """[n, r]: the r-th subset of n of the session hours, as a bit mask."""
+  table = np.zeros((_NUM_HOURS + 1, math.comb(_NUM_HOURS, _NUM_HOURS // 2)), np.int64)
+  for n in range(_NUM_HOURS + 1):
+    masks = [m for m in range(2**_NUM_HOURS) if bin(m).count('1') == n]
+    table[n, :len(masks)] = masks
+  return table
+
+
+_SUBSETS = _subsets_by_size()
+_NUM_SUBSETS = np.array([math.comb(_NUM_HOURS, n) for n in range(_NUM_HOURS + 1)],
                         np.uint64)
-for _k in range(_NUM_HOURS + 1):
-  _masks = [m for m in range(2**_NUM_HOURS) if bin(m).count('1') == _k]
-  _SUBSETS[_k, :len(_masks)] = _masks
 # Event kinds: a user's 32-bit draw's top _BUCKET_BITS bits pick a bucket of its kind
 # table; only buckets a CDF step falls in need a search.
 _BUCKET_BITS = 8
@@ -374,14 +381,7 @@ def generate_population(
       label_skew=label_skew,
       feature_skew=feature_skew,
   )
-  return [
-      generate_user(
-          i,
-          seed=seed,
-          num_days=num_days,
-          quantity_skew=quantity_skew,
-          label_skew=label_skew,
-          feature_skew=feature_skew,
-      )
-      for i in range(num_users)
-  ]
+  batch = generate_users(np.arange(num_users), seed=seed, num_days=num_days,
+                         quantity_skew=quantity_skew, label_skew=label_skew,
+                         feature_skew=feature_skew)
+  return [batch.log(k) for k in range(num_users)]
