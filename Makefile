@@ -31,7 +31,7 @@ $(STAMP): requirements.txt requirements.lock setup.py
 	# its other pins come from requirements.txt, TFF itself without dependencies.
 	$(PY) -m pip install --quiet --no-deps tensorflow-federated==$(TFF_VERSION)
 	$(PY) -m pip install --quiet --no-deps -e .
-	$(PY) -c 'import tensorflow_federated, dp_accounting, tensorflow_privacy, ml_collections, matplotlib, pyarrow'
+	$(PY) -c 'import tensorflow_federated, dp_accounting, tensorflow_privacy, ml_collections, matplotlib, pyarrow, ray'
 	touch $(STAMP)
 
 test: setup

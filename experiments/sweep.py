@@ -1,10 +1,12 @@
 r"""Runs a sweep: every point is an ordinary `train.py` run in DIR/<run name>/.
 
   .venv/bin/python experiments/sweep.py --config=configs/sweeps/demo.py --workdir=DIR \
-      [--parallel=N] [--config.seeds=(0,1)]
+      [--parallel=N] [--config.seeds=(0,1)] [--ray_address=auto|HOST:PORT]
 
 Finished points are skipped, interrupted ones resume; DIR/summary.csv is written at the
-end (mean and std over seeds of the final epsilon, AUC and accuracy).
+end (mean and std over seeds of the final epsilon, AUC and accuracy). With
+--ray_address each point is a task on that Ray cluster (`fl_analytics.ray_sweep`: run
+directories on a shared path, or shipped back to DIR); without it no Ray process starts.
 """
 
 import os
@@ -27,6 +29,16 @@ _CONFIG = config_flags.DEFINE_config_file('config', None, 'Sweep config file.')
 _WORKDIR = flags.DEFINE_string('workdir', None, 'Sweep directory.')
 _PARALLEL = flags.DEFINE_integer(
     'parallel', None, 'Points run at once (default: one per core).')
+_RAY_ADDRESS = flags.DEFINE_string(
+    'ray_address', None, "Run the points on this Ray cluster ('auto': the one this "
+    'machine is part of, or HOST:PORT of its head). Default: subprocesses here.')
+_RAY_CPUS = flags.DEFINE_integer(
+    'ray_cpus_per_point', 1, 'With --ray_address: CPUs (and TF threads) of each point.')
+_RAY_TRANSFER = flags.DEFINE_enum(
+    'ray_transfer', 'auto', ['auto', 'shared', 'ship'],
+    'With --ray_address: run directories written on a shared path (shared), shipped '
+    'back to --workdir when a point ends (ship), or shipped only by nodes that do not '
+    'see --workdir (auto).')
 flags.mark_flags_as_required(['config', 'workdir'])
 
 
@@ -47,8 +59,10 @@ def main(argv):
   runtime.install_sigterm_handler()  # SIGTERM stops the points too, see run_sweep
   try:
     results = sweeps.run_sweep(points, _WORKDIR.value, command=train_command,
-                               parallel=_PARALLEL.value)
-  except rundir.RunDirectoryError as e:
+                               parallel=_PARALLEL.value, ray_address=_RAY_ADDRESS.value,
+                               cpus_per_point=_RAY_CPUS.value,
+                               ray_transfer=_RAY_TRANSFER.value)
+  except (rundir.RunDirectoryError, ConnectionError, ValueError) as e:
     cli.fail(e)
   rows = summary.write_summary(_WORKDIR.value)
   print(summary.format_summary(rows))

@@ -122,21 +122,85 @@ def run_sweep(
     command: Callable[[Point, str], list[str]],
     parallel: Optional[int] = None,
     log: Callable[[str], None] = print,
+    ray_address: Optional[str] = None,
+    cpus_per_point: int = 1,
+    ray_transfer: str = 'auto',
 ) -> list[PointResult]:
-  """Runs every unfinished point, holding `workdir`'s lock; one result per point."""
-  parallel = parallel or default_parallel()
-  if parallel < 1:
+  """Runs every unfinished point, holding `workdir`'s lock; one result per point.
+
+  `ray_address` ('auto' or HOST:PORT): each point runs as a task on that Ray cluster
+  with `cpus_per_point` CPUs, its run directory on a shared path or shipped back
+  (`ray_transfer`, see `fl_analytics.ray_sweep`); `parallel` then caps the points in
+  flight (default: all, queued by Ray). Without it no Ray process starts.
+  """
+  if parallel is not None and parallel < 1:
     raise ValueError(f'parallel must be >= 1. Found {parallel}.')
+  if cpus_per_point < 1:
+    raise ValueError(f'cpus_per_point must be >= 1. Found {cpus_per_point}.')
   with rundir.locked(workdir):
-    return _run_points(points, workdir, command=command, parallel=parallel, log=log)
+    if ray_address:
+      from fl_analytics import ray_sweep  # pylint: disable=g-import-not-at-top
+
+      launcher = ray_sweep.RayLauncher(ray_address, workdir, cpus_per_point=cpus_per_point,
+                                       parallel=parallel, transfer=ray_transfer)
+    else:
+      launcher = LocalLauncher(parallel or default_parallel())
+    with launcher:
+      return _run_points(points, workdir, command=command, launcher=launcher, log=log)
 
 
 # Seconds interrupted points get to checkpoint and stop before they are killed.
 _STOP_GRACE_S = 30.0
 
 
-def _run_points(points, workdir, *, command, parallel, log) -> list[PointResult]:
-  threads = str(max(1, (os.cpu_count() or 1) // parallel))
+def point_env(threads: int) -> dict[str, str]:
+  """The environment of a point's process: this one's, with `threads` TF threads."""
+  env = dict(os.environ, TF_NUM_INTRAOP_THREADS=str(threads),
+             TF_NUM_INTEROP_THREADS=str(threads), OMP_NUM_THREADS=str(threads))
+  env.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
+  return env
+
+
+def start_point(cmd: list[str], log_path: str, threads: int) -> subprocess.Popen:
+  """Starts a point's process, its output appended to `log_path`: in its own process
+  group (the point and its TFF worker are signalled together), with SIGTERM from the
+  kernel if the thread that started it, which waits for it, goes away."""
+  with open(log_path, 'ab') as out:
+    return subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT,
+                            stdin=subprocess.DEVNULL, env=point_env(threads),
+                            start_new_session=True,
+                            preexec_fn=functools.partial(runtime.die_with_parent,
+                                                         signal.SIGTERM))
+
+
+class LocalLauncher:
+  """Points as subprocesses of this process, `parallel` at a time."""
+
+  def __init__(self, parallel: int):
+    self.parallel = parallel
+    self.threads = max(1, (os.cpu_count() or 1) // parallel)
+
+  def __enter__(self):
+    return self
+
+  def __exit__(self, *exc):
+    return False
+
+  def describe(self) -> str:
+    return f'{self.parallel} at a time, {self.threads} TF thread(s) each'
+
+  def start(self, point: Point, run_dir: str, log_path: str, command) -> subprocess.Popen:
+    return start_point(command(point, run_dir), log_path, self.threads)
+
+  def wait(self, proc: subprocess.Popen) -> tuple[int, str]:
+    """(exit code, what to add to the failure message)."""
+    return proc.wait(), ''
+
+  def stop(self, procs: Sequence[subprocess.Popen]) -> None:
+    _stop(procs)
+
+
+def _run_points(points, workdir, *, command, launcher, log) -> list[PointResult]:
   os.makedirs(os.path.join(workdir, LOG_DIR), exist_ok=True)
   results: list[PointResult] = []
   todo = []
@@ -146,39 +210,33 @@ def _run_points(points, workdir, *, command, parallel, log) -> list[PointResult]
     else:
       todo.append(p)
   log(f'Sweep of {len(points)} points: {len(results)} already finished, '
-      f'{len(todo)} to run, {parallel} at a time, {threads} TF thread(s) each.')
+      f'{len(todo)} to run, {launcher.describe()}.')
   lock = threading.Lock()
-  procs: set[subprocess.Popen] = set()
+  running: set = set()
   stopping = threading.Event()
 
   def run_one(p: Point) -> PointResult:
     run_dir = os.path.join(workdir, p.name)
     log_path = os.path.join(workdir, LOG_DIR, p.name + '.log')
-    env = dict(os.environ, TF_NUM_INTRAOP_THREADS=threads,
-               TF_NUM_INTEROP_THREADS=threads, OMP_NUM_THREADS=threads)
-    env.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
     t0 = time.monotonic()
-    with open(log_path, 'ab') as out, lock:  # not started once the sweep stops
+    with lock:  # not started once the sweep stops
       if stopping.is_set():
         return PointResult(p, 'failed', message='not started: sweep interrupted')
-      # Its own process group (the point and its TFF worker are signalled together),
-      # and SIGTERM from the kernel if this thread, which waits for it, goes away.
-      proc = subprocess.Popen(command(p, run_dir), stdout=out, stderr=subprocess.STDOUT,
-                              stdin=subprocess.DEVNULL, env=env, start_new_session=True,
-                              preexec_fn=functools.partial(runtime.die_with_parent,
-                                                           signal.SIGTERM))
-      procs.add(proc)
-    code = proc.wait()
-    with lock:
-      procs.discard(proc)
+      handle = launcher.start(p, run_dir, log_path, command)
+      running.add(handle)
+    try:
+      code, detail = launcher.wait(handle)
+    finally:
+      with lock:
+        running.discard(handle)
     seconds = time.monotonic() - t0
     if code != 0:
       return PointResult(p, 'failed', seconds,
-                         f'exit code {code}; last lines of {log_path}:\n'
+                         f'exit code {code}{detail}; last lines of {log_path}:\n'
                          + _tail(log_path, 5))
     return PointResult(p, 'done', seconds)
 
-  with concurrent.futures.ThreadPoolExecutor(max_workers=parallel) as pool:
+  with concurrent.futures.ThreadPoolExecutor(max_workers=max(1, launcher.parallel)) as pool:
     futures = {pool.submit(run_one, p): p for p in todo}
     try:
       for n, future in enumerate(concurrent.futures.as_completed(futures), 1):
@@ -192,8 +250,8 @@ def _run_points(points, workdir, *, command, parallel, log) -> list[PointResult]
     except (KeyboardInterrupt, SystemExit):  # Ctrl-C, or SIGTERM (SystemExit)
       stopping.set()
       with lock:
-        running = list(procs)
-      _stop(running)
+        handles = list(running)
+      launcher.stop(handles)
       raise
   order = {p.name: i for i, p in enumerate(points)}
   return sorted(results, key=lambda r: order[r.point.name])
@@ -221,8 +279,12 @@ def _signal_group(proc: subprocess.Popen, sig: int) -> None:
 
 
 def _tail(path: str, lines: int = 15) -> str:
-  with open(path, errors='replace') as f:
-    return ''.join(f.readlines()[-lines:])
+  try:
+    with open(path, errors='replace') as f:
+      return ''.join(f.readlines()[-lines:])
+  except OSError as e:
+    return f'(no log: {e})'
+
 
 
 def _brief(run_dir: str) -> str:
