@@ -131,4 +131,13 @@ def get_config() -> ml_collections.ConfigDict:
   # change when resuming.
   c.runtime.engine = 'mapreduce'
   c.runtime.max_concurrent_computation_calls = -1  # cpp engine; <= 0: no limit
+  # mapreduce/vectorized: a round's clients in this many fixed groups (client k in
+  # group k % groups), merged in order; results depend on it (float sums), not on
+  # where the groups run. 0: 2 for mapreduce, 1 for vectorized; with ray_address, one
+  # per ray_cpus_per_group CPUs of the cluster.
+  c.runtime.client_groups = 0
+  # 'auto' or HOST:PORT of a Ray cluster's head: each client group runs on a Ray actor
+  # there, which makes its clients' data itself (README, "Running on a cluster").
+  c.runtime.ray_address = config_dict.placeholder(str)
+  c.runtime.ray_cpus_per_group = 1
   return c

@@ -19,6 +19,13 @@ an engine is built.
   ``gaussian_fixed`` or ``gaussian_adaptive`` only, the rest refused by name
   (`check_config`).
 
+``mapreduce`` and ``vectorized`` run a round's clients in `runtime.client_groups` fixed
+groups (client k in group k % groups, merged in order; 0: 2 and 1). With
+`runtime.ray_address` each group runs on a Ray actor of that cluster
+(`fl_analytics.ray_engine`), which makes its clients' data itself: the engine then
+takes clients by user index (`builds_client_data`), and gives the same results as on
+one machine with the same groups.
+
 Both give the same states and metrics (`tests/mrf_runner_test.py`). An engine is chosen
 once, by name (`runtime.engine`), with `build`; adding one is a class here and one line
 in `_ENGINES`.
@@ -38,11 +45,15 @@ from fl_analytics import rundir
 
 @dataclasses.dataclass(frozen=True)
 class Client:
-  """One reporting client of a round: its examples and its cap on local steps."""
+  """One reporting client of a round: its examples and its cap on local steps.
 
-  x: np.ndarray
-  y: np.ndarray
+  For an engine that `builds_client_data`, a training user is given by `user` alone
+  (x and y None) and made where the engine runs it."""
+
+  x: Optional[np.ndarray]
+  y: Optional[np.ndarray]
   max_steps: int = -1  # local batches this round; -1: all
+  user: int = -1  # training-user index, when x and y are None
 
 
 class Engine(abc.ABC):
@@ -79,25 +90,79 @@ class Engine(abc.ABC):
     """Bytes one client sends per round, if this engine can tell."""
     return None
 
+  @property
+  def builds_client_data(self) -> bool:
+    """True: `next` takes training users as `Client(None, None, steps, user=i)` and
+    makes their examples itself (the round loop then makes none)."""
+    return False
+
+  def prefetch(self, reporting: np.ndarray, population_size: int) -> None:
+    """The next round's reporting clients (indices from `population_size` on are
+    canaries), for an engine that builds client data to start making them."""
+    del reporting, population_size
+
   def close(self) -> None:
     """Releases what the engine holds (sessions, worker processes)."""
 
 
 class MapReduceEngine(Engine):
-  """The process's MapReduceForm, in this process (`fl_analytics.mrf_runner`)."""
+  """The process's MapReduceForm, in this process (`fl_analytics.mrf_runner`); the
+  client groups on Ray actors with `runtime.ray_address` (`fl_analytics.ray_engine`)."""
 
   name = 'mapreduce'
+  DEFAULT_GROUPS = 2
 
-  def __init__(self, process, dataset_fn, **unused):
+  def __init__(self, process, dataset_fn, *, config=None, settings=None, **unused):
     super().__init__(process, dataset_fn)
+    runtime = config.runtime if config is not None else None
+    address = runtime.get('ray_address') if runtime is not None else None
+    groups = (runtime.get('client_groups', 0) if runtime is not None else 0)
+    self._actors = None
+    if address:
+      from fl_analytics import ray_cluster  # pylint: disable=g-import-not-at-top
+      from fl_analytics import ray_engine  # pylint: disable=g-import-not-at-top
+
+      cpus = runtime.get('ray_cpus_per_group', 1)
+      if not groups:  # one group per `cpus` of the cluster's CPUs
+        ray = ray_cluster.connect(address)
+        groups = max(1, ray_cluster.cluster_cpus(ray) // cpus)
+      self._runner = self.make_runner(process, dataset_fn, config, groups=groups)
+      try:
+        self._actors = ray_engine.ActorGroups(address, config, settings,
+                                              engine_name=self.name, groups=groups,
+                                              cpus_per_group=cpus)
+      except BaseException:
+        self._runner.close()
+        raise
+      self._runner.group_executor = self._actors
+    else:
+      self._runner = self.make_runner(process, dataset_fn, config,
+                                      groups=groups or self.DEFAULT_GROUPS)
+
+  @classmethod
+  def make_runner(cls, process, dataset_fn, config, *, groups: int):
+    """The runner of a round's client work (also what each Ray actor runs)."""
+    del config
     from fl_analytics import mrf_runner  # pylint: disable=g-import-not-at-top
 
-    self._runner = mrf_runner.MapReduceRunner(process, dataset_fn)
+    return mrf_runner.MapReduceRunner(process, dataset_fn, groups=groups)
+
+  @property
+  def builds_client_data(self) -> bool:
+    return self._actors is not None
+
+  def prefetch(self, reporting, population_size):
+    if self._actors is not None:  # the users of group g, made on actor g
+      groups = self._runner.num_groups
+      self._actors.prefetch([[int(i) for i in reporting[g::groups] if i < population_size]
+                             for g in range(groups)])
 
   def initialize(self):
     return self._runner.initialize()
 
   def next(self, state, clients):
+    if self._actors is not None:
+      return self._runner.next(state, list(clients))
     return self._runner.next(state, [(c.x, c.y, c.max_steps) for c in clients])
 
   def get_model_weights(self, state):
@@ -111,7 +176,11 @@ class MapReduceEngine(Engine):
     return self._runner.sent_bytes
 
   def close(self):
-    self._runner.close()
+    try:
+      if self._actors is not None:
+        self._actors.close()
+    finally:
+      self._runner.close()
 
 
 class CppEngine(Engine):
@@ -148,15 +217,16 @@ class VectorizedEngine(MapReduceEngine):
 
   name = 'vectorized'
   MECHANISMS = ('none', 'gaussian_fixed', 'gaussian_adaptive')
+  DEFAULT_GROUPS = 1
 
-  def __init__(self, process, dataset_fn, *, config, **unused):
-    Engine.__init__(self, process, dataset_fn)
+  @classmethod
+  def make_runner(cls, process, dataset_fn, config, *, groups: int):
     from fl_analytics import vectorized  # pylint: disable=g-import-not-at-top
 
-    self._runner = vectorized.VectorizedRunner(
+    return vectorized.VectorizedRunner(
         process, dataset_fn, learning_rate=config.client.learning_rate,
         batch_size=config.client.batch_size, local_epochs=config.client.local_epochs,
-        clip=None if config.dp.mechanism == 'none' else config.dp.clip)
+        clip=None if config.dp.mechanism == 'none' else config.dp.clip, groups=groups)
 
   @classmethod
   def check(cls, config) -> None:
@@ -191,18 +261,39 @@ def check_name(name: str) -> None:
 
 def check_config(config) -> None:
   """ValueError if `runtime.engine` is unknown or cannot run `config`."""
-  check_name(config.runtime.engine)
-  _ENGINES[config.runtime.engine].check(config)
+  runtime = config.runtime
+  check_name(runtime.engine)
+  _ENGINES[runtime.engine].check(config)
+  if runtime.get('client_groups', 0) < 0:
+    raise ValueError('runtime.client_groups must be >= 0 (0: the engine\'s default). '
+                     f'Found {runtime.client_groups}.')
+  if runtime.get('ray_address'):
+    if not issubclass(_ENGINES[runtime.engine], MapReduceEngine):
+      raise ValueError('runtime.ray_address runs the client groups of the mapreduce or '
+                       f'vectorized engine on Ray; runtime.engine={runtime.engine} has '
+                       'none. Use one of those.')
+    if runtime.get('ray_cpus_per_group', 1) < 1:
+      raise ValueError('runtime.ray_cpus_per_group must be >= 1. Found '
+                       f'{runtime.ray_cpus_per_group}.')
+
+
+def make_runner(name: str, process, dataset_fn: Callable, config, *, groups: int):
+  """The client-work runner of engine `name` (what a Ray actor runs for its group)."""
+  return _ENGINES[name].make_runner(process, dataset_fn, config, groups=groups)
 
 
 @contextlib.contextmanager
 def build(name: str, process, dataset_fn: Callable, *, workdir: Optional[str] = None,
-          max_concurrent_computation_calls: int = -1, config=None) -> Iterator[Engine]:
-  """The engine `name` for `process`, closed when the block exits, however it exits."""
+          max_concurrent_computation_calls: int = -1, config=None,
+          settings=None) -> Iterator[Engine]:
+  """The engine `name` for `process`, closed when the block exits, however it exits.
+
+  `settings`: the run's resolved DP settings (what Ray actors rebuild the process
+  from, with `config`)."""
   check_name(name)
   engine = _ENGINES[name](process, dataset_fn, workdir=workdir,
                           max_concurrent_computation_calls=max_concurrent_computation_calls,
-                          config=config)
+                          config=config, settings=settings)
   try:
     yield engine
   finally:

@@ -181,6 +181,10 @@ class MapReduceRunner:
   to let the client take only its first `max_steps` batches (-1: all).
   """
 
+  # Whether the clients run through TFF's client graph (`_ClientStep`, a session per
+  # group); a subclass that runs them otherwise overrides `accumulate_group`.
+  _CLIENT_STEPS = True
+
   def __init__(self, process, dataset_fn, *, groups: int = 2,
                parallel: Optional[int] = None):
     if groups < 1:
@@ -225,15 +229,20 @@ class MapReduceRunner:
       self._init_state = _flat_tensors(server.call(init, None))
     server.finalize()
 
-    self._groups = [_ClientStep(mrf, dataset_fn) for _ in range(groups)]
+    self.num_groups = groups
+    self._groups = ([_ClientStep(mrf, dataset_fn) for _ in range(groups)]
+                    if self._CLIENT_STEPS else [])
     self._pool = (concurrent.futures.ThreadPoolExecutor(parallel)
                   if parallel > 1 else None)
+    # `(broadcast, acc, secure_params, groups) -> [accumulate_group's result per group]`
+    # when the groups run elsewhere (`fl_analytics.ray_engine`: on Ray actors).
+    self.group_executor = None
     # Bytes one client sends per round: its `work` output (the update as the aggregator
     # encodes it, the count, the metrics' sums, the secure-sum inputs), from the tensor
     # types of the compiled `work`, which fix every shape, at the dtype the computation
     # holds each tensor in (for secure-sum inputs that is wider than the protocol's bit
     # width). None if a shape is not fully known. The same for every client and round.
-    self.sent_bytes: Optional[int] = self._groups[0].sent_bytes
+    self.sent_bytes: Optional[int] = _type_bytes(mrf.work.type_signature.result)
 
   def initialize(self):
     """The process's `initialize`, run from its compiled form."""
@@ -272,29 +281,38 @@ class MapReduceRunner:
   def _accumulate_clients(self, broadcast, acc, secure_params, client_data):
     """The accumulator after every client (from `acc`, the aggregation's zero) and the
     totals of the clients' secure-sum inputs: clients in fixed groups, merged in order."""
+    # Client k belongs to group k % groups, whatever runs them: fixed sums.
+    groups = [client_data[g::self.num_groups] for g in range(self.num_groups)]
+    if self.group_executor is not None:
+      results = self.group_executor(broadcast, acc, secure_params, groups)
+    else:
+      def run_group(g):
+        return self.accumulate_group(broadcast, acc, secure_params, groups[g], g)
 
-    def run_group(g):
-      # Client k belongs to group k % groups, whatever runs them: fixed sums.
-      acc_g = acc
-      secure_g = [[np.zeros_like(np.asarray(v), dtype=np.int64) for v in params]
-                  for params in secure_params]
-      for x, y, *max_steps in client_data[g::len(self._groups)]:
-        acc_g, secure = self._groups[g].run(
-            broadcast, acc_g, x, y, max_steps[0] if max_steps else -1)
-        for totals, values in zip(secure_g, secure):
-          for j, v in enumerate(values):
-            totals[j] = totals[j] + np.asarray(v, np.int64)
-      return acc_g, secure_g
-
-    indexes = range(len(self._groups))
-    results = (list(self._pool.map(run_group, indexes)) if self._pool is not None
-               else [run_group(g) for g in indexes])
+      indexes = range(self.num_groups)
+      results = (list(self._pool.map(run_group, indexes)) if self._pool is not None
+                 else [run_group(g) for g in indexes])
     acc, secure_sums = results[0]
     for acc_g, secure_g in results[1:]:
       acc = self._server.run(self._merged, {**dict(zip(self._acc_feeds, acc)),
                                             **dict(zip(self._other_feeds, acc_g))})
       secure_sums = [[a + b for a, b in zip(x, y)] for x, y in zip(secure_sums, secure_g)]
     return acc, secure_sums
+
+  def accumulate_group(self, broadcast, acc, secure_params, client_data, g: int = 0):
+    """One group's clients, in order, from `acc`: `(accumulator, secure-sum totals)`.
+
+    `g`: which of this runner's sessions runs it (groups run side by side)."""
+    acc_g = acc
+    secure_g = [[np.zeros_like(np.asarray(v), dtype=np.int64) for v in params]
+                for params in secure_params]
+    for x, y, *max_steps in client_data:
+      acc_g, secure = self._groups[g].run(
+          broadcast, acc_g, x, y, max_steps[0] if max_steps else -1)
+      for totals, values in zip(secure_g, secure):
+        for j, v in enumerate(values):
+          totals[j] = totals[j] + np.asarray(v, np.int64)
+    return acc_g, secure_g
 
   def close(self):
     if self._pool is not None:
@@ -331,7 +349,6 @@ class _ClientStep:
     graph.finalize()
     self._secure_sizes = [len(s) for s in secure]
     self._num_acc = len(self._acc_out)
-    self.sent_bytes = _type_bytes(mrf.work.type_signature.result)
     self._call = graph.make_callable(
         self._acc_out + [t for s in secure for t in s],
         self._broadcast + self._acc_in + [self._x, self._y, self._max_steps])

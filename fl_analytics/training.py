@@ -393,7 +393,7 @@ def _train(config, workdir: str, task, data: clients.FederatedData, resolved: di
   with engines.build(
       config.runtime.engine, process, client_datasets(config), workdir=workdir,
       max_concurrent_computation_calls=config.runtime.max_concurrent_computation_calls,
-      config=config) as engine, recorder:
+      config=config, settings=settings) as engine, recorder:
     if start_round:
       template = engine.initialize()
       num_state = len(tf.nest.flatten(template))
@@ -552,13 +552,18 @@ def run_round(engine: engines.Engine, state, cohort: Cohort, *, round_num: int, 
                          'cohort_size': int(np.sum(cohort.sampled < users)),
                          'reported': reported}
   if len(cohort.reporting) or private:
-    examples = iter(data.train_examples_many(cohort.reporting[cohort.reporting < users]))
-    clients = [engines.Client(*next(examples),
-                              max_steps=-1 if cohort.caps is None else int(cohort.caps[k]))
+    remote = engine.builds_client_data  # users made where the engine runs them
+    examples = iter(() if remote else
+                    data.train_examples_many(cohort.reporting[cohort.reporting < users]))
+    clients = [engines.Client(*((None, None) if remote else next(examples)),
+                              max_steps=-1 if cohort.caps is None else int(cohort.caps[k]),
+                              user=int(i))
                if i < users else
                engines.Client(*canaries.client_arrays(data.empty_x, i - users))
                for k, i in enumerate(cohort.reporting)]
-    if upcoming is not None:
+    if upcoming is not None and remote:
+      engine.prefetch(upcoming.reporting, users)
+    elif upcoming is not None:
       data.prefetch(upcoming.reporting[upcoming.reporting < users])
     state, metrics = engine.next(state, clients)
     if len(cohort.reporting) and engine.client_bytes is not None:

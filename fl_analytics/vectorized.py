@@ -46,11 +46,15 @@ def _leaves(type_spec, path=()) -> list[tuple[tuple, Any]]:
 class VectorizedRunner(mrf_runner.MapReduceRunner):
   """`MapReduceRunner` whose clients train in one stacked computation."""
 
+  _CLIENT_STEPS = False
+
   def __init__(self, process, dataset_fn, *, learning_rate: float, batch_size: int,
-               local_epochs: int, clip: Optional[float]):
+               local_epochs: int, clip: Optional[float], groups: int = 1):
     """`clip`: the L2 clip of each update (None: not clipped). Where `prepare`
-    broadcasts the clip (adaptive clipping, whose clip moves), that one is used."""
-    super().__init__(process, dataset_fn, groups=1, parallel=1)
+    broadcasts the clip (adaptive clipping, whose clip moves), that one is used.
+    `groups`: the cohort is trained in that many shards (client k in shard
+    k % groups), one after another, their sums merged in order."""
+    super().__init__(process, dataset_fn, groups=groups, parallel=1)
     self._lr, self._batch, self._epochs, self._clip = (
         float(learning_rate), int(batch_size), int(local_epochs), clip)
     acc_type = self._mrf.accumulate.type_signature.result
@@ -153,8 +157,8 @@ class VectorizedRunner(mrf_runner.MapReduceRunner):
     shape = (cohort, most, self._batch)
     return (x.reshape(shape + (features,)), y.reshape(shape), mask.reshape(shape), steps)
 
-  def _accumulate_clients(self, broadcast, acc, secure_params, client_data):
-    del secure_params  # the refused configurations are the ones with secure sums
+  def accumulate_group(self, broadcast, acc, secure_params, client_data, g: int = 0):
+    del secure_params, g  # the refused configurations are the ones with secure sums
     if not client_data:
       return acc, [[], [], []]
     w = self._weights(broadcast)

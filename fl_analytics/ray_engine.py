@@ -1,0 +1,125 @@
+"""A round's client groups on Ray actors (`runtime.ray_address`): one run across machines.
+
+The round stays the one `fl_analytics.mrf_runner` runs from TFF's MapReduceForm: the
+driver (the `train.py` process) runs `prepare`, the aggregation's `zero`, the merge of
+the groups' accumulators in group order, `report`, the secure sums and `update`. What
+moves is the clients' work: the cohort's fixed groups (client k of a round in group
+k % `runtime.client_groups`, as on one machine) each run on a Ray actor, through the
+same code (`MapReduceRunner.accumulate_group` for ``mapreduce``, the stacked local
+training of `VectorizedRunner` for ``vectorized``). So a run on a cluster gives the
+same metrics as the same run on one machine with the same `client_groups`
+(`tests/ray_test.py`).
+
+Each actor builds what it needs where it runs, once: the TFF process from the run's
+config and resolved DP settings (`training.build_process`), and the population
+(`task.build_data`, the pure function of config, seed and user of the synthetic
+generator, or the event store at the same path on every node). A round sends each
+actor the broadcast (the model, put once in Ray's object store) and its clients' user
+indices and step caps; the actor makes those users' examples itself. Only audit
+canaries, a few tiny arrays, travel as data.
+
+An actor lost mid-round (its process or its node) is restarted by Ray and the call is
+retried (`max_restarts`, `max_task_retries`): its part of the round is a pure function
+of what the call carries, so the retried round gives the same result.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from typing import Any, Sequence
+
+import numpy as np
+
+from fl_analytics import ray_cluster
+
+# Restarts of a lost actor (and retries of the call it was running).
+MAX_RESTARTS = 3
+
+
+class ClientGroupActor:
+  """One client group's work, on whichever node Ray placed it."""
+
+  def __init__(self, config, settings, engine_name: str):
+    from fl_analytics import engines  # pylint: disable=g-import-not-at-top
+    from fl_analytics import tasks  # pylint: disable=g-import-not-at-top
+    from fl_analytics import training  # pylint: disable=g-import-not-at-top
+
+    t0 = time.monotonic()
+    task = tasks.get(config.task)
+    self._data = task.build_data(config)
+    process = training.build_process(config, task, settings)
+    self._runner = engines.make_runner(engine_name, process,
+                                       training.client_datasets(config), config, groups=1)
+    self.startup_seconds = time.monotonic() - t0
+
+  def ready(self) -> dict[str, Any]:
+    return {'pid': os.getpid(), 'startup_seconds': self.startup_seconds}
+
+  def accumulate(self, shared, clients: Sequence[tuple]):
+    """`accumulate_group` over `clients` (`(user, x, y, max_steps)`; x None: made here)."""
+    broadcast, acc, secure_params = shared
+    users = [c[0] for c in clients if c[1] is None]
+    made = iter(self._data.train_examples_many(users) if users else ())
+    data = [(*next(made), steps) if x is None else (x, y, steps)
+            for _, x, y, steps in clients]
+    return self._runner.accumulate_group(broadcast, acc, secure_params, data, 0)
+
+  def prefetch(self, users: Sequence[int]) -> None:
+    """Starts making `users` (this group's clients of the next round) in the background."""
+    if len(users):
+      self._data.prefetch(users)
+
+
+class ActorGroups:
+  """A runner's `group_executor`: group g of every round on actor g."""
+
+  def __init__(self, address: str, config, settings, *, engine_name: str, groups: int,
+               cpus_per_group: int = 1):
+    self._ray = ray = ray_cluster.connect(address)
+    threads = str(cpus_per_group)
+    actor_class = ray.remote(
+        num_cpus=cpus_per_group, max_restarts=MAX_RESTARTS, max_task_retries=MAX_RESTARTS,
+        runtime_env={'env_vars': {'TF_NUM_INTRAOP_THREADS': threads,
+                                  'TF_NUM_INTEROP_THREADS': threads,
+                                  'OMP_NUM_THREADS': threads,
+                                  'TF_CPP_MIN_LOG_LEVEL': os.environ.get(
+                                      'TF_CPP_MIN_LOG_LEVEL', '2')}},
+    )(ClientGroupActor)
+    t0 = time.monotonic()
+    self._actors = [actor_class.remote(config, settings, engine_name)
+                    for _ in range(groups)]
+    try:
+      started = ray.get([a.ready.remote() for a in self._actors])
+    except Exception:
+      self.close()
+      raise
+    self.startup_seconds = time.monotonic() - t0
+    logging.info('Ray: %d client groups on actors of %s, started in %.1f s (each built '
+                 'its process and population in %.1f-%.1f s).', groups, address,
+                 self.startup_seconds, min(s['startup_seconds'] for s in started),
+                 max(s['startup_seconds'] for s in started))
+
+  def __call__(self, broadcast, acc, secure_params, groups) -> list:
+    shared = self._ray.put((list(broadcast), list(acc), secure_params))
+    refs = [actor.accumulate.remote(shared, [_as_tuple(c) for c in clients])
+            for actor, clients in zip(self._actors, groups)]
+    return [(list(a), s) for a, s in self._ray.get(refs)]
+
+  def prefetch(self, groups: Sequence[Sequence[int]]) -> None:
+    for actor, users in zip(self._actors, groups):
+      actor.prefetch.remote(np.asarray(users, np.int64))
+
+  def close(self) -> None:
+    for actor in self._actors:
+      try:
+        self._ray.kill(actor)
+      except Exception:  # pylint: disable=broad-except
+        pass
+    self._actors = []
+    self._ray.shutdown()
+
+
+def _as_tuple(client) -> tuple:
+  return (client.user, client.x, client.y, client.max_steps)
