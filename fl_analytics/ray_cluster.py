@@ -23,6 +23,7 @@ import dataclasses
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
@@ -51,13 +52,32 @@ def connect(address: str):
     return ray
   try:
     ray.init(address=address, logging_level='ERROR', log_to_driver=False,
-             configure_logging=True)
+             configure_logging=True, _node_ip_address=_head_ip_if_here(ray, address))
   except (ConnectionError, RuntimeError, ValueError) as e:
     raise ConnectionError(
         f'Cannot connect to a Ray cluster at {address!r}: {e}. Start one with '
         '`ray start --head` (README, "Running on a cluster"), or pass its HOST:PORT.'
     ) from e
   return ray
+
+
+def _head_ip_if_here(ray, address: str) -> Optional[str]:
+  """The head's IP when the head runs on this machine, else None (Ray's default).
+
+  A driver attaches to a raylet of its machine, which Ray finds by the IP that the
+  last node started here recorded; with several nodes on one machine (a local
+  cluster) that can be a worker node's, and the driver then dies with that node.
+  On the head's machine the driver attaches to the head.
+  """
+  host = address.rsplit(':', 1)[0] if ':' in address else ''
+  if host in ('', 'auto', 'localhost', '127.0.0.1'):
+    return None if host in ('', 'auto') else ray.util.get_node_ip_address()
+  try:
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+      s.bind((host, 0))  # only an address of this machine can be bound
+  except OSError:
+    return None
+  return host
 
 
 def cluster_cpus(ray) -> int:
@@ -83,7 +103,7 @@ class LocalCluster:
 def local_cluster(nodes: int = 2, cpus_per_node: int = 1, *,
                   object_store_bytes: int = 100 * 1000 * 1000,
                   env: Optional[dict] = None) -> Iterator[LocalCluster]:
-  """A Ray cluster of `nodes` nodes on 127.0.0.1, stopped when the block exits.
+  """A Ray cluster of `nodes` nodes on this machine, stopped when the block exits.
 
   `env`: extra environment of the nodes (e.g. Ray's `RAY_health_check_*` settings).
   """
@@ -91,10 +111,14 @@ def local_cluster(nodes: int = 2, cpus_per_node: int = 1, *,
 
   # Short: Ray's socket paths under it must fit a Unix socket name (107 bytes).
   temp_dir = tempfile.mkdtemp(prefix='flray', dir='/tmp')
+  import ray  # pylint: disable=g-import-not-at-top
+
   port = portpicker.pick_unused_port()
-  address = f'127.0.0.1:{port}'
+  # `ray start` registers a node given 127.0.0.1 under the machine's address; drivers
+  # connect there so that Ray attaches them to the head's raylet (matched by IP).
+  address = f'{ray.util.get_node_ip_address()}:{port}'
   node_env = dict(os.environ, RAY_USAGE_STATS_ENABLED='0', **(env or {}))
-  common = ['--block', '--node-ip-address=127.0.0.1', f'--num-cpus={cpus_per_node}',
+  common = ['--block', f'--num-cpus={cpus_per_node}',
             f'--object-store-memory={object_store_bytes}', '--num-gpus=0']
   cluster = LocalCluster(address, temp_dir, [])
   try:
@@ -103,7 +127,10 @@ def local_cluster(nodes: int = 2, cpus_per_node: int = 1, *,
                '--disable-usage-stats', f'--temp-dir={temp_dir}',
                f'--ray-client-server-port={portpicker.pick_unused_port()}']
               if k == 0 else [f'--address={address}'])
-      role.append(f'--dashboard-agent-listen-port={portpicker.pick_unused_port()}')
+      # Worker k on 127.0.0.(k+1): an address of its own (loopback), so that a driver
+      # here is never attached to a worker node's raylet, and losing one is not its own.
+      role += [f'--node-ip-address=127.0.0.{k + 1}',
+               f'--dashboard-agent-listen-port={portpicker.pick_unused_port()}']
       with open(cluster.node_log(k), 'wb') as out:
         cluster.nodes.append(subprocess.Popen(
             [ray_executable(), 'start'] + role + common, stdout=out,
