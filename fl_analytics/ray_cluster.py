@@ -50,6 +50,9 @@ def connect(address: str):
 
   if ray.is_initialized():
     return ray
+  # Ray 2.52 warns at every connection that it will stop overriding
+  # CUDA_VISIBLE_DEVICES for tasks without GPUs; this opts in to that now.
+  os.environ.setdefault('RAY_ACCEL_ENV_VAR_OVERRIDE_ON_ZERO', '0')
   try:
     ray.init(address=address, logging_level='ERROR', log_to_driver=False,
              configure_logging=True, _node_ip_address=_head_ip_if_here(ray, address))

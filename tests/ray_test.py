@@ -1,0 +1,183 @@
+"""Ray: sweeps and client groups on a two-node cluster started here (`ray start`).
+
+One cluster for the module (a head and a worker node, one CPU each, on this machine),
+stopped with every process it started when the module ends, however it ends; the last
+test kills its worker node.
+"""
+
+import glob
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import textwrap
+import threading
+import time
+
+import pytest
+
+from fl_analytics import ray_cluster
+from fl_analytics import ray_sweep
+from fl_analytics import rundir
+from fl_analytics import sweeps
+from fl_analytics import training
+from tests.training_test import tiny_config
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+# A lost node is declared dead after ~1.5 s instead of Ray's default ~30 s.
+_FAST_HEALTH_CHECKS = {'RAY_health_check_period_ms': '500',
+                       'RAY_health_check_timeout_ms': '500',
+                       'RAY_health_check_failure_threshold': '3'}
+
+
+@pytest.fixture(scope='module')
+def cluster():
+  with ray_cluster.local_cluster(nodes=2, cpus_per_node=1, env=_FAST_HEALTH_CHECKS) as c:
+    temp_dir = c.temp_dir
+    assert len(ray_cluster.processes_of(temp_dir)) >= 4  # two raylets, GCS, agents
+    yield c
+  assert ray_cluster.processes_of(temp_dir) == [], 'Ray processes left running'
+  assert not os.path.exists(temp_dir)
+
+
+def _ray_processes_of_this_test() -> list[int]:
+  """Actor and task workers of any cluster (`ray::...`) that are still alive."""
+  pids = []
+  for entry in os.listdir('/proc'):
+    try:
+      with open(f'/proc/{entry}/cmdline', 'rb') as f:
+        if f.read().startswith(b'ray::ClientGroupActor'):
+          pids.append(int(entry))
+    except (OSError, ValueError):
+      continue
+  return pids
+
+
+def test_run_on_actors_equals_local_run_with_same_groups_also_after_a_lost_actor(
+    cluster, tmp_path):
+  overrides = {'num_rounds': 4, 'clients_per_round': 30, 'runtime.client_groups': 2,
+               'dp.mechanism': 'gaussian_adaptive'}
+  training.train_and_evaluate(tiny_config(**overrides), str(tmp_path / 'local'))
+
+  killed = []
+
+  def kill_an_actor(row):  # after round 1: round 2 starts while actor 0 is lost
+    if row['round'] == 1:
+      pids = _ray_processes_of_this_test()
+      assert len(pids) == 2, pids
+      threading.Timer(0.01, os.kill, (pids[0], signal.SIGKILL)).start()
+      killed.append(pids[0])
+
+  training.train_and_evaluate(
+      tiny_config(**overrides, **{'runtime.ray_address': cluster.address}),
+      str(tmp_path / 'ray'), on_round=kill_an_actor)
+  assert killed
+  local = rundir.read_csv(str(tmp_path / 'local' / rundir.METRICS_FILE))
+  remote = rundir.read_csv(str(tmp_path / 'ray' / rundir.METRICS_FILE))
+  assert len(local) == len(remote) == 4
+  for a, b in zip(local, remote):
+    del a['round_seconds'], b['round_seconds']
+    assert a == b
+  assert (rundir.read_json(str(tmp_path / 'local' / 'evaluation.json'))
+          == rundir.read_json(str(tmp_path / 'ray' / 'evaluation.json')))
+  assert _ray_processes_of_this_test() == []  # the engine's actors end with the run
+
+
+def test_ray_address_is_checked_before_a_run(tmp_path):
+  with pytest.raises(training.InvalidSettingsError, match='runtime.engine=cpp has none'):
+    training.train_and_evaluate(
+        tiny_config(**{'runtime.engine': 'cpp', 'runtime.ray_address': 'auto'}),
+        str(tmp_path / 'run'))
+
+
+def test_shipped_back_run_directory_arrives_whole_and_starts_from_the_drivers_copy(
+    cluster, tmp_path):
+  workdir = tmp_path / 'sweep'
+  point = sweeps.Point('p', {}, 1)
+  run_dir = workdir / 'p'
+  os.makedirs(run_dir)
+  (run_dir / 'before.txt').write_text('from the driver')
+  os.makedirs(workdir / sweeps.LOG_DIR)
+  log_path = str(workdir / sweeps.LOG_DIR / 'p.log')
+  script = textwrap.dedent('''
+      import os, sys
+      d = sys.argv[1]
+      assert open(os.path.join(d, 'before.txt')).read() == 'from the driver'
+      open(os.path.join(d, 'after.txt'), 'w').write(d)
+      print('point ran in', d)
+  ''')
+  command = lambda p, d: [sys.executable, '-c', script, d]
+  with ray_sweep.RayLauncher(cluster.address, str(workdir), transfer='ship') as launcher:
+    code, detail = launcher.wait(launcher.start(point, str(run_dir), log_path, command))
+    node_dir = os.path.join(ray_sweep.NODE_DIR, launcher._sweep_id)
+  assert code == 0 and 'shipped back' in detail
+  assert sorted(os.listdir(run_dir)) == ['after.txt', 'before.txt']
+  ran_in = (run_dir / 'after.txt').read_text()
+  assert ran_in.startswith(ray_sweep.NODE_DIR) and ran_in != str(run_dir)
+  assert 'point ran in' in open(log_path).read()
+  assert not os.path.exists(node_dir)  # the node's copy is gone
+  assert glob.glob(str(workdir / sweeps.LOG_DIR / '.ray-sweep-*')) == []
+
+
+_TINY_SWEEP = '''
+import ml_collections
+def get_config():
+  c = ml_collections.ConfigDict()
+  c.base_config = 'configs/churn.py'
+  c.base_overrides = {'num_rounds': 6, 'eval_every': 2, 'clients_per_round': 20,
+                      'data': {'num_users': 150, 'num_days': 40}}
+  c.settings = [{'dp.mechanism': 'none'},
+                {'dp.mechanism': 'gaussian_adaptive', 'dp.noise_multiplier': 1.0},
+                {'dp.mechanism': 'gaussian_fixed', 'dp.clip': -1.0}]
+  c.seeds = [0]
+  return c
+'''
+
+
+def _sweep_command(config, workdir, *extra):
+  return [sys.executable, os.path.join(REPO, 'experiments', 'sweep.py'),
+          f'--config={config}', f'--workdir={workdir}', *extra]
+
+
+def test_sweep_on_cluster_survives_a_lost_node_and_gives_the_local_summary(
+    cluster, tmp_path):
+  """Last in the module: it kills the cluster's worker node."""
+  config = tmp_path / 'tiny_sweep.py'
+  config.write_text(_TINY_SWEEP)
+  local = subprocess.run(_sweep_command(config, tmp_path / 'local', '--parallel=2'),
+                         capture_output=True, text=True, timeout=600)
+  assert local.returncode == 1, local.stdout + local.stderr  # the refused point
+
+  workdir = tmp_path / 'ray'
+  sweep = subprocess.Popen(
+      _sweep_command(config, workdir, f'--ray_address={cluster.address}'),
+      stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+  try:
+    # Both nodes busy with a point each: then the worker node is lost.
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and len(
+        [f for f in glob.glob(str(workdir / 'logs' / '*.log'))
+         if '[ray]' in open(f).read()]) < 2:
+      time.sleep(0.2)
+    time.sleep(2)
+    cluster.kill_node(1)
+    out, _ = sweep.communicate(timeout=300)
+  finally:
+    if sweep.poll() is None:
+      sweep.kill()
+  assert sweep.returncode == 1, out
+  assert 'as Ray tasks on' in out
+  assert '1 point(s) failed: mechanism-gaussian_fixed_clip--1_seed-0' in out
+  assert 'dp.clip must be a finite number > 0' in out  # the end of its log
+  # The point that was on the lost node started again (its log has both starts).
+  starts = [open(f).read().count('[ray] mechanism-')
+            for f in glob.glob(str(workdir / 'logs' / '*.log'))]
+  assert max(starts) == 2 and sum(starts) == 4, starts
+  assert ((workdir / 'summary.csv').read_text()
+          == (tmp_path / 'local' / 'summary.csv').read_text())
+  for name in ('mechanism-none_seed-0', 'mechanism-gaussian_adaptive_noise_multiplier-1_seed-0'):
+    assert sweeps.is_complete(str(workdir / name), 6)
+  again = subprocess.run(_sweep_command(config, workdir, f'--ray_address={cluster.address}'),
+                         capture_output=True, text=True, timeout=300)
+  assert '2 already finished, 1 to run' in again.stdout
