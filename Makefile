@@ -12,7 +12,7 @@ DEMO_DIR ?= runs/demo
 REFERENCE_RUNS ?= runs/reference
 PARALLEL ?=
 
-.PHONY: setup test demo reproduce mechanisms compression analytics next_action export audit scale bench bench-scale clean-runs
+.PHONY: setup test demo reproduce mechanisms compression analytics next_action export audit scale bench bench-scale bench-ray clean-runs
 MECHANISM_RUNS ?= runs/mechanisms
 COMPRESSION_RUNS ?= runs/compression
 NEXT_ACTION_RUNS ?= runs/next_action
@@ -116,6 +116,12 @@ bench: setup
 # clients against the plain-TF floor and the arithmetic bound.
 bench-scale: setup
 	$(PY) experiments/benchmark.py --scale --rounds=10 --json=results/benchmark/scale.json
+
+# Ray on this machine (experiments/benchmark.py --ray): a local two-node cluster's
+# start-up and per-task overhead, a sweep here against on Ray, rounds at 1,000 and
+# 5,000 clients in one process against on Ray actors.
+bench-ray: setup
+	$(PY) experiments/benchmark.py --ray --rounds=5 --sweep_points=4 --json=results/benchmark/ray.json
 
 clean-runs:
 	rm -rf runs

@@ -4,6 +4,15 @@ r"""How fast the pipeline's rounds are, against the plain-TensorFlow floor of th
       [--rounds=10] [--sweep_points=2] [--memory_rounds=N] [--engine=mapreduce|cpp]
   .venv/bin/python experiments/benchmark.py --scale [--json=results/benchmark/scale.json]
       [--populations=10000,100000,1000000] [--scale_cohorts=100,1000,5000]
+  .venv/bin/python experiments/benchmark.py --ray [--json=results/benchmark/ray.json]
+      [--ray_cohorts=1000,5000] [--sweep_points=4]
+
+With --ray (`make bench-ray`): a two-node Ray cluster started on this machine (one CPU
+a node, as the tests' cluster): its start-up, a driver's connection and a task's round
+trip; a sweep's throughput as local subprocesses (two at a time) and as Ray tasks; and
+per engine and cohort size at 100,000 users the round time and the time to the first
+round with two client groups in one process and on two Ray actors (same groups, so
+the same results).
 
 With --scale (`make bench-scale`): one fresh process per point, at 1,000 clients per
 round for each population size on the `mapreduce` and `vectorized` engines (time from
@@ -45,6 +54,10 @@ _SWEEP_ROUNDS = flags.DEFINE_integer('sweep_rounds', 20, 'Rounds per sweep point
 _MEMORY_ROUNDS = flags.DEFINE_integer(
     'memory_rounds', 0, 'If > 50: one run this long, resident memory at 50 and at the end.')
 _SCALE = flags.DEFINE_bool('scale', False, 'Population and cohort scale instead.')
+_RAY = flags.DEFINE_bool('ray', False, 'Ray overheads, sweeps and rounds on a local '
+                         'two-node cluster instead.')
+_RAY_COHORTS = flags.DEFINE_list('ray_cohorts', ['1000', '5000'],
+                                 '--ray: clients per round, at 100,000 users.')
 _POPULATIONS = flags.DEFINE_list('populations', [str(p) for p in benchmark.SCALE_POPULATIONS],
                                  '--scale: synthetic users, at 1,000 clients per round.')
 _SCALE_COHORTS = flags.DEFINE_list('scale_cohorts', [str(c) for c in benchmark.SCALE_COHORTS],
@@ -61,6 +74,8 @@ def main(argv):
   logging.set_verbosity(logging.WARNING)
   if _SCALE.value:
     return _scale()
+  if _RAY.value:
+    return _ray()
   cohorts = _integers('cohorts', _COHORTS.value)
   result = {'engine': _ENGINE.value, 'rows': []}
   for cohort in cohorts:
@@ -214,3 +229,55 @@ def _scale():
 
 if __name__ == '__main__':
   cli.run(main)
+
+
+def _ray():
+  """--ray: Ray's overheads and speed-ups on this machine (see the module docstring)."""
+  import time  # pylint: disable=g-import-not-at-top
+  from fl_analytics import ray_cluster  # pylint: disable=g-import-not-at-top
+
+  cohorts = _integers('ray_cohorts', _RAY_COHORTS.value)
+  rounds, warmup = _ROUNDS.value, 2
+  train = os.path.join(REPO, 'experiments', 'train.py')
+  result = {'rounds': rounds, 'warmup_rounds': warmup, 'nodes': 2, 'cpus_per_node': 1}
+  print(f'sweep of {_SWEEP_POINTS.value} points x {_SWEEP_ROUNDS.value} rounds, '
+        'two at a time here ...', flush=True)
+  local = benchmark.sweep_throughput(points=_SWEEP_POINTS.value, rounds=_SWEEP_ROUNDS.value,
+                                     parallel=2, train_script=train)
+  t0 = time.monotonic()
+  with ray_cluster.local_cluster(nodes=2, cpus_per_node=1) as cluster:
+    result['cluster_start_s'] = time.monotonic() - t0
+    result.update(benchmark.ray_task_overhead(cluster.address))
+    print(f'Ray: two nodes up in {result["cluster_start_s"]:.1f} s; a driver connects in '
+          f'{result["connect_s"]:.2f} s; a task\'s round trip {result["task_round_trip_ms"]:.2f} '
+          'ms', flush=True)
+    print('the same sweep as Ray tasks ...', flush=True)
+    on_ray = benchmark.sweep_throughput(
+        points=_SWEEP_POINTS.value, rounds=_SWEEP_ROUNDS.value, parallel=None,
+        train_script=train, ray_address=cluster.address)
+    result['sweep'] = {'local': local, 'ray': on_ray,
+                       'ray_over_local_wall': on_ray['wall_seconds'] / local['wall_seconds']}
+    for name, s in (('here', local), ('on Ray', on_ray)):
+      print(f'sweep {name}: {s["wall_seconds"]:.1f} s wall, {s["rounds_per_second"]:.2f} '
+            f'rounds/s', flush=True)
+    result['rounds'] = []
+    for engine in ('vectorized', 'mapreduce'):
+      for cohort in cohorts:
+        row = {'engine': engine, 'clients_per_round': cohort}
+        for where, address in (('one_process', None), ('ray_actors', cluster.address)):
+          print(f'{engine}, 100000 users, {cohort} clients per round, 2 groups, '
+                f'{where} ...', flush=True)
+          row[where] = benchmark.run_scale_point(
+              100_000, cohort, rounds=rounds, warmup=warmup, engine=engine,
+              client_groups=2, ray_address=address)
+        row['ray_over_one_process_round'] = (row['ray_actors']['round_s']
+                                             / row['one_process']['round_s'])
+        print(f'{engine} {cohort}: round {row["one_process"]["round_s"]:.3f} s in one '
+              f'process, {row["ray_actors"]["round_s"]:.3f} s on actors (x'
+              f'{row["ray_over_one_process_round"]:.2f}); first round after '
+              f'{row["one_process"]["first_round_start_s"]:.1f} s and '
+              f'{row["ray_actors"]["first_round_start_s"]:.1f} s', flush=True)
+        result['rounds'].append(row)
+  if _JSON.value:
+    rundir.write_json(_JSON.value, result)
+    print(f'Wrote {_JSON.value}')

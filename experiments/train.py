@@ -27,7 +27,7 @@ def main(argv):
   except (training.InvalidSettingsError, rundir.RunDirectoryError) as e:
     logging.error('%s', e)  # bad settings or directory: a message, not a traceback
     raise SystemExit(cli.USAGE_ERROR) from None
-  except training.DivergenceError as e:
+  except (training.DivergenceError, ConnectionError) as e:  # ConnectionError: Ray
     logging.error('%s', e)
     raise SystemExit(1) from None
   print(report.run_summary(_WORKDIR.value))

@@ -121,8 +121,10 @@ def floor_round_seconds(clients_per_round: int, *, rounds: int, config=None,
 
 
 def sweep_throughput(*, points: int, rounds: int, parallel: Optional[int],
-                     train_script: str) -> dict[str, float]:
-  """Rounds per second across `points` sweep points of `rounds` rounds, run in parallel.
+                     train_script: str, ray_address: Optional[str] = None
+                     ) -> dict[str, float]:
+  """Rounds per second across `points` sweep points of `rounds` rounds, run in parallel
+  (as subprocesses here, or with `ray_address` as Ray tasks of one CPU each).
 
   Wall time includes each point's start-up (imports, data, building the process),
   which is what a sweep pays.
@@ -139,7 +141,7 @@ def sweep_throughput(*, points: int, rounds: int, parallel: Optional[int],
   with tempfile.TemporaryDirectory() as workdir:
     t0 = time.monotonic()
     results = sweeps.run_sweep(point_list, workdir, command=command, parallel=parallel,
-                               log=lambda _: None)
+                               log=lambda _: None, ray_address=ray_address)
     seconds = time.monotonic() - t0
     failed = [r.point.name for r in results if r.status == 'failed']
     if failed:
@@ -147,8 +149,8 @@ def sweep_throughput(*, points: int, rounds: int, parallel: Optional[int],
     round_seconds = [float(row['round_seconds']) for r in results
                      for row in rundir.read_csv(os.path.join(
                          workdir, r.point.name, rundir.METRICS_FILE))]
-  return {'points': points, 'rounds_per_point': rounds,
-          'parallel': parallel or sweeps.default_parallel(),
+  return {'points': points, 'rounds_per_point': rounds, 'on_ray': bool(ray_address),
+          'parallel': parallel or (points if ray_address else sweeps.default_parallel()),
           'wall_seconds': seconds, 'rounds_per_second': points * rounds / seconds,
           'median_round_seconds_in_sweep': float(np.median(round_seconds))}
 
@@ -209,18 +211,23 @@ def scale_config(num_users: int, clients_per_round: int, num_rounds: int):
 
 def scale_point(num_users: int, clients_per_round: int, *, rounds: int, warmup: int,
                 launched: float, source: str = 'synthetic', engine: str = 'mapreduce',
-                mechanism: str = 'gaussian_adaptive') -> dict[str, float]:
+                mechanism: str = 'gaussian_adaptive', client_groups: int = 0,
+                ray_address: Optional[str] = None) -> dict[str, float]:
   """One run at `num_users` users in this process (a fresh one: `run_in_child`).
 
   `launched`: `time.time()` when the parent started this process, so the time to the
   first round includes the interpreter's start and the imports, as a user sees it.
   `source`: `data.source` (an event file's users replace `num_users`).
+  `client_groups`, `ray_address`: `runtime.*` (with an address, the groups run on Ray
+  actors, which make the users: `users_made` then counts none).
   """
   from fl_analytics import training  # pylint: disable=g-import-not-at-top
 
   config = scale_config(num_users, clients_per_round, warmup + rounds)
   config.data.source = source
   config.runtime.engine = engine
+  config.runtime.client_groups = client_groups
+  config.runtime.ray_address = ray_address
   config.dp.mechanism = mechanism
   first_round = {}
 
@@ -252,7 +259,8 @@ def scale_point(num_users: int, clients_per_round: int, *, rounds: int, warmup: 
               [s / max(1, int(r['cohort_size'])) for s, r in zip(seconds, rows[warmup:])])),
           'peak_rss_mb': peak_rss_mb()['self'],
           'users_made': made['data'].users_made,
-          'rounds': len(rows), 'engine': engine, 'mechanism': mechanism}
+          'rounds': len(rows), 'engine': engine, 'mechanism': mechanism,
+          'client_groups': client_groups, 'on_ray': bool(ray_address)}
 
 
 def floor_point(num_users: int, clients_per_round: int, *, rounds: int, warmup: int,
@@ -311,10 +319,12 @@ def run_in_child(function: str, *args, **kwargs) -> dict:
 
 def run_scale_point(num_users: int, clients_per_round: int, *, rounds: int,
                     warmup: int, source: str = 'synthetic', engine: str = 'mapreduce',
-                    mechanism: str = 'gaussian_adaptive') -> dict[str, float]:
+                    mechanism: str = 'gaussian_adaptive', client_groups: int = 0,
+                    ray_address: Optional[str] = None) -> dict[str, float]:
   """`scale_point` in a fresh process."""
   return run_in_child('scale_point', num_users, clients_per_round, rounds=rounds,
-                      warmup=warmup, source=source, engine=engine, mechanism=mechanism)
+                      warmup=warmup, source=source, engine=engine, mechanism=mechanism,
+                      client_groups=client_groups, ray_address=ray_address)
 
 
 def write_event_file(path: str, num_events: int, *, seed: int = 0) -> dict[str, float]:
@@ -400,3 +410,29 @@ def user_costs(num_users: int = 2000, batch: int = 1000) -> dict[str, float]:
     out[f'featurize_ms_per_user{name}'] = 1e3 * featurize / num_users
   out['events_per_user'] = float(np.mean(np.concatenate(made)))
   return out
+
+
+def ray_task_overhead(address: str, *, tasks: int = 50) -> dict[str, float]:
+  """Seconds to connect a driver to the cluster at `address`, and the round trip of
+  a task that does nothing (one at a time, the median of `tasks`): what every sweep
+  point and every round's call on an actor pays on top of its work."""
+  from fl_analytics import ray_cluster  # pylint: disable=g-import-not-at-top
+
+  t0 = time.monotonic()
+  ray = ray_cluster.connect(address)
+  connect_s = time.monotonic() - t0
+  try:
+    noop = ray.remote(num_cpus=1)(_noop)
+    ray.get(noop.remote())  # a worker process started
+    trips = []
+    for _ in range(tasks):
+      t = time.monotonic()
+      ray.get(noop.remote())
+      trips.append(time.monotonic() - t)
+  finally:
+    ray.shutdown()
+  return {'connect_s': connect_s, 'task_round_trip_ms': 1e3 * float(np.median(trips))}
+
+
+def _noop():
+  return None
