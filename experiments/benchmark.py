@@ -227,9 +227,6 @@ def _scale():
     print(f'Wrote {_JSON.value}')
 
 
-if __name__ == '__main__':
-  cli.run(main)
-
 
 def _ray():
   """--ray: Ray's overheads and speed-ups on this machine (see the module docstring)."""
@@ -281,3 +278,8 @@ def _ray():
   if _JSON.value:
     rundir.write_json(_JSON.value, result)
     print(f'Wrote {_JSON.value}')
+
+
+if __name__ == '__main__':
+  cli.run(main)
+

@@ -98,7 +98,8 @@ class Engine(abc.ABC):
 
   def prefetch(self, reporting: np.ndarray, population_size: int) -> None:
     """The next round's reporting clients (indices from `population_size` on are
-    canaries), for an engine that builds client data to start making them."""
+    canaries), given before this round's `next` to an engine that builds client data,
+    which makes them while this round trains."""
     del reporting, population_size
 
   def close(self) -> None:

@@ -57,19 +57,19 @@ class ClientGroupActor:
   def ready(self) -> dict[str, Any]:
     return {'pid': os.getpid(), 'startup_seconds': self.startup_seconds}
 
-  def accumulate(self, shared, clients: Sequence[tuple]):
-    """`accumulate_group` over `clients` (`(user, x, y, max_steps)`; x None: made here)."""
+  def accumulate(self, shared, clients: Sequence[tuple], upcoming: Sequence[int] = ()):
+    """`accumulate_group` over `clients` (`(user, x, y, max_steps)`; x None: made here).
+
+    `upcoming`: this group's users of the next round, made in the background while
+    this round trains (`FederatedData.prefetch`, as the driver does on one machine)."""
     broadcast, acc, secure_params = shared
     users = [c[0] for c in clients if c[1] is None]
     made = iter(self._data.train_examples_many(users) if users else ())
     data = [(*next(made), steps) if x is None else (x, y, steps)
             for _, x, y, steps in clients]
+    if len(upcoming):
+      self._data.prefetch(upcoming)
     return self._runner.accumulate_group(broadcast, acc, secure_params, data, 0)
-
-  def prefetch(self, users: Sequence[int]) -> None:
-    """Starts making `users` (this group's clients of the next round) in the background."""
-    if len(users):
-      self._data.prefetch(users)
 
 
 class ActorGroups:
@@ -88,6 +88,7 @@ class ActorGroups:
                                       'TF_CPP_MIN_LOG_LEVEL', '2')}},
     )(ClientGroupActor)
     t0 = time.monotonic()
+    self._upcoming = None
     self._actors = [actor_class.remote(config, settings, engine_name)
                     for _ in range(groups)]
     try:
@@ -103,13 +104,15 @@ class ActorGroups:
 
   def __call__(self, broadcast, acc, secure_params, groups) -> list:
     shared = self._ray.put((list(broadcast), list(acc), secure_params))
-    refs = [actor.accumulate.remote(shared, [_as_tuple(c) for c in clients])
-            for actor, clients in zip(self._actors, groups)]
+    upcoming, self._upcoming = self._upcoming or [[]] * len(self._actors), None
+    refs = [actor.accumulate.remote(shared, [_as_tuple(c) for c in clients],
+                                    np.asarray(users, np.int64))
+            for actor, clients, users in zip(self._actors, groups, upcoming)]
     return [(list(a), s) for a, s in self._ray.get(refs)]
 
   def prefetch(self, groups: Sequence[Sequence[int]]) -> None:
-    for actor, users in zip(self._actors, groups):
-      actor.prefetch.remote(np.asarray(users, np.int64))
+    """Each group's users of the next round, sent with this round's call."""
+    self._upcoming = groups
 
   def close(self) -> None:
     for actor in self._actors:

@@ -7,7 +7,6 @@ test kills its worker node.
 
 import glob
 import os
-import shutil
 import signal
 import subprocess
 import sys
@@ -22,6 +21,9 @@ from fl_analytics import ray_sweep
 from fl_analytics import rundir
 from fl_analytics import sweeps
 from fl_analytics import training
+from tests.sweeps_test import TINY_SETTINGS
+from tests.sweeps_test import sweep_command
+from tests.sweeps_test import write_tiny_sweep
 from tests.training_test import tiny_config
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -54,16 +56,18 @@ def _ray_processes_of_this_test() -> list[int]:
   return pids
 
 
+@pytest.mark.parametrize('engine,lose_an_actor', [('mapreduce', True),
+                                                   ('vectorized', False)])
 def test_run_on_actors_equals_local_run_with_same_groups_also_after_a_lost_actor(
-    cluster, tmp_path):
+    cluster, tmp_path, engine, lose_an_actor):
   overrides = {'num_rounds': 4, 'clients_per_round': 30, 'runtime.client_groups': 2,
-               'dp.mechanism': 'gaussian_adaptive'}
+               'dp.mechanism': 'gaussian_adaptive', 'runtime.engine': engine}
   training.train_and_evaluate(tiny_config(**overrides), str(tmp_path / 'local'))
 
   killed = []
 
   def kill_an_actor(row):  # after round 1: round 2 starts while actor 0 is lost
-    if row['round'] == 1:
+    if row['round'] == 1 and lose_an_actor:
       pids = _ray_processes_of_this_test()
       assert len(pids) == 2, pids
       threading.Timer(0.01, os.kill, (pids[0], signal.SIGKILL)).start()
@@ -72,7 +76,7 @@ def test_run_on_actors_equals_local_run_with_same_groups_also_after_a_lost_actor
   training.train_and_evaluate(
       tiny_config(**overrides, **{'runtime.ray_address': cluster.address}),
       str(tmp_path / 'ray'), on_round=kill_an_actor)
-  assert killed
+  assert bool(killed) == lose_an_actor
   local = rundir.read_csv(str(tmp_path / 'local' / rundir.METRICS_FILE))
   remote = rundir.read_csv(str(tmp_path / 'ray' / rundir.METRICS_FILE))
   assert len(local) == len(remote) == 4
@@ -82,6 +86,13 @@ def test_run_on_actors_equals_local_run_with_same_groups_also_after_a_lost_actor
   assert (rundir.read_json(str(tmp_path / 'local' / 'evaluation.json'))
           == rundir.read_json(str(tmp_path / 'ray' / 'evaluation.json')))
   assert _ray_processes_of_this_test() == []  # the engine's actors end with the run
+
+
+def test_without_an_address_nothing_imports_ray():
+  code = ('import sys, fl_analytics.sweeps, fl_analytics.engines, fl_analytics.ray_cluster, '
+          'fl_analytics.ray_sweep, fl_analytics.ray_engine; '
+          'sys.exit(1 if "ray" in sys.modules else 0)')
+  assert subprocess.run([sys.executable, '-c', code], cwd=REPO).returncode == 0
 
 
 def test_ray_address_is_checked_before_a_run(tmp_path):
@@ -120,38 +131,18 @@ def test_shipped_back_run_directory_arrives_whole_and_starts_from_the_drivers_co
   assert glob.glob(str(workdir / sweeps.LOG_DIR / '.ray-sweep-*')) == []
 
 
-_TINY_SWEEP = '''
-import ml_collections
-def get_config():
-  c = ml_collections.ConfigDict()
-  c.base_config = 'configs/churn.py'
-  c.base_overrides = {'num_rounds': 6, 'eval_every': 2, 'clients_per_round': 20,
-                      'data': {'num_users': 150, 'num_days': 40}}
-  c.settings = [{'dp.mechanism': 'none'},
-                {'dp.mechanism': 'gaussian_adaptive', 'dp.noise_multiplier': 1.0},
-                {'dp.mechanism': 'gaussian_fixed', 'dp.clip': -1.0}]
-  c.seeds = [0]
-  return c
-'''
-
-
-def _sweep_command(config, workdir, *extra):
-  return [sys.executable, os.path.join(REPO, 'experiments', 'sweep.py'),
-          f'--config={config}', f'--workdir={workdir}', *extra]
-
-
 def test_sweep_on_cluster_survives_a_lost_node_and_gives_the_local_summary(
     cluster, tmp_path):
   """Last in the module: it kills the cluster's worker node."""
   config = tmp_path / 'tiny_sweep.py'
-  config.write_text(_TINY_SWEEP)
-  local = subprocess.run(_sweep_command(config, tmp_path / 'local', '--parallel=2'),
+  write_tiny_sweep(config, TINY_SETTINGS, [0], num_rounds=6, eval_every=2)
+  local_dir = tmp_path / 'local'
+  local = subprocess.run(sweep_command(config, local_dir, '--parallel=2'),
                          capture_output=True, text=True, timeout=600)
   assert local.returncode == 1, local.stdout + local.stderr  # the refused point
-
   workdir = tmp_path / 'ray'
   sweep = subprocess.Popen(
-      _sweep_command(config, workdir, f'--ray_address={cluster.address}'),
+      sweep_command(config, workdir, f'--ray_address={cluster.address}'),
       stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
   try:
     # Both nodes busy with a point each: then the worker node is lost.
@@ -174,10 +165,9 @@ def test_sweep_on_cluster_survives_a_lost_node_and_gives_the_local_summary(
   starts = [open(f).read().count('[ray] mechanism-')
             for f in glob.glob(str(workdir / 'logs' / '*.log'))]
   assert max(starts) == 2 and sum(starts) == 4, starts
-  assert ((workdir / 'summary.csv').read_text()
-          == (tmp_path / 'local' / 'summary.csv').read_text())
+  assert (workdir / 'summary.csv').read_text() == (local_dir / 'summary.csv').read_text()
   for name in ('mechanism-none_seed-0', 'mechanism-gaussian_adaptive_noise_multiplier-1_seed-0'):
     assert sweeps.is_complete(str(workdir / name), 6)
-  again = subprocess.run(_sweep_command(config, workdir, f'--ray_address={cluster.address}'),
+  again = subprocess.run(sweep_command(config, workdir, f'--ray_address={cluster.address}'),
                          capture_output=True, text=True, timeout=300)
   assert '2 already finished, 1 to run' in again.stdout

@@ -225,25 +225,39 @@ def test_audited_sweep_summarizes_estimates_beside_claims_plots_and_exports_them
   assert 'audit.json' not in os.listdir(os.path.join(dst, 'mechanism-none_seed-0'))
 
 
-def test_tiny_sweep_runs_in_parallel_reports_failures_and_skips_finished(tmp_path):
-  config = tmp_path / 'tiny_sweep.py'
-  config.write_text(textwrap.dedent('''
+# No DP, adaptive clipping, and a setting every point of which is refused (clip < 0).
+TINY_SETTINGS = [{'dp.mechanism': 'none'},
+                 {'dp.mechanism': 'gaussian_adaptive', 'dp.noise_multiplier': 1.0},
+                 {'dp.mechanism': 'gaussian_fixed', 'dp.clip': -1.0}]
+
+
+def write_tiny_sweep(path, settings, seeds, *, num_rounds=2, eval_every=1) -> None:
+  """A sweep config over a 150-user population, 20 clients per round, at `path`."""
+  path.write_text(textwrap.dedent(f'''
       import ml_collections
       def get_config():
         c = ml_collections.ConfigDict()
         c.base_config = 'configs/churn.py'
-        c.base_overrides = {'num_rounds': 2, 'eval_every': 1, 'clients_per_round': 20,
-                            'data': {'num_users': 150, 'num_days': 40}}
-        c.settings = [{'dp.mechanism': 'none'},
-                      {'dp.mechanism': 'gaussian_adaptive', 'dp.noise_multiplier': 1.0},
-                      {'dp.mechanism': 'gaussian_fixed', 'dp.clip': -1.0}]
-        c.seeds = [0, 1]
+        c.base_overrides = {{'num_rounds': {num_rounds}, 'eval_every': {eval_every},
+                            'clients_per_round': 20,
+                            'data': {{'num_users': 150, 'num_days': 40}}}}
+        c.settings = {settings!r}
+        c.seeds = {seeds!r}
         return c
   '''))
+
+
+def sweep_command(config, workdir, *extra) -> list[str]:
+  return [sys.executable, os.path.join(REPO, 'experiments', 'sweep.py'),
+          f'--config={config}', f'--workdir={workdir}', *extra]
+
+
+def test_tiny_sweep_runs_in_parallel_reports_failures_and_skips_finished(tmp_path):
+  config = tmp_path / 'tiny_sweep.py'
+  write_tiny_sweep(config, TINY_SETTINGS, [0, 1])
   workdir = tmp_path / 'sweep'
-  cmd = [sys.executable, os.path.join(REPO, 'experiments', 'sweep.py'),
-         f'--config={config}', f'--workdir={workdir}', '--parallel=2']
-  first = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+  first = subprocess.run(sweep_command(config, workdir, '--parallel=2'),
+                         capture_output=True, text=True, timeout=600)
   assert first.returncode == 1, first.stdout + first.stderr
   assert 'dp.clip must be a finite number > 0' in first.stdout
   assert '2 point(s) failed: mechanism-gaussian_fixed_clip--1_seed-0' in first.stderr
@@ -255,7 +269,8 @@ def test_tiny_sweep_runs_in_parallel_reports_failures_and_skips_finished(tmp_pat
                                       'metrics.csv'))[-1]['eval_auc']) for s in (0, 1)]
   assert float(summary[0]['eval_auc_mean']) == pytest.approx(np.mean(finals))
 
-  second = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+  second = subprocess.run(sweep_command(config, workdir, '--parallel=2'),
+                          capture_output=True, text=True, timeout=600)
   assert '4 already finished, 2 to run' in second.stdout
 
 
