@@ -113,7 +113,7 @@ def run_point(spec: dict) -> dict:
   try:
     code = proc.wait()
   except KeyboardInterrupt:  # ray.cancel: the sweep was interrupted
-    sweeps._stop([proc])  # pylint: disable=protected-access
+    sweeps.stop_points([proc])
     raise
   result = {'code': code, 'host': host, 'shared': shared}
   if not shared:
@@ -211,8 +211,7 @@ class RayLauncher:
     refs = [h.ref for h in handles]
     for ref in refs:
       self._ray.cancel(ref)
-    self._ray.wait(refs, num_returns=len(refs),
-                   timeout=sweeps._STOP_GRACE_S + 5)  # pylint: disable=protected-access
+    self._ray.wait(refs, num_returns=len(refs), timeout=sweeps.STOP_GRACE_S + 5)
 
 
 class _Handle:

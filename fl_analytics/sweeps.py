@@ -18,6 +18,11 @@ the sweep dies (`PR_SET_PDEATHSIG`), so no point outlives its sweep, even after 
 SIGKILL; on Ctrl-C or SIGTERM the sweep interrupts its points (they checkpoint and
 stop their workers) and waits for them.
 
+With `ray_address` (`experiments/sweep.py --ray_address`), the same commands run as
+Ray tasks on a cluster instead (`fl_analytics.ray_sweep`), under the same rules; the
+two differ only in their launcher (`LocalLauncher`, `ray_sweep.RayLauncher`: start a
+point, wait for it, stop the running ones).
+
 Reading the results back is `fl_analytics.summary`; copying the small files of a sweep
 into a committed reference is `fl_analytics.reference`. This module imports neither
 TensorFlow nor TFF.
@@ -150,7 +155,7 @@ def run_sweep(
 
 
 # Seconds interrupted points get to checkpoint and stop before they are killed.
-_STOP_GRACE_S = 30.0
+STOP_GRACE_S = 30.0
 
 
 def point_env(threads: int) -> dict[str, str]:
@@ -197,7 +202,7 @@ class LocalLauncher:
     return proc.wait(), ''
 
   def stop(self, procs: Sequence[subprocess.Popen]) -> None:
-    _stop(procs)
+    stop_points(procs)
 
 
 def _run_points(points, workdir, *, command, launcher, log) -> list[PointResult]:
@@ -257,12 +262,12 @@ def _run_points(points, workdir, *, command, launcher, log) -> list[PointResult]
   return sorted(results, key=lambda r: order[r.point.name])
 
 
-def _stop(procs: Sequence[subprocess.Popen]) -> None:
+def stop_points(procs: Sequence[subprocess.Popen]) -> None:
   """SIGINT to each point's process group (each run checkpoints and stops its worker),
-  SIGKILL to those still there after `_STOP_GRACE_S`."""
+  SIGKILL to those still there after `STOP_GRACE_S`."""
   for proc in procs:
     _signal_group(proc, signal.SIGINT)
-  deadline = time.monotonic() + _STOP_GRACE_S
+  deadline = time.monotonic() + STOP_GRACE_S
   for proc in procs:
     try:
       proc.wait(timeout=max(0.0, deadline - time.monotonic()))
