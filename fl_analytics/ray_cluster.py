@@ -84,8 +84,20 @@ def _head_ip_if_here(ray, address: str) -> Optional[str]:
   return host
 
 
+class ClusterError(ConnectionError):
+  """The cluster cannot run what was asked (too few CPUs for the actors or tasks)."""
+
+
 def cluster_cpus(ray) -> int:
   return int(ray.cluster_resources().get('CPU', 0))
+
+
+def check_cpus(ray, address: str, needed: int, what: str) -> None:
+  """ClusterError unless the cluster has `needed` CPUs (else Ray would wait forever)."""
+  have = cluster_cpus(ray)
+  if have < needed:
+    raise ClusterError(f'{what} need {needed} CPUs; the Ray cluster at {address} has '
+                       f'{have}. Add nodes or ask for fewer.')
 
 
 @dataclasses.dataclass

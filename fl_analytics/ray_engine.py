@@ -78,6 +78,14 @@ class ActorGroups:
   def __init__(self, address: str, config, settings, *, engine_name: str, groups: int,
                cpus_per_group: int = 1):
     self._ray = ray = ray_cluster.connect(address)
+    self._actors = []
+    try:
+      ray_cluster.check_cpus(ray, address, groups * cpus_per_group,
+                             f'runtime.client_groups={groups} actors of '
+                             f'runtime.ray_cpus_per_group={cpus_per_group} CPUs')
+    except ray_cluster.ClusterError:
+      ray.shutdown()
+      raise
     threads = str(cpus_per_group)
     actor_class = ray.remote(
         num_cpus=cpus_per_group, max_restarts=MAX_RESTARTS, max_task_retries=MAX_RESTARTS,

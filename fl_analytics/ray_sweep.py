@@ -153,10 +153,12 @@ class RayLauncher:
       f.write(socket.gethostname() + '\n')
     self._task = self._ray.remote(num_cpus=self._cpus, max_retries=MAX_RETRIES)(run_point)
     self.cluster_cpus = ray_cluster.cluster_cpus(self._ray)
-    if self.cluster_cpus < self._cpus:
+    try:
+      ray_cluster.check_cpus(self._ray, self._address, self._cpus,
+                             f'Sweep points of {self._cpus} CPUs (--ray_cpus_per_point)')
+    except ray_cluster.ClusterError:
       self.__exit__(None, None, None)
-      raise ValueError(f'Each point asks for {self._cpus} CPUs; the Ray cluster at '
-                       f'{self._address} has {self.cluster_cpus}.')
+      raise
     return self
 
   def __exit__(self, *exc):
