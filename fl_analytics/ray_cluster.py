@@ -53,7 +53,6 @@ def connect(address: str):
   # Ray 2.52 warns at every connection that it will stop overriding
   # CUDA_VISIBLE_DEVICES for tasks without GPUs; this opts in to that now.
   os.environ.setdefault('RAY_ACCEL_ENV_VAR_OVERRIDE_ON_ZERO', '0')
-  os.environ.setdefault('RAY_enable_metrics_collection', '0')
   try:
     ray.init(address=address, logging_level='ERROR', log_to_driver=False,
              configure_logging=True, _node_ip_address=_head_ip_if_here(ray, address))
@@ -133,9 +132,7 @@ def local_cluster(nodes: int = 2, cpus_per_node: int = 1, *,
   # `ray start` registers a node given 127.0.0.1 under the machine's address; drivers
   # connect there so that Ray attaches them to the head's raylet (matched by IP).
   address = f'{ray.util.get_node_ip_address()}:{port}'
-  # No usage reports, no metrics agent (a head without dashboard has none to export to).
-  node_env = dict(os.environ, RAY_USAGE_STATS_ENABLED='0',
-                  RAY_enable_metrics_collection='0', **(env or {}))
+  node_env = dict(os.environ, RAY_USAGE_STATS_ENABLED='0', **(env or {}))
   common = ['--block', f'--num-cpus={cpus_per_node}',
             f'--object-store-memory={object_store_bytes}', '--num-gpus=0']
   cluster = LocalCluster(address, temp_dir, [])

@@ -110,11 +110,7 @@ def run_point(spec: dict) -> dict:
     out.write(f'[ray] {spec["name"]} on {host} ({"shared path" if shared else "shipped back"})'
               f'\n'.encode())
   proc = sweeps.start_point(cmd, log_path, spec['threads'])
-  try:
-    code = proc.wait()
-  except KeyboardInterrupt:  # ray.cancel: the sweep was interrupted
-    sweeps.stop_points([proc])
-    raise
+  code = proc.wait()  # the sweep interrupted: this worker is killed, the point SIGTERMed
   result = {'code': code, 'host': host, 'shared': shared}
   if not shared:
     # A launch refused before writing anything leaves no run directory (as locally).
@@ -208,11 +204,14 @@ class RayLauncher:
     return result['code'], f' on {result["host"]} ({where})'
 
   def stop(self, handles) -> None:
-    """Ctrl-C: each running point gets SIGINT (it checkpoints), queued ones are
-    cancelled; waits for them as a local sweep does."""
+    """Ctrl-C: queued points are cancelled; a running point's task is killed
+    (`ray.cancel(force=True)`: Ray's KeyboardInterrupt did not reach a task blocked in
+    waiting for its process, measured here), and its process gets SIGTERM from the
+    kernel (`PR_SET_PDEATHSIG`), on which `train.py` stops after its last completed
+    round, as on Ctrl-C. Waits for the tasks to end."""
     refs = [h.ref for h in handles]
     for ref in refs:
-      self._ray.cancel(ref)
+      self._ray.cancel(ref, force=True)
     self._ray.wait(refs, num_returns=len(refs), timeout=sweeps.STOP_GRACE_S + 5)
 
 
