@@ -85,10 +85,10 @@ def _wait_unlocked(run_dir: str, timeout: float) -> None:
 
 def run_point(spec: dict) -> dict:
   """The body of a point's Ray task (on whichever node Ray placed it)."""
-  shared = spec['transfer'] == 'shared' or (
-      spec['transfer'] == 'auto' and os.path.exists(spec['marker']))
   import ray  # pylint: disable=g-import-not-at-top
 
+  shared = spec['transfer'] == 'shared' or (
+      spec['transfer'] == 'auto' and os.path.exists(spec['marker']))
   host = f'{socket.gethostname()} (node {ray.get_runtime_context().get_node_id()[:8]})'
   if spec['transfer'] == 'shared' and not os.path.exists(spec['marker']):
     raise FileNotFoundError(
