@@ -56,18 +56,18 @@ def _ray_processes_of_this_test() -> list[int]:
   return pids
 
 
-@pytest.mark.parametrize('engine,lose_an_actor', [('mapreduce', True),
-                                                   ('vectorized', False)])
 def test_run_on_actors_equals_local_run_with_same_groups_also_after_a_lost_actor(
-    cluster, tmp_path, engine, lose_an_actor):
+    cluster, tmp_path):
+  # The vectorized engine's shards; mapreduce's groups go through the same actors
+  # (`ray_engine.ActorGroups`), their work through the code of one machine.
   overrides = {'num_rounds': 4, 'clients_per_round': 30, 'runtime.client_groups': 2,
-               'dp.mechanism': 'gaussian_adaptive', 'runtime.engine': engine}
+               'dp.mechanism': 'gaussian_adaptive', 'runtime.engine': 'vectorized'}
   training.train_and_evaluate(tiny_config(**overrides), str(tmp_path / 'local'))
 
   killed = []
 
   def kill_an_actor(row):  # after round 1: round 2 starts while actor 0 is lost
-    if row['round'] == 1 and lose_an_actor:
+    if row['round'] == 1:
       pids = _ray_processes_of_this_test()
       assert len(pids) == 2, pids
       threading.Timer(0.01, os.kill, (pids[0], signal.SIGKILL)).start()
@@ -76,7 +76,7 @@ def test_run_on_actors_equals_local_run_with_same_groups_also_after_a_lost_actor
   training.train_and_evaluate(
       tiny_config(**overrides, **{'runtime.ray_address': cluster.address}),
       str(tmp_path / 'ray'), on_round=kill_an_actor)
-  assert bool(killed) == lose_an_actor
+  assert killed
   local = rundir.read_csv(str(tmp_path / 'local' / rundir.METRICS_FILE))
   remote = rundir.read_csv(str(tmp_path / 'ray' / rundir.METRICS_FILE))
   assert len(local) == len(remote) == 4
@@ -182,6 +182,3 @@ def test_sweep_on_cluster_survives_a_lost_node_and_gives_the_local_summary(
   assert (workdir / 'summary.csv').read_text() == (local_dir / 'summary.csv').read_text()
   for name in ('mechanism-none_seed-0', 'mechanism-gaussian_adaptive_noise_multiplier-1_seed-0'):
     assert sweeps.is_complete(str(workdir / name), 6)
-  again = subprocess.run(sweep_command(config, workdir, f'--ray_address={cluster.address}'),
-                         capture_output=True, text=True, timeout=300)
-  assert '2 already finished, 1 to run' in again.stdout
