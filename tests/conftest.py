@@ -28,3 +28,20 @@ def no_worker_left_behind():
     except ProcessLookupError:
       pass
   assert not leaked, f'TFF worker_binary processes left running: {sorted(leaked)}'
+
+
+@pytest.fixture(scope='session')
+def tiny_sweep(tmp_path_factory):
+  """`tests/sweeps_test.py`'s tiny sweep (`TINY_SETTINGS`, seed 0) run once here, two
+  points at a time: `(config path, sweep directory, the finished sweep.py process)`.
+  The local sweep's test reads it; the Ray sweep's test compares its summary with it."""
+  import subprocess  # pylint: disable=g-import-not-at-top
+  from tests import sweeps_test  # pylint: disable=g-import-not-at-top
+
+  root = tmp_path_factory.mktemp('tiny_sweep')
+  config = root / 'tiny_sweep.py'
+  sweeps_test.write_tiny_sweep(config, sweeps_test.TINY_SETTINGS, [0])
+  workdir = root / 'sweep'
+  first = subprocess.run(sweeps_test.sweep_command(config, workdir, '--parallel=2'),
+                         capture_output=True, text=True, timeout=600)
+  return config, workdir, first

@@ -21,9 +21,7 @@ from fl_analytics import ray_sweep
 from fl_analytics import rundir
 from fl_analytics import sweeps
 from fl_analytics import training
-from tests.sweeps_test import TINY_SETTINGS
 from tests.sweeps_test import sweep_command
-from tests.sweeps_test import write_tiny_sweep
 from tests.training_test import tiny_config
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -144,16 +142,10 @@ def test_shipped_back_run_directory_arrives_whole_and_starts_from_the_drivers_co
 
 
 def test_sweep_on_cluster_survives_a_lost_node_and_gives_the_local_summary(
-    cluster, tmp_path):
+    cluster, tiny_sweep, tmp_path):
   """Last in the module: it kills the cluster's worker node."""
-  config = tmp_path / 'tiny_sweep.py'
-  write_tiny_sweep(config, TINY_SETTINGS, [0], num_rounds=6, eval_every=2)
-  local_config = tmp_path / 'local_sweep.py'  # the points that finish (summary.csv)
-  write_tiny_sweep(local_config, TINY_SETTINGS[:2], [0], num_rounds=6, eval_every=2)
-  local_dir = tmp_path / 'local'
-  local = subprocess.run(sweep_command(local_config, local_dir, '--parallel=2'),
-                         capture_output=True, text=True, timeout=600)
-  assert local.returncode == 0, local.stdout + local.stderr
+  config, local_dir, local = tiny_sweep  # (conftest.py) the same sweep, run here
+  assert local.returncode == 1, local.stdout + local.stderr  # the refused point
   workdir = tmp_path / 'ray'
   sweep = subprocess.Popen(
       sweep_command(config, workdir, f'--ray_address={cluster.address}'),
@@ -181,4 +173,4 @@ def test_sweep_on_cluster_survives_a_lost_node_and_gives_the_local_summary(
   assert max(starts) == 2 and sum(starts) == 4, starts
   assert (workdir / 'summary.csv').read_text() == (local_dir / 'summary.csv').read_text()
   for name in ('mechanism-none_seed-0', 'mechanism-gaussian_adaptive_noise_multiplier-1_seed-0'):
-    assert sweeps.is_complete(str(workdir / name), 6)
+    assert sweeps.is_complete(str(workdir / name), 2)
