@@ -42,7 +42,7 @@ def cluster():
 
 
 def _ray_processes_of_this_test() -> list[int]:
-  """Actor and task workers of any cluster (`ray::...`) that are still alive."""
+  """Pids of the client-group actors (`ray::ClientGroupActor...`) still alive."""
   pids = []
   for entry in os.listdir('/proc'):
     try:
