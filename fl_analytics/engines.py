@@ -115,9 +115,8 @@ class MapReduceEngine(Engine):
 
   def __init__(self, process, dataset_fn, *, config=None, settings=None, **unused):
     super().__init__(process, dataset_fn)
-    runtime = config.runtime if config is not None else None
-    address = runtime.get('ray_address') if runtime is not None else None
-    groups = (runtime.get('client_groups', 0) if runtime is not None else 0)
+    runtime = config.runtime if config is not None else {}
+    address, groups = runtime.get('ray_address'), runtime.get('client_groups', 0)
     self._actors = None
     if address:
       from fl_analytics import ray_cluster  # pylint: disable=g-import-not-at-top
@@ -154,9 +153,8 @@ class MapReduceEngine(Engine):
 
   def prefetch(self, reporting, population_size):
     if self._actors is not None:  # the users of group g, made on actor g
-      groups = self._runner.num_groups
-      self._actors.prefetch([[int(i) for i in reporting[g::groups] if i < population_size]
-                             for g in range(groups)])
+      self._actors.prefetch([[int(i) for i in group if i < population_size]
+                             for group in self._runner.groups_of(reporting)])
 
   def initialize(self):
     return self._runner.initialize()

@@ -281,8 +281,7 @@ class MapReduceRunner:
   def _accumulate_clients(self, broadcast, acc, secure_params, client_data):
     """The accumulator after every client (from `acc`, the aggregation's zero) and the
     totals of the clients' secure-sum inputs: clients in fixed groups, merged in order."""
-    # Client k belongs to group k % groups, whatever runs them: fixed sums.
-    groups = [client_data[g::self.num_groups] for g in range(self.num_groups)]
+    groups = self.groups_of(client_data)
     if self.group_executor is not None:
       results = self.group_executor(broadcast, acc, secure_params, groups)
     else:
@@ -298,6 +297,11 @@ class MapReduceRunner:
                                             **dict(zip(self._other_feeds, acc_g))})
       secure_sums = [[a + b for a, b in zip(x, y)] for x, y in zip(secure_sums, secure_g)]
     return acc, secure_sums
+
+  def groups_of(self, clients: Sequence) -> list:
+    """`clients` in their groups: client k in group k % groups, whatever runs them
+    (fixed sums)."""
+    return [clients[g::self.num_groups] for g in range(self.num_groups)]
 
   def accumulate_group(self, broadcast, acc, secure_params, client_data, g: int = 0):
     """One group's clients, in order, from `acc`: `(accumulator, secure-sum totals)`.

@@ -91,12 +91,13 @@ def cluster_cpus(ray) -> int:
   return int(ray.cluster_resources().get('CPU', 0))
 
 
-def check_cpus(ray, address: str, needed: int, what: str) -> None:
-  """ClusterError unless the cluster has `needed` CPUs (else Ray would wait forever)."""
+def check_cpus(ray, address: str, needed: int, what: str) -> int:
+  """The cluster's CPUs; ClusterError if fewer than `needed` (Ray would wait forever)."""
   have = cluster_cpus(ray)
   if have < needed:
     raise ClusterError(f'{what} need {needed} CPUs; the Ray cluster at {address} has '
                        f'{have}. Add nodes or ask for fewer.')
+  return have
 
 
 @dataclasses.dataclass
@@ -123,10 +124,10 @@ def local_cluster(nodes: int = 2, cpus_per_node: int = 1, *,
   `env`: extra environment of the nodes (e.g. Ray's `RAY_health_check_*` settings).
   """
   import portpicker  # pylint: disable=g-import-not-at-top
+  import ray  # pylint: disable=g-import-not-at-top
 
   # Short: Ray's socket paths under it must fit a Unix socket name (107 bytes).
   temp_dir = tempfile.mkdtemp(prefix='flray', dir='/tmp')
-  import ray  # pylint: disable=g-import-not-at-top
 
   port = portpicker.pick_unused_port()
   # `ray start` registers a node given 127.0.0.1 under the machine's address; drivers
@@ -190,20 +191,10 @@ def _signal_group(proc: subprocess.Popen, sig: int) -> None:
     pass
 
 
-def processes_of(temp_dir: str) -> list[int]:
-  """Pids of the processes whose command line names `temp_dir` (a local cluster's
-  raylets, GCS and agents all do): what the tests check is empty afterwards."""
-  pids = []
-  for entry in os.listdir('/proc'):
-    if not entry.isdigit():
-      continue
-    try:
-      with open(f'/proc/{entry}/cmdline', 'rb') as f:
-        cmdline = f.read()
-      with open(f'/proc/{entry}/stat', 'rb') as f:
-        zombie = f.read().rsplit(b')', 1)[-1].split()[0] == b'Z'
-    except OSError:
-      continue
-    if temp_dir.encode() in cmdline and not zombie:
-      pids.append(int(entry))
-  return pids
+def processes_of(text: str) -> list[int]:
+  """Pids of the live processes whose command line names `text`: a local cluster's
+  temp dir (its raylets, GCS and agents all name it; what the tests check is empty
+  afterwards), or `ray::<actor class>` (Ray names its workers so)."""
+  from fl_analytics import runtime  # pylint: disable=g-import-not-at-top
+
+  return sorted(runtime.pids_with_cmdline(lambda cmdline: text in cmdline))

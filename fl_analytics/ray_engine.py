@@ -25,14 +25,14 @@ of what the call carries, so the retried round gives the same result.
 
 from __future__ import annotations
 
-import logging
-import os
 import time
-from typing import Any, Sequence
+from typing import Sequence
 
+from absl import logging
 import numpy as np
 
 from fl_analytics import ray_cluster
+from fl_analytics import runtime
 
 # Restarts of a lost actor (and retries of the call it was running).
 MAX_RESTARTS = 3
@@ -54,8 +54,9 @@ class ClientGroupActor:
                                        training.client_datasets(config), config, groups=1)
     self.startup_seconds = time.monotonic() - t0
 
-  def ready(self) -> dict[str, Any]:
-    return {'pid': os.getpid(), 'startup_seconds': self.startup_seconds}
+  def ready(self) -> float:
+    """Seconds this actor took to build its process and population."""
+    return self.startup_seconds
 
   def accumulate(self, shared, clients: Sequence[tuple], upcoming: Sequence[int] = ()):
     """`accumulate_group` over `clients` (`(user, x, y, max_steps)`; x None: made here).
@@ -86,14 +87,9 @@ class ActorGroups:
     except ray_cluster.ClusterError:
       ray.shutdown()
       raise
-    threads = str(cpus_per_group)
     actor_class = ray.remote(
         num_cpus=cpus_per_group, max_restarts=MAX_RESTARTS, max_task_retries=MAX_RESTARTS,
-        runtime_env={'env_vars': {'TF_NUM_INTRAOP_THREADS': threads,
-                                  'TF_NUM_INTEROP_THREADS': threads,
-                                  'OMP_NUM_THREADS': threads,
-                                  'TF_CPP_MIN_LOG_LEVEL': os.environ.get(
-                                      'TF_CPP_MIN_LOG_LEVEL', '2')}},
+        runtime_env={'env_vars': runtime.thread_env(cpus_per_group)},
     )(ClientGroupActor)
     t0 = time.monotonic()
     self._upcoming = None
@@ -107,8 +103,7 @@ class ActorGroups:
     self.startup_seconds = time.monotonic() - t0
     logging.info('Ray: %d client groups on actors of %s, started in %.1f s (each built '
                  'its process and population in %.1f-%.1f s).', groups, address,
-                 self.startup_seconds, min(s['startup_seconds'] for s in started),
-                 max(s['startup_seconds'] for s in started))
+                 self.startup_seconds, min(started), max(started))
 
   def __call__(self, broadcast, acc, secure_params, groups) -> list:
     shared = self._ray.put((list(broadcast), list(acc), secure_params))

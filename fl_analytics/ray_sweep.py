@@ -96,6 +96,7 @@ def run_point(spec: dict) -> dict:
         'directory is not on a shared path there.')
   if shared:
     run_dir, log_path, cmd = spec['run_dir'], spec['log_path'], spec['shared_command']
+    _wait_unlocked(run_dir, _LOCK_WAIT_S)  # a lost attempt's process may still be there
   else:
     run_dir, cmd = spec['node_run_dir'], spec['ship_command']
     log_path = run_dir + '.log'
@@ -105,7 +106,6 @@ def run_point(spec: dict) -> dict:
       os.unlink(log_path)
     if spec['archive'] is not None:
       _unpack(spec['archive'], run_dir)
-  _wait_unlocked(run_dir, _LOCK_WAIT_S)
   with open(log_path, 'ab') as out:
     out.write(f'[ray] {spec["name"]} on {host} ({"shared path" if shared else "shipped back"})'
               f'\n'.encode())
@@ -135,7 +135,6 @@ class RayLauncher:
                        f'Found {transfer!r}.')
     self._address, self._workdir = address, os.path.abspath(workdir)
     self._transfer = transfer
-    self.threads = cpus_per_point
     self._cpus = cpus_per_point
     self._parallel = parallel
     self._sweep_id = uuid.uuid4().hex[:12]
@@ -148,10 +147,10 @@ class RayLauncher:
     with open(self._marker, 'w') as f:
       f.write(socket.gethostname() + '\n')
     self._task = self._ray.remote(num_cpus=self._cpus, max_retries=MAX_RETRIES)(run_point)
-    self.cluster_cpus = ray_cluster.cluster_cpus(self._ray)
     try:
-      ray_cluster.check_cpus(self._ray, self._address, self._cpus,
-                             f'Sweep points of {self._cpus} CPUs (--ray_cpus_per_point)')
+      self.cluster_cpus = ray_cluster.check_cpus(
+          self._ray, self._address, self._cpus,
+          f'Sweep points of {self._cpus} CPUs (--ray_cpus_per_point)')
     except ray_cluster.ClusterError:
       self.__exit__(None, None, None)
       raise

@@ -216,8 +216,18 @@ def install_sigterm_handler() -> None:
   signal.signal(signal.SIGTERM, handler)
 
 
-def running_worker_pids() -> set[int]:
-  """PIDs of every TFF worker_binary on this machine (from /proc; Linux only)."""
+def thread_env(threads: int) -> dict[str, str]:
+  """Environment variables giving a process `threads` TensorFlow (and OpenMP) threads,
+  which both TF in Python and TFF's C++ worker read, with TensorFlow's C++ start-up
+  notices quiet unless this process says otherwise."""
+  return {'TF_NUM_INTRAOP_THREADS': str(threads), 'TF_NUM_INTEROP_THREADS': str(threads),
+          'OMP_NUM_THREADS': str(threads),
+          'TF_CPP_MIN_LOG_LEVEL': os.environ.get('TF_CPP_MIN_LOG_LEVEL', '2')}
+
+
+def pids_with_cmdline(predicate) -> set[int]:
+  """PIDs of the processes on this machine whose command line (arguments joined by
+  spaces) satisfies `predicate` (from /proc; Linux only). A zombie's is empty."""
   pids = set()
   for entry in os.listdir('/proc'):
     if not entry.isdigit():
@@ -227,9 +237,14 @@ def running_worker_pids() -> set[int]:
         cmdline = f.read().replace(b'\0', b' ').decode(errors='replace')
     except OSError:
       continue
-    if WORKER_MARKER in cmdline and '--port' in cmdline:
+    if predicate(cmdline):
       pids.add(int(entry))
   return pids
+
+
+def running_worker_pids() -> set[int]:
+  """PIDs of every TFF worker_binary on this machine."""
+  return pids_with_cmdline(lambda c: WORKER_MARKER in c and '--port' in c)
 
 
 def _parent_pid(pid: int) -> int:

@@ -158,21 +158,14 @@ def run_sweep(
 STOP_GRACE_S = 30.0
 
 
-def point_env(threads: int) -> dict[str, str]:
-  """The environment of a point's process: this one's, with `threads` TF threads."""
-  env = dict(os.environ, TF_NUM_INTRAOP_THREADS=str(threads),
-             TF_NUM_INTEROP_THREADS=str(threads), OMP_NUM_THREADS=str(threads))
-  env.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
-  return env
-
-
 def start_point(cmd: list[str], log_path: str, threads: int) -> subprocess.Popen:
   """Starts a point's process, its output appended to `log_path`: in its own process
   group (the point and its TFF worker are signalled together), with SIGTERM from the
   kernel if the thread that started it, which waits for it, goes away."""
   with open(log_path, 'ab') as out:
     return subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT,
-                            stdin=subprocess.DEVNULL, env=point_env(threads),
+                            stdin=subprocess.DEVNULL,
+                            env={**os.environ, **runtime.thread_env(threads)},
                             start_new_session=True,
                             preexec_fn=functools.partial(runtime.die_with_parent,
                                                          signal.SIGTERM))

@@ -41,17 +41,8 @@ def cluster():
   assert not os.path.exists(temp_dir)
 
 
-def _ray_processes_of_this_test() -> list[int]:
-  """Pids of the client-group actors (`ray::ClientGroupActor...`) still alive."""
-  pids = []
-  for entry in os.listdir('/proc'):
-    try:
-      with open(f'/proc/{entry}/cmdline', 'rb') as f:
-        if f.read().startswith(b'ray::ClientGroupActor'):
-          pids.append(int(entry))
-    except (OSError, ValueError):
-      continue
-  return pids
+def _actor_processes() -> list[int]:
+  return ray_cluster.processes_of('ray::ClientGroupActor')
 
 
 def test_run_on_actors_equals_local_run_with_same_groups_also_after_a_lost_actor(
@@ -66,7 +57,7 @@ def test_run_on_actors_equals_local_run_with_same_groups_also_after_a_lost_actor
 
   def kill_an_actor(row):  # after round 1: round 2 starts while actor 0 is lost
     if row['round'] == 1:
-      pids = _ray_processes_of_this_test()
+      pids = _actor_processes()
       assert len(pids) == 2, pids
       threading.Timer(0.01, os.kill, (pids[0], signal.SIGKILL)).start()
       killed.append(pids[0])
@@ -85,9 +76,9 @@ def test_run_on_actors_equals_local_run_with_same_groups_also_after_a_lost_actor
           == rundir.read_json(str(tmp_path / 'ray' / 'evaluation.json')))
   # The engine's actors end with the run (Ray kills them asynchronously).
   deadline = time.monotonic() + 15
-  while _ray_processes_of_this_test() and time.monotonic() < deadline:
+  while _actor_processes() and time.monotonic() < deadline:
     time.sleep(0.2)
-  assert _ray_processes_of_this_test() == []
+  assert _actor_processes() == []
 
 
 def test_without_an_address_nothing_imports_ray():
