@@ -12,7 +12,7 @@ DEMO_DIR ?= runs/demo
 REFERENCE_RUNS ?= runs/reference
 PARALLEL ?=
 
-.PHONY: setup test demo reproduce mechanisms compression analytics next_action export audit scale bench bench-scale bench-ray clean-runs
+.PHONY: setup test test-fast docs demo reproduce mechanisms compression analytics next_action export audit scale bench bench-scale bench-ray clean-runs
 MECHANISM_RUNS ?= runs/mechanisms
 COMPRESSION_RUNS ?= runs/compression
 NEXT_ACTION_RUNS ?= runs/next_action
@@ -31,11 +31,22 @@ $(STAMP): requirements.txt requirements.lock setup.py
 	# its other pins come from requirements.txt, TFF itself without dependencies.
 	$(PY) -m pip install --quiet --no-deps tensorflow-federated==$(TFF_VERSION)
 	$(PY) -m pip install --quiet --no-deps -e .
-	$(PY) -c 'import tensorflow_federated, dp_accounting, tensorflow_privacy, ml_collections, matplotlib, pyarrow, ray'
+	$(PY) -c 'import tensorflow_federated, dp_accounting, tensorflow_privacy, ml_collections, matplotlib, pyarrow, ray, pytest_timeout, nbclient'
 	touch $(STAMP)
 
+# The whole suite, what CI runs (.ci/run).
 test: setup
 	$(PY) -m pytest tests --durations=15
+
+# The inner loop: every unit and contract test, without the end-to-end runs, Ray and
+# TFF's C++ worker (pytest markers slow, ray, cpp); under 2 minutes here.
+test-fast: setup
+	$(PY) -m pytest tests -m 'not slow and not ray and not cpp' --durations=10
+
+# The configuration reference, generated from the config files' comments
+# (tests/config_reference_test.py fails when it is stale).
+docs: setup
+	$(PY) experiments/config_reference.py --output=docs/configuration.md
 
 # $(1): a sweep config, $(2): its run directory. Runs the sweep, then its plots.
 define sweep_and_plot

@@ -11,7 +11,7 @@ setuptools.setup(
     name='fl-analytics',
     version='0.1.0',
     description='Privacy-preserving user analytics with federated learning (TFF).',
-    packages=setuptools.find_packages(include=['fl_analytics', 'fl_analytics.*']),
+    packages=setuptools.find_packages(include=['fl_analytics', 'fl_analytics.*', 'benchmarks']),
     python_requires='>=3.9,<3.12',
     install_requires=[
         'absl-py',

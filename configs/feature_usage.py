@@ -9,7 +9,7 @@ DIR/privacy.json and DIR/figures/analytics_error.png (fl_analytics/analytics.py)
 
 import ml_collections
 
-from fl_analytics import config_files
+from fl_analytics.core import config_files
 
 
 def _churn_config():

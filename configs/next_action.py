@@ -2,7 +2,7 @@
 
 Predict a user's next action in a session from the `data.context_events` actions before
 it, with a small sequence model (an embedding, a causal convolution and a dense layer;
-fl_analytics/models.py), trained federated with the same mechanisms as churn; top-1 and
+fl_analytics/tasks/next_action.py), trained federated with the same mechanisms as churn; top-1 and
 top-3 accuracy on held-out users.
 
 Run:
@@ -13,7 +13,7 @@ Every other key is the churn config's (configs/churn.py), e.g.
 
 import ml_collections
 
-from fl_analytics import config_files
+from fl_analytics.core import config_files
 
 
 def _churn_config():
@@ -23,12 +23,12 @@ def _churn_config():
 
 def get_config() -> ml_collections.ConfigDict:
   c = _churn_config()
-  c.task = 'next_action'
+  c.task = 'next_action'  # a user's next action in a session
   c.data.context_events = 8  # actions before the predicted one (padded at session start)
   c.data.max_examples_per_user = 128  # a user's most recent actions to predict
-  c.model = ml_collections.ConfigDict()
-  c.model.embedding_dim = 16
-  c.model.filters = 32
-  c.model.kernel_size = 3
-  c.client.batch_size = 32
+  c.model = ml_collections.ConfigDict()  # replaces churn's hidden_units
+  c.model.embedding_dim = 16  # width of each action's embedding
+  c.model.filters = 32  # channels of the causal convolution
+  c.model.kernel_size = 3  # actions the convolution sees at once
+  c.client.batch_size = 32  # examples per local step
   return c

@@ -19,9 +19,9 @@ from ml_collections import config_flags
 # TensorFlow before app.run starts main() (see fl_analytics/training.py).
 import tensorflow as tf  # pylint: disable=unused-import
 
-from fl_analytics import cli
-from fl_analytics import analytics
-from fl_analytics import plots
+from fl_analytics.core import cli
+from fl_analytics.analytics import feature_usage
+from fl_analytics.reporting import plots
 from fl_analytics.data import clients
 from fl_analytics.data import synthetic
 
@@ -39,12 +39,12 @@ def main(argv):
     logs, origin, num_days, note = clients.load_logs(config.data, seed=config.data.seed)
     logs, num_opted_out = clients.without_opted_out(logs, config.clients.opt_out,
                                                     seed=config.data.seed)
-    analytics.check_analytics_config(config.analytics, num_users=len(logs))
+    feature_usage.check_analytics_config(config.analytics, num_users=len(logs))
   except ValueError as e:
     logging.error('%s', e)
     raise SystemExit(2) from None
   end = origin + num_days * synthetic.SECONDS_PER_DAY
-  vectors = analytics.usage_vectors(logs, end_timestamp=end,
+  vectors = feature_usage.usage_vectors(logs, end_timestamp=end,
                                     window_days=config.analytics.window_days)
   logging.info('%s; %d users counted (%d opted out).', note, len(logs), num_opted_out)
   t0 = time.monotonic()
@@ -56,11 +56,11 @@ def main(argv):
       logging.info('epsilon %g: %d releases (%d/%d, %.0f s)', epsilon, repeat, done,
                    total, time.monotonic() - t0)
 
-  releases = analytics.run(vectors, epsilons=list(config.analytics.epsilons),
+  releases = feature_usage.run(vectors, epsilons=list(config.analytics.epsilons),
                            delta=config.analytics.delta, repeats=config.analytics.repeats,
                            secure_sum=config.analytics.secure_sum, progress=progress)
   os.makedirs(_WORKDIR.value, exist_ok=True)
-  summary = analytics.write_results(
+  summary = feature_usage.write_results(
       _WORKDIR.value, vectors.sum(axis=0), releases, delta=config.analytics.delta,
       num_users=len(logs), secure_sum=config.analytics.secure_sum,
       window_days=config.analytics.window_days)
@@ -70,8 +70,8 @@ def main(argv):
   for s in summary:
     print(f"  epsilon {s['epsilon']:<6g} noise stddev {s['noise_stddev']:8.2f}  measured "
           f"RMSE {s['rmse']:8.2f}  mean relative error {100 * s['mean_relative_error']:.1f}%")
-  print(f'Results in {_WORKDIR.value}/: {analytics.RESULTS_FILE}, {analytics.SUMMARY_FILE}, '
-        f'{analytics.PRIVACY_FILE}, figures/analytics_error.png')
+  print(f'Results in {_WORKDIR.value}/: {feature_usage.RESULTS_FILE}, {feature_usage.SUMMARY_FILE}, '
+        f'{feature_usage.PRIVACY_FILE}, figures/analytics_error.png')
 
 
 if __name__ == '__main__':

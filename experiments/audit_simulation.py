@@ -1,4 +1,4 @@
-r"""How the canary statistics of `fl_analytics.audit` behave on simulated releases.
+r"""How the canary statistics of `fl_analytics.privacy.audit` behave on simulated releases.
 
   .venv/bin/python experiments/audit_simulation.py [--dim=5000] [--canaries=500] \
       [--seeds=40] [--noise=1,2,4]
@@ -18,8 +18,8 @@ import numpy as np
 from scipy import optimize
 from scipy import stats
 
-from fl_analytics import audit
-from fl_analytics import cli
+from fl_analytics.privacy import audit
+from fl_analytics.core import cli
 
 _DIM = flags.DEFINE_integer('dim', 5000, 'Dimensions.', lower_bound=2)
 _CANARIES = flags.DEFINE_integer('canaries', 500, 'Seen (and unseen) canaries.',

@@ -24,9 +24,9 @@ and the round's arithmetic over this machine's measured matmul throughput; then 
 
 Prints, per clients_per_round, the pipeline's median seconds per round after warm-up
 (`round_seconds` of `train.py`'s own loop, churn config with adaptive-clipping DP), the
-floor's (`fl_analytics.floor`), their ratio and the floor's trace count; the throughput
+floor's (`fl_analytics.engines.floor`), their ratio and the floor's trace count; the throughput
 of a parallel sweep; peak resident memory; with --memory_rounds, resident memory after
-round 50 and after round N of one long run. See `fl_analytics/benchmark.py`.
+round 50 and after round N of one long run. See `fl_analytics/suite.py`.
 """
 
 import os
@@ -40,9 +40,9 @@ from absl import logging
 # ("'SymbolicTensor' object has no attribute 'node'").
 import tensorflow as tf  # pylint: disable=unused-import
 
-from fl_analytics import cli
-from fl_analytics import benchmark
-from fl_analytics import rundir
+from fl_analytics.core import cli
+from benchmarks import suite
+from fl_analytics.core import rundir
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -58,9 +58,9 @@ _RAY = flags.DEFINE_bool('ray', False, 'Ray overheads, sweeps and rounds on a lo
                          'two-node cluster instead.')
 _RAY_COHORTS = flags.DEFINE_list('ray_cohorts', ['1000', '5000'],
                                  '--ray: clients per round, at 100,000 users.')
-_POPULATIONS = flags.DEFINE_list('populations', [str(p) for p in benchmark.SCALE_POPULATIONS],
+_POPULATIONS = flags.DEFINE_list('populations', [str(p) for p in suite.SCALE_POPULATIONS],
                                  '--scale: synthetic users, at 1,000 clients per round.')
-_SCALE_COHORTS = flags.DEFINE_list('scale_cohorts', [str(c) for c in benchmark.SCALE_COHORTS],
+_SCALE_COHORTS = flags.DEFINE_list('scale_cohorts', [str(c) for c in suite.SCALE_COHORTS],
                                    '--scale: clients per round, at 100,000 users.')
 _EVENTS = flags.DEFINE_integer('events', 10_000_000,
                                 '--scale: rows of the event file ingested (0: skip).')
@@ -80,21 +80,21 @@ def main(argv):
   result = {'engine': _ENGINE.value, 'rows': []}
   for cohort in cohorts:
     print(f'clients_per_round={cohort}: pipeline ...', flush=True)
-    pipeline = benchmark.pipeline_round_seconds(cohort, rounds=_ROUNDS.value,
+    pipeline = suite.pipeline_round_seconds(cohort, rounds=_ROUNDS.value,
                                                 engine=_ENGINE.value)
     print(f'clients_per_round={cohort}: floor ...', flush=True)
-    floor_s, traces = benchmark.floor_round_seconds(cohort, rounds=_ROUNDS.value)
+    floor_s, traces = suite.floor_round_seconds(cohort, rounds=_ROUNDS.value)
     result['rows'].append({'clients_per_round': cohort, 'pipeline_round_s': pipeline,
                            'floor_round_s': floor_s, 'ratio': pipeline / floor_s,
                            'floor_trace_count': traces})
   print()
-  print(benchmark.rows_table(result['rows']))
+  print(suite.rows_table(result['rows']))
   print('floor trace counts: ' + ', '.join(
       str(r['floor_trace_count']) for r in result['rows']))
   if _SWEEP_POINTS.value > 0:
     print(f'\nsweep: {_SWEEP_POINTS.value} points x {_SWEEP_ROUNDS.value} rounds ...',
           flush=True)
-    sweep = benchmark.sweep_throughput(
+    sweep = suite.sweep_throughput(
         points=_SWEEP_POINTS.value, rounds=_SWEEP_ROUNDS.value, parallel=None,
         train_script=os.path.join(REPO, 'experiments', 'train.py'))
     result['sweep'] = sweep
@@ -103,7 +103,7 @@ def main(argv):
           f'with start-up; median round {sweep["median_round_seconds_in_sweep"]:.3f} s)')
   if _MEMORY_ROUNDS.value:
     try:
-      result['memory'] = benchmark.memory_profile(_MEMORY_ROUNDS.value)
+      result['memory'] = suite.memory_profile(_MEMORY_ROUNDS.value)
     except ValueError as e:
       print(f'error: {e}', file=sys.stderr)
       raise SystemExit(2) from None
@@ -111,7 +111,7 @@ def main(argv):
     last = m[f'rss_mb_round_{m["rounds"]}']
     print(f'memory: {m["rss_mb_round_50"]:.0f} MiB after round 50, {last:.0f} MiB after '
           f'round {m["rounds"]} ({100 * m["growth"]:+.1f}%)')
-  result['peak_rss_mb'] = benchmark.peak_rss_mb()
+  result['peak_rss_mb'] = suite.peak_rss_mb()
   print(f'peak resident memory: {result["peak_rss_mb"]["self"]:.0f} MiB (this process), '
         f'{result["peak_rss_mb"]["children"]:.0f} MiB (largest sweep point)')
   if _JSON.value:
@@ -134,18 +134,18 @@ def _event_file(num_events: int, *, rounds: int, warmup: int) -> dict:
   with tempfile.TemporaryDirectory() as tmp:
     path = os.path.join(tmp, 'events.csv')
     print(f'writing an event file of {num_events:,} rows ...', flush=True)
-    written = benchmark.write_event_file(path, num_events)
+    written = suite.write_event_file(path, num_events)
     print(f'ingesting {path} ...', flush=True)
-    ingest = benchmark.run_in_child('ingest_point', path)
+    ingest = suite.run_in_child('ingest_point', path)
     print(f'{ingest["events"]:,} events of {ingest["users"]:,} users '
           f'({ingest["file_mb"]:.0f} MiB): store built in {ingest["ingest_s"]:.1f} s, '
           f'peak RSS {ingest["peak_rss_mb"]:.0f} MiB', flush=True)
     # 1,000 clients a round, or a quarter of a smaller file's users.
     cohort = min(1000, ingest['users'] // 4)
     print(f'training from the store, {cohort} clients per round ...', flush=True)
-    run = benchmark.run_scale_point(1000, cohort, rounds=rounds, warmup=warmup,
+    run = suite.run_scale_point(1000, cohort, rounds=rounds, warmup=warmup,
                                     source=f'events:{path}')
-    print(benchmark.scale_table([run]).splitlines()[-1], flush=True)
+    print(suite.scale_table([run]).splitlines()[-1], flush=True)
   return {**written, 'ingest': ingest, 'run': run}
 
 
@@ -154,8 +154,8 @@ def _scale():
   populations = _integers('populations', _POPULATIONS.value)
   cohorts = _integers('scale_cohorts', _SCALE_COHORTS.value)
   rounds, warmup = _ROUNDS.value, 2
-  result = {'rounds': rounds, 'warmup_rounds': warmup, 'delta': benchmark.SCALE_DELTA,
-            'populations': [], 'cohorts': [], 'users': benchmark.user_costs()}
+  result = {'rounds': rounds, 'warmup_rounds': warmup, 'delta': suite.SCALE_DELTA,
+            'populations': [], 'cohorts': [], 'users': suite.user_costs()}
   u = result['users']
   print(f'a user ({u["events_per_user"]:.0f} events): made {u["batch"]} at a time '
         f'{u["generate_ms_per_user"]:.3f} ms to generate, {u["featurize_ms_per_user"]:.3f} '
@@ -163,30 +163,30 @@ def _scale():
         f'{u["featurize_ms_per_user_alone"]:.3f} ms', flush=True)
   for users in populations:
     print(f'{users} users, 1000 clients per round ...', flush=True)
-    point = benchmark.run_scale_point(users, 1000, rounds=rounds, warmup=warmup)
-    print(benchmark.scale_table([point]).splitlines()[-1], flush=True)
+    point = suite.run_scale_point(users, 1000, rounds=rounds, warmup=warmup)
+    print(suite.scale_table([point]).splitlines()[-1], flush=True)
     print(f'{users} users, 1000 clients per round: vectorized engine ...', flush=True)
-    fast = benchmark.run_scale_point(users, 1000, rounds=rounds, warmup=warmup,
+    fast = suite.run_scale_point(users, 1000, rounds=rounds, warmup=warmup,
                                      engine='vectorized')
-    print(benchmark.scale_table([fast]).splitlines()[-1], flush=True)
+    print(suite.scale_table([fast]).splitlines()[-1], flush=True)
     result['populations'].append({**point, 'vectorized': fast})
-  flops_per_s = benchmark.matmul_flops_per_second()
+  flops_per_s = suite.matmul_flops_per_second()
   result['matmul_gflops_per_s'] = flops_per_s / 1e9
   for cohort in cohorts:
     print(f'100000 users, {cohort} clients per round: pipeline ...', flush=True)
     point = next((p for p in result['populations']
                   if p['num_users'] == 100_000 and p['clients_per_round'] == cohort),
-                 None) or benchmark.run_scale_point(100_000, cohort, rounds=rounds,
+                 None) or suite.run_scale_point(100_000, cohort, rounds=rounds,
                                                     warmup=warmup)
     print(f'100000 users, {cohort} clients per round: floor ...', flush=True)
-    floor = benchmark.run_in_child('floor_point', 100_000, cohort, rounds=rounds,
+    floor = suite.run_in_child('floor_point', 100_000, cohort, rounds=rounds,
                                    warmup=warmup)
     floor_s, examples = floor['floor_round_s'], floor['examples_per_client']
-    config = benchmark.scale_config(100_000, cohort, warmup + rounds)
-    bound_s = benchmark.round_flops(config, examples, cohort) / flops_per_s
+    config = suite.scale_config(100_000, cohort, warmup + rounds)
+    bound_s = suite.round_flops(config, examples, cohort) / flops_per_s
     print(f'100000 users, {cohort} clients per round: vectorized engine ...', flush=True)
     fast = (point.get('vectorized')
-            or benchmark.run_scale_point(100_000, cohort, rounds=rounds, warmup=warmup,
+            or suite.run_scale_point(100_000, cohort, rounds=rounds, warmup=warmup,
                                          engine='vectorized'))
     result['cohorts'].append({
         **point, 'floor_round_s': floor_s, 'floor_ms_per_client': 1e3 * floor_s / cohort,
@@ -197,8 +197,8 @@ def _scale():
                        'speedup_over_floor': floor_s / fast['round_s'],
                        'times_arithmetic_bound': fast['round_s'] / bound_s}})
   print()
-  print(benchmark.scale_table(result['populations']))
-  print(benchmark.scale_table([r['vectorized'] for r in result['populations']]))
+  print(suite.scale_table(result['populations']))
+  print(suite.scale_table([r['vectorized'] for r in result['populations']]))
   rows = result['populations']
   if len(rows) > 1:
     for key, engine_rows in (('', rows), ('_vectorized', [r['vectorized'] for r in rows])):
@@ -231,7 +231,7 @@ def _scale():
 def _ray():
   """--ray: Ray's overheads and speed-ups on this machine (see the module docstring)."""
   import time  # pylint: disable=g-import-not-at-top
-  from fl_analytics import ray_cluster  # pylint: disable=g-import-not-at-top
+  from fl_analytics.cluster import ray_cluster  # pylint: disable=g-import-not-at-top
 
   cohorts = _integers('ray_cohorts', _RAY_COHORTS.value)
   rounds, warmup = _ROUNDS.value, 2
@@ -239,17 +239,17 @@ def _ray():
   result = {'rounds': rounds, 'warmup_rounds': warmup, 'nodes': 2, 'cpus_per_node': 1}
   print(f'sweep of {_SWEEP_POINTS.value} points x {_SWEEP_ROUNDS.value} rounds, '
         'two at a time here ...', flush=True)
-  local = benchmark.sweep_throughput(points=_SWEEP_POINTS.value, rounds=_SWEEP_ROUNDS.value,
+  local = suite.sweep_throughput(points=_SWEEP_POINTS.value, rounds=_SWEEP_ROUNDS.value,
                                      parallel=2, train_script=train)
   t0 = time.monotonic()
   with ray_cluster.local_cluster(nodes=2, cpus_per_node=1) as cluster:
     result['cluster_start_s'] = time.monotonic() - t0
-    result.update(benchmark.ray_task_overhead(cluster.address))
+    result.update(suite.ray_task_overhead(cluster.address))
     print(f'Ray: two nodes up in {result["cluster_start_s"]:.1f} s; a driver connects in '
           f'{result["connect_s"]:.2f} s; a task\'s round trip {result["task_round_trip_ms"]:.2f} '
           'ms', flush=True)
     print('the same sweep as Ray tasks ...', flush=True)
-    on_ray = benchmark.sweep_throughput(
+    on_ray = suite.sweep_throughput(
         points=_SWEEP_POINTS.value, rounds=_SWEEP_ROUNDS.value, parallel=None,
         train_script=train, ray_address=cluster.address)
     result['sweep'] = {'local': local, 'ray': on_ray,
@@ -264,7 +264,7 @@ def _ray():
         for where, address in (('one_process', None), ('ray_actors', cluster.address)):
           print(f'{engine}, 100000 users, {cohort} clients per round, 2 groups, '
                 f'{where} ...', flush=True)
-          row[where] = benchmark.run_scale_point(
+          row[where] = suite.run_scale_point(
               100_000, cohort, rounds=rounds, warmup=warmup, engine=engine,
               client_groups=2, ray_address=address)
         row['ray_over_one_process_round'] = (row['ray_actors']['round_s']

@@ -4,8 +4,8 @@ r"""Writes a population's event logs as an event file (CSV or Parquet, by suffix
       --output=events.csv [--config.data.num_users=200 ...]
 
 The synthetic population of the config (or, with data.source=events:PATH, that file's
-users, normalized) in the format `data.source=events:PATH` reads (README, "Real event
-logs"): user_id, timestamp (ISO 8601, UTC), event, and archetype (ignored when read).
+users, normalized) in the format `data.source=events:PATH` reads (docs/data.md): user_id, timestamp (ISO 8601, UTC), event, and
+archetype (ignored when read).
 Reading the file back gives every user's log exactly; users without any event cannot
 appear in an event file, so the held-out split of the file's users can differ from
 that of the synthetic population.
@@ -16,7 +16,7 @@ from absl import flags
 from absl import logging
 from ml_collections import config_flags
 
-from fl_analytics import cli
+from fl_analytics.core import cli
 from fl_analytics.data import clients
 from fl_analytics.data import events
 

@@ -5,7 +5,7 @@ r"""Exports the final model of a run for the device: TFLite, SavedModel, spec, c
 Writes DIR/model.tflite (float32), DIR/model_int8.tflite (quantized),
 DIR/model_personalizable.tflite (with the on-device `train` signature), DIR/saved_model/,
 DIR/features.json, DIR/model_card.md and DIR/export.json (parity with Keras on the
-run's held-out users, sizes, latency); see `fl_analytics.export`.
+run's held-out users, sizes, latency); see `fl_analytics.export.tflite`.
 """
 
 from absl import app
@@ -15,9 +15,9 @@ from absl import logging
 # tf.keras.Input returns graph tensors and Keras functional models fail to build.
 import tensorflow as tf  # pylint: disable=unused-import
 
-from fl_analytics import cli
-from fl_analytics import export
-from fl_analytics import rundir
+from fl_analytics.core import cli
+from fl_analytics.export import tflite
+from fl_analytics.core import rundir
 
 _WORKDIR = flags.DEFINE_string('workdir', None, 'A finished run directory (train.py).')
 _OUTPUT = flags.DEFINE_string('output', None, 'Where to write the exported model.')
@@ -30,12 +30,12 @@ def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f'Unexpected arguments: {argv[1:]}')
   try:
-    result = export.export_run(_WORKDIR.value, _OUTPUT.value,
+    result = tflite.export_run(_WORKDIR.value, _OUTPUT.value,
                                latency_repeats=_REPEATS.value)
-  except (export.ExportError, rundir.RunDirectoryError) as e:
+  except (tflite.ExportError, rundir.RunDirectoryError) as e:
     logging.error('%s', e)
     raise SystemExit(cli.USAGE_ERROR) from None
-  print(export.main_summary(result))
+  print(tflite.main_summary(result))
 
 
 if __name__ == '__main__':

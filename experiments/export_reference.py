@@ -9,9 +9,9 @@ Keeps summary.csv, figures/, and each run's config.json, metrics.csv and privacy
 from absl import app
 from absl import flags
 
-from fl_analytics import cli
-from fl_analytics import plots
-from fl_analytics import reference
+from fl_analytics.core import cli
+from fl_analytics.reporting import plots
+from fl_analytics.reporting import reference
 
 _WORKDIR = flags.DEFINE_string('workdir', None, 'Finished sweep directory.')
 _REFERENCE = flags.DEFINE_string('reference', 'results/reference', 'Destination.')

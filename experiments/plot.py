@@ -10,8 +10,8 @@ import sys
 from absl import app
 from absl import flags
 
-from fl_analytics import cli
-from fl_analytics import plots
+from fl_analytics.core import cli
+from fl_analytics.reporting import plots
 
 _WORKDIR = flags.DEFINE_string('workdir', None, 'Sweep directory.')
 flags.mark_flags_as_required(['workdir'])

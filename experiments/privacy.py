@@ -6,9 +6,9 @@ r"""A privacy statement for DP-FedAvg settings, without training (no TensorFlow)
       [--mechanism=gaussian|gaussian_fixed|gaussian_adaptive|tree|distributed] \
       [--clip=C --bits=B --dim=D] [--target_epsilon=E] [--json]
 
-Calls `fl_analytics.privacy.statement`, the function `train.py` uses for privacy.json,
+Calls `fl_analytics.privacy.statement.statement`, the function `train.py` uses for privacy.json,
 on the same `mechanisms.DpSettings`. With --target_epsilon it calibrates the noise
-multiplier instead (`privacy.calibrate`). `--mechanism=distributed` (Skellam over secure
+multiplier instead (`statement.calibrate`). `--mechanism=distributed` (Skellam over secure
 aggregation, sampling=fixed_size) also needs the clip, the bit width and the number of
 model parameters: its scaled parameters come from TFF's own construction
 (`mechanisms.distributed.parameters`), so only this mechanism loads TensorFlow.
@@ -21,22 +21,22 @@ import json
 from absl import app
 from absl import flags
 
-from fl_analytics import cli
-from fl_analytics import mechanisms
-from fl_analytics import privacy
-from fl_analytics import sampling as sampling_lib
+from fl_analytics.core import cli
+from fl_analytics.privacy import mechanisms
+from fl_analytics.privacy import statement
+from fl_analytics.privacy import sampling as sampling_lib
 
 _N = flags.DEFINE_integer('num_clients', None, 'Users that can be sampled (population).')
 _M = flags.DEFINE_float('clients_per_round', None,
                         'Expected (poisson) or exact (fixed_size) cohort.')
 _Z = flags.DEFINE_float('noise_multiplier', None, 'Noise stddev / clip.')
 _T = flags.DEFINE_integer('rounds', None, 'Rounds.')
-_DELTA = flags.DEFINE_float('delta', privacy.DEFAULT_DELTA, 'Delta.')
-_ACCOUNTANT = flags.DEFINE_enum('accountant', 'rdp', list(privacy.ACCOUNTANTS),
+_DELTA = flags.DEFINE_float('delta', statement.DEFAULT_DELTA, 'Delta.')
+_ACCOUNTANT = flags.DEFINE_enum('accountant', 'rdp', list(statement.ACCOUNTANTS),
                                 'Accountant.')
-_SAMPLING = flags.DEFINE_enum('sampling', 'poisson', list(privacy.SAMPLINGS),
+_SAMPLING = flags.DEFINE_enum('sampling', 'poisson', list(statement.SAMPLINGS),
                               'Sampling (shuffle: cyclic passes, with --mechanism=tree).')
-# The private values of dp.mechanism (fl_analytics.mechanisms), and `gaussian` for the
+# The private values of dp.mechanism (fl_analytics.privacy.mechanisms), and `gaussian` for the
 # fixed and adaptive pair, which the same events account for (as gaussian_fixed).
 _GAUSSIAN = 'gaussian_fixed'
 _MECHANISM = flags.DEFINE_enum(
@@ -69,7 +69,7 @@ def _settings(z: float) -> mechanisms.DpSettings:
       raise ValueError(f'--clients_per_round must be a whole number for '
                        f'--mechanism={name}. Found {_M.value}.')
     num_parameters = _DIM.value
-  return mechanisms.DpSettings(
+  return mechanisms.settings(
       mechanism=name, noise_multiplier=z, clip=_CLIP.value, clients_per_round=_M.value,
       population_size=_N.value, sampling=_SAMPLING.value, accountant=_ACCOUNTANT.value,
       delta=_DELTA.value, bits=_BITS.value, num_parameters=num_parameters)
@@ -80,32 +80,32 @@ def main(argv):
     raise app.UsageError(f'Unexpected arguments: {argv[1:]}')
   try:
     # The validation train.py applies to dp.* (one function for both).
-    privacy.check_budget(
+    statement.check_budget(
         delta=_DELTA.value, population_size=_N.value, target_epsilon=_TARGET.value,
         noise_multiplier=_Z.value if _TARGET.value is None else None, prefix='--')
-    privacy.check_accounting(accountant=_ACCOUNTANT.value, sampling=_SAMPLING.value,
+    statement.check_accounting(accountant=_ACCOUNTANT.value, sampling=_SAMPLING.value,
                              mechanism=_mechanism())
     if _TARGET.value is None and _Z.value is None:
       raise ValueError('Give --noise_multiplier, or --target_epsilon to calibrate it.')
     settings = _settings(1.0 if _Z.value is None else _Z.value)
     m = mechanisms.get(settings.mechanism)
     if _TARGET.value is not None:
-      settings = dataclasses.replace(settings, noise_multiplier=privacy.calibrate(
+      settings = dataclasses.replace(settings, noise_multiplier=statement.calibrate(
           settings, rounds=_T.value, target_epsilon=_TARGET.value))
-    statement = privacy.statement(m.resolve(settings), _T.value)
+    privacy_statement = statement.statement(m.resolve(settings), _T.value)
   except ValueError as e:
     cli.fail(e)
   if _JSON.value:
-    print(json.dumps({k: statement[k] for k in
+    print(json.dumps({k: privacy_statement[k] for k in
                       ('epsilon', 'delta', 'noise_multiplier', 'accountant', 'sampling')}
                      | {'calibrated': _TARGET.value is not None,
-                        'neighboring_relation': statement['neighboring_relation'],
-                        'unit_of_privacy': statement['unit_of_privacy'],
-                        'rounds': statement['rounds'],
-                        'clients_per_round': statement['clients_per_round'],
-                        'population_size': statement['population_size']}))
+                        'neighboring_relation': privacy_statement['neighboring_relation'],
+                        'unit_of_privacy': privacy_statement['unit_of_privacy'],
+                        'rounds': privacy_statement['rounds'],
+                        'clients_per_round': privacy_statement['clients_per_round'],
+                        'population_size': privacy_statement['population_size']}))
     return
-  s = statement
+  s = privacy_statement
   sampling = sampling_lib.get(s['sampling']).description.format(**s)
   eps = 'inf' if s['epsilon'] is None else f"{s['epsilon']:.4g}"
   lines = [

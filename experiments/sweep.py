@@ -5,7 +5,7 @@ r"""Runs a sweep: every point is an ordinary `train.py` run in DIR/<run name>/.
 
 Finished points are skipped, interrupted ones resume; DIR/summary.csv is written at the
 end (mean and std over seeds of the final epsilon, AUC and accuracy). With
---ray_address each point is a task on that Ray cluster (`fl_analytics.ray_sweep`: run
+--ray_address each point is a task on that Ray cluster (`fl_analytics.sweeps.ray_launcher`: run
 directories on a shared path, or shipped back to DIR); without it no Ray process starts.
 """
 
@@ -16,10 +16,10 @@ from absl import app
 from absl import flags
 from ml_collections import config_flags
 
-from fl_analytics import cli
-from fl_analytics import rundir
-from fl_analytics import runtime
-from fl_analytics import summary
+from fl_analytics.core import cli
+from fl_analytics.core import rundir
+from fl_analytics.core import runtime
+from fl_analytics.reporting import summary
 from fl_analytics import sweeps
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))

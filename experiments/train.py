@@ -9,10 +9,10 @@ from absl import flags
 from absl import logging
 from ml_collections import config_flags
 
-from fl_analytics import cli
-from fl_analytics import report
-from fl_analytics import rundir
-from fl_analytics import training
+from fl_analytics.core import cli
+from fl_analytics.reporting import report
+from fl_analytics.core import rundir
+from fl_analytics.runs import training
 
 _CONFIG = config_flags.DEFINE_config_file('config', None, 'Config file.')
 _WORKDIR = flags.DEFINE_string('workdir', None, 'Run directory (created if missing).')

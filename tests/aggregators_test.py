@@ -8,10 +8,10 @@ import pytest
 import tensorflow as tf
 import tensorflow_federated as tff
 
-from fl_analytics import aggregators
-from fl_analytics import privacy
-from fl_analytics import runtime
-from fl_analytics import seeded_noise
+from fl_analytics.privacy import aggregators
+from fl_analytics.privacy import statement
+from fl_analytics.core import runtime
+from fl_analytics.privacy import seeded_noise
 
 
 def _check(**kw):
@@ -54,8 +54,14 @@ def test_invalid_dp_settings_raise_naming_the_value(kw, message):
     _check(**kw)
 
 
-def test_none_ignores_noise_settings():
-  _check(mechanism='none', noise_multiplier=0.0, clip=-1.0)
+def test_none_ignores_noise_settings_that_a_dp_mechanism_refuses():
+  with pytest.raises(ValueError, match='dp.clip must be a finite number > 0'):
+    _check(mechanism='gaussian_fixed', noise_multiplier=1.0, clip=-1.0)
+  _check(mechanism='none', noise_multiplier=0.0, clip=-1.0)  # raises nothing
+  factory = aggregators.build_model_aggregator(
+      mechanism='none', noise_multiplier=0.0, clip=-1.0, clients_per_round=10)
+  assert isinstance(factory, tff.aggregators.UnweightedAggregationFactory)
+  assert not isinstance(factory, tff.aggregators.DifferentiallyPrivateFactory)
 
 
 @pytest.mark.parametrize('mechanism, seed', [
@@ -70,6 +76,7 @@ def test_each_mechanism_builds_an_unweighted_factory(mechanism, seed):
     assert isinstance(factory._query, seeded_noise.SeededNoiseQuery)
 
 
+@pytest.mark.cpp
 def _noise_of_rounds(seed, rounds, mechanism='gaussian_fixed'):
   """The aggregate of all-zero updates from one client: pure noise / cohort."""
   value_type = tff.types.to_type(
@@ -89,6 +96,7 @@ def _noise_of_rounds(seed, rounds, mechanism='gaussian_fixed'):
   return out
 
 
+@pytest.mark.slow
 def test_seeded_noise_repeats_differs_by_round_and_tensor_and_has_its_stddev():
   first = _noise_of_rounds(seed=7, rounds=2)
   again = _noise_of_rounds(seed=7, rounds=2)
@@ -105,6 +113,7 @@ def test_seeded_noise_repeats_differs_by_round_and_tensor_and_has_its_stddev():
   assert abs(np.corrcoef(first[0]['a'], first[1]['a'])[0, 1]) < 0.05
 
 
+@pytest.mark.slow
 def test_unseeded_noise_differs_between_runs():
   a = _noise_of_rounds(seed=None, rounds=1)
   b = _noise_of_rounds(seed=None, rounds=1)
@@ -125,6 +134,7 @@ def _find_skellam_query_state(structure):
   return None
 
 
+@pytest.mark.cpp
 def test_distributed_parameters_are_those_of_the_built_skellam_query():
   dim, z, clip, clients, bits = 300, 1.3, 0.5, 20, 14
   params = aggregators.distributed_parameters(
@@ -150,6 +160,7 @@ def test_distributed_parameters_are_those_of_the_built_skellam_query():
       (clip + 1e-5) * params['scale'] + np.sqrt(512), rel=1e-6)  # TFF's 1e-5 leeway
 
 
+@pytest.mark.cpp
 def test_compression_factor_bounds_what_tff_quantization_does_to_a_clipped_update():
   # TFF's own factory, applied to adversarial-ish records of norm 1: a few large
   # coordinates (wide min/max range) and many small ones.
@@ -160,7 +171,7 @@ def test_compression_factor_bounds_what_tff_quantization_does_to_a_clipped_updat
   with runtime.local_cpp_context():
     worst = {bits: _worst_quantized_norm(bits, sizes, value_type, rng) for bits in (2, 4)}
   for bits in (2, 4):
-    factor = privacy.compression_sensitivity_factor(bits=bits, tensor_sizes=sizes,
+    factor = statement.compression_sensitivity_factor(bits=bits, tensor_sizes=sizes,
                                                     threshold=10)
     assert 1.0 < worst[bits] <= factor, (bits, worst[bits], factor)
 

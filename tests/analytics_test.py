@@ -8,9 +8,9 @@ import sys
 import numpy as np
 import pytest
 
-from fl_analytics import analytics
-from fl_analytics import privacy
-from fl_analytics import rundir
+from fl_analytics.analytics import feature_usage
+from fl_analytics.privacy import statement
+from fl_analytics.core import rundir
 from fl_analytics.data import synthetic
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -25,27 +25,28 @@ def test_usage_vectors_mark_features_used_in_the_window_only():
       synthetic.UserLog('b', np.array([end - 7 * DAY, end]), np.array([3, 4], np.int32)),
       synthetic.UserLog('c', np.zeros(0, np.int64), np.zeros(0, np.int32)),
   ]
-  v = analytics.usage_vectors(logs, end_timestamp=end, window_days=7)
+  v = feature_usage.usage_vectors(logs, end_timestamp=end, window_days=7)
   assert v.shape == (3, len(synthetic.EVENT_VOCAB))
   assert np.flatnonzero(v[0]).tolist() == [2]  # day -8 is outside, twice counts once
   assert np.flatnonzero(v[1]).tolist() == [3]  # the window starts at end - 7 days
   assert not v[2].any()
 
 
+@pytest.mark.slow
 def test_noise_is_calibrated_for_one_release_and_matches_the_measured_error(tmp_path):
   rng = np.random.default_rng(0)
   vectors = (rng.random((60, len(synthetic.EVENT_VOCAB))) < 0.3).astype(np.float32)
-  releases = analytics.run(vectors, epsilons=[1.0, 4.0], delta=1e-3, repeats=6,
+  releases = feature_usage.run(vectors, epsilons=[1.0, 4.0], delta=1e-3, repeats=6,
                            secure_sum=True)
   for rel in releases:
     # One Gaussian mechanism at this epsilon, by dp_accounting's PLD accountant.
-    assert privacy.epsilon_spent(
+    assert statement.epsilon_spent(
         noise_multiplier=rel.noise_multiplier, clients_per_round=60, population_size=60,
         rounds=1, delta=1e-3, accountant='pld') == pytest.approx(rel.epsilon, rel=1e-2)
-  summary = analytics.write_results(str(tmp_path), vectors.sum(axis=0), releases,
+  summary = feature_usage.write_results(str(tmp_path), vectors.sum(axis=0), releases,
                                     delta=1e-3, num_users=60, secure_sum=True,
                                     window_days=7)
-  rows = rundir.read_csv(os.path.join(tmp_path, analytics.RESULTS_FILE))
+  rows = rundir.read_csv(os.path.join(tmp_path, feature_usage.RESULTS_FILE))
   assert len(rows) == 2 * 6 * len(synthetic.EVENT_VOCAB)
   for r in rows:
     assert float(r['error']) == pytest.approx(float(r['dp_value']) - float(r['true_value']))
@@ -56,15 +57,16 @@ def test_noise_is_calibrated_for_one_release_and_matches_the_measured_error(tmp_
     assert 0.6 < s['rmse'] / s['noise_stddev'] < 1.5, s
     assert s['noise_stddev'] == pytest.approx(s['noise_multiplier'] * math.sqrt(10))
   assert summary[0]['rmse'] > summary[1]['rmse']
-  statement = rundir.read_json(os.path.join(tmp_path, analytics.PRIVACY_FILE))
-  assert 'simulates the secure sum' in statement['secure_aggregation']
-  assert statement['unit_of_privacy'].startswith("one user's whole data")
+  privacy_statement = rundir.read_json(os.path.join(tmp_path, feature_usage.PRIVACY_FILE))
+  assert 'simulates the secure sum' in privacy_statement['secure_aggregation']
+  assert privacy_statement['unit_of_privacy'].startswith("one user's whole data")
   # The exact counts are committed beside the releases: the statement says so.
-  assert [item['output'].split(':')[0] for item in statement['not_covered']] == [
+  assert [item['output'].split(':')[0] for item in privacy_statement['not_covered']] == [
       'analytics.csv']
-  assert 'true_value' in statement['not_covered'][0]['output']
+  assert 'true_value' in privacy_statement['not_covered'][0]['output']
 
 
+@pytest.mark.slow
 def test_cli_writes_csv_and_plot_and_refuses_bad_settings_before_writing(tmp_path):
   workdir = tmp_path / 'out'
   base = [sys.executable, 'experiments/analytics.py', '--config=configs/feature_usage.py',
@@ -77,7 +79,7 @@ def test_cli_writes_csv_and_plot_and_refuses_bad_settings_before_writing(tmp_pat
                               '--config.analytics.repeats=2'],
                       cwd=REPO, capture_output=True, text=True, timeout=600)
   assert ok.returncode == 0, ok.stderr[-2000:]
-  header = open(workdir / analytics.RESULTS_FILE).readline().strip().split(',')
+  header = open(workdir / feature_usage.RESULTS_FILE).readline().strip().split(',')
   assert header[:1] + header[2:] == ['epsilon', 'feature', 'true_value', 'dp_value', 'error']
   assert os.path.getsize(workdir / 'figures' / 'analytics_error.png') > 1000
   assert 'measured RMSE' in ok.stdout

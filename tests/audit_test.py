@@ -1,4 +1,4 @@
-"""The canary statistics of `fl_analytics.audit`, on simulated Gaussian releases.
+"""The canary statistics of `fl_analytics.privacy.audit`, on simulated Gaussian releases.
 
 One release of the sum of K unit canaries plus Gaussian noise of stddev z (the Gaussian
 mechanism of sensitivity 1, the per-canary view of a DP round): the estimate must see
@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from fl_analytics import audit
+from fl_analytics.privacy import audit
 
 DIM, CANARIES, DELTA = 5000, 500, 1e-5
 

@@ -3,8 +3,8 @@
 import numpy as np
 import pytest
 
-from fl_analytics import benchmark
-from fl_analytics import floor
+from benchmarks import suite
+from fl_analytics.engines import floor
 from fl_analytics.data import features
 
 
@@ -50,26 +50,26 @@ def test_pipeline_round_seconds_reads_the_training_loop(monkeypatch):
   def fake_train(config, workdir, on_round=None):
     del on_round
     calls.append((config.clients_per_round, config.num_rounds, config.runtime.engine))
-    from fl_analytics import rundir  # pylint: disable=g-import-not-at-top
+    from fl_analytics.core import rundir  # pylint: disable=g-import-not-at-top
     import os  # pylint: disable=g-import-not-at-top
     rundir.write_csv(os.path.join(workdir, rundir.METRICS_FILE), ('round', 'round_seconds'),
                      [{'round': r, 'round_seconds': s}
                       for r, s in enumerate([9.0, 9.0, 1.0, 3.0, 2.0], 1)])
 
-  from fl_analytics import training  # pylint: disable=g-import-not-at-top
+  from fl_analytics.runs import training  # pylint: disable=g-import-not-at-top
   monkeypatch.setattr(training, 'train_and_evaluate', fake_train)
   # Warm-up rounds are dropped; the median of the rest is reported.
-  assert benchmark.pipeline_round_seconds(7, rounds=3, warmup=2) == 2.0
+  assert suite.pipeline_round_seconds(7, rounds=3, warmup=2) == 2.0
   assert calls == [(7, 5, 'mapreduce')]
 
 
 def test_memory_profile_refuses_too_few_rounds():
   with pytest.raises(ValueError, match='--memory_rounds must be > 50. Found 10'):
-    benchmark.memory_profile(10)
+    suite.memory_profile(10)
 
 
 def test_rows_table_shows_the_ratio():
-  table = benchmark.rows_table([{'clients_per_round': 50, 'pipeline_round_s': 0.3,
+  table = suite.rows_table([{'clients_per_round': 50, 'pipeline_round_s': 0.3,
                                  'floor_round_s': 0.1, 'ratio': 3.0}])
   assert '3.00' in table and '50' in table
 
@@ -77,11 +77,11 @@ def test_rows_table_shows_the_ratio():
 def test_scale_table_and_the_arithmetic_bound():
   row = {'num_users': 1_000_000, 'clients_per_round': 1000, 'first_round_start_s': 14.2,
          'round_s': 1.5, 'ms_per_client': 1.5, 'peak_rss_mb': 800.0, 'users_made': 6000}
-  table = benchmark.scale_table([row])
+  table = suite.scale_table([row])
   assert '1000000' in table and '14.2' in table and '6000' in table
-  config = benchmark.scale_config(10_000, 100, 3)
+  config = suite.scale_config(10_000, 100, 3)
   # 6 FLOPs per weight and example (forward and backward), 577 weights of the MLP.
-  assert benchmark.round_flops(config, 10.0, 100) == 6 * 577 * 10.0 * 100
+  assert suite.round_flops(config, 10.0, 100) == 6 * 577 * 10.0 * 100
   assert config.dp.delta < 1 / 1_000_000 and config.evaluation.max_users == 1000
 
 
@@ -92,8 +92,8 @@ def test_run_in_child_reports_the_childs_own_peak_memory(tmp_path):
   path = str(tmp_path / 'events.csv')
   logs = synthetic.generate_population(num_users=5, seed=0, num_days=20)
   events.write_events(logs, path)
-  result = benchmark.run_in_child('ingest_point', path)
+  result = suite.run_in_child('ingest_point', path)
   assert result['users'] == sum(1 for log in logs if len(log.events))
   assert result['events'] == sum(len(log.events) for log in logs)
   # Not this (TensorFlow-importing) process's size: ru_maxrss would carry it over exec.
-  assert result['peak_rss_mb'] < benchmark.rss_mb() / 2
+  assert result['peak_rss_mb'] < suite.rss_mb() / 2

@@ -1,11 +1,11 @@
-"""Canary clients in training (`fl_analytics.canaries`) and the audit of real runs.
+"""Canary clients in training (`fl_analytics.privacy.canaries`) and the audit of real runs.
 
 The audit must catch a broken mechanism, so these runs are sized for it: K = 100
 canaries among 115 users, 100 clients per round (each canary is inserted about 2.4
 times in 5 rounds), and a client learning rate of 0.001, so that the users' updates are
 small next to the clip and the round's delta is the canaries and the noise. With the
 default learning rate the users' aligned updates dominate the delta of this
-577-parameter model and hide the canaries (README "Auditing the claimed epsilon").
+577-parameter model and hide the canaries (docs/audit.md).
 """
 
 import dataclasses
@@ -16,15 +16,15 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from fl_analytics import aggregators
-from fl_analytics import canaries
+from fl_analytics.privacy import aggregators
+from fl_analytics.privacy import canaries
 from fl_analytics import engines
-from fl_analytics import models
-from fl_analytics import rundir
+from fl_analytics.tasks import models
+from fl_analytics.core import rundir
 from fl_analytics import tasks
-from fl_analytics import training
+from fl_analytics.runs import training
 from tests.training_test import crash_before_checkpoint
-from tests.training_test import tiny_config
+from tests.helpers import tiny_config
 
 K = 100
 
@@ -60,6 +60,7 @@ def _audit(workdir):
   return a
 
 
+@pytest.mark.slow
 def test_canary_process_is_fed_avg_for_users_and_sends_the_direction_at_the_clip():
   config = _audit_config(1e-3, **{'server.momentum': 0.0, 'audit.canaries': 20})
   task = tasks.get('churn')
@@ -102,6 +103,7 @@ def test_canary_process_is_fed_avg_for_users_and_sends_the_direction_at_the_clip
   assert train['num_examples'] == 0
 
 
+@pytest.mark.slow
 def test_without_noise_the_canaries_are_plainly_visible(tmp_path):
   workdir = str(tmp_path / 'run')
   training.train_and_evaluate(_audit_config(1e-3), workdir)
@@ -128,6 +130,7 @@ def test_without_noise_the_canaries_are_plainly_visible(tmp_path):
   assert 0 <= attack['auc'] <= 1 and attack['members'] == attack['non_members'] > 0
 
 
+@pytest.mark.slow
 def test_correct_dp_is_consistent_with_its_claim_and_survives_a_crash(tmp_path,
                                                                        monkeypatch):
   config = _audit_config(3.0)
@@ -147,6 +150,7 @@ def test_correct_dp_is_consistent_with_its_claim_and_survives_a_crash(tmp_path,
   assert _audit(crashed) == report
 
 
+@pytest.mark.slow
 def test_noise_ten_times_too_small_is_flagged(tmp_path, monkeypatch, caplog):
   _break_noise(monkeypatch)
   workdir = str(tmp_path / 'run')

@@ -6,6 +6,7 @@ import ml_collections
 import numpy as np
 import pytest
 
+from fl_analytics import tasks
 from fl_analytics.data import clients
 from fl_analytics.data import counter_random
 from fl_analytics.data import features
@@ -30,7 +31,7 @@ def _churn(log):
 
 
 def test_users_are_split_not_examples():
-  data = clients.build_churn_data(_data_config(), seed=0)
+  data = tasks.get('churn').population(_data_config(), seed=0)
   assert data.num_eval_users == 50
   # Every enrolled training user is in the population, with or without examples.
   assert data.population_size == 150
@@ -43,7 +44,7 @@ def test_users_are_split_not_examples():
 
 
 def test_lazy_users_equal_eagerly_built_ones():
-  data = clients.build_churn_data(_data_config(), seed=4)
+  data = tasks.get('churn').population(_data_config(), seed=4)
   logs = synthetic.generate_population(num_users=200, seed=4, num_days=45)
   for i in (0, 7, 149):  # a training user: its examples, shuffled once on the device
     x, y = data.train_examples(i)
@@ -61,8 +62,8 @@ def test_lazy_users_equal_eagerly_built_ones():
 
 
 def test_a_cohort_made_together_equals_its_users_made_one_by_one():
-  together = clients.build_churn_data(_data_config(), seed=2)
-  alone = clients.build_churn_data(_data_config(), seed=2)
+  together = tasks.get('churn').population(_data_config(), seed=2)
+  alone = tasks.get('churn').population(_data_config(), seed=2)
   cohort = [149, 3, 77, 3, 0]
   made = together.train_examples_many(cohort)
   assert together.users_made == 4  # user 3 made once
@@ -81,7 +82,7 @@ def test_a_cohort_made_together_equals_its_users_made_one_by_one():
 
 def test_training_users_without_examples_stay_in_the_population_with_no_examples():
   # Users who quit before the first observation window have no churn example.
-  data = clients.build_churn_data(_data_config(num_users=400), seed=0)
+  data = tasks.get('churn').population(_data_config(num_users=400), seed=0)
   sizes = [len(data.train_examples(i)[1]) for i in range(data.population_size)]
   assert 0 in sizes and data.population_size == 300
   empty = sizes.index(0)
@@ -95,7 +96,7 @@ def test_population_size_is_known_and_nobody_is_made_up_front(monkeypatch):
   real = synthetic.generate_users
   monkeypatch.setattr(synthetic, 'generate_users',
                       lambda indices, **kw: made.extend(indices) or real(indices, **kw))
-  data = clients.build_churn_data(_data_config(num_users=100_000), seed=0)
+  data = tasks.get('churn').population(_data_config(num_users=100_000), seed=0)
   assert data.population_size == 75_000 and data.num_eval_users == 25_000
   assert made == [] and data.users_made == 0
   # Only the users asked for are made.
@@ -107,7 +108,7 @@ def test_population_size_is_known_and_nobody_is_made_up_front(monkeypatch):
 
 def test_the_cache_of_training_users_is_bounded():
   source = clients.load_source(_data_config(), seed=0)
-  data = clients.FederatedData(source, clients.churn_examples_fn(_data_config()), seed=0,
+  data = clients.FederatedData(source, tasks.get('churn').examples_fn(_data_config()), seed=0,
                                eval_fraction=0.25, cache_users=5)
   first = data.train_examples(0)
   for i in range(1, 20):
@@ -121,20 +122,20 @@ def test_the_cache_of_training_users_is_bounded():
 
 
 def test_same_seed_same_split():
-  a = clients.build_churn_data(_data_config(), seed=5)
-  b = clients.build_churn_data(_data_config(), seed=5)
+  a = tasks.get('churn').population(_data_config(), seed=5)
+  b = tasks.get('churn').population(_data_config(), seed=5)
   np.testing.assert_array_equal(a.train_users, b.train_users)
   np.testing.assert_array_equal(a.held_out().x, b.held_out().x)
 
 
 def test_num_days_too_short_for_window_and_horizon_is_refused():
   with pytest.raises(ValueError, match='leaves no observation day'):
-    clients.build_churn_data(_data_config(num_days=10), seed=0)
+    tasks.get('churn').population(_data_config(num_days=10), seed=0)
 
 
 def test_prefetched_users_equal_users_made_when_asked_for():
-  asked = clients.build_churn_data(_data_config(), seed=1)
-  ahead = clients.build_churn_data(_data_config(), seed=1)
+  asked = tasks.get('churn').population(_data_config(), seed=1)
+  ahead = tasks.get('churn').population(_data_config(), seed=1)
   cohort = [5, 99, 0, 42, 7]
   ahead.prefetch(cohort + [5], threads=2)
   got = ahead.train_examples_many(cohort)
@@ -151,7 +152,7 @@ def test_a_failure_while_prefetching_is_raised_where_the_users_are_asked_for():
     raise OSError('store unreadable')
 
   data = clients.FederatedData(dataclasses.replace(source, logs=broken),
-                               clients.churn_examples_fn(_data_config()), seed=0,
+                               tasks.get('churn').examples_fn(_data_config()), seed=0,
                                eval_fraction=0.25)
   data.prefetch([1, 2])  # does not raise here
   with pytest.raises(OSError, match='store unreadable'):

@@ -14,7 +14,7 @@ import pytest  # pylint: disable=g-import-not-at-top
 if signal.getsignal(signal.SIGINT) == signal.SIG_IGN:
   signal.signal(signal.SIGINT, signal.default_int_handler)
 
-from fl_analytics import runtime
+from fl_analytics.core import runtime
 
 
 @pytest.fixture(scope='session', autouse=True)

@@ -4,8 +4,9 @@ import ml_collections
 import numpy as np
 import pytest
 
-from fl_analytics import devices
-from fl_analytics import privacy
+from fl_analytics.data import devices
+from fl_analytics.privacy import mechanisms
+from fl_analytics.privacy import statement
 
 
 def _clients(**kw):
@@ -33,14 +34,15 @@ def test_step_distributions_parse(spec, expected):
 ])
 def test_bad_client_settings_name_the_value(kw, message):
   with pytest.raises(ValueError, match=message):
-    devices.check_clients_config(_clients(**kw), mechanism='gaussian_fixed')
+    devices.check_clients_config(_clients(**kw))
 
 
 def test_dropout_is_refused_where_it_would_remove_noise():
   with pytest.raises(ValueError, match=r'not supported with dp.mechanism=distributed: each '
                      r'client adds a share of the noise'):
-    devices.check_clients_config(_clients(dropout=0.1), mechanism='distributed')
-  devices.check_clients_config(_clients(dropout=0.1), mechanism='tree')
+    mechanisms.check_dropout('distributed', 0.1)
+  mechanisms.check_dropout('tree', 0.1)
+  assert not mechanisms.get('distributed').dropout and mechanisms.get('tree').dropout
 
 
 def test_dropout_is_seeded_per_round_and_drops_its_share():
@@ -74,11 +76,12 @@ def test_opt_out_removes_the_fraction_once_per_population():
   assert len(devices.opted_out(1000, 0.0, seed=3)) == 0
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize('sampling', ['poisson', 'fixed_size'])
 def test_fewer_reporting_clients_never_cost_more_epsilon(sampling):
-  # What privacy.dropout_note relies on: at the same noise, a smaller expected (Poisson)
+  # What statement.dropout_note relies on: at the same noise, a smaller expected (Poisson)
   # or exact (without replacement) cohort spends no more privacy.
-  eps = [privacy.epsilon_spent(noise_multiplier=1.0, clients_per_round=m,
+  eps = [statement.epsilon_spent(noise_multiplier=1.0, clients_per_round=m,
                                population_size=700, rounds=40, delta=1e-5,
                                sampling=sampling) for m in (5, 10, 20, 35, 50)]
   assert all(a < b for a, b in zip(eps, eps[1:])), eps
@@ -86,6 +89,6 @@ def test_fewer_reporting_clients_never_cost_more_epsilon(sampling):
 
 def test_dropout_note_explains_each_sampling():
   for sampling in ('poisson', 'fixed_size', 'shuffle'):
-    assert 'independently of the data' in privacy.dropout_note(0.2, sampling)
+    assert 'independently of the data' in statement.dropout_note(0.2, sampling)
   with pytest.raises(ValueError, match="No dropout analysis for sampling='other'"):
-    privacy.dropout_note(0.2, 'other')
+    statement.dropout_note(0.2, 'other')

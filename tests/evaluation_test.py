@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from fl_analytics import evaluation
+from fl_analytics.runs import evaluation
 from fl_analytics import tasks
 
 
@@ -57,13 +57,13 @@ def test_personalization_fine_tunes_towards_the_users_own_labels():
   x = np.tile(np.array([[1.0], [-1.0]], np.float32), (10, 1))
   y = 1.0 - (x > 0).astype(np.float32)
   [(later_y, global_logits, mine)] = evaluation.personalize(
-      tasks.CHURN, model, weights, [(x, y)], steps=20, learning_rate=0.5, batch_size=4, seed=0)
+      tasks.get('churn'), model, weights, [(x, y)], steps=20, learning_rate=0.5, batch_size=4, seed=0)
   assert len(later_y) == 10
   loss = lambda z: float(np.mean(np.logaddexp(0, z.reshape(-1)) - z.reshape(-1) * later_y.reshape(-1)))
   assert loss(mine) < loss(global_logits) - 0.5
   np.testing.assert_array_equal(model.get_weights()[0], weights[0])  # restored
   # Too few examples to split: skipped.
-  assert evaluation.personalize(tasks.CHURN, model, weights, [(x[:3], y[:3])], steps=2,
+  assert evaluation.personalize(tasks.get('churn'), model, weights, [(x[:3], y[:3])], steps=2,
                                 learning_rate=0.1, batch_size=2, seed=0) == [None]
 
 

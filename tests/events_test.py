@@ -120,6 +120,7 @@ def test_source_values_are_checked():
     events.source_path('events:')
 
 
+@pytest.mark.slow
 def test_train_on_a_bad_file_exits_2_with_a_message_and_writes_nothing(tmp_path):
   path = _write(tmp_path, 'user_id,timestamp,event\nu1,soon,play\n')
   workdir = tmp_path / 'run'

@@ -2,7 +2,7 @@
 
 import pytest
 
-from fl_analytics import models
+from fl_analytics.tasks import models
 
 
 @pytest.mark.parametrize('hidden_units', [0, 1, 32])

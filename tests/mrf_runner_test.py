@@ -5,12 +5,13 @@ import os
 import numpy as np
 import pytest
 
-from fl_analytics import rundir
-from fl_analytics import runtime
-from fl_analytics import training
+from fl_analytics.core import rundir
+from fl_analytics.core import runtime
+from fl_analytics.runs import training
 from tests import training_test
 
 
+@pytest.mark.cpp
 @pytest.mark.parametrize('overrides', [
     {'dp.mechanism': 'gaussian_adaptive'},
     {'dp.mechanism': 'gaussian_fixed', 'dp.secure_sum': True},

@@ -7,7 +7,7 @@ import sys
 
 import pytest
 
-from fl_analytics import privacy
+from fl_analytics.privacy import statement
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CLI = [sys.executable, os.path.join(REPO, 'experiments', 'privacy.py'),
@@ -18,6 +18,7 @@ def _run(*flags):
   return subprocess.run(CLI + list(flags), capture_output=True, text=True, timeout=120)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize('accountant, sampling, mechanism', [
     ('rdp', 'poisson', 'gaussian'), ('pld', 'poisson', 'gaussian'),
     ('rdp', 'fixed_size', 'gaussian'), ('rdp', 'shuffle', 'tree')])
@@ -27,17 +28,18 @@ def test_json_statement_is_the_library_statement(accountant, sampling, mechanism
   assert out.returncode == 0, out.stderr
   got = json.loads(out.stdout)
   assert {'epsilon', 'delta', 'noise_multiplier', 'accountant', 'sampling'} <= set(got)
-  assert got['epsilon'] == pytest.approx(privacy.epsilon_spent(
+  assert got['epsilon'] == pytest.approx(statement.epsilon_spent(
       noise_multiplier=1.5, clients_per_round=50, population_size=776, rounds=40,
       delta=1e-5, accountant=accountant, sampling=sampling), rel=1e-12)
   assert (got['accountant'], got['sampling']) == (accountant, sampling)
 
 
+@pytest.mark.slow
 def test_target_epsilon_gives_the_calibrated_noise_multiplier():
   out = _run('--target_epsilon=2', '--json')
   got = json.loads(out.stdout)
   assert got['calibrated'] is True
-  assert got['noise_multiplier'] == pytest.approx(privacy.calibrate_noise_multiplier(
+  assert got['noise_multiplier'] == pytest.approx(statement.calibrate_noise_multiplier(
       target_epsilon=2.0, clients_per_round=50, population_size=776, rounds=40))
   assert got['epsilon'] <= 2.0
 
@@ -57,8 +59,9 @@ def test_unanalysable_combination_is_refused_with_a_message():
   assert 'Traceback' not in out.stderr and out.stdout == ''
 
 
+@pytest.mark.slow
 def test_distributed_statement_and_calibration_are_those_of_training():
-  from fl_analytics import aggregators  # pylint: disable=g-import-not-at-top
+  from fl_analytics.privacy import aggregators  # pylint: disable=g-import-not-at-top
 
   def params(z):
     return aggregators.distributed_parameters(noise_multiplier=z, clip=0.2,
@@ -67,7 +70,7 @@ def test_distributed_statement_and_calibration_are_those_of_training():
   out = _run('--noise_multiplier=1', '--sampling=fixed_size', '--mechanism=distributed',
              '--dim=577', '--json')
   assert out.returncode == 0, out.stderr
-  assert json.loads(out.stdout)['epsilon'] == pytest.approx(privacy.distributed_epsilon(
+  assert json.loads(out.stdout)['epsilon'] == pytest.approx(statement.distributed_epsilon(
       params=params(1.0), clients_per_round=50, population_size=776, rounds=40,
       delta=1e-5))
   out = _run('--target_epsilon=4', '--sampling=fixed_size', '--mechanism=distributed',

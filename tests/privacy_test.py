@@ -8,10 +8,10 @@ from dp_accounting.rdp import rdp_privacy_accountant
 import numpy as np
 import pytest
 
-from fl_analytics import accounting
-from fl_analytics import mechanisms
-from fl_analytics import privacy
-from fl_analytics.mechanisms import distributed
+from fl_analytics.privacy import accounting
+from fl_analytics.privacy import mechanisms
+from fl_analytics.privacy import statement
+from fl_analytics.privacy.mechanisms import distributed
 
 
 def test_epsilon_equals_dp_accounting_rdp_of_poisson_gaussian_rounds():
@@ -19,7 +19,7 @@ def test_epsilon_equals_dp_accounting_rdp_of_poisson_gaussian_rounds():
   accountant.compose(
       dp_accounting.PoissonSampledDpEvent(0.05, dp_accounting.GaussianDpEvent(1.1)), 40)
   expected = accountant.get_epsilon(1e-5)
-  got = privacy.epsilon_spent(
+  got = statement.epsilon_spent(
       noise_multiplier=1.1, clients_per_round=20, population_size=400, rounds=40,
       delta=1e-5)
   assert got == pytest.approx(expected, rel=1e-12)
@@ -31,7 +31,7 @@ def test_fixed_size_epsilon_equals_rdp_replace_one_with_doubled_sensitivity():
   accountant.compose(dp_accounting.SampledWithoutReplacementDpEvent(
       400, 20, dp_accounting.GaussianDpEvent(1.1 / 2)), 40)
   expected = accountant.get_epsilon(1e-5)
-  got = privacy.epsilon_spent(
+  got = statement.epsilon_spent(
       noise_multiplier=1.1, clients_per_round=20, population_size=400, rounds=40,
       delta=1e-5, sampling='fixed_size')
   assert got == pytest.approx(expected, rel=1e-12)
@@ -41,7 +41,7 @@ def test_pld_epsilon_equals_dp_accounting_pld():
   accountant = dp_accounting.pld.PLDAccountant(value_discretization_interval=1e-3)
   accountant.compose(dp_accounting.PoissonSampledDpEvent(
       0.05, dp_accounting.GaussianDpEvent(1.1)), 40)
-  got = privacy.epsilon_spent(
+  got = statement.epsilon_spent(
       noise_multiplier=1.1, clients_per_round=20, population_size=400, rounds=40,
       delta=1e-5, accountant='pld')
   assert got == pytest.approx(accountant.get_epsilon(1e-5), rel=1e-12)
@@ -52,28 +52,28 @@ def test_pld_epsilon_equals_dp_accounting_pld():
 def test_pld_never_above_rdp_for_poisson(z, q, rounds):
   kw = dict(noise_multiplier=z, clients_per_round=q * 1000, population_size=1000,
             rounds=rounds, delta=1e-5)
-  assert privacy.epsilon_spent(accountant='pld', **kw) <= privacy.epsilon_spent(
+  assert statement.epsilon_spent(accountant='pld', **kw) <= statement.epsilon_spent(
       accountant='rdp', **kw)
 
 
 def test_pld_with_fixed_size_is_refused_not_answered():
   with pytest.raises(ValueError, match='pld accountant cannot analyse fixed_size'):
-    privacy.epsilon_spent(noise_multiplier=1.0, clients_per_round=10,
+    statement.epsilon_spent(noise_multiplier=1.0, clients_per_round=10,
                           population_size=100, rounds=5, accountant='pld',
                           sampling='fixed_size')
 
 
 def test_unknown_accountant_and_sampling_are_refused():
   with pytest.raises(ValueError, match="accountant must be one of rdp, pld. Found 'gdp'"):
-    privacy.check_accounting(accountant='gdp', sampling='poisson')
+    statement.check_accounting(accountant='gdp', sampling='poisson')
   with pytest.raises(ValueError, match="sampling must be one of poisson, fixed_size, "
                      "shuffle. Found 'cyclic'"):
-    privacy.check_accounting(accountant='rdp', sampling='cyclic')
+    statement.check_accounting(accountant='rdp', sampling='cyclic')
 
 
 def test_epsilon_matches_pinned_value():
   # dp_accounting 0.4.3 RDP, q=0.01, z=1.0, 1000 rounds, delta=1e-5.
-  got = privacy.epsilon_spent(
+  got = statement.epsilon_spent(
       noise_multiplier=1.0, clients_per_round=10, population_size=1000, rounds=1000,
       delta=1e-5)
   assert got == pytest.approx(2.1013652716430564, rel=1e-6)
@@ -83,7 +83,7 @@ def test_epsilon_below_analytic_bound_of_unsampled_gaussian():
   # Without sampling (q=1), T Gaussian rounds are one Gaussian with z/sqrt(T);
   # RDP gives eps <= T/(2 z^2) + sqrt(2 T/z^2 log(1/delta)) (Mironov 2017, Prop. 3).
   z, t, delta = 2.0, 10, 1e-5
-  got = privacy.epsilon_spent(
+  got = statement.epsilon_spent(
       noise_multiplier=z, clients_per_round=10, population_size=10, rounds=t,
       delta=delta)
   bound = t / (2 * z**2) + math.sqrt(2 * t / z**2 * math.log(1 / delta))
@@ -92,48 +92,49 @@ def test_epsilon_below_analytic_bound_of_unsampled_gaussian():
 
 def test_epsilon_grows_with_rounds_and_shrinks_with_noise():
   kw = dict(clients_per_round=5, population_size=100)
-  eps = [privacy.epsilon_spent(noise_multiplier=1.0, rounds=t, **kw) for t in (1, 10, 100)]
+  eps = [statement.epsilon_spent(noise_multiplier=1.0, rounds=t, **kw) for t in (1, 10, 100)]
   assert eps[0] < eps[1] < eps[2]
-  assert privacy.epsilon_spent(noise_multiplier=2.0, rounds=10, **kw) < eps[1]
+  assert statement.epsilon_spent(noise_multiplier=2.0, rounds=10, **kw) < eps[1]
 
 
 def test_zero_rounds_spend_nothing_and_zero_noise_is_unbounded():
   kw = dict(clients_per_round=10, population_size=100)
-  assert privacy.epsilon_spent(noise_multiplier=1.0, rounds=0, **kw) == 0.0
-  assert math.isinf(privacy.epsilon_spent(noise_multiplier=0.0, rounds=5, **kw))
+  assert statement.epsilon_spent(noise_multiplier=1.0, rounds=0, **kw) == 0.0
+  assert math.isinf(statement.epsilon_spent(noise_multiplier=0.0, rounds=5, **kw))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize('target, accountant, sampling', [
     (0.5, 'rdp', 'poisson'), (2.0, 'rdp', 'poisson'), (8.0, 'rdp', 'poisson'),
     (2.0, 'pld', 'poisson'), (4.0, 'rdp', 'fixed_size')])
 def test_calibration_round_trip_hits_target(target, accountant, sampling):
   kw = dict(clients_per_round=20, population_size=400, rounds=30, delta=1e-5,
             accountant=accountant, sampling=sampling)
-  z = privacy.calibrate_noise_multiplier(target_epsilon=target, **kw)
-  eps = privacy.epsilon_spent(noise_multiplier=z, **kw)
+  z = statement.calibrate_noise_multiplier(target_epsilon=target, **kw)
+  eps = statement.epsilon_spent(noise_multiplier=z, **kw)
   assert eps <= target
   assert eps == pytest.approx(target, rel=1e-2)
 
 
 def test_sampling_probability_refuses_cohort_larger_than_population():
   with pytest.raises(ValueError, match=r'clients_per_round must be in \(0, population'):
-    privacy.sampling_probability(clients_per_round=200, population_size=100)
+    statement.sampling_probability(clients_per_round=200, population_size=100)
 
 
 def test_privacy_statement_names_what_is_protected():
-  s = privacy.privacy_statement(
+  s = statement.privacy_statement(
       mechanism='gaussian_fixed', noise_multiplier=1.0, clients_per_round=10,
       population_size=100, rounds=5, delta=1e-5)
   assert s['unit_of_privacy'].startswith("one user's whole data")
   assert s['sampling'] == 'poisson' and s['accountant'] == 'rdp'
   assert s['sampling_probability'] == pytest.approx(0.1)
-  assert s['epsilon'] == pytest.approx(privacy.epsilon_spent(
+  assert s['epsilon'] == pytest.approx(statement.epsilon_spent(
       noise_multiplier=1.0, clients_per_round=10, population_size=100, rounds=5,
       delta=1e-5))
 
 
 def test_non_private_statement_has_no_epsilon():
-  s = privacy.privacy_statement(
+  s = statement.privacy_statement(
       mechanism='none', noise_multiplier=0.0, clients_per_round=10,
       population_size=100, rounds=5)
   assert s['epsilon'] is None and s['differentially_private'] is False
@@ -142,7 +143,7 @@ def test_non_private_statement_has_no_epsilon():
 def test_privacy_module_does_not_import_tensorflow():
   import subprocess
   import sys
-  code = ('import sys, fl_analytics.privacy, fl_analytics.rundir, fl_analytics.data.clients;'
+  code = ('import sys, fl_analytics.privacy.statement, fl_analytics.core.rundir, fl_analytics.data.clients;'
           'sys.exit(1 if "tensorflow" in sys.modules else 0)')
   assert subprocess.run([sys.executable, '-c', code]).returncode == 0
 
@@ -153,20 +154,20 @@ def test_tree_epsilon_composes_one_single_epoch_tree_per_pass():
       neighboring_relation=dp_accounting.NeighboringRelation.REPLACE_SPECIAL)
   accountant.compose(dp_accounting.SingleEpochTreeAggregationDpEvent(3.0, 15), 2)
   accountant.compose(dp_accounting.SingleEpochTreeAggregationDpEvent(3.0, 10))
-  got = privacy.epsilon_spent(noise_multiplier=3.0, clients_per_round=50,
+  got = statement.epsilon_spent(noise_multiplier=3.0, clients_per_round=50,
                               population_size=776, rounds=40, sampling='shuffle')
   assert got == pytest.approx(accountant.get_epsilon(1e-5), rel=1e-12)
-  statement = privacy.privacy_statement(
+  privacy_statement = statement.privacy_statement(
       mechanism='tree', noise_multiplier=3.0, clients_per_round=50,
       population_size=776, rounds=40, sampling='shuffle')
-  assert statement['rounds_per_pass'] == 15 and statement['max_participations'] == 3
-  assert 'No sampling amplification' in statement['notes']
+  assert privacy_statement['rounds_per_pass'] == 15 and privacy_statement['max_participations'] == 3
+  assert 'No sampling amplification' in privacy_statement['notes']
 
 
 def test_tree_calibration_round_trip():
   kw = dict(clients_per_round=50, population_size=776, rounds=40, sampling='shuffle')
-  z = privacy.calibrate_noise_multiplier(target_epsilon=4.0, **kw)
-  assert privacy.epsilon_spent(noise_multiplier=z, **kw) == pytest.approx(4.0, rel=1e-2)
+  z = statement.calibrate_noise_multiplier(target_epsilon=4.0, **kw)
+  assert statement.epsilon_spent(noise_multiplier=z, **kw) == pytest.approx(4.0, rel=1e-2)
 
 
 @pytest.mark.parametrize('kw, message', [
@@ -179,28 +180,28 @@ def test_tree_calibration_round_trip():
 def test_tree_combinations_the_accountant_cannot_analyse_are_refused(kw, message):
   kw.setdefault('accountant', 'rdp')
   with pytest.raises(ValueError, match=message):
-    privacy.check_accounting(**kw)
+    statement.check_accounting(**kw)
 
 
 def test_secure_sum_factor_is_half_a_quantization_step_per_coordinate():
   # d coordinates each off by at most C / (2**32 - 1): the L2 norm grows by sqrt(d) of it.
-  assert privacy.secure_sum_sensitivity_factor(4) == 1.0 + 2.0 / (2**32 - 1)
+  assert statement.secure_sum_sensitivity_factor(4) == 1.0 + 2.0 / (2**32 - 1)
   with pytest.raises(ValueError, match='num_parameters must be >= 1. Found 0'):
-    privacy.secure_sum_sensitivity_factor(0)
+    statement.secure_sum_sensitivity_factor(0)
   with pytest.raises(ValueError, match='sensitivity_factor must be >= 1. Found 0.5'):
-    privacy.privacy_statement(mechanism='gaussian_fixed', noise_multiplier=1.0,
+    statement.privacy_statement(mechanism='gaussian_fixed', noise_multiplier=1.0,
                               clients_per_round=10, population_size=100, rounds=1,
                               sensitivity_factor=0.5)
 
 
 def test_compression_factor_bounds_its_formula():
   # 1 + sqrt(2 * largest quantized tensor) / (2**bits - 1); small tensors stay exact.
-  assert privacy.compression_sensitivity_factor(
+  assert statement.compression_sensitivity_factor(
       bits=8, tensor_sizes=[512, 32, 32, 1], threshold=100) == 1 + math.sqrt(1024) / 255
-  assert privacy.compression_sensitivity_factor(
+  assert statement.compression_sensitivity_factor(
       bits=8, tensor_sizes=[50, 1], threshold=100) == 1.0
   with pytest.raises(ValueError, match='bits must be in \\[1, 16\\]. Found 0'):
-    privacy.compression_sensitivity_factor(bits=0, tensor_sizes=[5], threshold=0)
+    statement.compression_sensitivity_factor(bits=0, tensor_sizes=[5], threshold=0)
 
 
 def test_general_sampling_without_replacement_bound_matches_dp_accounting_for_gaussian():
@@ -235,16 +236,16 @@ def _skellam_params(z, clip=0.2, scale=1e4, clients=50, dim=1024):
 
 def test_distributed_epsilon_is_just_above_the_fixed_size_gaussian_epsilon():
   kw = dict(clients_per_round=50, population_size=800, rounds=40)
-  gaussian = privacy.epsilon_spent(noise_multiplier=1.5, sampling='fixed_size', **kw)
-  skellam = privacy.distributed_epsilon(params=_skellam_params(1.5), **kw)
+  gaussian = statement.epsilon_spent(noise_multiplier=1.5, sampling='fixed_size', **kw)
+  skellam = statement.distributed_epsilon(params=_skellam_params(1.5), **kw)
   # The same noise relative to the (slightly inflated) clip, plus the discrete term.
   assert gaussian < skellam < 1.1 * gaussian
 
 
 def test_distributed_calibration_round_trip():
   kw = dict(clients_per_round=50, population_size=800, rounds=40)
-  z = privacy.calibrate_distributed(target_epsilon=3.0, params_fn=_skellam_params, **kw)
-  eps = privacy.distributed_epsilon(params=_skellam_params(z), **kw)
+  z = statement.calibrate_distributed(target_epsilon=3.0, params_fn=_skellam_params, **kw)
+  eps = statement.distributed_epsilon(params=_skellam_params(z), **kw)
   assert eps <= 3.0 and eps == pytest.approx(3.0, rel=1e-3)
 
 
@@ -253,17 +254,17 @@ def test_distributed_calibration_round_trip():
 def test_distributed_is_accounted_for_fixed_size_rdp_only(kw):
   with pytest.raises(ValueError, match=r'dp.mechanism=distributed \(distributed Skellam\) '
                      r'is accounted for sampling=fixed_size with the rdp accountant only'):
-    privacy.check_accounting(mechanism='distributed', **kw)
+    statement.check_accounting(mechanism='distributed', **kw)
 
 
 def test_calibration_refuses_targets_out_of_reach_naming_the_end_of_the_range():
   common = dict(clients_per_round=50, population_size=776, rounds=40, delta=1e-5)
   with pytest.raises(ValueError, match=r'target_epsilon=1e\+06 is out of reach: noise '
                      r'multiplier 0.01.*protects nothing'):
-    privacy.calibrate_noise_multiplier(target_epsilon=1e6, **common)
+    statement.calibrate_noise_multiplier(target_epsilon=1e6, **common)
   with pytest.raises(ValueError, match=r'target_epsilon=0.0001 is out of reach: noise '
                      r'multiplier 10000.*No noise reaches it'):
-    privacy.calibrate_noise_multiplier(target_epsilon=1e-4, **common)
+    statement.calibrate_noise_multiplier(target_epsilon=1e-4, **common)
 
 
 def test_calibration_at_a_million_users_survives_rdp_rounding_below_zero():
@@ -272,8 +273,8 @@ def test_calibration_at_a_million_users_survives_rdp_rounding_below_zero():
   settings = mechanisms.DpSettings(
       mechanism='gaussian_adaptive', noise_multiplier=1.0, clients_per_round=1000,
       population_size=800_000, delta=1e-7, sampling='poisson', accountant='rdp')
-  z = privacy.calibrate(settings, rounds=40, target_epsilon=1.0)
-  spent = privacy.epsilon(dataclasses.replace(settings, noise_multiplier=z), 40)
+  z = statement.calibrate(settings, rounds=40, target_epsilon=1.0)
+  spent = statement.epsilon(dataclasses.replace(settings, noise_multiplier=z), 40)
   assert 0.99 < spent <= 1.0 and 0.5 < z < 2
 
 

@@ -16,13 +16,16 @@ import time
 
 import pytest
 
-from fl_analytics import ray_cluster
-from fl_analytics import ray_sweep
-from fl_analytics import rundir
+from fl_analytics.cluster import ray_cluster
+from fl_analytics.sweeps import ray_launcher
+from fl_analytics.core import rundir
 from fl_analytics import sweeps
-from fl_analytics import training
+from fl_analytics.runs import training
 from tests.sweeps_test import sweep_command
-from tests.training_test import tiny_config
+from tests.helpers import tiny_config
+
+# A local two-node Ray cluster: outside `make test-fast`.
+pytestmark = pytest.mark.ray
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # A lost node is declared dead after ~1.5 s instead of Ray's default ~30 s.
@@ -82,8 +85,8 @@ def test_run_on_actors_equals_local_run_with_same_groups_also_after_a_lost_actor
 
 
 def test_without_an_address_nothing_imports_ray():
-  code = ('import sys, fl_analytics.sweeps, fl_analytics.engines, fl_analytics.ray_cluster, '
-          'fl_analytics.ray_sweep, fl_analytics.ray_engine; '
+  code = ('import sys, fl_analytics.sweeps, fl_analytics.engines, fl_analytics.cluster.ray_cluster, '
+          'fl_analytics.sweeps.ray_launcher, fl_analytics.engines.ray_actors; '
           'sys.exit(1 if "ray" in sys.modules else 0)')
   assert subprocess.run([sys.executable, '-c', code], cwd=REPO).returncode == 0
 
@@ -120,13 +123,13 @@ def test_shipped_back_run_directory_arrives_whole_and_starts_from_the_drivers_co
       print('point ran in', d)
   ''')
   command = lambda p, d: [sys.executable, '-c', script, d]
-  with ray_sweep.RayLauncher(cluster.address, str(workdir), transfer='ship') as launcher:
+  with ray_launcher.RayLauncher(cluster.address, str(workdir), transfer='ship') as launcher:
     code, detail = launcher.wait(launcher.start(point, str(run_dir), log_path, command))
-    node_dir = os.path.join(ray_sweep.NODE_DIR, launcher._sweep_id)
+    node_dir = os.path.join(ray_launcher.NODE_DIR, launcher._sweep_id)
   assert code == 0 and 'shipped back' in detail
   assert sorted(os.listdir(run_dir)) == ['after.txt', 'before.txt']
   ran_in = (run_dir / 'after.txt').read_text()
-  assert ran_in.startswith(ray_sweep.NODE_DIR) and ran_in != str(run_dir)
+  assert ran_in.startswith(ray_launcher.NODE_DIR) and ran_in != str(run_dir)
   assert 'point ran in' in open(log_path).read()
   assert not os.path.exists(node_dir)  # the node's copy is gone
   assert glob.glob(str(workdir / sweeps.LOG_DIR / '.ray-sweep-*')) == []

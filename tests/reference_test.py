@@ -18,9 +18,9 @@ import pytest
 
 from configs import churn
 
-from fl_analytics import rundir
-from fl_analytics import summary
-from fl_analytics import training
+from fl_analytics.core import rundir
+from fl_analytics.reporting import summary
+from fl_analytics.runs import training
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 REFERENCE = os.path.join(REPO, 'results', 'reference')
@@ -31,6 +31,7 @@ RUNS = ('mechanism-none_seed-0',
 METRIC_ABS_TOL = 0.01
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize('name', RUNS)
 def test_short_replay_matches_committed_metrics(tmp_path, name):
   run_dir = os.path.join(REFERENCE, name)

@@ -16,13 +16,13 @@ import time
 import numpy as np
 import pytest
 
-from fl_analytics import privacy
-from fl_analytics import rundir
-from fl_analytics import runtime
-from fl_analytics import summary
+from fl_analytics.privacy import statement
+from fl_analytics.core import rundir
+from fl_analytics.core import runtime
+from fl_analytics.reporting import summary
 from fl_analytics import sweeps
 from fl_analytics import tasks
-from fl_analytics import training
+from fl_analytics.runs import training
 from tests import training_test
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -76,6 +76,7 @@ def tree_run(tmp_path_factory):
 # --- 1-4: privacy accounting and the statement -----------------------------------------
 
 
+@pytest.mark.slow
 def test_tree_restarts_follow_rounds_when_a_whole_cohort_drops_out(tree_run):
   rows = _rows(tree_run)
   assert '0' in [r['reported'] for r in rows], 'the test needs an all-dropped round'
@@ -93,16 +94,16 @@ def test_tree_restarts_follow_rounds_when_a_whole_cohort_drops_out(tree_run):
 
 
 def test_statement_says_simulation_only_and_what_the_guarantee_does_not_cover(tree_run):
-  statement = rundir.read_json(os.path.join(tree_run, rundir.PRIVACY_FILE))
-  assert statement['differentially_private'] is True
-  assert statement['simulation_only'] is True
-  caveats = ' '.join(statement['simulation_caveats'])
+  written = rundir.read_json(os.path.join(tree_run, rundir.PRIVACY_FILE))
+  assert written['differentially_private'] is True
+  assert written['simulation_only'] is True
+  caveats = ' '.join(written['simulation_caveats'])
   assert 'recorded in config.json' in caveats and 'dp.reproducible_noise=True' in caveats
-  outputs = ' '.join(item['output'] for item in statement['not_covered'])
+  outputs = ' '.join(item['output'] for item in written['not_covered'])
   for name in ('cohort_size', 'reported', 'train_batches', 'train_loss',
                'train_accuracy', 'eval_*', 'evaluation.json', 'eval_users.csv'):
     assert name in outputs, name
-  assert all(item['why'] for item in statement['not_covered'])
+  assert all(item['why'] for item in written['not_covered'])
   # train_batches depends on users' data sizes: a DP run leaves it empty.
   assert {r['train_batches'] for r in _rows(tree_run)} == {''}
   # Held-out users are unprotected: no per-user rows unless asked for.
@@ -110,22 +111,23 @@ def test_statement_says_simulation_only_and_what_the_guarantee_does_not_cover(tr
 
 
 def test_simulation_only_follows_which_randomness_is_reproducible():
-  def statement(noise, sampling):
-    return privacy.privacy_statement(
+  def statement_of(noise, sampling):
+    return statement.privacy_statement(
         mechanism='gaussian_fixed', noise_multiplier=1.0, clients_per_round=20,
         population_size=100, rounds=2, reproducible_noise=noise,
         reproducible_sampling=sampling)
-  assert len(statement(True, True)['simulation_caveats']) == 2
-  unseeded = statement(False, True)
+  assert len(statement_of(True, True)['simulation_caveats']) == 2
+  unseeded = statement_of(False, True)
   assert unseeded['simulation_only'] and len(unseeded['simulation_caveats']) == 1
   assert 'cohort sampling' in unseeded['simulation_caveats'][0]
-  deployment = statement(False, False)
+  deployment = statement_of(False, False)
   assert deployment['simulation_only'] is False and deployment['simulation_caveats'] == []
-  none = privacy.privacy_statement(mechanism='none', noise_multiplier=0.0,
+  none = statement.privacy_statement(mechanism='none', noise_multiplier=0.0,
                                    clients_per_round=20, population_size=100, rounds=2)
   assert 'not_covered' not in none and none['differentially_private'] is False
 
 
+@pytest.mark.slow
 def test_non_private_run_releases_local_steps_capped_per_client(finished):
   config = _config(**_FINISHED)
   data = tasks.get(config.task).build_data(config)
@@ -219,6 +221,7 @@ def test_one_definition_of_finished_for_train_and_sweep(finished, copy, damage, 
   assert not sweeps.is_complete(copy, 3)
 
 
+@pytest.mark.slow
 def test_a_failed_calibration_figure_is_drawn_again(finished, copy):
   figure = os.path.join(copy, rundir.FIGURE_DIR, 'calibration.png')
   os.remove(figure)
@@ -253,6 +256,7 @@ def test_a_corrupt_checkpoint_is_set_aside_for_the_one_before(copy, kind):
   assert os.path.exists(path + '.corrupt') and not os.path.exists(path)
 
 
+@pytest.mark.slow
 def test_a_run_with_a_corrupt_latest_checkpoint_resumes_the_same(finished, copy, caplog):
   # It used to end in a raw BadZipFile traceback.
   _corrupt(rundir.checkpoint_path(copy, 3), 'truncated')
@@ -280,6 +284,7 @@ def test_lowering_num_rounds_of_a_finished_run_is_refused(copy):
 # --- 12: a sweep's points die with it ---------------------------------------------------
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize('sig', [signal.SIGKILL, signal.SIGTERM, signal.SIGINT])
 def test_killing_a_sweep_stops_its_points(tmp_path, sig):
   # Signalled as soon as its point has started (the point is still importing
@@ -345,6 +350,7 @@ def _alive(pid):
 # --- 14-15: input errors and divergence --------------------------------------------------
 
 
+@pytest.mark.slow
 def test_unknown_config_key_is_one_line_with_exit_code_2(tmp_path):
   result = subprocess.run(
       [sys.executable, os.path.join(REPO, 'experiments', 'train.py'),
@@ -392,6 +398,7 @@ def test_an_infinite_learning_rate_names_its_key_and_leaves_no_directory(tmp_pat
   assert not (tmp_path / 'run').exists()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize('mechanism', ['none', 'gaussian_fixed'])
 def test_divergence_stops_the_run_and_keeps_the_last_good_round(tmp_path, mechanism):
   workdir = str(tmp_path / 'run')
@@ -406,16 +413,17 @@ def test_divergence_stops_the_run_and_keeps_the_last_good_round(tmp_path, mechan
     assert float(row['train_loss']) <= training.DIVERGENCE_FACTOR * np.log(2)
 
 
+@pytest.mark.slow
 def test_secret_sampling_uses_a_seed_that_config_json_does_not_give_away(tmp_path):
-  from fl_analytics import sampling  # pylint: disable=g-import-not-at-top
+  from fl_analytics.privacy import sampling  # pylint: disable=g-import-not-at-top
 
   workdir = str(tmp_path / 'run')
   training.train_and_evaluate(_config(**{'dp.mechanism': 'gaussian_fixed',
                                          'dp.reproducible_noise': False,
                                          'dp.reproducible_sampling': False,
                                          'num_rounds': 2}), workdir)
-  statement = rundir.read_json(os.path.join(workdir, rundir.PRIVACY_FILE))
-  assert statement['simulation_only'] is False and statement['simulation_caveats'] == []
+  written = rundir.read_json(os.path.join(workdir, rundir.PRIVACY_FILE))
+  assert written['simulation_only'] is False and written['simulation_caveats'] == []
   path = os.path.join(workdir, rundir.SECRET_SAMPLING_SEED_FILE)
   assert os.stat(path).st_mode & 0o777 == 0o600
   secret = rundir.secret_seed(workdir)

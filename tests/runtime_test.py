@@ -9,7 +9,7 @@ import time
 import pytest
 import tensorflow_federated as tff
 
-from fl_analytics import runtime
+from fl_analytics.core import runtime
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TINY = ['--config.data.num_users=150', '--config.data.num_days=40',
@@ -40,6 +40,7 @@ def _children(pid):
   return runtime.worker_pids_owned_by(pid, include_orphans=False)
 
 
+@pytest.mark.cpp
 def test_context_stops_its_worker_on_exit_and_on_error():
   with runtime.local_cpp_context() as worker:
     assert _hello() == b'hello'
@@ -54,6 +55,7 @@ def test_context_stops_its_worker_on_exit_and_on_error():
   assert pid not in runtime.running_worker_pids()
 
 
+@pytest.mark.cpp
 def test_train_script_leaves_no_worker_on_success_and_keeps_pipe_free(tmp_path):
   before = runtime.worker_pids_owned_by(os.getpid())
   # Through a pipe, as `train.py | tail` would: communicate() returns only once every
@@ -67,6 +69,7 @@ def test_train_script_leaves_no_worker_on_success_and_keeps_pipe_free(tmp_path):
   assert runtime.worker_pids_owned_by(os.getpid()) - before == set()
 
 
+@pytest.mark.cpp
 def test_train_script_reports_bad_settings_without_traceback(tmp_path):
   result = subprocess.run(_train_cmd(tmp_path / 'bad', '--config.dp.clip=-1'),
                           capture_output=True, text=True, timeout=300)
@@ -76,6 +79,7 @@ def test_train_script_reports_bad_settings_without_traceback(tmp_path):
   assert not (tmp_path / 'bad').exists()
 
 
+@pytest.mark.cpp
 @pytest.mark.parametrize('sig', [signal.SIGINT, signal.SIGTERM, signal.SIGKILL])
 def test_interrupted_or_killed_run_leaves_no_worker_and_resumes(tmp_path, sig):
   workdir = tmp_path / 'run'

@@ -5,9 +5,9 @@ import os
 import numpy as np
 import pytest
 
-from fl_analytics import metrics
-from fl_analytics import rundir
-from fl_analytics import sampling
+from fl_analytics.tasks import metrics
+from fl_analytics.core import rundir
+from fl_analytics.privacy import sampling
 
 
 def test_poisson_cohort_is_seeded_per_round():

@@ -9,10 +9,10 @@ import ml_collections
 import numpy as np
 import pytest
 
-from fl_analytics import plots
-from fl_analytics import rundir
-from fl_analytics import reference
-from fl_analytics import summary
+from fl_analytics.reporting import plots
+from fl_analytics.core import rundir
+from fl_analytics.reporting import reference
+from fl_analytics.reporting import summary
 from fl_analytics import sweeps
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -198,6 +198,7 @@ def _fake_audit(run_dir, *, claimed, estimate, lower, flagged=False):
       'membership_inference': {'auc': 0.5}})
 
 
+@pytest.mark.slow
 def test_audited_sweep_summarizes_estimates_beside_claims_plots_and_exports_them(
     fake_sweep, tmp_path):
   runs = {r.name: r for r in summary.collect_runs(fake_sweep)}
@@ -252,6 +253,7 @@ def sweep_command(config, workdir, *extra) -> list[str]:
           f'--config={config}', f'--workdir={workdir}', *extra]
 
 
+@pytest.mark.slow
 def test_tiny_sweep_runs_in_parallel_reports_failures_and_skips_finished(tiny_sweep):
   config, workdir, first = tiny_sweep  # (conftest.py) run with --parallel=2
   assert first.returncode == 1, first.stdout + first.stderr

@@ -7,34 +7,16 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from configs import churn
-from fl_analytics import models
-from fl_analytics import privacy
-from fl_analytics import report
-from fl_analytics import rundir
+from tests.helpers import tiny_config
+from fl_analytics.tasks import models
+from fl_analytics.privacy import statement
+from fl_analytics.reporting import report
+from fl_analytics.core import rundir
 from fl_analytics import tasks
-from fl_analytics import training
+from fl_analytics.runs import training
 from fl_analytics.data import clients
 from fl_analytics.data import events
 from fl_analytics.data import features
-
-
-def tiny_config(**overrides):
-  c = churn.get_config()
-  c.num_rounds = 2
-  c.eval_every = 1
-  c.clients_per_round = 20
-  c.data.num_users = 150
-  c.data.num_days = 40
-  c.data.stride_days = 3
-  c.dp.noise_multiplier = 1.0
-  for key, value in overrides.items():
-    node = c
-    *path, last = key.split('.')
-    for p in path:
-      node = node[p]
-    node[last] = value
-  return c
 
 
 def crash_before_checkpoint(monkeypatch, config, workdir, *, round_num: int):
@@ -58,6 +40,7 @@ def _metrics(workdir, drop=('round_seconds',)):
           for row in rundir.read_csv(os.path.join(workdir, 'metrics.csv'))]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize('mechanism', ['none', 'gaussian_fixed', 'gaussian_adaptive',
                                        'tree'])
 def test_two_round_run_writes_the_run_directory_contract(tmp_path, mechanism):
@@ -78,22 +61,22 @@ def test_two_round_run_writes_the_run_directory_contract(tmp_path, mechanism):
     assert float(row['round_seconds']) > 0
   assert last['round'] == 2
 
-  statement = rundir.read_json(os.path.join(workdir, 'privacy.json'))
+  written = rundir.read_json(os.path.join(workdir, 'privacy.json'))
   config = rundir.read_json(os.path.join(workdir, 'config.json'))
   population = config['resolved']['population_size']
-  assert statement['population_size'] == population
-  assert statement['rounds'] == 2 and statement['clients_per_round'] == 20
-  assert statement['unit_of_privacy'].startswith("one user's whole data")
+  assert written['population_size'] == population
+  assert written['rounds'] == 2 and written['clients_per_round'] == 20
+  assert written['unit_of_privacy'].startswith("one user's whole data")
   if mechanism == 'none':
     assert [r['epsilon'] for r in rows] == ['inf', 'inf']
-    assert statement['epsilon'] is None
+    assert written['epsilon'] is None
   else:
-    expected = [privacy.epsilon_spent(noise_multiplier=1.0, clients_per_round=20,
+    expected = [statement.epsilon_spent(noise_multiplier=1.0, clients_per_round=20,
                                       population_size=population, sampling=sampling,
                                       rounds=t, delta=1e-5) for t in (1, 2)]
     assert [float(r['epsilon']) for r in rows] == pytest.approx(expected)
-    assert statement['epsilon'] == pytest.approx(expected[1])
-    assert statement['noise_multiplier'] == 1.0
+    assert written['epsilon'] == pytest.approx(expected[1])
+    assert written['noise_multiplier'] == 1.0
   if mechanism == 'gaussian_adaptive':
     assert float(rows[1]['clip']) != float(rows[0]['clip'])  # the clip adapts
   events = os.listdir(os.path.join(workdir, 'tensorboard'))
@@ -104,19 +87,21 @@ def test_two_round_run_writes_the_run_directory_contract(tmp_path, mechanism):
   assert ('epsilon' in summary) == (mechanism != 'none')
 
 
+@pytest.mark.slow
 def test_target_epsilon_is_calibrated_and_recorded(tmp_path):
   workdir = str(tmp_path / 'run')
   training.train_and_evaluate(
       tiny_config(**{'dp.mechanism': 'gaussian_fixed', 'dp.target_epsilon': 3.0}),
       workdir)
   config = rundir.read_json(os.path.join(workdir, 'config.json'))
-  statement = rundir.read_json(os.path.join(workdir, 'privacy.json'))
+  written = rundir.read_json(os.path.join(workdir, 'privacy.json'))
   assert config['dp']['noise_multiplier'] != 1.0
-  assert statement['noise_multiplier'] == config['dp']['noise_multiplier']
-  assert statement['epsilon'] <= 3.0
-  assert statement['epsilon'] == pytest.approx(3.0, rel=1e-2)
+  assert written['noise_multiplier'] == config['dp']['noise_multiplier']
+  assert written['epsilon'] <= 3.0
+  assert written['epsilon'] == pytest.approx(3.0, rel=1e-2)
 
 
+@pytest.mark.slow
 def test_distributed_skellam_run_is_calibrated_and_accounted_from_its_parameters(tmp_path):
   workdir = str(tmp_path / 'run')
   training.train_and_evaluate(
@@ -124,24 +109,25 @@ def test_distributed_skellam_run_is_calibrated_and_accounted_from_its_parameters
                                             'dp.target_epsilon': 8.0, 'dp.bits': 14}),
       workdir)
   config = rundir.read_json(os.path.join(workdir, 'config.json'))
-  statement = rundir.read_json(os.path.join(workdir, 'privacy.json'))
+  written = rundir.read_json(os.path.join(workdir, 'privacy.json'))
   params = config['resolved']['distributed']
-  assert statement['distributed_parameters'] == params
+  assert written['distributed_parameters'] == params
   assert params['bits'] == 14 and params['dim'] == models.churn_num_parameters(
       num_features=features.NUM_FEATURES, hidden_units=config['model']['hidden_units'])
   rows = rundir.read_csv(os.path.join(workdir, 'metrics.csv'))
-  expected = [privacy.distributed_epsilon(
-      params=params, clients_per_round=20, population_size=statement['population_size'],
+  expected = [statement.distributed_epsilon(
+      params=params, clients_per_round=20, population_size=written['population_size'],
       rounds=t) for t in (1, 2)]
   assert [float(r['epsilon']) for r in rows] == pytest.approx(expected, rel=1e-12)
-  assert statement['epsilon'] <= 8.0 and statement['epsilon'] == pytest.approx(8.0, rel=1e-3)
-  assert statement['neighboring_relation'] == 'replace one user'
-  assert 'Skellam' in statement['analysis'] and 'report' in statement['assumptions']
-  assert 'simulates it' in statement['secure_aggregation']
+  assert written['epsilon'] <= 8.0 and written['epsilon'] == pytest.approx(8.0, rel=1e-3)
+  assert written['neighboring_relation'] == 'replace one user'
+  assert 'Skellam' in written['analysis'] and 'report' in written['assumptions']
+  assert 'simulates it' in written['secure_aggregation']
   for row in rows:
     assert math.isfinite(float(row['train_loss'])) and 0 <= float(row['eval_auc']) <= 1
 
 
+@pytest.mark.slow
 def test_secure_sum_runs_accounts_its_quantization_and_matches_the_plain_sum(tmp_path):
   plain, secure = str(tmp_path / 'plain'), str(tmp_path / 'secure')
   base = {'dp.mechanism': 'gaussian_fixed', 'dp.target_epsilon': 3.0}
@@ -149,24 +135,25 @@ def test_secure_sum_runs_accounts_its_quantization_and_matches_the_plain_sum(tmp
   training.train_and_evaluate(tiny_config(**base, **{'dp.secure_sum': True}), secure)
 
   config = rundir.read_json(os.path.join(secure, 'config.json'))
-  statement = rundir.read_json(os.path.join(secure, 'privacy.json'))
-  factor = privacy.secure_sum_sensitivity_factor(models.churn_num_parameters(
+  written = rundir.read_json(os.path.join(secure, 'privacy.json'))
+  factor = statement.secure_sum_sensitivity_factor(models.churn_num_parameters(
       num_features=features.NUM_FEATURES, hidden_units=config['model']['hidden_units']))
   assert 1.0 < factor < 1.0 + 1e-6
   assert config['resolved']['sensitivity_factor'] == factor
   plain_z = rundir.read_json(os.path.join(plain, 'config.json'))['dp']['noise_multiplier']
   assert config['dp']['noise_multiplier'] == pytest.approx(factor * plain_z, rel=1e-12)
-  assert statement['accounted_noise_multiplier'] == pytest.approx(plain_z, rel=1e-12)
-  assert statement['epsilon'] == pytest.approx(privacy.epsilon_spent(
+  assert written['accounted_noise_multiplier'] == pytest.approx(plain_z, rel=1e-12)
+  assert written['epsilon'] == pytest.approx(statement.epsilon_spent(
       noise_multiplier=config['dp']['noise_multiplier'] / factor, clients_per_round=20,
-      population_size=statement['population_size'], rounds=2, delta=1e-5))
-  assert 'simulates the secure sum' in statement['secure_aggregation']
+      population_size=written['population_size'], rounds=2, delta=1e-5))
+  assert 'simulates the secure sum' in written['secure_aggregation']
   # Same seed, same noise: the 32-bit quantized sum changes the model by rounding only.
   for a, b in zip(_metrics(plain), _metrics(secure)):
     for key in ('train_loss', 'eval_loss', 'eval_auc'):
       assert float(a[key]) == pytest.approx(float(b[key]), rel=1e-4), key
 
 
+@pytest.mark.slow
 def test_compression_logs_the_bytes_sent_and_is_accounted(tmp_path):
   sizes = models.churn_tensor_sizes(num_features=features.NUM_FEATURES,
                                     hidden_units=32)
@@ -190,19 +177,20 @@ def test_compression_logs_the_bytes_sent_and_is_accounted(tmp_path):
     workdir = str(tmp_path / mechanism)
     training.train_and_evaluate(tiny_config(sampling=sampling, **{
         'dp.mechanism': mechanism, 'compression.bits': 4}), workdir)
-    statement = rundir.read_json(os.path.join(workdir, 'privacy.json'))
-    factor = privacy.compression_sensitivity_factor(bits=4, tensor_sizes=sizes,
+    written = rundir.read_json(os.path.join(workdir, 'privacy.json'))
+    factor = statement.compression_sensitivity_factor(bits=4, tensor_sizes=sizes,
                                                     threshold=100)
     assert factor == 1 + math.sqrt(2 * 512) / 15
-    assert statement['sensitivity_factor'] == factor
-    assert statement['epsilon'] == pytest.approx(privacy.epsilon_spent(
+    assert written['sensitivity_factor'] == factor
+    assert written['epsilon'] == pytest.approx(statement.epsilon_spent(
         noise_multiplier=1.0 / factor, clients_per_round=20, sampling=sampling,
-        population_size=statement['population_size'], rounds=2, delta=1e-5))
+        population_size=written['population_size'], rounds=2, delta=1e-5))
     rows = _metrics(workdir)
     assert all(math.isfinite(float(r['train_loss'])) for r in rows)
     assert all(float(r['client_bytes']) < min(plain_bytes) for r in rows)
 
 
+@pytest.mark.slow
 def test_training_on_an_exported_event_file_uses_the_same_user_logs(tmp_path):
   config = tiny_config(**{'dp.mechanism': 'none', 'num_rounds': 1})
   logs, _, _, _ = clients.load_logs(config.data, seed=config.data.seed)
@@ -210,7 +198,7 @@ def test_training_on_an_exported_event_file_uses_the_same_user_logs(tmp_path):
   events.write_events(logs, path)
   from_file = tiny_config(**{'dp.mechanism': 'none', 'num_rounds': 1,
                              'data.source': f'events:{path}'})
-  data = clients.build_churn_data(from_file.data, seed=from_file.data.seed)
+  data = tasks.get('churn').population(from_file.data, seed=from_file.data.seed)
   # Every user with events is in the file; the file spans the days that have events.
   assert data.population_size + data.num_eval_users == sum(
       1 for log in logs if len(log.events))
@@ -218,7 +206,8 @@ def test_training_on_an_exported_event_file_uses_the_same_user_logs(tmp_path):
   assert 0 <= float(last['eval_auc']) <= 1
 
 
-@pytest.mark.parametrize('engine', ['mapreduce', 'cpp'])
+@pytest.mark.slow
+@pytest.mark.parametrize('engine', ['mapreduce', pytest.param('cpp', marks=pytest.mark.cpp)])
 def test_dropout_consent_and_step_caps_reach_the_round_and_privacy_json(tmp_path, engine):
   workdir = str(tmp_path / 'run')
   config = tiny_config(**{'dp.mechanism': 'gaussian_fixed', 'clients.dropout': 0.4,
@@ -226,17 +215,17 @@ def test_dropout_consent_and_step_caps_reach_the_round_and_privacy_json(tmp_path
                           'runtime.engine': engine})
   training.train_and_evaluate(config, workdir)
   rows = _metrics(workdir)
-  statement = rundir.read_json(os.path.join(workdir, 'privacy.json'))
-  full = clients.build_churn_data(config.data, seed=config.data.seed)
-  data = clients.build_churn_data(config.data, seed=config.data.seed, opt_out=0.2)
+  written = rundir.read_json(os.path.join(workdir, 'privacy.json'))
+  full = tasks.get('churn').population(config.data, seed=config.data.seed)
+  data = tasks.get('churn').population(config.data, seed=config.data.seed, opt_out=0.2)
   assert data.num_opted_out == 30  # 20% of 150 users
-  assert statement['opted_out_users'] == 30
-  assert statement['population_size'] == data.population_size < full.population_size
-  assert statement['epsilon'] == pytest.approx(privacy.epsilon_spent(
+  assert written['opted_out_users'] == 30
+  assert written['population_size'] == data.population_size < full.population_size
+  assert written['epsilon'] == pytest.approx(statement.epsilon_spent(
       noise_multiplier=1.0, clients_per_round=20, population_size=data.population_size,
       rounds=2, delta=1e-5))
-  assert 'fails to report with probability 0.4' in statement['notes']
-  assert 'never sampled and their data is never used' in statement['notes']
+  assert 'fails to report with probability 0.4' in written['notes']
+  assert 'never sampled and their data is never used' in written['notes']
   for row in rows:
     assert 0 < int(row['reported']) < int(row['cohort_size'])
     # Local steps depend on users' data sizes: not released by DP runs (the cap reaching
@@ -244,6 +233,7 @@ def test_dropout_consent_and_step_caps_reach_the_round_and_privacy_json(tmp_path
     assert row['train_batches'] == ''
 
 
+@pytest.mark.slow
 def test_final_evaluation_writes_per_user_metrics_calibration_and_personalization(
     tmp_path):
   workdir = str(tmp_path / 'run')
@@ -252,7 +242,7 @@ def test_final_evaluation_writes_per_user_metrics_calibration_and_personalizatio
   training.train_and_evaluate(config, workdir)
   result = rundir.read_json(os.path.join(workdir, 'evaluation.json'))
   users = rundir.read_csv(os.path.join(workdir, 'eval_users.csv'))
-  data = clients.build_churn_data(config.data, seed=config.data.seed)
+  data = tasks.get('churn').population(config.data, seed=config.data.seed)
   assert result['round'] == 2
   held_out = data.held_out()
   assert result['per_user']['users'] == len(users) == len(held_out.users)
@@ -301,6 +291,7 @@ def test_next_action_task_trains_with_dp_and_reports_top_k_accuracy(tmp_path):
   assert 'top-3 accuracy' in report.run_summary(workdir)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize('sampling, accountant', [('fixed_size', 'rdp'), ('poisson', 'pld')])
 def test_sampling_and_accountant_reach_cohort_and_privacy_json(tmp_path, sampling,
                                                                 accountant):
@@ -309,29 +300,30 @@ def test_sampling_and_accountant_reach_cohort_and_privacy_json(tmp_path, samplin
       tiny_config(sampling=sampling, **{'dp.accountant': accountant,
                                         'dp.mechanism': 'gaussian_fixed'}), workdir)
   rows = rundir.read_csv(os.path.join(workdir, 'metrics.csv'))
-  statement = rundir.read_json(os.path.join(workdir, 'privacy.json'))
-  assert statement['sampling'] == sampling and statement['accountant'] == accountant
-  assert statement['epsilon'] == pytest.approx(privacy.epsilon_spent(
+  written = rundir.read_json(os.path.join(workdir, 'privacy.json'))
+  assert written['sampling'] == sampling and written['accountant'] == accountant
+  assert written['epsilon'] == pytest.approx(statement.epsilon_spent(
       noise_multiplier=1.0, clients_per_round=20,
-      population_size=statement['population_size'], rounds=2, delta=1e-5,
+      population_size=written['population_size'], rounds=2, delta=1e-5,
       sampling=sampling, accountant=accountant))
   if sampling == 'fixed_size':
     assert [r['cohort_size'] for r in rows] == ['20', '20']
-    assert statement['neighboring_relation'] == 'replace one user'
+    assert written['neighboring_relation'] == 'replace one user'
 
 
+@pytest.mark.slow
 def test_budget_guard_stops_before_the_round_that_would_exceed_it(tmp_path):
   workdir = str(tmp_path / 'run')
   config = tiny_config(num_rounds=10, **{'dp.mechanism': 'gaussian_fixed'})
-  population = clients.build_churn_data(config.data, seed=config.data.seed).population_size
-  eps = [privacy.epsilon_spent(noise_multiplier=1.0, clients_per_round=20,
+  population = tasks.get('churn').population(config.data, seed=config.data.seed).population_size
+  eps = [statement.epsilon_spent(noise_multiplier=1.0, clients_per_round=20,
                                population_size=population, rounds=t) for t in (3, 4)]
   config.dp.max_epsilon = (eps[0] + eps[1]) / 2
   training.train_and_evaluate(config, workdir)
-  statement = rundir.read_json(os.path.join(workdir, 'privacy.json'))
-  assert statement['population_size'] == population
-  assert statement['rounds'] == 3
-  assert statement['epsilon'] == pytest.approx(eps[0]) and eps[0] <= config.dp.max_epsilon
+  written = rundir.read_json(os.path.join(workdir, 'privacy.json'))
+  assert written['population_size'] == population
+  assert written['rounds'] == 3
+  assert written['epsilon'] == pytest.approx(eps[0]) and eps[0] <= config.dp.max_epsilon
   assert len(rundir.read_csv(os.path.join(workdir, 'metrics.csv'))) == 3
   assert rundir.latest_checkpoint_round(workdir) == 3
   # Raising the budget continues the run from its checkpoint.
@@ -341,6 +333,7 @@ def test_budget_guard_stops_before_the_round_that_would_exceed_it(tmp_path):
   assert rundir.read_json(os.path.join(workdir, 'privacy.json'))['rounds'] == 4
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize('mechanism, sampling', [('gaussian_adaptive', 'poisson'),
                                                  ('tree', 'shuffle')])
 def test_resume_after_crash_equals_uninterrupted_run(tmp_path, monkeypatch, mechanism,
@@ -357,6 +350,7 @@ def test_resume_after_crash_equals_uninterrupted_run(tmp_path, monkeypatch, mech
   assert _metrics(crashed) == _metrics(straight)
 
 
+@pytest.mark.slow
 def test_larger_num_rounds_continues_the_run(tmp_path):
   straight = str(tmp_path / 'straight')
   training.train_and_evaluate(tiny_config(num_rounds=3), straight)
@@ -367,6 +361,7 @@ def test_larger_num_rounds_continues_the_run(tmp_path):
   assert rundir.read_json(os.path.join(continued, 'privacy.json'))['rounds'] == 3
 
 
+@pytest.mark.slow
 def test_changed_config_is_refused_for_an_existing_run(tmp_path):
   workdir = str(tmp_path / 'run')
   training.train_and_evaluate(tiny_config(num_rounds=1), workdir)
@@ -430,8 +425,9 @@ def test_small_adaptive_cohort_with_small_noise_is_accepted():
   assert settings.noise_multiplier == 0.5 and settings.population_size == 100
 
 
+@pytest.mark.slow
 def test_evaluation_scores_fixed_seeded_samples_of_held_out_users(tmp_path):
-  from fl_analytics import export  # pylint: disable=g-import-not-at-top
+  from fl_analytics.export import tflite  # pylint: disable=g-import-not-at-top
 
   config = tiny_config(**{'evaluation.max_users': 4, 'evaluation.final_max_users': 6,
                           'evaluation.personalization_steps': 0})
@@ -454,7 +450,7 @@ def test_evaluation_scores_fixed_seeded_samples_of_held_out_users(tmp_path):
                                 examples(data.eval_sample(4, seed=config.seed)))
   assert examples(sample).shape != examples(data.eval_sample(4, seed=9)).shape or (
       not np.array_equal(examples(sample), examples(data.eval_sample(4, seed=9))))
-  _, task, keras_model, _ = export.load_run(workdir)
+  _, task, keras_model, _ = tflite.load_run(workdir)
   x, y = examples(sample), np.concatenate([u[1] for u in sample])
   last = _metrics(workdir)[-1]
   assert task.eval_metrics(keras_model(x, training=False).numpy(), y)['loss'] == (

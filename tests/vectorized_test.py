@@ -7,15 +7,16 @@ import pytest
 import tensorflow_federated as tff
 
 from fl_analytics import engines
-from fl_analytics import models
-from fl_analytics import mrf_runner
-from fl_analytics import rundir
+from fl_analytics.tasks import models
+from fl_analytics.engines import mrf_runner
+from fl_analytics.core import rundir
 from fl_analytics import tasks
-from fl_analytics import training
-from fl_analytics import vectorized
-from tests.training_test import tiny_config
+from fl_analytics.runs import training
+from fl_analytics.engines import vectorized
+from tests.helpers import tiny_config
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize('mechanism', ['none', 'gaussian_fixed', 'gaussian_adaptive'])
 def test_cohort_accumulator_equals_tffs_client_work_client_by_client(mechanism):
   # Two local epochs (batches run across the epoch boundary), a capped client and a
@@ -51,6 +52,7 @@ def test_cohort_accumulator_equals_tffs_client_work_client_by_client(mechanism):
   assert np.abs(np.asarray(expected[names.index('delta_0')])).max() > 0.01
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize('mechanism', ['gaussian_fixed', 'gaussian_adaptive'])
 def test_a_run_on_the_vectorized_engine_matches_the_mapreduce_engine(tmp_path, mechanism):
   rows = {}

@@ -3,7 +3,7 @@ the non-private reference, on the default churn config.
 
 Run (what `make demo` does, plots included):
   .venv/bin/python experiments/sweep.py --config=configs/sweeps/demo.py --workdir=runs/demo
-Runtime and results on this 2-core machine: see the README (measured with `make demo`).
+Runtime and results on this 2-core machine: the README (measured with `make demo`).
 """
 
 import ml_collections

@@ -10,7 +10,7 @@ loss above ten times chance; measured 2026-11-29 on the 800-user population).
 
 Run: `make mechanisms` (sweep, plots, and export of the small files to
 results/mechanisms). Each mechanism is accounted for the sampling it runs with (see the
-README's Privacy section), so the epsilons are comparable as guarantees, not as
+docs/privacy.md), so the epsilons are comparable as guarantees, not as
 sampling schemes.
 """
 

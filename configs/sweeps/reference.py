@@ -3,7 +3,7 @@ adaptive and fixed clipping at five privacy budgets, three seeds, and the non-pr
 reference, on the default churn config (33 runs of 40 rounds).
 
 Run: `make reproduce` (sweep, plots, and export of the small files to results/reference).
-Runtime on this 2-core machine: see the README (measured with `make reproduce`).
+Runtime on this 2-core machine: docs/results.md (measured with `make reproduce`).
 """
 
 import ml_collections

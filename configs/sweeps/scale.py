@@ -23,7 +23,7 @@ evaluation on 2,000 (evaluation.max_users / final_max_users), without personaliz
 (about 10 ms per user here, which at the default 10,000 users would add two minutes to
 every run; the question here is the global model's AUC).
 
-Run: `make scale` (sweep, plots, export to results/scale). Runtime here: see the README.
+Run: `make scale` (sweep, plots, export to results/scale). Runtime here: docs/performance.md.
 """
 
 import ml_collections

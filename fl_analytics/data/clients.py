@@ -91,7 +91,7 @@ class FederatedData:
   def __init__(self, source: LogSource, examples_fn: Callable, *, seed: int,
                eval_fraction: float, opt_out: float = 0.0,
                cache_users: int = CACHE_USERS):
-    from fl_analytics import devices  # pylint: disable=g-import-not-at-top
+    from fl_analytics.data import devices  # pylint: disable=g-import-not-at-top
 
     self._source = source
     self._examples_fn = examples_fn
@@ -333,34 +333,10 @@ def load_logs(data, *, seed: int) -> tuple[list[synthetic.UserLog], int, int, st
 def without_opted_out(logs: list[synthetic.UserLog], opt_out: float, *,
                       seed: int) -> tuple[list[synthetic.UserLog], int]:
   """The logs of the users who did not opt out (`devices.opted_out`), and how many did."""
-  from fl_analytics import devices  # pylint: disable=g-import-not-at-top
+  from fl_analytics.data import devices  # pylint: disable=g-import-not-at-top
 
   removed = set(devices.opted_out(len(logs), opt_out, seed=seed).tolist())
   return [log for i, log in enumerate(logs) if i not in removed], len(removed)
-
-
-def churn_examples_fn(data) -> Callable:
-  """Many users' churn examples for config `data` (`features.churn_examples_many`)."""
-  return functools.partial(features.churn_examples_many, window_days=data.window_days,
-                           horizon_days=data.horizon_days, stride_days=data.stride_days)
-
-
-def next_action_examples_fn(data) -> Callable:
-  """Many users' next-action examples for config `data`
-  (`features.next_action_examples`, user by user)."""
-  one = functools.partial(features.next_action_examples, context=data.context_events,
-                          max_examples=data.max_examples_per_user)
-
-  def many(timestamps, events, offsets, **kwargs):
-    return [one(timestamps[a:b], events[a:b], **kwargs)
-            for a, b in zip(offsets[:-1], offsets[1:])]
-
-  return many
-
-
-def build_churn_data(data, *, seed: int, opt_out: float = 0.0) -> FederatedData:
-  """`build_data` with churn examples."""
-  return build_data(data, seed=seed, opt_out=opt_out, examples_fn=churn_examples_fn(data))
 
 
 def build_data(data, *, seed: int, examples_fn: Callable,

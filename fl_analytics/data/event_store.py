@@ -45,7 +45,7 @@ from typing import Callable, Iterator, Optional, Sequence
 from absl import logging
 import numpy as np
 
-from fl_analytics import rundir
+from fl_analytics.core import rundir
 from fl_analytics.data import events
 from fl_analytics.data import synthetic
 

@@ -1,6 +1,6 @@
 """Event logs from a file: `user_id`, `timestamp`, `event`, one row per event.
 
-The format (README, "Real event logs"): a CSV file with a header line, or a Parquet
+The format (docs/data.md): a CSV file with a header line, or a Parquet
 file, with at least the columns
 
 * ``user_id``: any non-empty string; one user is one federated client;

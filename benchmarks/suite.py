@@ -1,0 +1,438 @@
+"""What `experiments/benchmark.py` measures: the pipeline's rounds against their floor.
+
+- `pipeline_round_seconds`: seconds per round of `training.train_and_evaluate` itself
+  (its `round_seconds` column: sampling, local training, aggregation, noise), the
+  median after warm-up rounds, for the churn config with adaptive-clipping DP.
+- `floor_round_seconds` (`fl_analytics.engines.floor`): the same rounds' work in plain
+  TensorFlow on the same clients, and that loop's trace count.
+- `sweep_throughput`: rounds per second across the points of a small parallel sweep.
+- `memory_profile`: resident memory of a long run at two rounds.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+import os
+import resource
+import sys
+import tempfile
+import time
+from typing import Callable, Optional, Sequence
+
+import numpy as np
+
+from fl_analytics.core import config_files
+from fl_analytics.core import rundir
+from fl_analytics.privacy import sampling
+from fl_analytics import sweeps
+from fl_analytics import tasks
+from fl_analytics.data import clients
+from fl_analytics.data import features
+
+# The modules that train (`training`, `floor`) import TensorFlow; they are imported where
+# they are used, so that a child process measuring something else (`ingest_point`)
+# carries no TensorFlow in its memory.
+
+
+def _proc_status_mb(field: str, pid: Optional[int] = None) -> float:
+  """A memory field (VmRSS, VmHWM) of a process's /proc status, in MiB."""
+  with open(f'/proc/{pid or "self"}/status') as f:
+    for line in f:
+      if line.startswith(field + ':'):
+        return int(line.split()[1]) / 1024
+  raise RuntimeError(f'{field} not found in /proc status')
+
+
+def rss_mb(pid: Optional[int] = None) -> float:
+  """Resident memory of a process now, in MiB (Linux /proc)."""
+  return _proc_status_mb('VmRSS', pid)
+
+
+def peak_rss_mb() -> dict[str, float]:
+  """Peak resident memory of this process (its VmHWM; `getrusage`'s ru_maxrss would
+  carry over the peak of the process that forked it, Linux keeping it across exec) and
+  of its largest finished child, MiB."""
+  return {'self': _proc_status_mb('VmHWM'),
+          'children': resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024}
+
+
+# The churn config the benchmark times (its defaults: adaptive-clipping DP).
+CHURN_CONFIG = os.path.join(
+    os.path.dirname(os.path.dirname(os.path.abspath(__file__))), 'configs', 'churn.py')
+
+
+def floor_cohorts(config, clients_per_round: int, *, rounds: int) -> list[list]:
+  """The clients' `(x, y)` of rounds 1 to rounds + 1 of `config`, as the pipeline
+  samples them."""
+  data = tasks.get('churn').population(config.data, seed=config.data.seed)
+  return [data.train_examples_many(sampling.cohort(
+      sampling=config.sampling, population_size=data.population_size,
+      clients_per_round=clients_per_round, seed=config.seed, round_num=r))
+          for r in range(1, rounds + 2)]
+
+
+def benchmark_config(clients_per_round: int, num_rounds: int):
+  config = config_files.load(CHURN_CONFIG)
+  config.clients_per_round = clients_per_round
+  config.num_rounds = num_rounds
+  config.eval_every = num_rounds  # evaluation only after the last round, untimed
+  # Adaptive clipping needs noise < 0.1 * cohort; 0.5 suits every cohort from 10 up.
+  # The noise level does not change the cost of a round.
+  config.dp.noise_multiplier = 0.5
+  return config
+
+
+def pipeline_round_seconds(clients_per_round: int, *, rounds: int, warmup: int = 2,
+                           engine: str = 'mapreduce') -> float:
+  """Median `round_seconds` of the pipeline's loop over `rounds` rounds after warm-up."""
+  from fl_analytics.runs import training  # pylint: disable=g-import-not-at-top
+
+  config = benchmark_config(clients_per_round, warmup + rounds)
+  config.runtime.engine = engine
+  with tempfile.TemporaryDirectory() as workdir:
+    training.train_and_evaluate(config, workdir)
+    rows = rundir.read_csv(os.path.join(workdir, rundir.METRICS_FILE))
+  return float(np.median([float(r['round_seconds']) for r in rows[warmup:]]))
+
+
+def floor_round_seconds(clients_per_round: int, *, rounds: int, config=None,
+                        cohorts=None) -> tuple[float, int]:
+  """The floor on the same clients the pipeline samples: (median seconds, traces).
+
+  `config`: the pipeline's config (default: `benchmark_config`); `cohorts`: its
+  `floor_cohorts`, if already made."""
+  from fl_analytics.engines import floor  # pylint: disable=g-import-not-at-top
+
+  config = config or benchmark_config(clients_per_round, rounds + 1)
+  cohorts = cohorts or floor_cohorts(config, clients_per_round, rounds=rounds)
+  return floor.floor_round_seconds(
+      rounds, cohorts, num_features=features.NUM_FEATURES,
+      hidden_units=config.model.hidden_units, seed=config.seed,
+      client_learning_rate=config.client.learning_rate,
+      batch_size=config.client.batch_size, local_epochs=config.client.local_epochs,
+      server_learning_rate=config.server.learning_rate,
+      server_momentum=config.server.momentum,
+      noise_multiplier=config.dp.noise_multiplier, clip=config.dp.clip,
+      clients_per_round=clients_per_round,
+      adaptive=config.dp.mechanism == 'gaussian_adaptive',
+      target_unclipped_quantile=config.dp.target_unclipped_quantile,
+      clip_learning_rate=config.dp.clip_learning_rate)
+
+
+def sweep_throughput(*, points: int, rounds: int, parallel: Optional[int],
+                     train_script: str, ray_address: Optional[str] = None
+                     ) -> dict[str, float]:
+  """Rounds per second across `points` sweep points of `rounds` rounds, run in parallel
+  (as subprocesses here, or with `ray_address` as Ray tasks of one CPU each).
+
+  Wall time includes each point's start-up (imports, data, building the process),
+  which is what a sweep pays.
+  """
+  overrides = [{'seed': s} for s in range(points)]
+  point_list = [sweeps.Point(sweeps.run_name(o), {'num_rounds': rounds,
+                                                  'eval_every': rounds, **o},
+                             rounds) for o in overrides]
+  def command(point, run_dir):
+    return [sys.executable, train_script, f'--config={CHURN_CONFIG}',
+            f'--workdir={run_dir}'] + [
+        f'--config.{k}={v}' for k, v in point.overrides.items()]
+
+  with tempfile.TemporaryDirectory() as workdir:
+    t0 = time.monotonic()
+    results = sweeps.run_sweep(point_list, workdir, command=command, parallel=parallel,
+                               log=lambda _: None, ray_address=ray_address)
+    seconds = time.monotonic() - t0
+    failed = [r.point.name for r in results if r.status == 'failed']
+    if failed:
+      raise RuntimeError(f'sweep points failed: {failed}')
+    round_seconds = [float(row['round_seconds']) for r in results
+                     for row in rundir.read_csv(os.path.join(
+                         workdir, r.point.name, rundir.METRICS_FILE))]
+  return {'points': points, 'rounds_per_point': rounds, 'on_ray': bool(ray_address),
+          'parallel': parallel or (points if ray_address else sweeps.default_parallel()),
+          'wall_seconds': seconds, 'rounds_per_second': points * rounds / seconds,
+          'median_round_seconds_in_sweep': float(np.median(round_seconds))}
+
+
+def memory_profile(num_rounds: int, *, at: int = 50,
+                   progress: Callable[[str], None] = print) -> dict[str, float]:
+  """Resident memory after round `at` and after round `num_rounds` of one long run."""
+  if num_rounds <= at:
+    raise ValueError(f'--memory_rounds must be > {at}. Found {num_rounds}.')
+  from fl_analytics.runs import training  # pylint: disable=g-import-not-at-top
+
+  config = benchmark_config(50, num_rounds)
+  config.eval_every = 50
+  samples = {}
+
+  def on_round(row):
+    r = row['round']
+    if r in (at, num_rounds) or r % 100 == 0:
+      samples[r] = rss_mb()
+      progress(f'memory: round {r}/{num_rounds}: {samples[r]:.0f} MiB resident')
+
+  with tempfile.TemporaryDirectory() as workdir:
+    training.train_and_evaluate(config, workdir, on_round=on_round)
+  return {'rounds': num_rounds, f'rss_mb_round_{at}': samples[at],
+          f'rss_mb_round_{num_rounds}': samples[num_rounds],
+          'growth': samples[num_rounds] / samples[at] - 1.0,
+          'samples': {str(k): v for k, v in sorted(samples.items())}}
+
+
+def rows_table(rows: Sequence[dict]) -> str:
+  lines = [f'{"clients/round":>13}  {"pipeline s/round":>16}  {"floor s/round":>13}  '
+           f'{"ratio":>6}']
+  for r in rows:
+    lines.append(f'{r["clients_per_round"]:>13}  {r["pipeline_round_s"]:>16.3f}  '
+                 f'{r["floor_round_s"]:>13.3f}  {r["ratio"]:>6.2f}')
+  return '\n'.join(lines)
+
+
+# --- Population scale (issue 14): `experiments/benchmark.py --scale` ----------------
+
+SCALE_POPULATIONS = (10_000, 100_000, 1_000_000)
+SCALE_COHORTS = (100, 1_000, 5_000)
+# Below 1 / population for every population measured (check_budget refuses more).
+SCALE_DELTA = 1e-7
+
+
+def scale_config(num_users: int, clients_per_round: int, num_rounds: int):
+  """The churn config (adaptive-clipping DP) at `num_users` synthetic users, with
+  evaluation bounded (1,000 held-out users, no personalization) and only at the end."""
+  config = benchmark_config(clients_per_round, num_rounds)
+  config.data.num_users = num_users
+  config.dp.delta = SCALE_DELTA
+  config.evaluation.max_users = 1000
+  config.evaluation.final_max_users = 1000
+  config.evaluation.personalization_steps = 0
+  return config
+
+
+def scale_point(num_users: int, clients_per_round: int, *, rounds: int, warmup: int,
+                launched: float, source: str = 'synthetic', engine: str = 'mapreduce',
+                mechanism: str = 'gaussian_adaptive', client_groups: int = 0,
+                ray_address: Optional[str] = None) -> dict[str, float]:
+  """One run at `num_users` users in this process (a fresh one: `run_in_child`).
+
+  `launched`: `time.time()` when the parent started this process, so the time to the
+  first round includes the interpreter's start and the imports, as a user sees it.
+  `source`: `data.source` (an event file's users replace `num_users`).
+  `client_groups`, `ray_address`: `runtime.*` (with an address, the groups run on Ray
+  actors, which make the users: `users_made` then counts none).
+  """
+  from fl_analytics.runs import training  # pylint: disable=g-import-not-at-top
+
+  config = scale_config(num_users, clients_per_round, warmup + rounds)
+  config.data.source = source
+  config.runtime.engine = engine
+  config.runtime.client_groups = client_groups
+  config.runtime.ray_address = ray_address
+  config.dp.mechanism = mechanism
+  first_round = {}
+
+  def on_round(row):
+    if row['round'] == 1:
+      first_round['start'] = time.time() - row['round_seconds']
+
+  made = {}
+  real_build = clients.build_data
+
+  def build_data(*args, **kwargs):
+    made['data'] = real_build(*args, **kwargs)
+    return made['data']
+
+  clients.build_data = build_data  # to read how many users the run made
+  try:
+    with tempfile.TemporaryDirectory() as workdir:
+      training.train_and_evaluate(config, workdir, on_round=on_round)
+      rows = rundir.read_csv(os.path.join(workdir, rundir.METRICS_FILE))
+  finally:
+    clients.build_data = real_build
+  seconds = [float(r['round_seconds']) for r in rows[warmup:]]
+  return {'num_users': made['data'].population_size + made['data'].num_eval_users
+                       + made['data'].num_opted_out,
+          'clients_per_round': clients_per_round,
+          'first_round_start_s': first_round['start'] - launched,
+          'round_s': float(np.median(seconds)),
+          'ms_per_client': 1e3 * float(np.median(
+              [s / max(1, int(r['cohort_size'])) for s, r in zip(seconds, rows[warmup:])])),
+          'peak_rss_mb': peak_rss_mb()['self'],
+          'users_made': made['data'].users_made,
+          'rounds': len(rows), 'engine': engine, 'mechanism': mechanism,
+          'client_groups': client_groups, 'on_ray': bool(ray_address)}
+
+
+def floor_point(num_users: int, clients_per_round: int, *, rounds: int, warmup: int,
+                launched: float) -> dict[str, float]:
+  """The plain-TF floor of `scale_config`'s rounds in this process (a fresh one:
+  `run_in_child`): median seconds per round, and the mean examples per client."""
+  del launched
+  config = scale_config(num_users, clients_per_round, warmup + rounds)
+  cohorts = floor_cohorts(config, clients_per_round, rounds=rounds)
+  floor_s, _ = floor_round_seconds(clients_per_round, rounds=rounds, config=config,
+                                   cohorts=cohorts)
+  # What a round trains on: the mean local examples of round 1's clients.
+  return {'floor_round_s': floor_s,
+          'examples_per_client': float(np.mean([len(y) for _, y in cohorts[0]]))}
+
+
+def ingest_point(path: str, *, launched: float) -> dict[str, float]:
+  """Builds the event store of `path` in this process (a fresh one, `run_in_child`,
+  which imports no TensorFlow): seconds and peak memory."""
+  from fl_analytics.data import event_store  # pylint: disable=g-import-not-at-top
+
+  t0 = time.monotonic()
+  store = event_store.open_store(path, progress=lambda line: print(line, flush=True))
+  return {'events': store.num_events, 'users': store.num_users,
+          'file_mb': os.path.getsize(path) / 2**20,
+          'ingest_s': time.monotonic() - t0, 'process_s': time.time() - launched,
+          'peak_rss_mb': peak_rss_mb()['self']}
+
+
+def run_in_child(function: str, *args, **kwargs) -> dict:
+  """`benchmark.<function>(*args, **kwargs, launched=...)` in a fresh process: its own
+  start-up time and peak memory. Its progress goes to this process's stdout."""
+  import json  # pylint: disable=g-import-not-at-top
+  import subprocess  # pylint: disable=g-import-not-at-top
+
+  code = ('import json, sys, time; from benchmarks import suite as m; '
+          f'a, k = json.loads(sys.argv[1]); '
+          f'print("RESULT " + json.dumps(m.{function}(*a, **k, '
+          'launched=float(sys.argv[2]))))')
+  command = [sys.executable, '-c', code, json.dumps([args, kwargs]), repr(time.time())]
+  with tempfile.TemporaryFile('w+') as stderr:
+    with subprocess.Popen(command, stdout=subprocess.PIPE, stderr=stderr,
+                          text=True) as child:
+      results = []
+      for line in child.stdout:
+        if line.startswith('RESULT '):
+          results.append(line)
+        else:
+          print(f'  {line}', end='', flush=True)
+    if child.returncode or not results:
+      stderr.seek(0)
+      raise RuntimeError(f'{function}{args} failed with exit code {child.returncode}:\n'
+                         + '\n'.join(stderr.read().splitlines()[-20:]))
+  return json.loads(results[-1][len('RESULT '):])
+
+
+def run_scale_point(num_users: int, clients_per_round: int, *, rounds: int,
+                    warmup: int, source: str = 'synthetic', engine: str = 'mapreduce',
+                    mechanism: str = 'gaussian_adaptive', client_groups: int = 0,
+                    ray_address: Optional[str] = None) -> dict[str, float]:
+  """`scale_point` in a fresh process."""
+  return run_in_child('scale_point', num_users, clients_per_round, rounds=rounds,
+                      warmup=warmup, source=source, engine=engine, mechanism=mechanism,
+                      client_groups=client_groups, ray_address=ray_address)
+
+
+def write_event_file(path: str, num_events: int, *, seed: int = 0) -> dict[str, float]:
+  """A CSV event file of synthetic users (90 days), at least `num_events` rows."""
+  from fl_analytics.data import events  # pylint: disable=g-import-not-at-top
+  from fl_analytics.data import synthetic  # pylint: disable=g-import-not-at-top
+
+  def logs():
+    total, u = 0, 0
+    while total < num_events:
+      batch = synthetic.generate_users(np.arange(u, u + 1000), seed=seed, num_days=90,
+                                       quantity_skew=1.0, label_skew=1.0, feature_skew=1.0)
+      for k in range(len(batch)):
+        if total >= num_events:
+          break
+        log = batch.log(k)
+        total += len(log.events)
+        yield log
+      u += 1000
+
+  t0 = time.monotonic()
+  rows = events.write_events(logs(), path)
+  return {'events': rows, 'write_s': time.monotonic() - t0}
+
+
+def matmul_flops_per_second(n: int = 1024, repeats: int = 5) -> float:
+  """Measured float32 matmul throughput of this machine (TensorFlow, all cores)."""
+  import tensorflow as tf  # pylint: disable=g-import-not-at-top
+
+  a = tf.random.stateless_normal([n, n], seed=[0, 1])
+  b = tf.random.stateless_normal([n, n], seed=[0, 2])
+  tf.linalg.matmul(a, b).numpy()  # warm-up
+  best = math.inf
+  for _ in range(repeats):
+    t0 = time.perf_counter()
+    tf.linalg.matmul(a, b).numpy()
+    best = min(best, time.perf_counter() - t0)
+  return 2 * n**3 / best
+
+
+def round_flops(config, examples_per_client: float, clients_per_round: int) -> float:
+  """The arithmetic of a round of the churn MLP: forward and backward passes (about 3x
+  the forward's 2 FLOPs per weight) over every local example of every client."""
+  sizes = tasks.get(config.task).tensor_sizes(config)
+  per_example = 6 * sum(sizes)
+  return per_example * examples_per_client * config.client.local_epochs * clients_per_round
+
+
+def scale_table(rows: Sequence[dict]) -> str:
+  lines = [f'{"users":>9}  {"clients":>7}  {"first round s":>13}  {"round s":>8}  '
+           f'{"ms/client":>9}  {"peak RSS MiB":>12}  {"users made":>10}']
+  for r in rows:
+    lines.append(f'{r["num_users"]:>9}  {r["clients_per_round"]:>7}  '
+                 f'{r["first_round_start_s"]:>13.1f}  {r["round_s"]:>8.3f}  '
+                 f'{r["ms_per_client"]:>9.3f}  {r["peak_rss_mb"]:>12.0f}  '
+                 f'{r["users_made"]:>10}')
+  return '\n'.join(lines)
+
+
+def user_costs(num_users: int = 2000, batch: int = 1000) -> dict[str, float]:
+  """Milliseconds per user to generate a synthetic log and to featurize it (churn):
+  users made `batch` at a time (as a round makes its cohort) and one at a time."""
+  from fl_analytics.data import synthetic  # pylint: disable=g-import-not-at-top
+
+  data = benchmark_config(10, 1).data
+  knobs = dict(seed=0, num_days=data.num_days, quantity_skew=data.quantity_skew,
+               label_skew=data.label_skew, feature_skew=data.feature_skew)
+  examples = functools.partial(tasks.get('churn').examples_fn(data),
+                               origin_timestamp=synthetic.ORIGIN_TIMESTAMP,
+                               num_days=data.num_days)
+  out = {'users': num_users, 'batch': batch}
+  for name, size in (('', batch), ('_alone', 1)):
+    made, generate, featurize = [], 0.0, 0.0
+    for start in range(0, num_users, size):
+      t0 = time.perf_counter()
+      logs = synthetic.generate_users(np.arange(start, min(num_users, start + size)),
+                                      **knobs)
+      t1 = time.perf_counter()
+      examples(logs.timestamps, logs.events, logs.offsets)
+      generate, featurize = generate + t1 - t0, featurize + time.perf_counter() - t1
+      made.append(np.diff(logs.offsets))
+    out[f'generate_ms_per_user{name}'] = 1e3 * generate / num_users
+    out[f'featurize_ms_per_user{name}'] = 1e3 * featurize / num_users
+  out['events_per_user'] = float(np.mean(np.concatenate(made)))
+  return out
+
+
+def ray_task_overhead(address: str, *, tasks: int = 50) -> dict[str, float]:
+  """Seconds to connect a driver to the cluster at `address`, and the round trip of
+  a task that does nothing (one at a time, the median of `tasks`): what every sweep
+  point and every round's call on an actor pays on top of its work."""
+  from fl_analytics.cluster import ray_cluster  # pylint: disable=g-import-not-at-top
+
+  t0 = time.monotonic()
+  ray = ray_cluster.connect(address)
+  connect_s = time.monotonic() - t0
+  try:
+    noop = ray.remote(num_cpus=1)(_noop)
+    ray.get(noop.remote())  # a worker process started
+    trips = []
+    for _ in range(tasks):
+      t = time.monotonic()
+      ray.get(noop.remote())
+      trips.append(time.monotonic() - t)
+  finally:
+    ray.shutdown()
+  return {'connect_s': connect_s, 'task_round_trip_ms': 1e3 * float(np.median(trips))}
+
+
+def _noop():
+  return None

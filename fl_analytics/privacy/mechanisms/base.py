@@ -1,0 +1,177 @@
+"""What a DP mechanism is here, and the one settings object every part reads.
+
+A `Mechanism` is one value of `dp.mechanism`. Its module
+(`fl_analytics/privacy/mechanisms/NAME.py`) defines it: its own config keys and their
+defaults (`config`), what it allows (sampling schemes, accountants, secure sum,
+compression, dropout, engines), the checks of its own arguments, the `tff.aggregators` factory
+it runs, its dp_accounting event (the rounds as they ran) and what it adds to the
+privacy statement. `fl_analytics.privacy.statement` composes the events with dp_accounting and
+assembles the statement; it knows no mechanism by name.
+
+`DpSettings` is the run's DP settings once validated and calibrated (`training.
+resolve_config`, once per launch): the aggregator, the accountant, the statement and
+the figures read the same frozen object.
+
+Importing this package imports neither TensorFlow nor TFF; the builders import TFF
+when they run.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, Callable, Mapping, Optional
+
+import dp_accounting
+
+from fl_analytics.privacy import sampling
+
+
+@dataclasses.dataclass(frozen=True)
+class DpSettings:
+  """A run's resolved DP settings: what the aggregator, accountant and statement read.
+
+  `noise_multiplier` is the calibrated one. `sensitivity_factor` (>= 1) is how much the
+  aggregation (secure sum, compression) can enlarge one user's clipped update: the
+  accountant uses `noise_multiplier / sensitivity_factor`. A mechanism's own
+  hyperparameters are in `params` (`param` reads one), what it derives from the noise
+  multiplier in `derived`.
+  """
+
+  mechanism: str = 'none'
+  noise_multiplier: float = 0.0
+  clip: float = 1.0
+  clients_per_round: float = 1.0
+  population_size: Optional[int] = None  # the users that can be sampled
+  sampling: str = 'poisson'
+  accountant: str = 'rdp'
+  delta: float = 1e-5
+  noise_seed: Optional[int] = None  # seeded noise (simulation); None: TF Privacy's
+  restart_period: Optional[int] = None  # tree: rounds per pass (None: from the cohort)
+  # The mechanisms' own `dp.*` keys (`Mechanism.config`), by name; a key missing here
+  # has its declared default (`param`).
+  params: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+  # What the mechanism derived from the noise multiplier (`Mechanism.resolve`; the
+  # Skellam query's scaled parameters), recorded in config.json under its name.
+  derived: Optional[Mapping[str, Any]] = None
+  num_parameters: Optional[int] = None  # the model's (distributed: its parameters)
+  secure_sum: bool = False
+  compression_bits: int = 0
+  compression_threshold: int = 0
+  sensitivity_factor: float = 1.0
+  dropout: float = 0.0
+  opted_out_users: int = 0
+  reproducible_noise: bool = False
+  reproducible_sampling: bool = False
+  canaries: int = 0  # audit canaries among the population_size (fl_analytics.privacy.canaries)
+
+  @property
+  def accounted_noise_multiplier(self) -> float:
+    return self.noise_multiplier / self.sensitivity_factor
+
+  @property
+  def scheme(self) -> sampling.Scheme:
+    return sampling.get(self.sampling)
+
+  def param(self, key: 'ConfigKey'):
+    """The value of a mechanism's own config key: given, or its declared default."""
+    return self.params.get(key.name, key.default)
+
+
+@dataclasses.dataclass(frozen=True)
+class ConfigKey:
+  """A `dp.*` config key a mechanism declares: the config files and the configuration
+  reference take it from the declaration, so nothing outside the module names it."""
+
+  name: str  # the key under `dp.`
+  default: Any
+  doc: str  # its meaning, for docs/configuration.md
+
+
+def _no_check(settings: DpSettings) -> None:
+  del settings
+
+
+def _no_statement(settings: DpSettings, rounds: int) -> tuple[dict, str]:
+  del rounds
+  return {}, settings.scheme.note + '.'
+
+
+def _same_settings(settings: DpSettings) -> DpSettings:
+  return settings
+
+
+@dataclasses.dataclass(frozen=True)
+class Mechanism:
+  """One value of `dp.mechanism`: what it is, what it allows, what it builds."""
+
+  name: str
+  label: str  # in figures and tables
+  title: str  # in messages: what it is, in a few words
+  samplings: tuple[str, ...]  # the sampling schemes it is accounted for
+  accountants: tuple[str, ...]  # the accountants that analyse it
+  # (settings, record_specs, record_sum) -> its tff.aggregators factory; record_specs:
+  # the model's trainable weights' TensorSpecs; record_sum: the inner sum of the
+  # clipped records (secure sum, compression) or None.
+  build: Callable[..., Any]
+  # (settings, rounds) -> the dp_accounting event of `rounds` rounds as they ran.
+  event: Optional[Callable[[DpSettings, int], dp_accounting.DpEvent]] = None
+  check: Callable[[DpSettings], None] = _no_check  # its own arguments
+  # (settings, rounds) -> (its fields of the privacy statement, its sampling note).
+  statement: Callable[[DpSettings, int], tuple[dict, str]] = _no_statement
+  # settings -> the settings with what follows from the noise multiplier filled in
+  # (distributed: the scaled parameters); calibration calls it for every candidate.
+  resolve: Callable[[DpSettings], DpSettings] = _same_settings
+  rdp_orders: Optional[tuple] = None  # None: dp_accounting's default orders
+  # `resolve` needs the model's number of parameters (`DpSettings.num_parameters`).
+  needs_num_parameters: bool = False
+  noise: str = ''  # what noise it adds, in words (privacy CLI)
+  sampling_refusal: str = ''  # why the other sampling schemes are refused
+  accountant_refusal: str = ''  # why the other accountants are refused
+  secure_sum: bool = False  # `dp.secure_sum` (central DP over TFF's secure sum)
+  secure_aggregation: bool = False  # it always sums over secure aggregation
+  secure_sum_refusal: str = ''
+  compression: bool = False  # `compression.bits` > 0
+  compression_refusal: str = ''
+  dropout: bool = True  # `clients.dropout` > 0
+  dropout_refusal: str = ''
+  fixed_clip: bool = False  # the clip is `dp.clip` in every round
+  # `audit.canaries` > 0: canaries need a clip to bring them to (fl_analytics.privacy.canaries)
+  canaries: bool = True
+  canary_refusal: str = ''
+  # Its own `dp.*` keys, with defaults and meanings (`DpSettings.param` reads them).
+  config: tuple[ConfigKey, ...] = ()
+  # The `vectorized` engine has a stacked path for its client-side steps.
+  vectorized: bool = False
+  color: str = 'black'
+  marker: str = 'o'
+  linestyle: str = '-'
+
+  @property
+  def private(self) -> bool:
+    return self.event is not None
+
+
+SAMPLED = ('poisson', 'fixed_size')  # the schemes with sampling amplification
+
+
+def sampled_gaussian_event(settings: DpSettings, rounds: int) -> dp_accounting.DpEvent:
+  """`rounds` rounds of the Gaussian sum query on the sampling scheme's cohorts.
+
+  The noise relative to the clipped sum's sensitivity: `noise_multiplier /
+  sensitivity_factor`, halved again under replace-one neighbours (the sum moves by up
+  to twice the clip).
+  """
+  z = settings.accounted_noise_multiplier
+  return dp_accounting.SelfComposedDpEvent(settings.scheme.sampled_event(
+      lambda sensitivity: dp_accounting.GaussianDpEvent(z / sensitivity),
+      clients_per_round=settings.clients_per_round,
+      population_size=settings.population_size), rounds)
+
+
+def sampled_gaussian_statement(settings: DpSettings, rounds: int) -> tuple[dict, str]:
+  del rounds
+  note = settings.scheme.note
+  if settings.scheme.relation is dp_accounting.NeighboringRelation.REPLACE_ONE:
+    note += ('; under replace-one neighbours the clipped sum moves by up to 2 * clip, '
+             'so the accountant uses noise_multiplier / 2')
+  return {}, note + '.'

@@ -1,0 +1,518 @@
+"""Figures of a sweep, drawn from its run directories only (matplotlib, no TF).
+
+* `frontier`: the privacy-utility frontier: final held-out AUC and accuracy (next action:
+  top-3 and top-1 accuracy) against the epsilon spent (log axis), one line per mechanism
+  with error bars over seeds, the non-private reference as a band (mean ± one standard
+  deviation over seeds).
+* `auc_by_round` (next action: `top3_accuracy_by_round`), `epsilon_by_round`,
+  `clip_by_round`: per setting, mean over seeds with a ± one standard deviation band.
+* `communication` (sweeps with `compression.bits` > 0): held-out AUC (top-3 accuracy)
+  against the bytes a client sent per round (log axis), one line per mechanism and
+  budget through its bit widths.
+* `population_frontier` (sweeps over `data.num_users`, in place of the others): held-out
+  AUC (top-3 accuracy) against the epsilon spent, one line per population with its
+  non-private reference dashed in the same colour, and beside it the gap to that
+  reference: how big an app must be for a budget to be nearly free.
+* `audit` (runs with audit canaries): the estimated epsilon (and its 90% interval and
+  lower bound) against the claimed one, every run, with the diagonal; one panel for
+  the final-model statistic and one for all iterates.
+Compressed settings are lines of their own, labelled with their bit width.
+"""
+
+from __future__ import annotations
+
+import io
+import math
+import os
+from typing import Optional, Sequence
+
+import matplotlib
+
+matplotlib.use('Agg')
+import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
+from matplotlib import ticker  # pylint: disable=g-import-not-at-top
+import numpy as np  # pylint: disable=g-import-not-at-top
+
+from fl_analytics.privacy import mechanisms  # pylint: disable=g-import-not-at-top
+from fl_analytics.core import rundir  # pylint: disable=g-import-not-at-top
+from fl_analytics.privacy import sampling  # pylint: disable=g-import-not-at-top
+from fl_analytics.reporting import summary as sweep_summary  # pylint: disable=g-import-not-at-top
+from fl_analytics import tasks  # pylint: disable=g-import-not-at-top
+
+FIGURE_DIR = rundir.FIGURE_DIR
+FORMATS = ('png', 'pdf')
+# Compressed variants of a mechanism: same colour, another line style.
+_BITS_LINESTYLE = ('--', '-.', ':', (0, (5, 1)))
+
+
+def _style(mechanism: str) -> dict:
+  m = mechanisms.REGISTRY.get(mechanism)
+  if m is None:  # a run recorded by a mechanism this code no longer has
+    return dict(color='tab:gray', marker='x', label=mechanism)
+  return dict(color=m.color, marker=m.marker, label=m.label)
+
+
+def _bits_label(bits: int) -> str:
+  return f'{bits}-bit updates' if bits else 'float32 updates'
+
+
+def _variant_label(mechanism: str, bits: int) -> str:
+  label = _style(mechanism)['label'] if mechanisms.get(mechanism).private else 'non-private'
+  return f'{label}, {_bits_label(bits)}' if bits else label
+
+
+def _save(fig, workdir: str, name: str) -> list[str]:
+  paths = []
+  for fmt in FORMATS:
+    buf = io.BytesIO()
+    fig.savefig(buf, format=fmt, dpi=150, bbox_inches='tight')
+    path = os.path.join(workdir, FIGURE_DIR, f'{name}.{fmt}')
+    rundir.atomic_write_bytes(path, buf.getvalue())
+    paths.append(path)
+  plt.close(fig)
+  return paths
+
+
+def _title(runs: Sequence[sweep_summary.Run], what: str) -> str:
+  c = runs[0].config
+  samplings = sorted({sampling.get(r.config.get('sampling', 'poisson')).label
+                      for r in runs if mechanisms.get(r.mechanism).private}) or ['Poisson']
+  task = tasks.for_run(c).title
+  canaries = c['resolved'].get('canaries', 0)
+  return (f"{what}\n{task}, {c['data']['num_users']} synthetic users "
+          f"({c['resolved']['population_size'] - canaries} training"
+          + (f" + {canaries} audit canaries" if canaries else '') + "), "
+          f"{c['clients_per_round']} clients/round ({', '.join(samplings)}), "
+          f"{c['num_rounds']} rounds, δ={c['dp']['delta']:g}")
+
+
+def _series(group: Sequence[sweep_summary.Run], column: str):
+  """Rounds and per-round mean/std over seeds of a column, where it is present."""
+  per_round: dict[int, list[float]] = {}
+  for run in group:
+    for row in run.rows:
+      value = rundir.to_float(row.get(column, ''))
+      if value is not None and math.isfinite(value):
+        per_round.setdefault(int(row['round']), []).append(value)
+  rounds = sorted(per_round)
+  mean = np.array([np.mean(per_round[r]) for r in rounds])
+  std = np.array([np.std(per_round[r], ddof=1) if len(per_round[r]) > 1 else 0.0
+                  for r in rounds])
+  return np.array(rounds), mean, std
+
+
+def _private_groups(runs):
+  groups = [g for g in sweep_summary.group_by_setting(runs)
+            if mechanisms.get(g[0].mechanism).private]
+  return sorted(groups, key=lambda g: (g[0].mechanism, g[0].final()['epsilon']))
+
+
+def frontier(runs: Sequence[sweep_summary.Run], workdir: str) -> list[str]:
+  summary = sweep_summary.summarize(runs)
+  task = sweep_summary.task_of(summary)
+  fig, axes = plt.subplots(1, 2, figsize=(11, 4.4))
+  panels = ((axes[0], task.headline.column, task.headline.axis_label),
+            (axes[1], task.accuracy.column, task.accuracy.axis_label))
+  for ax, metric, ylabel in panels:
+    for row in [r for r in summary if not mechanisms.get(r['mechanism']).private]:
+      mean, std = row[f'{metric}_mean'], row[f'{metric}_std'] or 0.0
+      label = _variant_label('none', row['compression_bits'])
+      if row['compression_bits']:  # in the communication figure
+        continue
+      ax.axhspan(mean - std, mean + std, color='0.85', zorder=0)
+      ax.axhline(mean, color='0.4', lw=1.2,
+                 label=f"{label} (mean ± sd, {row['num_seeds']} seeds)")
+    widths = sorted({r['compression_bits'] for r in summary if r['compression_bits']},
+                    reverse=True)
+    for mechanism, bits in sorted({(r['mechanism'], r['compression_bits'])
+                                   for r in summary if mechanisms.get(r['mechanism']).private}):
+      rows = sorted((r for r in summary
+                     if (r['mechanism'], r['compression_bits']) == (mechanism, bits)),
+                    key=lambda r: r['epsilon_mean'])
+      style = dict(_style(mechanism), label=_variant_label(mechanism, bits))
+      ax.errorbar([r['epsilon_mean'] for r in rows], [r[f'{metric}_mean'] for r in rows],
+                  yerr=[r[f'{metric}_std'] or 0.0 for r in rows], capsize=3, lw=1.5,
+                  ls=(_BITS_LINESTYLE[widths.index(bits) % len(_BITS_LINESTYLE)]
+                      if bits else '-'),
+                  **style)
+    baseline = task.accuracy_baseline(summary)
+    if metric == task.accuracy.column and baseline:
+      ax.axhline(baseline[0], color='0.6', ls=':', lw=1,
+                 label=f'{baseline[1]} ({baseline[0]:.3f})')
+    ax.set_xscale('log')
+    eps_values = sorted({r['epsilon_mean'] for r in summary
+                         if mechanisms.get(r['mechanism']).private})
+    if eps_values:
+      ax.set_xticks(eps_values)
+      ax.xaxis.set_major_formatter(ticker.FuncFormatter(lambda x, _: f'{x:.3g}'))
+      ax.xaxis.set_minor_formatter(ticker.NullFormatter())
+    ax.set_xlabel('ε spent (log scale)')
+    ax.set_ylabel(ylabel)
+    ax.grid(True, which='both', alpha=0.3)
+    ax.legend(loc='best', fontsize=8, framealpha=0.9)
+  fig.suptitle(_title(runs, 'Privacy-utility frontier (error bars: ± 1 sd over seeds)'),
+               fontsize=10)
+  return _save(fig, workdir, 'frontier')
+
+
+def communication(runs: Sequence[sweep_summary.Run], workdir: str) -> list[str]:
+  """Held-out AUC against the bytes a client sent per round, through the bit widths."""
+  summary = [r for r in sweep_summary.summarize(runs) if r['client_bytes_mean'] is not None]
+  if not summary:
+    raise ValueError('No run of the sweep logged client_bytes (runtime.engine=mapreduce '
+                     'logs them); nothing to plot for communication.')
+  headline = sweep_summary.task_of(summary).headline
+  metric = headline.column
+  fig, ax = plt.subplots(figsize=(8, 4.6))
+  lines = sorted({(r['mechanism'], r['target_epsilon'] or 0.0) for r in summary},
+                 key=lambda k: (mechanisms.get(k[0]).private, k))
+  seen: dict[str, int] = {}
+  for mechanism, eps in lines:
+    rows = sorted((r for r in summary
+                   if (r['mechanism'], r['target_epsilon'] or 0.0) == (mechanism, eps)),
+                  key=lambda r: r['client_bytes_mean'])
+    if not mechanisms.get(mechanism).private:
+      style = dict(color='black', marker='o', label='non-private')
+    else:  # budgets of one mechanism: its colour, one line style each
+      k = seen[mechanism] = seen.get(mechanism, -1) + 1
+      style = dict(_style(mechanism), ls=('-', '--', ':', '-.')[k % 4],
+                   mfc=('white' if k % 2 else None),
+                   label=f"{_style(mechanism)['label']}, ε={rows[0]['epsilon_mean']:.3g}")
+    ax.errorbar([r['client_bytes_mean'] for r in rows], [r[f'{metric}_mean'] for r in rows],
+                yerr=[r[f'{metric}_std'] or 0.0 for r in rows], capsize=3, lw=1.5, **style)
+  # One tick per bit width, at the mean bytes of its settings.
+  ticks = {}
+  for r in summary:
+    ticks.setdefault(r['compression_bits'], []).append(r['client_bytes_mean'])
+  ax.set_xscale('log')
+  positions = [float(np.mean(v)) for v in ticks.values()]
+  ax.set_xticks(positions)
+  ax.set_xticklabels([f"{f'{b} bit' if b else 'float32'}\n{x:.0f} B"
+                      for b, x in zip(ticks, positions)], fontsize=8)
+  ax.xaxis.set_minor_locator(ticker.NullLocator())
+  ax.set_xlabel('bytes sent per client per round (log scale)')
+  ax.set_ylabel(headline.axis_label)
+  ax.grid(True, which='both', alpha=0.3)
+  ax.legend(loc='lower right', fontsize=8, framealpha=0.9)
+  ax.set_title(_title(runs, 'Communication vs utility: uniform quantization of the '
+                      'updates (± 1 sd over seeds)'), fontsize=10)
+  return _save(fig, workdir, 'communication')
+
+
+def _by_round(runs, workdir, column, ylabel, name, what, *, groups=None,
+              log_y=False) -> list[str]:
+  groups = groups if groups is not None else sweep_summary.group_by_setting(runs)
+  fig, ax = plt.subplots(figsize=(8, 4.6))
+  private = _private_groups(runs)
+  eps_values = sorted({g[0].final()['epsilon'] for g in private})
+  cmap = plt.get_cmap('viridis')
+  for group in groups:
+    rounds, mean, std = _series(group, column)
+    if not len(rounds):
+      continue
+    first = group[0]
+    if not mechanisms.get(first.mechanism).private:
+      color, ls = 'black', ':' if first.compression_bits else '-'
+      label = _variant_label('none', first.compression_bits)
+    else:
+      eps = first.final()['epsilon']
+      color = cmap(eps_values.index(eps) / max(1, len(eps_values) - 1) * 0.9)
+      m = mechanisms.REGISTRY.get(first.mechanism)
+      ls = m.linestyle if m else ':'
+      label = f'{_variant_label(first.mechanism, first.compression_bits)}, ε={eps:.3g}'
+    ax.plot(rounds, mean, color=color, ls=ls, lw=1.5, label=label,
+            marker='o' if len(rounds) < 15 else None, ms=3)
+    ax.fill_between(rounds, mean - std, mean + std, color=color, alpha=0.15, lw=0)
+  ax.set_xlabel('round')
+  ax.set_ylabel(ylabel)
+  if log_y:
+    ax.set_yscale('log')
+  ax.grid(True, alpha=0.3)
+  ax.legend(loc='center left', bbox_to_anchor=(1.01, 0.5), fontsize=8)
+  ax.set_title(_title(runs, what), fontsize=10)
+  return _save(fig, workdir, name)
+
+
+def calibration(workdir: str, result: Optional[dict] = None) -> list[str]:
+  """The reliability diagram of one run (`calibration.csv`, `evaluation.json`).
+
+  `result`: the evaluation result, when it is drawn before `evaluation.json` is
+  written (training writes that file last, so a failed figure is retried).
+  """
+  bins = [b for b in rundir.read_csv(os.path.join(workdir, rundir.CALIBRATION_FILE))
+          if int(b['count'])]
+  if result is None:
+    result = rundir.read_json(os.path.join(workdir, rundir.EVALUATION_FILE))
+  config = rundir.read_json(os.path.join(workdir, rundir.CONFIG_FILE))
+  statement = rundir.read_json(os.path.join(workdir, rundir.PRIVACY_FILE))
+  fig, (ax, hist) = plt.subplots(2, 1, figsize=(5.6, 6.4), sharex=True,
+                                 gridspec_kw={'height_ratios': [3, 1]})
+  predicted = [float(b['mean_predicted']) for b in bins]
+  ax.plot([0, 1], [0, 1], color='0.6', ls='--', lw=1, label='perfectly calibrated')
+  ax.plot(predicted, [float(b['observed_rate']) for b in bins], marker='o', lw=1.5,
+          color='tab:blue', label='model (bins of predicted probability)')
+  ax.set_ylabel('observed churn rate')
+  ax.set_xlim(0, 1)
+  ax.set_ylim(0, 1)
+  ax.grid(True, alpha=0.3)
+  ax.legend(loc='upper left', fontsize=8)
+  eps = statement.get('epsilon')
+  ax.set_title(
+      f"Calibration on held-out users, round {result['round']}\n"
+      f"{config['dp']['mechanism']}, "
+      + (f'ε={eps:.3g}' if eps is not None else 'non-private')
+      + f", ECE {result['calibration']['expected_calibration_error']:.3f}", fontsize=10)
+  lows = [float(b['bin_low']) for b in bins]
+  widths = [float(b['bin_high']) - float(b['bin_low']) for b in bins]
+  hist.bar(lows, [int(b['count']) for b in bins], width=widths, align='edge',
+           color='tab:blue', alpha=0.5, edgecolor='white')
+  hist.set_yscale('log')
+  hist.set_xlabel('predicted churn probability')
+  hist.set_ylabel('examples')
+  hist.grid(True, alpha=0.3)
+  return _save(fig, workdir, 'calibration')
+
+
+def analytics_error(workdir: str) -> list[str]:
+  """DP feature-usage counts: error against epsilon, and the counts at two epsilons."""
+  from fl_analytics.analytics import feature_usage  # pylint: disable=g-import-not-at-top
+
+  summary = rundir.read_csv(os.path.join(workdir, feature_usage.SUMMARY_FILE))
+  rows = rundir.read_csv(os.path.join(workdir, feature_usage.RESULTS_FILE))
+  statement = rundir.read_json(os.path.join(workdir, feature_usage.PRIVACY_FILE))
+  eps = np.array([float(r['epsilon']) for r in summary])
+  fig, (ax, bars) = plt.subplots(1, 2, figsize=(12, 4.6),
+                                 gridspec_kw={'width_ratios': [1, 1.4]})
+  per_release = {}
+  for r in rows:
+    per_release.setdefault((float(r['epsilon']), r['repeat']), []).append(float(r['error']))
+  release_rmse = {e: [math.sqrt(np.mean(np.square(v))) for (x, _), v in
+                      per_release.items() if x == e] for e in eps}
+  ax.plot(eps, [float(r['noise_stddev']) for r in summary], color='0.4', ls='--', lw=1.2,
+          label='noise stddev z·√K (from the accountant)')
+  ax.errorbar(eps, [float(r['rmse']) for r in summary],
+              yerr=[np.std(release_rmse[e], ddof=1) if len(release_rmse[e]) > 1 else 0
+                    for e in eps], marker='o', capsize=3, color='tab:blue', lw=1.5,
+              label='measured RMSE over features and releases (± sd over releases)')
+  ax.set_xscale('log')
+  ax.set_yscale('log')
+  ax.set_xticks(eps)
+  ax.xaxis.set_major_formatter(ticker.FuncFormatter(lambda x, _: f'{x:g}'))
+  ax.xaxis.set_minor_formatter(ticker.NullFormatter())
+  ax.set_xlabel('ε per release (log scale)')
+  ax.set_ylabel('error of a count, in users (log scale)')
+  ax.grid(True, which='both', alpha=0.3)
+  ax.legend(fontsize=8, loc='upper right')
+  ax.set_title(f"Error against ε (δ={statement['delta']:g}, "
+               f"{statement['population_size']} users)", fontsize=10)
+
+  features = list(dict.fromkeys(r['feature'] for r in rows))
+  true = {r['feature']: float(r['true_value']) for r in rows}
+  x = np.arange(len(features))
+  shown = sorted({eps.min(), eps.max()})
+  width = 0.8 / (len(shown) + 1)
+  bars.bar(x - 0.4 + width / 2, [true[f] for f in features], width, color='0.5',
+           label='true count')
+  for k, e in enumerate(shown):
+    values = {f: [float(r['dp_value']) for r in rows
+                  if float(r['epsilon']) == e and r['feature'] == f] for f in features}
+    bars.bar(x - 0.4 + width * (k + 1.5), [np.mean(values[f]) for f in features], width,
+             yerr=[np.std(values[f]) for f in features], capsize=2,
+             color=('tab:red', 'tab:blue')[k % 2],
+             label=f'DP release, ε={e:g} (mean ± sd over releases)')
+  bars.set_xticks(x)
+  bars.set_xticklabels(features, rotation=35, ha='right', fontsize=8)
+  bars.set_ylabel('users who used the feature')
+  bars.grid(True, axis='y', alpha=0.3)
+  bars.legend(fontsize=8)
+  bars.set_title(f"Users who used each feature in the last {statement['window_days']} "
+                 'days: true and released', fontsize=10)
+  fig.suptitle('DP feature-usage analytics (TFF DP sum'
+               + (', secure aggregation simulated)' if 'SecureSum' in
+                  statement['secure_aggregation'] else ')'), fontsize=10)
+  fig.tight_layout()
+  return _save(fig, workdir, 'analytics_error')
+
+
+# Claims above this are runs without (meaningful) noise: drawn in a column of their own.
+_NO_NOISE_CLAIM = 1e3
+
+
+def audit(runs: Sequence[sweep_summary.Run], workdir: str) -> list[str]:
+  """Estimated against claimed epsilon for every audited run (module docstring)."""
+  audited = [r for r in runs if r.audit is not None]
+  claims = [sweep_summary.audit_value(r.audit['claimed_epsilon']) for r in audited]
+  finite = [c for c in claims if c <= _NO_NOISE_CLAIM]
+  edge = (max(finite) if finite else 1.0) * 4
+  fig, axes = plt.subplots(1, 2, figsize=(11, 4.6), sharey=True)
+  panels = ((axes[0], 'final_model', 'final model delta (exact null)'),
+            (axes[1], 'all_iterates', "all iterates (null fitted to unseen canaries)"))
+  top = 0.0
+  # Side by side at one claim: each mechanism a little to the left or right.
+  names = sorted({r.mechanism for r in audited})
+  # Runs at another client learning rate than most (canaries the users do not hide):
+  # hollow markers, labelled with it.
+  usual = _usual_learning_rate(audited)
+  shift = {m: 1.09 ** (i - (len(names) - 1) / 2) for i, m in enumerate(names)}
+  for ax, variant, title in panels:
+    labelled = set()
+    for run, claim in zip(audited, claims):
+      v = run.audit[variant]
+      x = (claim if claim <= _NO_NOISE_CLAIM else edge) * shift[run.mechanism]
+      y = sweep_summary.audit_value(v['epsilon_estimate'])
+      low, high = (sweep_summary.audit_value(e) for e in v['epsilon_interval_90'])
+      style = _style(run.mechanism)
+      label = style.pop('label')
+      rate = _learning_rate(run)
+      if rate != usual:
+        label += f', client learning rate {rate:g}'
+        style['mfc'] = 'white'
+      flagged = v['exceeds_claim']
+      finite_y = [e for e in (y, low, high) if math.isfinite(e)]
+      top = max([top] + finite_y)
+      ax.errorbar([x], [min(y, 1e6)], yerr=[[max(y - low, 0)], [max(high - y, 0)]]
+                  if math.isfinite(high) and math.isfinite(y) else None,
+                  capsize=2, ls='none', markeredgecolor='red' if flagged else None,
+                  label=None if label in labelled else label, alpha=0.85, **style)
+      ax.plot([x], [sweep_summary.audit_value(v['epsilon_lower_bound'])], ls='none',
+              marker='v', mfc='none', color=style['color'], ms=5)
+      labelled.add(label)
+    ax.set_title(title, fontsize=9)
+  for ax, _, _ in panels:
+    lim = max(edge * 1.5, top * 1.2)
+    diagonal = np.geomspace(0.1, edge / 2, 50)
+    ax.plot(diagonal, diagonal, color='0.5', ls='--', lw=1, label='estimate = claim')
+    ax.plot([], [], ls='none', marker='v', mfc='none', color='0.3',
+            label=f'lower bound ({1 - audited[0].audit.get("alpha", 0.05):.0%} confidence)')
+    if len(finite) < len(claims):  # the no-noise column is not on the claim axis
+      ax.axvline(edge / 1.6, color='0.6', lw=0.8)
+    ax.set_xscale('log')
+    ax.set_yscale('symlog', linthresh=0.5)
+    ax.set_xlim(min(finite or [1.0]) / 1.6, edge * 1.6)
+    ax.set_ylim(0, lim)
+    ticks = sorted(set(round(c, 3) for c in finite)) + (
+        [edge] if len(finite) < len(claims) else [])
+    ax.set_xticks(ticks)
+    ax.set_xticklabels([f'{t:.3g}' if t < edge else 'no\nnoise' for t in ticks],
+                       fontsize=7)
+    ax.xaxis.set_minor_formatter(ticker.NullFormatter())
+    ax.set_xlabel('claimed ε (accountant)')
+    ax.grid(True, which='both', alpha=0.3)
+  axes[0].set_ylabel('estimated ε (canaries; bars: 90% bootstrap)')
+  axes[0].legend(loc='upper left', fontsize=7, framealpha=0.9)
+  a = audited[0].audit
+  fig.suptitle(_title(audited, 'Empirical privacy audit: estimated against claimed ε '
+                      f"({a['canaries']} canaries, {a['unseen_canaries']} unseen, "
+                      f"{a['dimension']} parameters; red edge: flagged)"), fontsize=9)
+  fig.tight_layout()
+  return _save(fig, workdir, 'audit')
+
+
+def _num_users(run: sweep_summary.Run) -> int:
+  return int(run.config['data']['num_users'])
+
+
+def population_frontier(runs: Sequence[sweep_summary.Run], workdir: str) -> list[str]:
+  """The frontier by population size (see the module docstring)."""
+  summary = sweep_summary.summarize(runs)
+  task = sweep_summary.task_of(summary)
+  metric = task.headline.column
+  by_setting = {sweep_summary.setting_label(g): g for g in
+                sweep_summary.group_by_setting(runs)}
+  populations = sorted({_num_users(r) for r in runs})
+  colors = plt.cm.viridis(np.linspace(0, 0.85, len(populations)))
+  fig, (ax, gap_ax) = plt.subplots(1, 2, figsize=(12, 4.6))
+  for users, color in zip(populations, colors):
+    rows = [r for r in summary if _num_users(by_setting[r['setting']][0]) == users]
+    reference = [r for r in rows if not mechanisms.get(r['mechanism']).private]
+    private = sorted((r for r in rows if mechanisms.get(r['mechanism']).private),
+                     key=lambda r: r['epsilon_mean'])
+    first = by_setting[(reference or private)[0]['setting']][0].config
+    label = (f"{users:,} users ({first['resolved']['population_size']:,} training, "
+             f"{first['clients_per_round']:g} clients/round)")
+    eps = [r['epsilon_mean'] for r in private]
+    values = np.array([r[f'{metric}_mean'] for r in private])
+    ax.errorbar(eps, values, yerr=[r[f'{metric}_std'] or 0.0 for r in private],
+                color=color, marker='o', capsize=3, lw=1.5, label=label)
+    if reference:
+      ref = reference[0][f'{metric}_mean']
+      ax.axhline(ref, color=color, ls='--', lw=1)
+      gap_ax.plot(eps, ref - values, color=color, marker='o', lw=1.5, label=label)
+  # Ticks at the budgets (a calibrated run spends its target to four digits or so).
+  budgets = sorted({float(f"{r['epsilon_mean']:.2g}") for r in summary
+                    if mechanisms.get(r['mechanism']).private})
+  for a in (ax, gap_ax):
+    a.set_xscale('log')
+    a.set_xticks(budgets)
+    a.xaxis.set_major_formatter(ticker.FuncFormatter(lambda x, _: f'{x:.3g}'))
+    a.xaxis.set_minor_formatter(ticker.NullFormatter())
+    a.set_xlabel('ε spent (log scale)')
+    a.grid(True, which='both', alpha=0.3)
+  ax.set_ylabel(f'{task.headline.axis_label} (dashed: non-private)')
+  gap_ax.set_ylabel(f'non-private {task.headline.label} − private {task.headline.label}')
+  gap_ax.axhline(0, color='0.4', lw=0.8)
+  handles, labels = ax.get_legend_handles_labels()
+  fig.legend(handles, labels, loc='lower center', ncol=2, fontsize=8,
+             bbox_to_anchor=(0.5, -0.1))
+  c = runs[0].config
+  fig.suptitle(f"Privacy-utility frontier by population size (error bars: ± 1 sd over "
+               f"seeds)\n{task.title}, adaptive clipping, {c['num_rounds']} rounds, "
+               f"δ={c['dp']['delta']:g}", fontsize=10)
+  fig.tight_layout()
+  return _save(fig, workdir, 'population_frontier')
+
+
+def plot_sweep(workdir: str) -> list[str]:
+  """Writes every figure of the sweep in `workdir`; returns their paths."""
+  every_run = sweep_summary.collect_runs(workdir)
+  if not every_run:
+    raise ValueError(f'No run directories (with config.json, metrics.csv and '
+                     f'privacy.json) under {workdir}.')
+  if len({_num_users(r) for r in every_run}) > 1:
+    return population_frontier(every_run, workdir)
+  runs = _frontier_runs(every_run)
+  paths = frontier(runs, workdir)
+  headline = sweep_summary.task_of(sweep_summary.summarize(runs)).headline
+  paths += _by_round(runs, workdir, headline.column, headline.axis_label,
+                     headline.plot_name,
+                     f'{headline.axis_label[:1].upper()}{headline.axis_label[1:]} by '
+                     'round (mean ± sd over seeds)')
+  private = _private_groups(runs)
+  if private:
+    paths += _by_round(runs, workdir, 'epsilon', 'ε spent so far', 'epsilon_by_round',
+                       'Privacy spent by round ({} accountant)'.format(', '.join(sorted(
+                           {g[0].config['dp'].get('accountant', 'rdp').upper()
+                            for g in private}))), groups=private,
+                       log_y=True)
+  if any(r.compression_bits for r in runs):
+    paths += communication(runs, workdir)
+  adaptive = [g for g in private
+              if not mechanisms.REGISTRY[g[0].mechanism].fixed_clip]  # clips that move
+  if adaptive:
+    paths += _by_round(runs, workdir, 'clip', 'L2 clip norm', 'clip_by_round',
+                       'Adaptive clip norm by round (Andrew et al. 2021)',
+                       groups=adaptive)
+  if any(r.audit is not None for r in every_run):
+    paths += audit(every_run, workdir)
+  return paths
+
+
+def _learning_rate(run: sweep_summary.Run) -> Optional[float]:
+  return run.config.get('client', {}).get('learning_rate')
+
+
+def _usual_learning_rate(runs: Sequence[sweep_summary.Run]) -> Optional[float]:
+  """The client learning rate most runs of a sweep have."""
+  rates = [_learning_rate(r) for r in runs]
+  return max(set(rates), key=rates.count)
+
+
+def _frontier_runs(runs: Sequence[sweep_summary.Run]) -> list[sweep_summary.Run]:
+  """The runs the frontier and the by-round figures draw: not the audit's extra
+  points (private runs without meaningful noise, runs at another client learning rate
+  than most), which only the audit figure shows."""
+  usual = _usual_learning_rate(runs)
+  kept = [r for r in runs if _learning_rate(r) == usual and not (
+      mechanisms.get(r.mechanism).private
+      and (r.privacy.get('epsilon') or 0) > _NO_NOISE_CLAIM)]
+  return kept or list(runs)

@@ -1,0 +1,678 @@
+"""`train_and_evaluate(config, workdir)`: one DP-FedAvg run of a task, resumable.
+
+The algorithm is `tff.learning.algorithms.build_unweighted_fed_avg` (every user counts
+equally, so the unit of privacy is one user's whole data), with the model aggregator
+of `dp.mechanism` (`fl_analytics.privacy.mechanisms`), cohorts drawn by the `sampling` scheme
+(`fl_analytics.privacy.sampling`) and accounting of exactly that mechanism on that sampling
+(`fl_analytics.privacy.statement`). `resolve_config` validates and calibrates once per launch,
+into one frozen `mechanisms.DpSettings` that the aggregator, the accountant and the
+statement read; the sampler reads the same cohort size and population.
+
+Evaluation is on held-out users (never trained on), pooled, every `eval_every` rounds
+and after the last round: the task's metrics (`fl_analytics.tasks`; churn: log loss,
+accuracy, ROC AUC and the churn base rate; next action: log loss, top-1 and top-3
+accuracy), then the final evaluation of `fl_analytics.runs.evaluation`.
+
+The run directory follows `fl_analytics.core.rundir`; after every round the metrics table,
+the privacy statement and a checkpoint of the server state are written atomically
+(`recording.RunRecorder`), so running the same command again resumes after the last
+completed round, and a larger `num_rounds` continues the run. The run holds the directory's lock
+(`rundir.locked`) from before it reads the directory until it ends.
+
+Every round of a DP run calls the aggregator, also when no sampled client reported (the
+empty cohort contributes zero; the server still adds its noise), so the mechanism's
+state advances once per round, as the accountant assumes: DP-FTRL's tree restarts
+after every pass of rounds, whoever reported.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import os
+import time
+from typing import Any, Callable, Optional
+
+from absl import logging
+import numpy as np
+# TensorFlow must be imported before absl's app.run starts main(): imported inside it,
+# tf.keras.Input returns graph tensors and Keras functional models fail to build.
+import tensorflow as tf
+import tensorflow_federated as tff
+
+from fl_analytics.privacy import aggregators
+from fl_analytics.privacy import audit
+from fl_analytics.privacy import canaries
+from fl_analytics.core import config_files
+from fl_analytics.data import devices
+from fl_analytics import engines
+from fl_analytics.privacy import mechanisms
+from fl_analytics.runs import evaluation
+from fl_analytics.tasks import metrics
+from fl_analytics.tasks import models
+from fl_analytics.privacy import statement
+from fl_analytics.runs import recording
+from fl_analytics.reporting import report as fl_report
+from fl_analytics.core import rundir
+from fl_analytics.core import runtime
+from fl_analytics.privacy import sampling
+from fl_analytics import tasks
+from fl_analytics.data import clients
+
+METRIC_COLUMNS = (
+    'round',
+    'epsilon',
+    'cohort_size',
+    'reported',
+    'train_loss',
+    'train_accuracy',
+    'train_batches',
+    *tasks.EVAL_COLUMNS,  # every task's eval_* columns (one file format)
+    'clip',
+    'client_bytes',
+    'round_seconds',
+)
+# Keys that may change between launches of the same run.
+_MUTABLE_KEYS = ('num_rounds', 'runtime', 'dp.max_epsilon', 'evaluation')
+# Keys added after runs were recorded, at the value those runs had (the feature off):
+# such a run resumes and counts as finished without them in its config.json.
+_ADDED_KEYS = {'audit.canaries': 0, 'audit.unseen_canaries': None, 'audit.alpha': 0.05,
+               'resolved.canaries': 0,
+               # a mechanism's own keys, declared with it: at their defaults
+               **{f'dp.{k.name}': k.default for k in mechanisms.config_keys()}}
+# A training or evaluation loss this many times the task's chance loss (uniform
+# prediction, about where an untrained model starts) means the run diverged; under DP,
+# clipping keeps a diverging loss finite, so finiteness alone does not tell.
+DIVERGENCE_FACTOR = 10.0
+
+
+class InvalidSettingsError(ValueError):
+  """A config value no run can use; raised before anything is trained or written."""
+
+
+class ConfigMismatchError(InvalidSettingsError):
+  """The workdir holds a run with a different config."""
+
+
+class DivergenceError(FloatingPointError):
+  """The loss became non-finite or far above a uniform prediction's; the last good
+  round is kept."""
+
+
+def _check_positive(key: str, value) -> None:
+  if isinstance(value, bool) or not isinstance(value, (int, float)) or not (
+      value > 0 and math.isfinite(value)):
+    raise ValueError(f'{key} must be > 0. Found {value!r}.'
+                     + (' It must be finite.' if value == math.inf else ''))
+
+
+def check_config(config) -> None:
+  """Raises ValueError for values no run can use, before anything is built."""
+  for key in ('num_rounds', 'eval_every'):
+    value = config[key]
+    if not isinstance(value, int) or value < 1:
+      raise ValueError(f'{key} must be a positive integer. Found {value!r}.')
+  _check_positive('clients_per_round', config.clients_per_round)
+  tasks.get(config.task).check_config(config)
+  for key in ('client.learning_rate', 'client.batch_size', 'client.local_epochs',
+              'server.learning_rate'):
+    section, name = key.split('.')
+    _check_positive(key, config[section][name])
+  for key in ('max_users', 'final_max_users'):
+    value = config.evaluation[key]
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+      raise ValueError(f'evaluation.{key} must be an integer >= 0 (0: every held-out '
+                       f'user). Found {value!r}.')
+  steps = config.evaluation.personalization_steps
+  if not isinstance(steps, int) or steps < 0:
+    raise ValueError(
+        f'evaluation.personalization_steps must be an integer >= 0. Found {steps!r}.')
+  if not 0 <= config.server.momentum < 1:
+    raise ValueError(f'server.momentum must be in [0, 1). Found {config.server.momentum}.')
+  clients.check_data_config(config.data)
+  devices.check_clients_config(config.clients)
+  mechanisms.check_dropout(config.dp.mechanism, config.clients.dropout)
+  dp = config.dp
+  calibrated = dp.target_epsilon is not None or not mechanisms.get(dp.mechanism).private
+  statement.check_budget(delta=dp.delta, target_epsilon=dp.target_epsilon,
+                         noise_multiplier=None if calibrated else dp.noise_multiplier,
+                         prefix='dp.')
+  if dp.max_epsilon is not None:
+    _check_positive('dp.max_epsilon', dp.max_epsilon)
+  statement.check_accounting(accountant=dp.accountant, sampling=config.sampling,
+                           mechanism=dp.mechanism)
+  aggregators.check_secure_sum(dp.mechanism, dp.secure_sum)
+  aggregators.check_compression(
+      mechanism=dp.mechanism, bits=config.compression.bits,
+      threshold=config.compression.threshold, secure_sum=dp.secure_sum)
+  engines.check_config(config)
+  canaries.check_config(config)
+  if (sampling.get(config.sampling).whole_cohort
+      and int(config.clients_per_round) != config.clients_per_round):
+    raise ValueError(f'clients_per_round must be a whole number with sampling='
+                     f'{config.sampling}. Found {config.clients_per_round}.')
+
+
+def resolve_config(config, *, population_size: int, stored: Optional[dict] = None,
+                   opted_out_users: int = 0) -> tuple[dict, mechanisms.DpSettings]:
+  """The config dict of the run and its DP settings, validated and calibrated once.
+
+  `config` has passed `check_config` (the checks that need no data; `train_and_evaluate`
+  runs them once, before loading data); here come the checks that need the population
+  and the mechanism's parameters. `population_size` is who can be sampled: the enrolled
+  training users and the `audit.canaries`. With `dp.target_epsilon` set, the noise
+  multiplier is calibrated (`statement.calibrate`) so that `num_rounds` rounds spend the target at
+  `dp.delta`. A continued run keeps the noise multiplier it was started with (recorded
+  in `stored`), so the rounds it already ran stay accounted for correctly; its epsilon
+  then grows past the target. The dict's `resolved` section records what was resolved;
+  `dp_settings` reads the settings back from it.
+  """
+  resolved = config.to_dict()
+  dp = resolved['dp']
+  if population_size < config.clients_per_round:
+    raise ValueError(
+        f'clients_per_round={config.clients_per_round} is larger than the '
+        f'population that can be sampled ({population_size} enrolled training users '
+        'and audit canaries). Lower clients_per_round or raise data.num_users.')
+  statement.check_budget(delta=dp['delta'], population_size=population_size, prefix='dp.')
+  tensor_sizes = tasks.get(config.task).tensor_sizes(config)
+  factor = 1.0
+  if dp['secure_sum']:
+    factor = statement.secure_sum_sensitivity_factor(sum(tensor_sizes))
+  elif config.compression.bits:
+    factor = statement.compression_sensitivity_factor(
+        bits=config.compression.bits, tensor_sizes=tensor_sizes,
+        threshold=config.compression.threshold)
+  resolved['resolved'] = {
+      'sensitivity_factor': factor,
+      'population_size': population_size,
+      'sampling_probability': statement.sampling_probability(
+          clients_per_round=config.clients_per_round, population_size=population_size),
+      'noise_multiplier': dp['noise_multiplier'],
+      **tasks.get(config.task).resolved_extras(config),
+      'opted_out_users': opted_out_users,
+      'canaries': config.audit.canaries,
+  }
+  m = mechanisms.get(dp['mechanism'])
+  if m.private and dp['target_epsilon'] is not None:
+    if stored is not None and stored['dp'].get('target_epsilon') == dp['target_epsilon']:
+      z = stored['dp']['noise_multiplier']
+    else:
+      z = statement.calibrate(dp_settings(resolved, num_parameters=sum(tensor_sizes)),
+                            rounds=config.num_rounds,
+                            target_epsilon=dp['target_epsilon'])
+    dp['noise_multiplier'] = resolved['resolved']['noise_multiplier'] = z
+  if not m.private:
+    resolved['resolved']['noise_multiplier'] = 0.0
+  settings = dp_settings(resolved, num_parameters=sum(tensor_sizes))
+  if m.private:
+    settings = m.resolve(settings)  # distributed: the query's scaled parameters
+  aggregators.check(settings)
+  if settings.derived is not None:  # recorded under the mechanism's name
+    resolved['resolved'][m.name] = dict(settings.derived)
+  return resolved, settings
+
+
+def dp_settings(resolved: dict,
+                num_parameters: Optional[int] = None) -> mechanisms.DpSettings:
+  """The DP settings of a run's config dict (`config.json`'s layout)."""
+  dp, r = resolved['dp'], resolved['resolved']
+  return mechanisms.DpSettings(
+      mechanism=dp['mechanism'], noise_multiplier=r['noise_multiplier'],
+      clip=dp['clip'], clients_per_round=resolved['clients_per_round'],
+      population_size=r['population_size'], sampling=resolved['sampling'],
+      accountant=dp['accountant'], delta=dp['delta'],
+      params={k.name: dp[k.name] for k in mechanisms.config_keys()},
+      noise_seed=resolved['seed'] if dp['reproducible_noise'] else None,
+      derived=r.get(dp['mechanism']), num_parameters=num_parameters,
+      secure_sum=dp['secure_sum'], compression_bits=resolved['compression']['bits'],
+      compression_threshold=resolved['compression']['threshold'],
+      sensitivity_factor=r['sensitivity_factor'], dropout=resolved['clients']['dropout'],
+      opted_out_users=r['opted_out_users'], canaries=r.get('canaries', 0),
+      reproducible_noise=dp['reproducible_noise'],
+      reproducible_sampling=dp['reproducible_sampling'])
+
+
+def replay_config(run_config: dict, base, *, num_rounds: Optional[int] = None):
+  """The config that re-runs a recorded run (its `config.json`).
+
+  The recorded values are set on `base` (the task's current default config), so keys
+  added since the run was recorded keep their defaults. The noise multiplier is the
+  recorded (calibrated) one, so the replay spends exactly what the recorded run spent
+  per round, whatever `num_rounds` it is given.
+  """
+  flat = rundir.flatten_dict({k: v for k, v in run_config.items() if k != 'resolved'})
+  flat['dp.target_epsilon'] = None
+  if num_rounds is not None:
+    flat['num_rounds'] = num_rounds
+  return config_files.apply_overrides(base, flat, source='recorded config')
+
+
+def _prepare_workdir(config, workdir: str, data: clients.FederatedData):
+  """Validates against any run already in `workdir`, under its lock.
+
+  Returns (resolved config, its DP settings, start round, the start round's checkpoint
+  leaves or None, the metrics rows up to the start round). Everything that can refuse
+  does so before `config.json` is (re)written.
+  """
+  config_path = os.path.join(workdir, rundir.CONFIG_FILE)
+  metrics_path = os.path.join(workdir, rundir.METRICS_FILE)
+  stored = rundir.read_json(config_path) if os.path.exists(config_path) else None
+  resolved, settings = resolve_config(
+      config, population_size=data.population_size + config.audit.canaries,
+      stored=stored, opted_out_users=data.num_opted_out)
+  start, leaves, rows = 0, None, []
+  if stored is None and (rundir.checkpoint_rounds(workdir) or os.path.exists(metrics_path)):
+    raise rundir.RunDirectoryError(
+        f'{config_path} is missing, but {workdir} holds the metrics or checkpoints of a '
+        'run: starting over would mix two runs. Restore the file, or use a new --workdir.')
+  if stored is not None:
+    diffs = rundir.config_differences(stored, resolved, ignore=_MUTABLE_KEYS,
+                                      added=_ADDED_KEYS)
+    if diffs:
+      raise ConfigMismatchError(
+          f'{workdir} holds a run with a different config; only num_rounds, '
+          'dp.max_epsilon, runtime.* and evaluation.* may change when resuming or continuing a run. '
+          'Use a new --workdir. Differences:\n  ' + '\n  '.join(diffs))
+    done = rundir.latest_checkpoint_round(workdir)
+    if done > config.num_rounds:
+      raise ConfigMismatchError(
+          f'{workdir} holds a run of {done} completed rounds; num_rounds='
+          f'{config.num_rounds} is lower, and its metrics.csv and privacy.json cover '
+          f'all {done}. Use num_rounds >= {done}, or a new --workdir.')
+    start, leaves = rundir.load_latest_checkpoint(workdir, warn=logging.warning)
+    if start:
+      if not os.path.exists(metrics_path):
+        raise rundir.RunDirectoryError(
+            f'{metrics_path} is missing, but {workdir} holds checkpoints up to round '
+            f'{start}: resuming would lose the metrics of rounds 1-{start}. Restore '
+            'the file, or use a new --workdir.')
+      rows = rundir.read_metrics(metrics_path)[:start]
+      if len(rows) != start:
+        raise rundir.RunDirectoryError(
+            f'{metrics_path} has {len(rows)} rows, but {workdir} holds checkpoints up '
+            f'to round {start}: resuming would lose rounds. Restore the file, or use a '
+            'new --workdir.')
+    if (config.dp.target_epsilon is not None and mechanisms.get(config.dp.mechanism).private
+        and config.num_rounds > stored['num_rounds']):
+      logging.warning(
+          'Continuing to %d rounds with the noise multiplier calibrated for %d: '
+          'epsilon will exceed dp.target_epsilon=%g.', config.num_rounds,
+          stored['num_rounds'], config.dp.target_epsilon)
+  rundir.write_json(config_path, resolved)
+  return resolved, settings, start, leaves, rows
+
+
+def _evaluate(task, keras_model, model_weights, x: np.ndarray,
+              y: np.ndarray) -> dict[str, float]:
+  model_weights.assign_weights_to(keras_model)
+  return task.eval_metrics(keras_model(x, training=False).numpy(), y)
+
+
+def train_and_evaluate(config, workdir: str,
+                       on_round: Optional[Callable[[dict], None]] = None) -> dict[str, Any]:
+  """Trains and evaluates one run into `workdir`; returns the last metrics row.
+
+  `on_round`, if given, is called with each round's metrics row once it is saved
+  (the benchmark reads memory there).
+
+  Raises:
+    InvalidSettingsError: for invalid settings, before anything is written.
+    ConfigMismatchError: when `workdir` holds a run with another config.
+    rundir.RunDirectoryError: when `workdir` cannot be used (not writable, in use by
+      another process, files missing or damaged).
+    DivergenceError: when the loss becomes non-finite or far above its start.
+  """
+  try:
+    check_config(config)
+    rundir.check_writable_directory(workdir)
+    task = tasks.get(config.task)
+    data = task.build_data(config)
+  except InvalidSettingsError:
+    raise
+  except ValueError as e:
+    raise InvalidSettingsError(str(e)) from e
+  with rundir.locked(workdir):
+    try:
+      prepared = _prepare_workdir(config, workdir, data)
+    except (InvalidSettingsError, rundir.RunDirectoryError):
+      raise
+    except ValueError as e:
+      raise InvalidSettingsError(str(e)) from e
+    return _train(config, workdir, task, data, *prepared, on_round=on_round)
+
+
+def _train(config, workdir: str, task, data: clients.FederatedData, resolved: dict,
+           settings: mechanisms.DpSettings, start_round: int, start_leaves, rows: list, *,
+           on_round: Optional[Callable[[dict], None]]) -> dict[str, Any]:
+  """The rounds from `start_round` on, and the final evaluation (under the lock).
+
+  The algorithm, round by round: stop if the round would exceed the budget guard;
+  sample the cohort (and who of it reports); run the round on the engine; evaluate
+  every `eval_every` rounds; record the round.
+  """
+  _log_population(task, data)
+  if (start_round >= config.num_rounds
+      and not rundir.incomplete_reasons(workdir, config.num_rounds)):
+    logging.info('%s already has %d rounds; nothing to do.', workdir, start_round)
+    return rows[-1] if rows else {}
+  if start_round:
+    logging.info('Resuming %s after round %d.', workdir, start_round)
+
+  dp = resolved['dp']
+  # Cohorts, dropout and step caps: from the recorded seed (simulation), or from a
+  # secret one that config.json does not give away (dp.reproducible_sampling=False).
+  sampling_seed = (config.seed if dp['reproducible_sampling']
+                   else rundir.secret_seed(workdir))
+  process = build_process(config, task, settings)
+  # Built after the process: in Keras 2.14 a model built eagerly *before* TFF traces
+  # model_fn is left "in an invalid state" by the tracing. Its seeded initializers
+  # give the run's initial weights.
+  keras_model = task.build_model(config)
+  # The audit's canaries (fl_analytics.privacy.canaries): their statistics, kept in checkpoints.
+  tracker = (canaries.Tracker(
+      canaries=config.audit.canaries, unseen=canaries.unseen_count(config.audit),
+      initial_weights=keras_model.get_weights()[:len(keras_model.trainable_weights)],
+      seed=config.seed) if config.audit.canaries else None)
+  if settings.secure_sum or mechanisms.get(settings.mechanism).secure_aggregation:
+    logging.info('Secure aggregation: TFF secure sums, simulated in the clear '
+                 '(no cryptography runs in simulation).')
+  # The held-out users scored every eval_every rounds: one fixed sample for the run.
+  eval_users = data.held_out(config.evaluation.max_users, seed=config.seed)
+  eval_xy = (eval_users.x, eval_users.y)
+  logging.info('Evaluation: %d held-out users with examples (of a sample of %d of %d) '
+               'every %d rounds, %d examples%s; up to %d users at the end.',
+               len(eval_users.users), min(config.evaluation.max_users or math.inf,
+                                          data.num_eval_users),
+               data.num_eval_users, config.eval_every, len(eval_users.y),
+               task.eval_population_note(eval_users.y),
+               config.evaluation.final_max_users or data.num_eval_users)
+  runtime.install_sigterm_handler()
+  recorder = recording.RunRecorder(workdir, columns=METRIC_COLUMNS, rows=rows,
+                                   num_rounds=config.num_rounds,
+                                   show_reported=bool(config.clients.dropout))
+  with engines.build(
+      config.runtime.engine, process, client_datasets(config), workdir=workdir,
+      max_concurrent_computation_calls=config.runtime.max_concurrent_computation_calls,
+      config=config, settings=settings, client_work=client_work) as engine, recorder:
+    if start_round:
+      template = engine.initialize()
+      num_state = len(tf.nest.flatten(template))
+      state = tf.nest.pack_sequence_as(template, start_leaves[:num_state])
+      if tracker is not None:
+        tracker.restore(start_leaves[num_state:])
+    else:
+      recorder.start(statement.statement(settings, 0))
+      state = engine.set_model_weights(engine.initialize(), tff.learning.models.ModelWeights(
+          *models.initial_weights(keras_model)))
+
+    upcoming = None  # the next round's cohort, sampled a round ahead (run_round)
+    for round_num in range(start_round + 1, config.num_rounds + 1):
+      privacy_statement = statement.statement(settings, round_num)
+      if _over_budget(privacy_statement, dp['max_epsilon'], round_num):
+        break
+      t0 = time.monotonic()  # round_seconds: sampling, local training, aggregation
+      cohort = (upcoming if upcoming is not None else sample_round(
+          config, population_size=settings.population_size, seed=sampling_seed,
+          round_num=round_num))
+      previous = (engine.get_model_weights(state).trainable if tracker is not None
+                  else None)
+      upcoming = (sample_round(config, population_size=settings.population_size,
+                               seed=sampling_seed, round_num=round_num + 1)
+                  if round_num < config.num_rounds else None)
+      state, row = run_round(engine, state, cohort, round_num=round_num, data=data,
+                             task=task, settings=settings, config=config,
+                             upcoming=upcoming)
+      if tracker is not None:
+        tracker.record_round(previous, engine.get_model_weights(state).trainable,
+                             cohort.reporting[cohort.reporting >= data.population_size]
+                             - data.population_size)
+      row.update(round_seconds=time.monotonic() - t0,
+                 epsilon=math.inf if privacy_statement['epsilon'] is None else privacy_statement['epsilon'])
+      if round_num % config.eval_every == 0 or round_num == config.num_rounds:
+        ev = _evaluate(task, keras_model, engine.get_model_weights(state), *eval_xy)
+        row.update({f'eval_{k}': v for k, v in ev.items()})
+        _check_divergence(task, row, 'eval_loss', config)
+      recorder.record(row, tf.nest.flatten(state)
+                      + (tracker.leaves() if tracker is not None else []), privacy_statement)
+      if on_round is not None:
+        on_round(row)
+    if recorder.rows:  # the final model, also when the budget guard stopped the run
+      final_weights = engine.get_model_weights(state)
+      result = _final_evaluation(
+          task, config, workdir, keras_model, final_weights, data,
+          round_num=int(recorder.last_row['round']), per_round_users=len(eval_users.users))
+      report = None
+      if tracker is not None:
+        report = _audit_report(tracker, final_weights, task, keras_model, data, config,
+                               privacy_statement=statement.statement(settings, len(recorder.rows)))
+      recorder.finish(result, audit=report)
+  return recorder.last_row or {}
+
+
+def _log_population(task, data: clients.FederatedData) -> None:
+  logging.info('Data: %s.', data.source_note)
+  logging.info(
+      'Population: %d enrolled training users (made when sampled; one without examples '
+      'sends a zero update), %d held-out users, %d opted out.', data.population_size,
+      data.num_eval_users, data.num_opted_out)
+
+
+def build_process(config, task, settings: mechanisms.DpSettings):
+  """The learning process: `build_unweighted_fed_avg` with the mechanism's aggregator
+  (with `audit.canaries`, the same composition with canary clients)."""
+  with tf.Graph().as_default():  # shapes only; see the note on keras_model in _train
+    specs = [tf.TensorSpec(v.shape, v.dtype) for v in
+             task.build_model(config).trainable_variables]
+  kwargs = dict(
+      # An iterator loop: TFF's default, dataset.reduce, re-instantiates the training
+      # step's function at every client call (about 70 ms each here).
+      loop_implementation=tff.learning.LoopImplementation.DATASET_ITERATOR,
+      model_aggregator=aggregators.build(settings, record_specs=specs))
+  client_optimizer = tff.learning.optimizers.build_sgdm(config.client.learning_rate)
+  server_optimizer = tff.learning.optimizers.build_sgdm(
+      config.server.learning_rate, momentum=config.server.momentum or None)
+  if config.audit.canaries:  # the same algorithm, with canary clients
+    return canaries.build_process(
+        task.model_fn(config), client_optimizer=client_optimizer,
+        server_optimizer=server_optimizer, seed=config.seed, **kwargs)
+  return tff.learning.algorithms.build_unweighted_fed_avg(
+      task.model_fn(config), client_optimizer_fn=client_optimizer,
+      server_optimizer_fn=server_optimizer, **kwargs)
+
+
+def client_work(config, settings: mechanisms.DpSettings):
+  """`(population, process, dataset_fn)` of a run, built from scratch: what a remote
+  worker of an engine (a Ray actor's client group) runs its clients with."""
+  task = tasks.get(config.task)
+  return task.build_data(config), build_process(config, task, settings), client_datasets(config)
+
+
+def client_datasets(config) -> Callable:
+  """`(x, y) -> tf.data.Dataset`: one client's local epochs in batches."""
+  # tf.data's default graph rewrites run at every iterator creation, once per client
+  # per round (about 1.3 ms here, more than the local training of a small client).
+  options = tf.data.Options()
+  options.experimental_optimization.apply_default_optimizations = False
+  options.autotune.enabled = False
+
+  def batches(x, y):
+    return tf.data.Dataset.from_tensor_slices((x, y)).repeat(
+        config.client.local_epochs).batch(config.client.batch_size).with_options(options)
+
+  return batches
+
+
+def _over_budget(privacy_statement: dict, max_epsilon: Optional[float], round_num: int) -> bool:
+  """The budget guard: True (and a warning) if this round would exceed dp.max_epsilon."""
+  if max_epsilon is None or privacy_statement['epsilon'] is None:
+    return False
+  if privacy_statement['epsilon'] <= max_epsilon:
+    return False
+  logging.warning(
+      'Budget guard: round %d would spend epsilon %.4g > dp.max_epsilon=%g. '
+      'Stopping after round %d (checkpointed; privacy.json covers %d rounds).',
+      round_num, privacy_statement['epsilon'], max_epsilon, round_num - 1, round_num - 1)
+  return True
+
+
+@dataclasses.dataclass(frozen=True)
+class Cohort:
+  """Who a round sampled, who of them reports, and each reporter's local-step cap."""
+
+  sampled: np.ndarray  # training-user indices
+  reporting: np.ndarray  # the sampled clients that did not drop out
+  caps: Optional[np.ndarray]  # per reporting client; None: no cap
+
+
+def sample_round(config, *, population_size: int, seed: int, round_num: int) -> Cohort:
+  """The round's cohort: a pure function of `(seed, round_num)`, so a resumed run
+  samples what an uninterrupted one did."""
+  sampled = sampling.cohort(sampling=config.sampling, population_size=population_size,
+                            clients_per_round=config.clients_per_round, seed=seed,
+                            round_num=round_num)
+  # Sampled clients that fail to report send nothing (clients.dropout).
+  reporting = devices.reporting(sampled, config.clients.dropout, seed=seed,
+                                round_num=round_num)
+  caps = devices.max_local_steps(reporting, config.clients.max_local_steps, seed=seed,
+                                 round_num=round_num)
+  return Cohort(sampled, reporting, caps)
+
+
+def run_round(engine: engines.Engine, state, cohort: Cohort, *, round_num: int, data,
+              task, settings: mechanisms.DpSettings, config,
+              upcoming: Optional[Cohort] = None) -> tuple[Any, dict[str, Any]]:
+  """One round on `engine`; returns the new state and the round's metrics row.
+
+  `upcoming`: the next round's cohort, whose users are made while this round trains
+  (`FederatedData.prefetch`).
+
+  A DP aggregator runs every round, also with nobody reporting (see the module
+  docstring); without DP an empty round leaves the model unchanged. Population indices
+  from `data.population_size` on are audit canaries (`fl_analytics.privacy.canaries`): they
+  are sent to the engine as clients, and counted in no column of the row.
+  """
+  mechanism = mechanisms.get(settings.mechanism)
+  private = mechanism.private
+  users = data.population_size  # indices from here on are audit canaries
+  reported = int(np.sum(cohort.reporting < users))
+  row: dict[str, Any] = {'round': round_num,
+                         'cohort_size': int(np.sum(cohort.sampled < users)),
+                         'reported': reported}
+  if len(cohort.reporting) or private:
+    remote = engine.builds_client_data  # users made where the engine runs them
+    examples = iter(() if remote else
+                    data.train_examples_many(cohort.reporting[cohort.reporting < users]))
+    clients = [engines.Client(*((None, None) if remote else next(examples)),
+                              max_steps=-1 if cohort.caps is None else int(cohort.caps[k]),
+                              user=int(i))
+               if i < users else
+               engines.Client(*canaries.client_arrays(data.empty_x, i - users))
+               for k, i in enumerate(cohort.reporting)]
+    if upcoming is not None and remote:
+      engine.prefetch(upcoming.reporting, users)
+    elif upcoming is not None:
+      data.prefetch(upcoming.reporting[upcoming.reporting < users])
+    state, metrics = engine.next(state, clients)
+    if len(cohort.reporting) and engine.client_bytes is not None:
+      row['client_bytes'] = engine.client_bytes
+    dp_metrics = metrics['aggregator'].get('dp_query_metrics') or {}
+    if 'clip' in dp_metrics:
+      row['clip'] = float(dp_metrics['clip'])
+  train = metrics['client_work']['train'] if reported else {}
+  if reported and train['num_examples']:  # else every reporter sent a zero update
+    row['train_loss'] = float(train['loss'])
+    row['train_accuracy'] = float(train[task.train_accuracy_key])
+    if not private:  # depends on users' data sizes, un-noised (statement.NOT_COVERED)
+      row['train_batches'] = int(train['num_batches'])  # local steps, all clients
+    _check_divergence(task, row, 'train_loss', config)
+  elif not reported:
+    logging.warning('Round %d: no sampled client reported (%d sampled)%s.', round_num,
+                    len(cohort.sampled), '; the aggregator still ran (noise only)'
+                    if private else '; the model is unchanged')
+  if mechanism.fixed_clip:
+    row['clip'] = settings.clip
+  return state, row
+
+
+def _check_divergence(task, row: dict, key: str, config) -> None:
+  """DivergenceError when `row[key]` is non-finite or above DIVERGENCE_FACTOR times the
+  task's chance loss. Raised before the round is recorded, so the last checkpoint is
+  the last good round."""
+  value, limit = row[key], DIVERGENCE_FACTOR * task.chance_loss
+  if math.isfinite(value) and value <= limit:
+    return
+  raise DivergenceError(
+      f'Training diverged at round {row["round"]}: {key} is {value:.4g}'
+      + (f', more than {DIVERGENCE_FACTOR:g} times the loss of a uniform prediction '
+         f'({task.chance_loss:.3g})' if math.isfinite(value) else '')
+      + f'. Lower client.learning_rate ({config.client.learning_rate:g}) or '
+      f'server.learning_rate ({config.server.learning_rate:g}). Rounds up to '
+      f'{row["round"] - 1} are checkpointed in the run directory.')
+
+
+def _audit_report(tracker: canaries.Tracker, final_weights, task, keras_model,
+                  data: clients.FederatedData, config, *, privacy_statement: dict) -> dict:
+  """`audit.json`: the canaries' estimate against the claim of `statement`, and the
+  loss-threshold membership attack on the final model (training users against as
+  many held-out users as the final evaluation scored). Logs one line; warns when the
+  canaries contradict the claim."""
+  report = tracker.report(final_weights.trainable, claimed_epsilon=privacy_statement['epsilon'],
+                          delta=privacy_statement['delta'], alpha=config.audit.alpha,
+                          rounds=privacy_statement['rounds'])
+  final_weights.assign_weights_to(keras_model)
+  held_out = data.eval_sample(config.evaluation.final_max_users, seed=config.seed)
+  # As many training users with examples, in a seeded order.
+  members = []
+  order = np.random.default_rng([config.seed, 0x3E3B]).permutation(data.population_size)
+  for start in range(0, len(order), 1024):  # made 1,024 users at a time
+    members += [xy for xy in data.train_examples_many(order[start:start + 1024])
+                if len(xy[1])]
+    if len(members) >= len(held_out):
+      break
+  members = members[:len(held_out)]
+  report['membership_inference'] = audit.membership_inference(
+      _user_losses(keras_model, members), _user_losses(keras_model, held_out))
+  logging.info('%s', fl_report.audit_line(report))
+  if report['flagged_by']:
+    logging.warning(
+        'Audit: the estimate exceeds the claim. The canaries\' epsilon lower bound '
+        '(confidence %g) is above the claimed epsilon %.3g (%s): the mechanism adds '
+        'less privacy than the accountant assumes. See audit.json.',
+        1 - config.audit.alpha, privacy_statement['epsilon'], ', '.join(report['flagged_by']))
+  return report
+
+
+def _user_losses(keras_model, users) -> np.ndarray:
+  """Each user's mean per-example loss under `keras_model`."""
+  sizes = [len(y) for _, y in users]
+  logits = keras_model(np.concatenate([x for x, _ in users]), training=False).numpy()
+  losses, _ = metrics.loss_and_correct(logits, np.concatenate([y for _, y in users]))
+  return np.array([chunk.mean() for chunk in np.split(losses, np.cumsum(sizes)[:-1])])
+
+
+def _final_evaluation(task, config, workdir, keras_model, model_weights, data,
+                      round_num: int, per_round_users: int) -> dict[str, Any]:
+  """Per-user metrics, calibration and personalization of the final model
+  (`per_round_users`: how many held-out users the per-round metrics scored)."""
+  model_weights.assign_weights_to(keras_model)
+  t0 = time.monotonic()
+  users = data.eval_sample(config.evaluation.final_max_users, seed=config.seed)
+  result = evaluation.evaluate_run(
+      task, keras_model, keras_model.get_weights(), users, workdir,
+      round_num=round_num,
+      personalization_steps=config.evaluation.personalization_steps,
+      learning_rate=config.client.learning_rate, batch_size=config.client.batch_size,
+      seed=config.seed, write_user_rows=config.evaluation.per_user_rows)
+  result['held_out_users'] = {
+      'total': data.num_eval_users,
+      'per_round': per_round_users,
+      'final': len(users)}
+  users = result['per_user']
+  logging.info(
+      'Final evaluation (%.1f s): per-user log loss median %.3f (p10 %.3f, p90 %.3f); '
+      'worse than the constant baseline for %.1f%% of %d users.',
+      time.monotonic() - t0, users['loss_percentiles']['p50'],
+      users['loss_percentiles']['p10'], users['loss_percentiles']['p90'],
+      100 * users['share_worse_than_baseline_loss'], users['users'])
+  return result
