@@ -41,18 +41,16 @@ import tensorflow as tf
 import tensorflow_federated as tff
 
 from fl_analytics.privacy import aggregators
-from fl_analytics.privacy import audit
 from fl_analytics.privacy import canaries
 from fl_analytics.core import config_files
 from fl_analytics.data import devices
 from fl_analytics import engines
 from fl_analytics.privacy import mechanisms
 from fl_analytics.runs import evaluation
-from fl_analytics.tasks import metrics
 from fl_analytics.tasks import models
 from fl_analytics.privacy import statement
+from fl_analytics.runs import observers
 from fl_analytics.runs import recording
-from fl_analytics.reporting import report as fl_report
 from fl_analytics.core import rundir
 from fl_analytics.core import runtime
 from fl_analytics.privacy import sampling
@@ -342,15 +340,42 @@ def train_and_evaluate(config, workdir: str,
     return _train(config, workdir, task, data, *prepared, on_round=on_round)
 
 
+@dataclasses.dataclass
+class _Run:
+  """What the round loop and the finish share, built once by `_setup`."""
+
+  config: Any
+  workdir: str
+  task: Any
+  data: clients.FederatedData
+  settings: mechanisms.DpSettings
+  sampling_seed: int
+  process: Any
+  keras_model: Any
+  observers: list
+  eval_users: Any
+  recorder: recording.RunRecorder
+  on_round: Optional[Callable[[dict], None]]
+
+  def sample(self, round_num: int) -> 'Cohort':
+    return sample_round(self.config, population_size=self.settings.population_size,
+                        seed=self.sampling_seed, round_num=round_num)
+
+
+def observers_for(config, *, keras_model, data) -> list:
+  """The round loop's observers (`fl_analytics.runs.observers`) that `config` asks for."""
+  if not config.audit.canaries:
+    return []
+  return [observers.CanaryAudit(
+      config, data=data, keras_model=keras_model,
+      initial_weights=keras_model.get_weights()[:len(keras_model.trainable_weights)])]
+
+
 def _train(config, workdir: str, task, data: clients.FederatedData, resolved: dict,
            settings: mechanisms.DpSettings, start_round: int, start_leaves, rows: list, *,
            on_round: Optional[Callable[[dict], None]]) -> dict[str, Any]:
-  """The rounds from `start_round` on, and the final evaluation (under the lock).
-
-  The algorithm, round by round: stop if the round would exceed the budget guard;
-  sample the cohort (and who of it reports); run the round on the engine; evaluate
-  every `eval_every` rounds; record the round.
-  """
+  """The rounds from `start_round` on, and the final evaluation (under the lock):
+  setup, the round loop, finish."""
   _log_population(task, data)
   if (start_round >= config.num_rounds
       and not rundir.incomplete_reasons(workdir, config.num_rounds)):
@@ -358,28 +383,34 @@ def _train(config, workdir: str, task, data: clients.FederatedData, resolved: di
     return rows[-1] if rows else {}
   if start_round:
     logging.info('Resuming %s after round %d.', workdir, start_round)
+  run = _setup(config, workdir, task, data, resolved, settings, rows, on_round)
+  with engines.build(
+      config.runtime.engine, run.process, client_datasets(config), workdir=workdir,
+      max_concurrent_computation_calls=config.runtime.max_concurrent_computation_calls,
+      config=config, settings=settings, client_work=client_work) as engine, run.recorder:
+    state = _initial_state(run, engine, start_round, start_leaves)
+    state = _loop(run, engine, state, start_round)
+    if run.recorder.rows:  # the final model, also when the budget guard stopped the run
+      _finish(run, engine, state)
+  return run.recorder.last_row or {}
 
-  dp = resolved['dp']
+
+def _setup(config, workdir, task, data, resolved, settings, rows, on_round) -> _Run:
+  """Everything the loop needs that does not run a round."""
   # Cohorts, dropout and step caps: from the recorded seed (simulation), or from a
   # secret one that config.json does not give away (dp.reproducible_sampling=False).
-  sampling_seed = (config.seed if dp['reproducible_sampling']
+  sampling_seed = (config.seed if resolved['dp']['reproducible_sampling']
                    else rundir.secret_seed(workdir))
   process = build_process(config, task, settings)
   # Built after the process: in Keras 2.14 a model built eagerly *before* TFF traces
   # model_fn is left "in an invalid state" by the tracing. Its seeded initializers
   # give the run's initial weights.
   keras_model = task.build_model(config)
-  # The audit's canaries (fl_analytics.privacy.canaries): their statistics, kept in checkpoints.
-  tracker = (canaries.Tracker(
-      canaries=config.audit.canaries, unseen=canaries.unseen_count(config.audit),
-      initial_weights=keras_model.get_weights()[:len(keras_model.trainable_weights)],
-      seed=config.seed) if config.audit.canaries else None)
   if settings.secure_sum or mechanisms.get(settings.mechanism).secure_aggregation:
     logging.info('Secure aggregation: TFF secure sums, simulated in the clear '
                  '(no cryptography runs in simulation).')
   # The held-out users scored every eval_every rounds: one fixed sample for the run.
   eval_users = data.held_out(config.evaluation.max_users, seed=config.seed)
-  eval_xy = (eval_users.x, eval_users.y)
   logging.info('Evaluation: %d held-out users with examples (of a sample of %d of %d) '
                'every %d rounds, %d examples%s; up to %d users at the end.',
                len(eval_users.users), min(config.evaluation.max_users or math.inf,
@@ -391,63 +422,76 @@ def _train(config, workdir: str, task, data: clients.FederatedData, resolved: di
   recorder = recording.RunRecorder(workdir, columns=METRIC_COLUMNS, rows=rows,
                                    num_rounds=config.num_rounds,
                                    show_reported=bool(config.clients.dropout))
-  with engines.build(
-      config.runtime.engine, process, client_datasets(config), workdir=workdir,
-      max_concurrent_computation_calls=config.runtime.max_concurrent_computation_calls,
-      config=config, settings=settings, client_work=client_work) as engine, recorder:
-    if start_round:
-      template = engine.initialize()
-      num_state = len(tf.nest.flatten(template))
-      state = tf.nest.pack_sequence_as(template, start_leaves[:num_state])
-      if tracker is not None:
-        tracker.restore(start_leaves[num_state:])
-    else:
-      recorder.start(statement.statement(settings, 0))
-      state = engine.set_model_weights(engine.initialize(), tff.learning.models.ModelWeights(
-          *models.initial_weights(keras_model)))
+  return _Run(config, workdir, task, data, settings, sampling_seed, process, keras_model,
+              observers_for(config, keras_model=keras_model, data=data), eval_users,
+              recorder, on_round)
 
-    upcoming = None  # the next round's cohort, sampled a round ahead (run_round)
-    for round_num in range(start_round + 1, config.num_rounds + 1):
-      privacy_statement = statement.statement(settings, round_num)
-      if _over_budget(privacy_statement, dp['max_epsilon'], round_num):
-        break
-      t0 = time.monotonic()  # round_seconds: sampling, local training, aggregation
-      cohort = (upcoming if upcoming is not None else sample_round(
-          config, population_size=settings.population_size, seed=sampling_seed,
-          round_num=round_num))
-      previous = (engine.get_model_weights(state).trainable if tracker is not None
-                  else None)
-      upcoming = (sample_round(config, population_size=settings.population_size,
-                               seed=sampling_seed, round_num=round_num + 1)
-                  if round_num < config.num_rounds else None)
-      state, row = run_round(engine, state, cohort, round_num=round_num, data=data,
-                             task=task, settings=settings, config=config,
-                             upcoming=upcoming)
-      if tracker is not None:
-        tracker.record_round(previous, engine.get_model_weights(state).trainable,
-                             cohort.reporting[cohort.reporting >= data.population_size]
-                             - data.population_size)
-      row.update(round_seconds=time.monotonic() - t0,
-                 epsilon=math.inf if privacy_statement['epsilon'] is None else privacy_statement['epsilon'])
-      if round_num % config.eval_every == 0 or round_num == config.num_rounds:
-        ev = _evaluate(task, keras_model, engine.get_model_weights(state), *eval_xy)
-        row.update({f'eval_{k}': v for k, v in ev.items()})
-        _check_divergence(task, row, 'eval_loss', config)
-      recorder.record(row, tf.nest.flatten(state)
-                      + (tracker.leaves() if tracker is not None else []), privacy_statement)
-      if on_round is not None:
-        on_round(row)
-    if recorder.rows:  # the final model, also when the budget guard stopped the run
-      final_weights = engine.get_model_weights(state)
-      result = _final_evaluation(
-          task, config, workdir, keras_model, final_weights, data,
-          round_num=int(recorder.last_row['round']), per_round_users=len(eval_users.users))
-      report = None
-      if tracker is not None:
-        report = _audit_report(tracker, final_weights, task, keras_model, data, config,
-                               privacy_statement=statement.statement(settings, len(recorder.rows)))
-      recorder.finish(result, audit=report)
-  return recorder.last_row or {}
+
+def _initial_state(run: _Run, engine, start_round: int, start_leaves):
+  """The server state to start from: the checkpoint's (and the observers' state after
+  it), or the model's seeded initial weights (and the contract's files)."""
+  if start_round:
+    template = engine.initialize()
+    num_state = len(tf.nest.flatten(template))
+    rest = list(start_leaves[num_state:])
+    for observer in run.observers:
+      count = len(observer.leaves())
+      observer.restore(rest[:count])
+      rest = rest[count:]
+    return tf.nest.pack_sequence_as(template, start_leaves[:num_state])
+  run.recorder.start(statement.statement(run.settings, 0))
+  return engine.set_model_weights(engine.initialize(), tff.learning.models.ModelWeights(
+      *models.initial_weights(run.keras_model)))
+
+
+def _loop(run: _Run, engine, state, start_round: int):
+  """The algorithm, round by round: stop if the round would exceed the budget guard;
+  sample the cohort (and who of it reports); run the round on the engine; evaluate
+  every `eval_every` rounds; record the round. Returns the last state."""
+  config = run.config
+  upcoming = None  # the next round's cohort, sampled a round ahead (run_round)
+  for round_num in range(start_round + 1, config.num_rounds + 1):
+    claim = statement.statement(run.settings, round_num)
+    if _over_budget(claim, config.dp.max_epsilon, round_num):
+      break
+    t0 = time.monotonic()  # round_seconds: sampling, local training, aggregation
+    cohort = upcoming if upcoming is not None else run.sample(round_num)
+    for observer in run.observers:
+      observer.before_round(round_num, engine, state)
+    upcoming = run.sample(round_num + 1) if round_num < config.num_rounds else None
+    state, row = run_round(engine, state, cohort, round_num=round_num, data=run.data,
+                           task=run.task, settings=run.settings, config=config,
+                           upcoming=upcoming)
+    for observer in run.observers:
+      observer.after_round(round_num, engine, state, cohort)
+    row.update(round_seconds=time.monotonic() - t0,
+               epsilon=math.inf if claim['epsilon'] is None else claim['epsilon'])
+    if round_num % config.eval_every == 0 or round_num == config.num_rounds:
+      ev = _evaluate(run.task, run.keras_model, engine.get_model_weights(state),
+                     run.eval_users.x, run.eval_users.y)
+      row.update({f'eval_{k}': v for k, v in ev.items()})
+      _check_divergence(run.task, row, 'eval_loss', config)
+    run.recorder.record(row, tf.nest.flatten(state) + [
+        leaf for observer in run.observers for leaf in observer.leaves()], claim)
+    if run.on_round is not None:
+      run.on_round(row)
+  return state
+
+
+def _finish(run: _Run, engine, state) -> None:
+  """The final evaluation of the last model, the observers' reports, then the files."""
+  final_weights = engine.get_model_weights(state)
+  result = _final_evaluation(
+      run.task, run.config, run.workdir, run.keras_model, final_weights, run.data,
+      round_num=int(run.recorder.last_row['round']),
+      per_round_users=len(run.eval_users.users))
+  claim = statement.statement(run.settings, len(run.recorder.rows))
+  reports = {}
+  for observer in run.observers:
+    report = observer.finish(final_weights, claim)
+    if report is not None:
+      reports[observer.report_name] = report
+  run.recorder.finish(result, **reports)
 
 
 def _log_population(task, data: clients.FederatedData) -> None:
@@ -609,46 +653,6 @@ def _check_divergence(task, row: dict, key: str, config) -> None:
       + f'. Lower client.learning_rate ({config.client.learning_rate:g}) or '
       f'server.learning_rate ({config.server.learning_rate:g}). Rounds up to '
       f'{row["round"] - 1} are checkpointed in the run directory.')
-
-
-def _audit_report(tracker: canaries.Tracker, final_weights, task, keras_model,
-                  data: clients.FederatedData, config, *, privacy_statement: dict) -> dict:
-  """`audit.json`: the canaries' estimate against the claim of `statement`, and the
-  loss-threshold membership attack on the final model (training users against as
-  many held-out users as the final evaluation scored). Logs one line; warns when the
-  canaries contradict the claim."""
-  report = tracker.report(final_weights.trainable, claimed_epsilon=privacy_statement['epsilon'],
-                          delta=privacy_statement['delta'], alpha=config.audit.alpha,
-                          rounds=privacy_statement['rounds'])
-  final_weights.assign_weights_to(keras_model)
-  held_out = data.eval_sample(config.evaluation.final_max_users, seed=config.seed)
-  # As many training users with examples, in a seeded order.
-  members = []
-  order = np.random.default_rng([config.seed, 0x3E3B]).permutation(data.population_size)
-  for start in range(0, len(order), 1024):  # made 1,024 users at a time
-    members += [xy for xy in data.train_examples_many(order[start:start + 1024])
-                if len(xy[1])]
-    if len(members) >= len(held_out):
-      break
-  members = members[:len(held_out)]
-  report['membership_inference'] = audit.membership_inference(
-      _user_losses(keras_model, members), _user_losses(keras_model, held_out))
-  logging.info('%s', fl_report.audit_line(report))
-  if report['flagged_by']:
-    logging.warning(
-        'Audit: the estimate exceeds the claim. The canaries\' epsilon lower bound '
-        '(confidence %g) is above the claimed epsilon %.3g (%s): the mechanism adds '
-        'less privacy than the accountant assumes. See audit.json.',
-        1 - config.audit.alpha, privacy_statement['epsilon'], ', '.join(report['flagged_by']))
-  return report
-
-
-def _user_losses(keras_model, users) -> np.ndarray:
-  """Each user's mean per-example loss under `keras_model`."""
-  sizes = [len(y) for _, y in users]
-  logits = keras_model(np.concatenate([x for x, _ in users]), training=False).numpy()
-  losses, _ = metrics.loss_and_correct(logits, np.concatenate([y for _, y in users]))
-  return np.array([chunk.mean() for chunk in np.split(losses, np.cumsum(sizes)[:-1])])
 
 
 def _final_evaluation(task, config, workdir, keras_model, model_weights, data,
