@@ -436,3 +436,84 @@ def ray_task_overhead(address: str, *, tasks: int = 50) -> dict[str, float]:
 
 def _noop():
   return None
+
+
+def user_cost_line(u: dict) -> str:
+  return (f'a user ({u["events_per_user"]:.0f} events): made {u["batch"]} at a time '
+          f'{u["generate_ms_per_user"]:.3f} ms to generate, {u["featurize_ms_per_user"]:.3f} '
+          f'ms to featurize; one at a time {u["generate_ms_per_user_alone"]:.3f} and '
+          f'{u["featurize_ms_per_user_alone"]:.3f} ms')
+
+
+def scale_populations(populations, *, rounds: int, warmup: int) -> list[dict]:
+  """A run per population at 1,000 clients per round, on both engines (fresh
+  processes); each row the mapreduce point with the vectorized one inside."""
+  rows = []
+  for users in populations:
+    print(f'{users} users, 1000 clients per round ...', flush=True)
+    point = run_scale_point(users, 1000, rounds=rounds, warmup=warmup)
+    print(scale_table([point]).splitlines()[-1], flush=True)
+    print(f'{users} users, 1000 clients per round: vectorized engine ...', flush=True)
+    fast = run_scale_point(users, 1000, rounds=rounds, warmup=warmup, engine='vectorized')
+    print(scale_table([fast]).splitlines()[-1], flush=True)
+    rows.append({**point, 'vectorized': fast})
+  return rows
+
+
+def scale_cohorts(cohorts, populations: list[dict], *, rounds: int, warmup: int,
+                  flops_per_s: float) -> list[dict]:
+  """Per cohort at 100,000 users: both engines against the plain-TF floor and the
+  arithmetic bound (a population row of the same cohort is reused)."""
+  rows = []
+  for cohort in cohorts:
+    print(f'100000 users, {cohort} clients per round: pipeline ...', flush=True)
+    point = next((p for p in populations
+                  if p['num_users'] == 100_000 and p['clients_per_round'] == cohort),
+                 None) or run_scale_point(100_000, cohort, rounds=rounds, warmup=warmup)
+    print(f'100000 users, {cohort} clients per round: floor ...', flush=True)
+    floor = run_in_child('floor_point', 100_000, cohort, rounds=rounds, warmup=warmup)
+    floor_s, examples = floor['floor_round_s'], floor['examples_per_client']
+    config = scale_config(100_000, cohort, warmup + rounds)
+    bound_s = round_flops(config, examples, cohort) / flops_per_s
+    print(f'100000 users, {cohort} clients per round: vectorized engine ...', flush=True)
+    fast = (point.get('vectorized')
+            or run_scale_point(100_000, cohort, rounds=rounds, warmup=warmup,
+                               engine='vectorized'))
+    rows.append({
+        **point, 'floor_round_s': floor_s, 'floor_ms_per_client': 1e3 * floor_s / cohort,
+        'speedup_over_floor': floor_s / point['round_s'],
+        'examples_per_client': examples, 'arithmetic_bound_s': bound_s,
+        'times_arithmetic_bound': point['round_s'] / bound_s,
+        'vectorized': {'round_s': fast['round_s'], 'ms_per_client': fast['ms_per_client'],
+                       'speedup_over_floor': floor_s / fast['round_s'],
+                       'times_arithmetic_bound': fast['round_s'] / bound_s}})
+  return rows
+
+
+def scale_report(result: dict) -> str:
+  """The tables of `--scale` (and the spread of round times across populations, which
+  it adds to `result`)."""
+  lines = [scale_table(result['populations']),
+           scale_table([r['vectorized'] for r in result['populations']])]
+  rows = result['populations']
+  if len(rows) > 1:
+    for key, engine_rows in (('', rows), ('_vectorized', [r['vectorized'] for r in rows])):
+      spread = (max(r['round_s'] for r in engine_rows)
+                / min(r['round_s'] for r in engine_rows) - 1)
+      result[f'round_time_spread_across_populations{key}'] = spread
+      lines.append(f'round time across populations{key.replace("_", ", ")}: within '
+                   f'{100 * spread:.1f}% (target: 10%)')
+  lines.append(f'\n{"clients":>7}  {"ms/client":>9}  {"floor ms/client":>15}  '
+               f'{"speed-up over floor":>19}  {"x arithmetic bound":>18}')
+  for r in result['cohorts']:
+    lines.append(f'{r["clients_per_round"]:>7}  {r["ms_per_client"]:>9.3f}  '
+                 f'{r["floor_ms_per_client"]:>15.3f}  {r["speedup_over_floor"]:>19.2f}  '
+                 f'{r["times_arithmetic_bound"]:>18.0f}')
+  lines.append(f'\nvectorized engine: {"clients":>7}  {"ms/client":>9}  '
+               f'{"over floor":>10}  {"x arithmetic bound":>18}')
+  for r in result['cohorts']:
+    f = r['vectorized']
+    lines.append(f'{"":>19}{r["clients_per_round"]:>7}  {f["ms_per_client"]:>9.3f}  '
+                 f'{f["speedup_over_floor"]:>10.2f}  {f["times_arithmetic_bound"]:>18.0f}')
+  lines.append(f'matmul throughput here: {result["matmul_gflops_per_s"]:.1f} GFLOP/s')
+  return '\n'.join(lines)

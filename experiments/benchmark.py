@@ -151,81 +151,24 @@ def _event_file(num_events: int, *, rounds: int, warmup: int) -> dict:
 
 def _scale():
   """--scale: the population and cohort tables (see the module docstring)."""
-  populations = _integers('populations', _POPULATIONS.value)
-  cohorts = _integers('scale_cohorts', _SCALE_COHORTS.value)
   rounds, warmup = _ROUNDS.value, 2
   result = {'rounds': rounds, 'warmup_rounds': warmup, 'delta': suite.SCALE_DELTA,
             'populations': [], 'cohorts': [], 'users': suite.user_costs()}
-  u = result['users']
-  print(f'a user ({u["events_per_user"]:.0f} events): made {u["batch"]} at a time '
-        f'{u["generate_ms_per_user"]:.3f} ms to generate, {u["featurize_ms_per_user"]:.3f} '
-        f'ms to featurize; one at a time {u["generate_ms_per_user_alone"]:.3f} and '
-        f'{u["featurize_ms_per_user_alone"]:.3f} ms', flush=True)
-  for users in populations:
-    print(f'{users} users, 1000 clients per round ...', flush=True)
-    point = suite.run_scale_point(users, 1000, rounds=rounds, warmup=warmup)
-    print(suite.scale_table([point]).splitlines()[-1], flush=True)
-    print(f'{users} users, 1000 clients per round: vectorized engine ...', flush=True)
-    fast = suite.run_scale_point(users, 1000, rounds=rounds, warmup=warmup,
-                                     engine='vectorized')
-    print(suite.scale_table([fast]).splitlines()[-1], flush=True)
-    result['populations'].append({**point, 'vectorized': fast})
+  print(suite.user_cost_line(result['users']), flush=True)
+  result['populations'] = suite.scale_populations(
+      _integers('populations', _POPULATIONS.value), rounds=rounds, warmup=warmup)
   flops_per_s = suite.matmul_flops_per_second()
   result['matmul_gflops_per_s'] = flops_per_s / 1e9
-  for cohort in cohorts:
-    print(f'100000 users, {cohort} clients per round: pipeline ...', flush=True)
-    point = next((p for p in result['populations']
-                  if p['num_users'] == 100_000 and p['clients_per_round'] == cohort),
-                 None) or suite.run_scale_point(100_000, cohort, rounds=rounds,
-                                                    warmup=warmup)
-    print(f'100000 users, {cohort} clients per round: floor ...', flush=True)
-    floor = suite.run_in_child('floor_point', 100_000, cohort, rounds=rounds,
-                                   warmup=warmup)
-    floor_s, examples = floor['floor_round_s'], floor['examples_per_client']
-    config = suite.scale_config(100_000, cohort, warmup + rounds)
-    bound_s = suite.round_flops(config, examples, cohort) / flops_per_s
-    print(f'100000 users, {cohort} clients per round: vectorized engine ...', flush=True)
-    fast = (point.get('vectorized')
-            or suite.run_scale_point(100_000, cohort, rounds=rounds, warmup=warmup,
-                                         engine='vectorized'))
-    result['cohorts'].append({
-        **point, 'floor_round_s': floor_s, 'floor_ms_per_client': 1e3 * floor_s / cohort,
-        'speedup_over_floor': floor_s / point['round_s'],
-        'examples_per_client': examples, 'arithmetic_bound_s': bound_s,
-        'times_arithmetic_bound': point['round_s'] / bound_s,
-        'vectorized': {'round_s': fast['round_s'], 'ms_per_client': fast['ms_per_client'],
-                       'speedup_over_floor': floor_s / fast['round_s'],
-                       'times_arithmetic_bound': fast['round_s'] / bound_s}})
+  result['cohorts'] = suite.scale_cohorts(
+      _integers('scale_cohorts', _SCALE_COHORTS.value), result['populations'],
+      rounds=rounds, warmup=warmup, flops_per_s=flops_per_s)
   print()
-  print(suite.scale_table(result['populations']))
-  print(suite.scale_table([r['vectorized'] for r in result['populations']]))
-  rows = result['populations']
-  if len(rows) > 1:
-    for key, engine_rows in (('', rows), ('_vectorized', [r['vectorized'] for r in rows])):
-      spread = (max(r['round_s'] for r in engine_rows)
-                / min(r['round_s'] for r in engine_rows) - 1)
-      result[f'round_time_spread_across_populations{key}'] = spread
-      print(f'round time across populations{key.replace("_", ", ")}: within '
-            f'{100 * spread:.1f}% (target: 10%)')
-  print(f'\n{"clients":>7}  {"ms/client":>9}  {"floor ms/client":>15}  '
-        f'{"speed-up over floor":>19}  {"x arithmetic bound":>18}')
-  for r in result['cohorts']:
-    print(f'{r["clients_per_round"]:>7}  {r["ms_per_client"]:>9.3f}  '
-          f'{r["floor_ms_per_client"]:>15.3f}  {r["speedup_over_floor"]:>19.2f}  '
-          f'{r["times_arithmetic_bound"]:>18.0f}')
-  print(f'\nvectorized engine: {"clients":>7}  {"ms/client":>9}  {"over floor":>10}  '
-        f'{"x arithmetic bound":>18}')
-  for r in result['cohorts']:
-    f = r['vectorized']
-    print(f'{"":>19}{r["clients_per_round"]:>7}  {f["ms_per_client"]:>9.3f}  '
-          f'{f["speedup_over_floor"]:>10.2f}  {f["times_arithmetic_bound"]:>18.0f}')
-  print(f'matmul throughput here: {result["matmul_gflops_per_s"]:.1f} GFLOP/s')
+  print(suite.scale_report(result))
   if _EVENTS.value:
     result['event_file'] = _event_file(_EVENTS.value, rounds=rounds, warmup=warmup)
   if _JSON.value:
     rundir.write_json(_JSON.value, result)
     print(f'Wrote {_JSON.value}')
-
 
 
 def _ray():

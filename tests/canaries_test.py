@@ -66,7 +66,7 @@ def test_canary_process_is_fed_avg_for_users_and_sends_the_direction_at_the_clip
   task = tasks.get('churn')
   data = task.build_data(config)
   settings = training.resolve_config(
-      config, population_size=data.population_size + 20)[1]
+      config, population_size=data.population_size + 20).dp
   plain = training.build_process(tiny_config(**{
       'dp.mechanism': 'gaussian_fixed', 'dp.noise_multiplier': 1e-3,
       'server.momentum': 0.0, 'clients_per_round': 100,

@@ -146,3 +146,18 @@ def test_the_import_finder_sees_imports_inside_functions(tmp_path):
   src = tmp_path / 'm.py'
   src.write_text('def f():\n  from fl_analytics.b import n\n')
   assert _imports(src, modules, 'fl_analytics.a.m') == {'fl_analytics.b.n'}
+
+
+MAX_FUNCTION_LINES = 60
+
+
+def test_no_function_in_the_library_or_the_scripts_is_over_60_lines():
+  long = []
+  for folder in ('fl_analytics', 'experiments', 'benchmarks'):
+    for path in sorted((ROOT / folder).rglob('*.py')):
+      for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+          lines = node.end_lineno - node.lineno + 1
+          if lines > MAX_FUNCTION_LINES:
+            long.append(f'{path.relative_to(ROOT)}:{node.lineno} {node.name}: {lines} lines')
+  assert not long, '\n'.join(long)

@@ -420,9 +420,12 @@ def test_invalid_settings_fail_before_anything_is_written(tmp_path, overrides, m
 def test_small_adaptive_cohort_with_small_noise_is_accepted():
   # Adaptive clipping allows noise below 0.1 * cohort: 0.5 at a cohort of 8.
   config = tiny_config(clients_per_round=8, **{'dp.noise_multiplier': 0.5})
-  resolved, settings = training.resolve_config(config, population_size=100)
-  assert resolved['resolved']['noise_multiplier'] == 0.5
-  assert settings.noise_multiplier == 0.5 and settings.population_size == 100
+  run = training.resolve_config(config, population_size=100)
+  assert run.resolved['resolved']['noise_multiplier'] == 0.5
+  assert run.config.resolved.noise_multiplier == 0.5 and run.task.name == 'churn'
+  assert run.dp.noise_multiplier == 0.5 and run.dp.population_size == 100
+  with pytest.raises(AttributeError):  # read-only downstream
+    run.config.dp.clip = 1.0
 
 
 @pytest.mark.slow

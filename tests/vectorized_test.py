@@ -25,7 +25,7 @@ def test_cohort_accumulator_equals_tffs_client_work_client_by_client(mechanism):
                           'client.learning_rate': 0.5})
   task = tasks.get('churn')
   data = task.build_data(config)
-  _, settings = training.resolve_config(config, population_size=data.population_size)
+  settings = training.resolve_config(config, population_size=data.population_size).dp
   process = training.build_process(config, task, settings)
   dataset_fn = training.client_datasets(config)
   reference = mrf_runner.MapReduceRunner(process, dataset_fn, groups=1, parallel=1)

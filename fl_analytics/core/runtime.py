@@ -169,41 +169,46 @@ def local_cpp_context(
   )
   try:
     worker.start()
-
-    def stack_fn(cardinalities):
-      # Not `stub.is_ready`: a healthy channel can be IDLE between calls.
-      if not worker.alive:
-        raise RuntimeError(
-            f'The TFF worker_binary (pid {worker.pid}) has exited; see '
-            f'{log_path or "its log"}.')
-      # As TFF's own local factory does: computations with no federated argument
-      # still need a CLIENTS cardinality.
-      cardinalities = dict(cardinalities)
-      if cardinalities.get(tff.CLIENTS) is None:
-        cardinalities[tff.CLIENTS] = 0
-      executor = tff.framework.RemoteExecutor(worker.stub)
-      executor.set_cardinalities(cardinalities)
-      return executor
-
-    def compile_fn(comp):
-      # The C++ worker has no secure-sum intrinsics: as TFF's own test context
-      # (`tff.backends.test`) does, replace them with plain TensorFlow sums that keep
-      # their range checks. A simulation of secure aggregation, no cryptography.
-      comp = tff.backends.test.replace_secure_intrinsics_with_bodies(comp)
-      return tff.backends.native.desugar_and_transform_to_native(comp)
-
-    context = tff.framework.SyncExecutionContext(
-        executor_fn=tff.framework.ResourceManagingExecutorFactory(
-            executor_stack_fn=stack_fn
-        ),
-        compiler_fn=compile_fn,
-        transform_args=tff.tensorflow.transform_args,
-        transform_result=tff.tensorflow.transform_result,
-    )
-    with tff.framework.get_context_stack().install(context):
+    with tff.framework.get_context_stack().install(_worker_context(worker, log_path)):
       yield worker
   finally:
     worker.stop()
+
+
+def _worker_context(worker: LocalWorker, log_path: Optional[str]):
+  """TFF's sync execution context on `worker`, built from TFF's public pieces."""
+  import tensorflow_federated as tff  # pylint: disable=g-import-not-at-top
+
+  def stack_fn(cardinalities):
+    # Not `stub.is_ready`: a healthy channel can be IDLE between calls.
+    if not worker.alive:
+      raise RuntimeError(
+          f'The TFF worker_binary (pid {worker.pid}) has exited; see '
+          f'{log_path or "its log"}.')
+    # As TFF's own local factory does: computations with no federated argument
+    # still need a CLIENTS cardinality.
+    cardinalities = dict(cardinalities)
+    if cardinalities.get(tff.CLIENTS) is None:
+      cardinalities[tff.CLIENTS] = 0
+    executor = tff.framework.RemoteExecutor(worker.stub)
+    executor.set_cardinalities(cardinalities)
+    return executor
+
+  def compile_fn(comp):
+    # The C++ worker has no secure-sum intrinsics: as TFF's own test context
+    # (`tff.backends.test`) does, replace them with plain TensorFlow sums that keep
+    # their range checks. A simulation of secure aggregation, no cryptography.
+    comp = tff.backends.test.replace_secure_intrinsics_with_bodies(comp)
+    return tff.backends.native.desugar_and_transform_to_native(comp)
+
+  return tff.framework.SyncExecutionContext(
+      executor_fn=tff.framework.ResourceManagingExecutorFactory(
+          executor_stack_fn=stack_fn
+      ),
+      compiler_fn=compile_fn,
+      transform_args=tff.tensorflow.transform_args,
+      transform_result=tff.tensorflow.transform_result,
+  )
 
 
 def install_sigterm_handler() -> None:

@@ -187,93 +187,36 @@ def open_store(path: str, *, unknown_events: str = 'drop',
 
 def build_store(path: str, directory: str, *, settings: dict,
                 progress: Optional[Callable[[str], None]] = None) -> None:
-  """Builds the store of `path` into `directory` (replacing any), atomically."""
-  import pyarrow  # pylint: disable=g-import-not-at-top
-  import pyarrow.feather as feather  # pylint: disable=g-import-not-at-top
-
+  """Builds the store of `path` into `directory` (replacing any), atomically: three
+  passes in a temporary directory, renamed into place."""
   say = progress or (lambda line: logging.info('%s', line))
   t0 = time.monotonic()
   identity = {**_file_identity(path), 'sha256': file_digest(path)}
   parent = os.path.dirname(os.path.abspath(directory))
   tmp = tempfile.mkdtemp(dir=parent, prefix='.tmp-' + os.path.basename(directory))
   try:
-    # Pass 1: validate and stream the rows into chunk files, counting events per user.
-    chunk_files: list[str] = []
-    counts = np.zeros(0, np.int64)
-
-    def on_chunk(users, times, kinds):
-      nonlocal counts
-      name = os.path.join(tmp, f'chunk-{len(chunk_files):05d}.npz')
-      np.savez(name, users=users, times=times, kinds=kinds)
-      chunk_files.append(name)
-      per_user = np.bincount(users)
-      if len(per_user) > len(counts):
-        counts = np.concatenate([counts, np.zeros(len(per_user) - len(counts), np.int64)])
-      counts[:len(per_user)] += per_user
-
-    def on_progress(rows, fraction):
-      say(f'{path}: {rows:,} rows read'
-          + (f' ({100 * fraction:.0f}%)' if fraction is not None else '')
-          + f', {time.monotonic() - t0:.0f} s')
-
-    scan = events.scan_events(path, on_chunk=on_chunk,
-                              unknown_events=settings['unknown_events'],
-                              time_range=(settings['min_time'], settings['max_time']),
-                              progress=on_progress)
+    scan, chunk_files, counts = _scan_to_chunks(path, tmp, settings, say, t0)
     rank = events.sorted_user_order(scan.user_ids)
     num_users = len(scan.user_ids)
     sorted_counts = np.zeros(num_users, np.int64)
     sorted_counts[rank] = counts[:num_users]
     offsets = np.concatenate([[0], np.cumsum(sorted_counts)])
-    total = int(offsets[-1])
     open_array = np.lib.format.open_memmap
-    timestamps = open_array(os.path.join(tmp, _ARRAYS[0]), 'w+', np.int64, (total,))
-    kinds_out = open_array(os.path.join(tmp, _ARRAYS[1]), 'w+', np.int8, (total,))
-
-    # Pass 2: each chunk's rows to their user's next free rows (file order kept).
-    cursor = offsets[:-1].copy()
-    for name in chunk_files:
-      with np.load(name) as chunk:
-        users = rank[chunk['users']]
-        order = np.argsort(users, kind='stable')
-        users = users[order]
-        first = np.flatnonzero(np.concatenate([[True], users[1:] != users[:-1]]))
-        group_sizes = np.diff(np.concatenate([first, [len(users)]]))
-        within = np.arange(len(users)) - np.repeat(first, group_sizes)
-        rows = cursor[users] + within
-        timestamps[rows] = chunk['times'][order]
-        kinds_out[rows] = chunk['kinds'][order]
-        cursor[users[first]] += group_sizes
-      os.unlink(name)
-
-    # Pass 3: each user's events by time (stable), a block of users at a time; count
-    # exact duplicate rows on the way.
-    duplicates, start_user = 0, 0
-    while start_user < num_users:
-      end_user = int(np.searchsorted(offsets, offsets[start_user] + _SORT_BLOCK_EVENTS,
-                                     side='right')) - 1
-      end_user = min(max(end_user, start_user + 1), num_users)
-      a, b = int(offsets[start_user]), int(offsets[end_user])
-      owner = np.repeat(np.arange(start_user, end_user), sorted_counts[start_user:end_user])
-      times, kinds = np.array(timestamps[a:b]), np.array(kinds_out[a:b])
-      order = np.lexsort((times, owner))
-      timestamps[a:b], kinds_out[a:b] = times[order], kinds[order]
-      duplicates += events.duplicate_rows(owner, times, kinds)
-      start_user = end_user
-    timestamps.flush(), kinds_out.flush()
+    timestamps = open_array(os.path.join(tmp, _ARRAYS[0]), 'w+', np.int64, (offsets[-1],))
+    kinds = open_array(os.path.join(tmp, _ARRAYS[1]), 'w+', np.int8, (offsets[-1],))
+    _place_chunks(chunk_files, rank, offsets, timestamps, kinds)
+    duplicates = _sort_users(offsets, sorted_counts, timestamps, kinds)
+    timestamps.flush(), kinds.flush()
     np.save(os.path.join(tmp, _ARRAYS[2]), offsets)
-    feather.write_feather(
-        pyarrow.table({'user_id': pyarrow.array(sorted(scan.user_ids), pyarrow.string())}),
-        os.path.join(tmp, _IDS_FILE), compression='uncompressed')
-
+    _write_user_ids(scan.user_ids, os.path.join(tmp, _IDS_FILE))
     first_time, last_time = int(timestamps.min()), int(timestamps.max())
+    del timestamps, kinds
     origin = first_time - first_time % synthetic.SECONDS_PER_DAY
-    del timestamps, kinds_out
     meta = {
         'format_version': FORMAT_VERSION,
         'source': {'path': os.path.abspath(path), **identity},
         'settings': settings,
-        'num_rows': scan.num_rows, 'num_users': num_users, 'num_events': total,
+        'num_rows': scan.num_rows, 'num_users': num_users, 'num_events': int(offsets[-1]),
         'unknown_events': scan.unknown_events,
         'warnings': [w for w in (events.duplicates_warning(path, duplicates),
                                  scan.nul_warning(path)) if w],
@@ -283,16 +226,96 @@ def build_store(path: str, directory: str, *, settings: dict,
     }
     with open(os.path.join(tmp, _META_FILE), 'w') as f:
       json.dump(meta, f, indent=2, sort_keys=True)
-    old = None
-    if os.path.exists(directory):
-      old = tempfile.mkdtemp(dir=parent, prefix='.old-' + os.path.basename(directory))
-      os.rename(directory, os.path.join(old, 'store'))
-    os.rename(tmp, directory)
-    if old is not None:
-      shutil.rmtree(old, ignore_errors=True)
+    _replace_directory(tmp, directory)
   except BaseException:
     shutil.rmtree(tmp, ignore_errors=True)
     raise
   say(f'{path}: {scan.num_rows:,} rows, {num_users:,} users stored in {directory} '
       f'({meta["build_seconds"]:.1f} s)')
+
+
+def _scan_to_chunks(path, tmp, settings, say, t0):
+  """Pass 1: validate and stream the rows into chunk files, counting events per user.
+  Returns (the scan, the chunk files, events per user in first-seen order)."""
+  chunk_files: list[str] = []
+  counts = np.zeros(0, np.int64)
+
+  def on_chunk(users, times, kinds):
+    nonlocal counts
+    name = os.path.join(tmp, f'chunk-{len(chunk_files):05d}.npz')
+    np.savez(name, users=users, times=times, kinds=kinds)
+    chunk_files.append(name)
+    per_user = np.bincount(users)
+    if len(per_user) > len(counts):
+      counts = np.concatenate([counts, np.zeros(len(per_user) - len(counts), np.int64)])
+    counts[:len(per_user)] += per_user
+
+  def on_progress(rows, fraction):
+    say(f'{path}: {rows:,} rows read'
+        + (f' ({100 * fraction:.0f}%)' if fraction is not None else '')
+        + f', {time.monotonic() - t0:.0f} s')
+
+  scan = events.scan_events(path, on_chunk=on_chunk,
+                            unknown_events=settings['unknown_events'],
+                            time_range=(settings['min_time'], settings['max_time']),
+                            progress=on_progress)
+  return scan, chunk_files, counts
+
+
+def _place_chunks(chunk_files, rank, offsets, timestamps, kinds_out) -> None:
+  """Pass 2: each chunk's rows to their user's next free rows (file order kept)."""
+  cursor = offsets[:-1].copy()
+  for name in chunk_files:
+    with np.load(name) as chunk:
+      users = rank[chunk['users']]
+      order = np.argsort(users, kind='stable')
+      users = users[order]
+      first = np.flatnonzero(np.concatenate([[True], users[1:] != users[:-1]]))
+      group_sizes = np.diff(np.concatenate([first, [len(users)]]))
+      within = np.arange(len(users)) - np.repeat(first, group_sizes)
+      rows = cursor[users] + within
+      timestamps[rows] = chunk['times'][order]
+      kinds_out[rows] = chunk['kinds'][order]
+      cursor[users[first]] += group_sizes
+    os.unlink(name)
+
+
+def _sort_users(offsets, sorted_counts, timestamps, kinds_out) -> int:
+  """Pass 3: each user's events by time (stable), a block of users at a time; returns
+  how many rows exactly duplicate another."""
+  num_users = len(sorted_counts)
+  duplicates, start_user = 0, 0
+  while start_user < num_users:
+    end_user = int(np.searchsorted(offsets, offsets[start_user] + _SORT_BLOCK_EVENTS,
+                                   side='right')) - 1
+    end_user = min(max(end_user, start_user + 1), num_users)
+    a, b = int(offsets[start_user]), int(offsets[end_user])
+    owner = np.repeat(np.arange(start_user, end_user), sorted_counts[start_user:end_user])
+    times, kinds = np.array(timestamps[a:b]), np.array(kinds_out[a:b])
+    order = np.lexsort((times, owner))
+    timestamps[a:b], kinds_out[a:b] = times[order], kinds[order]
+    duplicates += events.duplicate_rows(owner, times, kinds)
+    start_user = end_user
+  return duplicates
+
+
+def _write_user_ids(user_ids, path: str) -> None:
+  import pyarrow  # pylint: disable=g-import-not-at-top
+  import pyarrow.feather as feather  # pylint: disable=g-import-not-at-top
+
+  feather.write_feather(
+      pyarrow.table({'user_id': pyarrow.array(sorted(user_ids), pyarrow.string())}),
+      path, compression='uncompressed')
+
+
+def _replace_directory(tmp: str, directory: str) -> None:
+  """`tmp` renamed to `directory`; an existing one is moved aside first, then removed."""
+  parent = os.path.dirname(os.path.abspath(directory))
+  old = None
+  if os.path.exists(directory):
+    old = tempfile.mkdtemp(dir=parent, prefix='.old-' + os.path.basename(directory))
+    os.rename(directory, os.path.join(old, 'store'))
+  os.rename(tmp, directory)
+  if old is not None:
+    shutil.rmtree(old, ignore_errors=True)
 

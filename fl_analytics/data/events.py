@@ -229,6 +229,32 @@ class Scan:
             'they are kept as distinct users, which is rarely what the source meant.')
 
 
+def _parse_row(where: str, row: dict, earliest: int, latest: int):
+  """(user id, Unix seconds, event name, vocabulary index or None) of one row; an
+  EventLogError naming `where` for an empty user id or a bad or implausible time."""
+  user = row.get('user_id')
+  user = '' if user is None else str(user).strip()
+  if not user:
+    raise EventLogError(f'{where}: empty user_id.')
+  raw = row.get('timestamp')
+  try:
+    if raw is None or (isinstance(raw, str) and not raw.strip()):
+      raise ValueError(raw)
+    timestamp = parse_timestamp(raw)
+  except (ValueError, OverflowError, OSError) as e:
+    raise EventLogError(
+        f'{where}: unparseable timestamp {raw!r}; expected Unix seconds (e.g. '
+        '1704097800) or ISO 8601 (e.g. 2024-01-01T08:30:00Z).') from e
+  if not earliest <= timestamp < latest:
+    raise EventLogError(
+        f'{where}: timestamp {raw!r} is outside the plausible window {_iso(earliest)} '
+        f'to {_iso(latest)} (data.min_time, data.max_time): one such event would '
+        'stretch the span of every user\'s features. Fix the row, or widen the '
+        'window if the time is real.')
+  event = '' if row.get('event') is None else str(row['event']).strip()
+  return user, timestamp, event, _VOCAB_INDEX.get(event)
+
+
 def scan_events(path: str, *, on_chunk: Callable[[np.ndarray, np.ndarray, np.ndarray], None],
                 unknown_events: str = 'drop', time_range: Sequence = DEFAULT_TIME_RANGE,
                 progress: Optional[Callable[[int, Optional[float]], None]] = None) -> Scan:
@@ -263,27 +289,7 @@ def scan_events(path: str, *, on_chunk: Callable[[np.ndarray, np.ndarray, np.nda
     num_rows += 1
     if progress is not None and num_rows % CHUNK_ROWS == 0:
       progress(num_rows, position.fraction)
-    user = row.get('user_id')
-    user = '' if user is None else str(user).strip()
-    if not user:
-      raise EventLogError(f'{where}: empty user_id.')
-    raw = row.get('timestamp')
-    try:
-      if raw is None or (isinstance(raw, str) and not raw.strip()):
-        raise ValueError(raw)
-      timestamp = parse_timestamp(raw)
-    except (ValueError, OverflowError, OSError) as e:
-      raise EventLogError(
-          f'{where}: unparseable timestamp {raw!r}; expected Unix seconds (e.g. '
-          '1704097800) or ISO 8601 (e.g. 2024-01-01T08:30:00Z).') from e
-    if not earliest <= timestamp < latest:
-      raise EventLogError(
-          f'{where}: timestamp {raw!r} is outside the plausible window {_iso(earliest)} '
-          f'to {_iso(latest)} (data.min_time, data.max_time): one such event would '
-          'stretch the span of every user\'s features. Fix the row, or widen the '
-          'window if the time is real.')
-    event = '' if row.get('event') is None else str(row['event']).strip()
-    kind = _VOCAB_INDEX.get(event)
+    user, timestamp, event, kind = _parse_row(where, row, earliest, latest)
     if kind is None:
       if unknown_events == 'error' or not event:
         raise EventLogError(

@@ -101,6 +101,28 @@ def churn_examples_many(
   if len(obs_days) == 0 or offsets[-1] == 0:
     return [empty] * n
 
+  daily = _daily_totals(timestamps, events, offsets, origin_timestamp=origin_timestamp,
+                        num_days=num_days)
+  c_counts, c_sessions, c_active, active = daily
+  win_active = c_active[:, obs_days + 1] - c_active[:, obs_days + 1 - window_days]
+  who, when = np.nonzero(win_active > 0)  # [users, observation days] with activity
+  if not len(who):
+    return [empty] * n
+  obs = obs_days[when]
+  pick = lambda c, end, length: c[who, end + 1] - c[who, end + 1 - length]
+  x = _window_features(pick, c_counts, c_sessions, c_active, active, who=who, obs=obs,
+                       win_active=win_active[who, when], window_days=window_days,
+                       num_days=num_days)
+  future = pick(c_active, obs + horizon_days, horizon_days)
+  y = (future == 0).astype(np.float32)
+  bounds = np.concatenate([[0], np.cumsum(np.bincount(who, minlength=n))])
+  return [(x[a:b], y[a:b]) for a, b in zip(bounds[:-1], bounds[1:])]
+
+
+def _daily_totals(timestamps, events, offsets, *, origin_timestamp, num_days):
+  """Per user and day, cumulative over days from a zero row: event counts by kind,
+  sessions started and active days; and the active days themselves."""
+  n = len(offsets) - 1
   timestamps = np.asarray(timestamps, np.int64)
   sizes = np.diff(offsets)
   user = np.repeat(np.arange(n), sizes)
@@ -117,25 +139,15 @@ def churn_examples_many(
   sessions = np.bincount(slot[session_start[keep]], minlength=n * (num_days + 1)).astype(
       np.float64).reshape(n, num_days + 1)
   active = (counts[:, 1:].sum(axis=2) > 0).astype(np.float64)
+  return (np.cumsum(counts, axis=1), np.cumsum(sessions, axis=1),
+          np.concatenate([np.zeros((n, 1)), np.cumsum(active, axis=1)], axis=1), active)
 
-  c_counts = np.cumsum(counts, axis=1)
-  c_sessions = np.cumsum(sessions, axis=1)
-  c_active = np.concatenate([np.zeros((n, 1)), np.cumsum(active, axis=1)], axis=1)
 
-  def window_sum(c, end, length):  # sum over days (end - length, end], per user
-    return c[:, end + 1] - c[:, end + 1 - length]
-
-  win_active = window_sum(c_active, obs_days, window_days)
-  observed = win_active > 0  # [users, observation days]
-  who, when = np.nonzero(observed)
-  if not len(who):
-    return [empty] * n
-  obs = obs_days[when]
-  pick = lambda c, end, length: c[who, end + 1] - c[who, end + 1 - length]
+def _window_features(pick, c_counts, c_sessions, c_active, active, *, who, obs,
+                     win_active, window_days, num_days) -> np.ndarray:
+  """The 16 features (`FEATURE_NAMES`) of each observed (user, day) window."""
   win_counts = pick(c_counts, obs, window_days)
   win_sessions = pick(c_sessions, obs, window_days)
-  win_active = win_active[who, when]
-
   half = window_days // 2
   recent_half = pick(c_active, obs, half)
   early_half = win_active - recent_half
@@ -145,8 +157,7 @@ def churn_examples_many(
       np.where(active > 0, np.arange(num_days), -1), axis=1)[who, obs]
   recency = (obs - last_active) / window_days
   total_events = win_counts.sum(axis=1)
-
-  x = np.concatenate(
+  return np.concatenate(
       [
           np.log1p(win_counts),
           np.log1p(win_sessions)[:, None],
@@ -158,10 +169,6 @@ def churn_examples_many(
       ],
       axis=1,
   ).astype(np.float32)
-  future = pick(c_active, obs + horizon_days, horizon_days)
-  y = (future == 0).astype(np.float32)
-  bounds = np.concatenate([[0], np.cumsum(np.bincount(who, minlength=n))])
-  return [(x[a:b], y[a:b]) for a, b in zip(bounds[:-1], bounds[1:])]
 
 
 # The context token before the first action of a session (next-action task).

@@ -264,9 +264,32 @@ def generate_users(
     return LogBatch.concat(parts)
   n = len(indices)
   keys = cr.stream_keys(seed, indices, _NUM_STREAMS)
-  user_draw = lambda draw: cr.bits(keys[:, _USER], np.full(n, draw))
+  traits = _user_traits(keys, num_days=num_days, quantity_skew=quantity_skew,
+                        label_skew=label_skew, feature_skew=feature_skew)
+  session_user, starts, n_events = _sessions(keys, traits, num_days=num_days)
+  ts, ev, per_user = _session_events(keys, traits.mix, session_user, starts, n_events)
+  return LogBatch(tuple(f'user_{u:06d}' for u in indices.tolist()), ts, ev,
+                  np.concatenate([[0], np.cumsum(per_user)]),
+                  tuple(ARCHETYPES[a].name for a in traits.archetype.tolist()))
 
-  # Per user: archetype, volume, churn dynamics, event mix, quit day.
+
+@dataclasses.dataclass(frozen=True)
+class _Traits:
+  """Per user of a batch: what its log is drawn from."""
+
+  archetype: np.ndarray
+  active_prob: np.ndarray
+  daily_decay: np.ndarray
+  sessions_mean: np.ndarray
+  events_per_session: np.ndarray
+  mix: np.ndarray  # [users, event kinds]: the user's event mix
+  quit_day: np.ndarray
+
+
+def _user_traits(keys, *, num_days, quantity_skew, label_skew, feature_skew) -> _Traits:
+  """Per user: archetype, volume, churn dynamics, event mix, quit day."""
+  n = len(keys)
+  user_draw = lambda draw: cr.bits(keys[:, _USER], np.full(n, draw))
   arch = np.minimum(np.searchsorted(np.cumsum(_WEIGHTS), cr.uniform(user_draw(_ARCHETYPE)),
                                     side='right'), len(ARCHETYPES) - 1)
   field = lambda name: np.array([getattr(a, name) for a in ARCHETYPES])[arch]
@@ -274,10 +297,7 @@ def generate_users(
   normal = (np.sqrt(-2.0 * np.log(cr.uniform(user_draw(_NORMAL_1))))
             * np.cos(2 * np.pi * cr.uniform(user_draw(_NORMAL_2))))
   volume = np.exp(-0.5 * quantity_skew**2 + quantity_skew * normal)
-  active_prob, daily_decay, quit_hazard = (
-      skewed('active_prob'), skewed('daily_decay'), skewed('quit_hazard'))
-  sessions_mean = np.maximum(1.0, field('sessions_mean') * volume)
-  events_per_session = field('events_per_session') * volume
+  quit_hazard = skewed('quit_hazard')
   prefs = np.array([_normalized(a.event_pref) for a in ARCHETYPES])[arch]
   alpha = (((1 - feature_skew) * _GLOBAL_MIX + feature_skew * prefs)
            * (500.0 * (1 - feature_skew) + 5.0 * feature_skew) + 1e-6)
@@ -291,19 +311,26 @@ def generate_users(
       quit_hazard > 0,
       np.ceil(np.log(cr.uniform(user_draw(_QUIT))) / np.log1p(-np.minimum(quit_hazard, 1.0))),
       num_days + 1)
+  return _Traits(arch, skewed('active_prob'), skewed('daily_decay'),
+                 np.maximum(1.0, field('sessions_mean') * volume),
+                 field('events_per_session') * volume, mix, quit_day)
 
+
+def _sessions(keys, t: _Traits, *, num_days: int):
+  """Every session of the batch, by user then time: (its user, its start, its number
+  of events after the app_open)."""
+  n = len(keys)
   # Active days: before the quit day, each with its decayed probability.
   day = np.arange(num_days)
-  active = ((cr.uniform(cr.bits(keys[:, _DAYS, None], day[None, :])) < active_prob[:, None]
-             * np.exp(-daily_decay[:, None] * day[None, :]))
-            & (day[None, :] < quit_day[:, None]))
+  active = ((cr.uniform(cr.bits(keys[:, _DAYS, None], day[None, :])) < t.active_prob[:, None]
+             * np.exp(-t.daily_decay[:, None] * day[None, :]))
+            & (day[None, :] < t.quit_day[:, None]))
   day_user, day_of = np.nonzero(active)  # active days, by user then day
-
   # Sessions: 1 + Poisson(sessions_mean - 1) on an active day, at most one per session
   # hour, the hours a uniformly random subset of that size.
   day_bits = cr.bits(keys[day_user, _DAY_SESSIONS], day_of)
   n_sessions = 1 + _count_at_most(
-      *_poisson_table(sessions_mean - 1.0, np.full(n, _NUM_HOURS - 1)), day_user,
+      *_poisson_table(t.sessions_mean - 1.0, np.full(n, _NUM_HOURS - 1)), day_user,
       day_bits >> cr.S32)
   subset = (day_bits & cr.LOW32) * _NUM_SUBSETS[n_sessions] >> cr.S32
   hour_mask = _SUBSETS[n_sessions, subset.astype(np.int64)]
@@ -315,14 +342,18 @@ def generate_users(
             + ((session_bits & cr.LOW32) * np.uint64(1200) >> cr.S32).astype(np.int64))
   # After its app_open, a session has Poisson(events_per_session) events (the table of
   # each user ending far in the tail).
+  eps = t.events_per_session
   n_events = _count_at_most(
-      *_poisson_table(events_per_session, np.ceil(
-          events_per_session + 10 * np.sqrt(events_per_session) + 10).astype(np.int64)),
+      *_poisson_table(eps, np.ceil(eps + 10 * np.sqrt(eps) + 10).astype(np.int64)),
       session_user, session_bits >> cr.S32)
+  return session_user, starts, n_events
 
-  # The log: per session its app_open, then its events at cumulative gaps of 5-89 s,
-  # squeezed into _MAX_SESSION_SECONDS when longer. One draw per position of a user's
-  # log (the app_opens' unused).
+
+def _session_events(keys, mix, session_user, starts, n_events):
+  """The log: per session its app_open, then its events at cumulative gaps of 5-89 s,
+  squeezed into _MAX_SESSION_SECONDS when longer. One draw per position of a user's
+  log (the app_opens' unused). Returns (timestamps, events, events per user)."""
+  n = len(keys)
   size = n_events + 1
   start_pos = np.cumsum(size) - size
   per_user = np.bincount(session_user, weights=size, minlength=n).astype(np.int64)
@@ -335,8 +366,16 @@ def generate_users(
   long = length > _MAX_SESSION_SECONDS  # floor(o * M / l), exact in float64 here
   offsets[long] = np.floor(offsets[long] * float(_MAX_SESSION_SECONDS) / length[long])
   ts = np.repeat(starts, size) + offsets
-  # Kinds: the user's mix at the high 32 bits, by inversion (`_count_at_most`); a
-  # bucket of their top _BUCKET_BITS has one kind unless a CDF step is in it.
+  ev = _event_kinds(mix, bits, per_user).astype(np.int32) + 1
+  ev[start_pos] = _SESSION_START
+  return ts, ev, per_user
+
+
+def _event_kinds(mix, bits, per_user) -> np.ndarray:
+  """Each position's kind: the user's mix at the high 32 bits of its draw, by inversion
+  (`_count_at_most`); a bucket of their top _BUCKET_BITS has one kind unless a CDF step
+  is in it."""
+  n = len(mix)
   buckets = 2**_BUCKET_BITS
   cdf_q = _quantized(np.cumsum(mix, axis=1))[:, :-1]  # kind k + 1 above step k
   steps_in = np.zeros((n, buckets + 1), np.int64)
@@ -352,11 +391,7 @@ def generate_users(
         (cdf_q + np.arange(n)[:, None] * (2 * _TWO32)).ravel(),
         np.arange(n + 1) * cdf_q.shape[1], np.repeat(np.arange(n), per_user)[search],
         bits[search] >> cr.S32)
-  ev = kinds.astype(np.int32) + 1
-  ev[start_pos] = _SESSION_START
-  return LogBatch(tuple(f'user_{u:06d}' for u in indices.tolist()), ts, ev,
-                  np.concatenate([[0], np.cumsum(per_user)]),
-                  tuple(ARCHETYPES[a].name for a in arch.tolist()))
+  return kinds
 
 
 def generate_user(index: int, **knobs) -> UserLog:

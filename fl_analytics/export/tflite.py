@@ -263,6 +263,37 @@ def export_run(workdir: str, output: str, *, latency_repeats: int = 200,
   # The held-out users of the run's final evaluation (evaluation.final_max_users).
   held_out = data.held_out(config.evaluation.final_max_users, seed=int(config.seed))
   module = device_module(task, config, keras_model)
+  models = _convert_models(module, config, held_out, output)
+  users = held_out.users
+  typical = users[int(np.argsort([len(u[1]) for u in users])[len(users) // 2])]
+  batch = int(config.client.batch_size)
+  result = {
+      'run': workdir,
+      'round': round_num,
+      'task': task.name,
+      'tensorflow': tf.__version__,
+      'bytes': {name: len(content) for name, content in models.items()},
+      'parity': _parity(task, module, models, held_out),
+      'personalization': personalization_parity(
+          task, config, keras_model, models[PERSONALIZABLE_MODEL], users),
+      'latency': {'repeats': latency_repeats, 'examples_per_user': len(typical[1]),
+                  'personalization_batch': batch,
+                  **_latency(models, held_out, typical, batch, latency_repeats)},
+      'tolerances': {'float_parity': FLOAT_PARITY_TOLERANCE,
+                     'quantized_metric_margin': QUANTIZED_METRIC_MARGIN},
+  }
+  spec = features_spec(task, config)
+  rundir.write_json(os.path.join(output, FEATURES_FILE), spec)
+  rundir.atomic_write_bytes(os.path.join(output, MODEL_CARD_FILE),
+                            model_card(workdir, config, task, result).encode())
+  rundir.write_json(os.path.join(output, EXPORT_FILE), result)  # last: complete
+  return result
+
+
+def _convert_models(module, config, held_out, output: str) -> dict[str, bytes]:
+  """The SavedModel of `module`, then its three TFLite models, written to `output`."""
+  import tensorflow as tf  # pylint: disable=g-import-not-at-top
+
   saved_dir = os.path.join(output, SAVED_MODEL_DIR)
   tf.saved_model.save(module, saved_dir, signatures={
       'infer': module.infer.get_concrete_function(),
@@ -279,8 +310,14 @@ def export_run(workdir: str, output: str, *, latency_repeats: int = 200,
   }
   for name, content in models.items():
     rundir.atomic_write_bytes(os.path.join(output, name), content)
+  return models
 
-  # Parity on every example of those users.
+
+def _parity(task, module, models: dict[str, bytes], held_out) -> dict[str, Any]:
+  """Every model against Keras on every example of the held-out users: the largest
+  probability difference, and the headline and accuracy metrics."""
+  import tensorflow as tf  # pylint: disable=g-import-not-at-top
+
   x, y = held_out.x, held_out.y
   # Keras through the same `infer` (probabilities included) that was converted.
   keras = {k: v.numpy() for k, v in module.infer(tf.constant(x)).items()}
@@ -296,45 +333,23 @@ def export_run(workdir: str, output: str, *, latency_repeats: int = 200,
             out['probabilities'] - keras['probabilities']))),
         **{k: got[k] for k in sorted(metric_keys)},
     }
+  return parity
 
-  users = held_out.users
-  personalization = personalization_parity(task, config, keras_model,
-                                           models[PERSONALIZABLE_MODEL], users)
 
-  # Latency in the interpreter: one example, one user's examples, one SGD step.
-  typical = users[int(np.argsort([len(u[1]) for u in users])[len(users) // 2])]
-  batch = int(config.client.batch_size)
+def _latency(models, held_out, typical, batch: int, repeats: int) -> dict[str, Any]:
+  """Latency in the interpreter: one example, one user's examples, one SGD step."""
+  x, y = held_out.x, held_out.y
   latency = {}
   for name, content in models.items():
     infer = interpreter(content).get_signature_runner('infer')
     latency[name] = {
-        'per_example_ms': 1e3 * _median_seconds(lambda: infer(x=x[:1]), latency_repeats),
-        'per_user_ms': 1e3 * _median_seconds(lambda: infer(x=typical[0]),
-                                             latency_repeats),
+        'per_example_ms': 1e3 * _median_seconds(lambda: infer(x=x[:1]), repeats),
+        'per_user_ms': 1e3 * _median_seconds(lambda: infer(x=typical[0]), repeats),
     }
   train = interpreter(models[PERSONALIZABLE_MODEL]).get_signature_runner('train')
   latency[PERSONALIZABLE_MODEL]['personalization_step_ms'] = 1e3 * _median_seconds(
-      lambda: train(x=x[:batch], y=y[:batch]), max(10, latency_repeats // 4))
-
-  result = {
-      'run': workdir,
-      'round': round_num,
-      'task': task.name,
-      'tensorflow': tf.__version__,
-      'bytes': {name: len(content) for name, content in models.items()},
-      'parity': parity,
-      'personalization': personalization,
-      'latency': {'repeats': latency_repeats, 'examples_per_user': len(typical[1]),
-                  'personalization_batch': batch, **latency},
-      'tolerances': {'float_parity': FLOAT_PARITY_TOLERANCE,
-                     'quantized_metric_margin': QUANTIZED_METRIC_MARGIN},
-  }
-  spec = features_spec(task, config)
-  rundir.write_json(os.path.join(output, FEATURES_FILE), spec)
-  rundir.atomic_write_bytes(os.path.join(output, MODEL_CARD_FILE),
-                            model_card(workdir, config, task, result).encode())
-  rundir.write_json(os.path.join(output, EXPORT_FILE), result)  # last: complete
-  return result
+      lambda: train(x=x[:batch], y=y[:batch]), max(10, repeats // 4))
+  return latency
 
 
 def model_card(workdir: str, config, task, result: dict) -> str:

@@ -511,39 +511,52 @@ def statement(settings: DpSettings, rounds: int) -> dict[str, Any]:
       'rounds': rounds,
       **(scheme.statement_fields(s.clients_per_round, s.population_size, rounds)
          if scheme.statement_fields else {}),
-      **({'secure_aggregation': (
-          "TFF SecureSumFactory (32-bit quantized secure sum of the clipped updates); "
-          "TFF's local runtime simulates the secure sum, so no cryptography ran here")}
-         if s.secure_sum else {}),
-      **({'compression': (
-          f'Updates uniformly quantized to {s.compression_bits} bits per coordinate '
-          "(TFF EncodedSumFactory) after clipping; the accountant covers how much "
-          'quantization can enlarge a clipped update (sensitivity_factor)' if m.private
-          else f'Updates uniformly quantized to {s.compression_bits} bits per '
-          'coordinate (TFF EncodedSumFactory)')} if s.compression_bits else {}),
-      **({'sensitivity_factor': s.sensitivity_factor,
-          'accounted_noise_multiplier': s.accounted_noise_multiplier}
-         if m.private and (s.secure_sum or s.compression_bits) else {}),
+      **_aggregation_fields(s, private=m.private),
       **own,
       **({'dropout': s.dropout} if s.dropout else {}),
       **({'opted_out_users': s.opted_out_users} if s.opted_out_users else {}),
       **({'audit_canaries': s.canaries} if s.canaries else {}),
-      'notes': (
-          sampling_note + ' Training metrics (train_loss) are simulation diagnostics '
-          'outside the guarantee. Evaluation uses held-out users only.'
-          if m.private
-          else 'Non-private reference run (plain FedAvg): no privacy guarantee.'
-      ) + (' ' + dropout_note(s.dropout, s.sampling) if s.dropout and m.private
-           else '') + (
-          f' {s.opted_out_users} users opted out: they are never sampled and their '
-          'data is never used; population_size counts only the users who can be '
-          'sampled.' if s.opted_out_users else '') + (
-          f' population_size includes {s.canaries} audit canaries: clients that are '
-          'sampled, clipped and noised like users but send a fixed random direction '
-          '(fl_analytics.privacy.canaries, audit.json); the accountant counts them, so the '
-          'sampling probability is that of users among users and canaries.'
-          if s.canaries else ''),
+      'notes': _notes(s, sampling_note, private=m.private),
   }
+
+
+def _aggregation_fields(s: DpSettings, *, private: bool) -> dict[str, Any]:
+  """What the secure sum and compression add to the statement."""
+  fields = {}
+  if s.secure_sum:
+    fields['secure_aggregation'] = (
+        "TFF SecureSumFactory (32-bit quantized secure sum of the clipped updates); "
+        "TFF's local runtime simulates the secure sum, so no cryptography ran here")
+  if s.compression_bits:
+    fields['compression'] = (
+        f'Updates uniformly quantized to {s.compression_bits} bits per coordinate '
+        "(TFF EncodedSumFactory) after clipping; the accountant covers how much "
+        'quantization can enlarge a clipped update (sensitivity_factor)' if private
+        else f'Updates uniformly quantized to {s.compression_bits} bits per '
+        'coordinate (TFF EncodedSumFactory)')
+  if private and (s.secure_sum or s.compression_bits):
+    fields.update(sensitivity_factor=s.sensitivity_factor,
+                  accounted_noise_multiplier=s.accounted_noise_multiplier)
+  return fields
+
+
+def _notes(s: DpSettings, sampling_note: str, *, private: bool) -> str:
+  """The statement's `notes`: its sampling, dropout, opt-out and canaries in words."""
+  notes = (sampling_note + ' Training metrics (train_loss) are simulation diagnostics '
+           'outside the guarantee. Evaluation uses held-out users only.' if private
+           else 'Non-private reference run (plain FedAvg): no privacy guarantee.')
+  if s.dropout and private:
+    notes += ' ' + dropout_note(s.dropout, s.sampling)
+  if s.opted_out_users:
+    notes += (f' {s.opted_out_users} users opted out: they are never sampled and their '
+              'data is never used; population_size counts only the users who can be '
+              'sampled.')
+  if s.canaries:
+    notes += (f' population_size includes {s.canaries} audit canaries: clients that are '
+              'sampled, clipped and noised like users but send a fixed random direction '
+              '(fl_analytics.privacy.canaries, audit.json); the accountant counts them, '
+              'so the sampling probability is that of users among users and canaries.')
+  return notes
 
 
 def privacy_statement(

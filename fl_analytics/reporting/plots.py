@@ -347,57 +347,22 @@ def audit(runs: Sequence[sweep_summary.Run], workdir: str) -> list[str]:
   fig, axes = plt.subplots(1, 2, figsize=(11, 4.6), sharey=True)
   panels = ((axes[0], 'final_model', 'final model delta (exact null)'),
             (axes[1], 'all_iterates', "all iterates (null fitted to unseen canaries)"))
-  top = 0.0
   # Side by side at one claim: each mechanism a little to the left or right.
   names = sorted({r.mechanism for r in audited})
+  shift = {m: 1.09 ** (i - (len(names) - 1) / 2) for i, m in enumerate(names)}
   # Runs at another client learning rate than most (canaries the users do not hide):
   # hollow markers, labelled with it.
   usual = _usual_learning_rate(audited)
-  shift = {m: 1.09 ** (i - (len(names) - 1) / 2) for i, m in enumerate(names)}
+  top = 0.0
   for ax, variant, title in panels:
     labelled = set()
     for run, claim in zip(audited, claims):
-      v = run.audit[variant]
       x = (claim if claim <= _NO_NOISE_CLAIM else edge) * shift[run.mechanism]
-      y = sweep_summary.audit_value(v['epsilon_estimate'])
-      low, high = (sweep_summary.audit_value(e) for e in v['epsilon_interval_90'])
-      style = _style(run.mechanism)
-      label = style.pop('label')
-      rate = _learning_rate(run)
-      if rate != usual:
-        label += f', client learning rate {rate:g}'
-        style['mfc'] = 'white'
-      flagged = v['exceeds_claim']
-      finite_y = [e for e in (y, low, high) if math.isfinite(e)]
-      top = max([top] + finite_y)
-      ax.errorbar([x], [min(y, 1e6)], yerr=[[max(y - low, 0)], [max(high - y, 0)]]
-                  if math.isfinite(high) and math.isfinite(y) else None,
-                  capsize=2, ls='none', markeredgecolor='red' if flagged else None,
-                  label=None if label in labelled else label, alpha=0.85, **style)
-      ax.plot([x], [sweep_summary.audit_value(v['epsilon_lower_bound'])], ls='none',
-              marker='v', mfc='none', color=style['color'], ms=5)
-      labelled.add(label)
+      top = max(top, _audit_point(ax, run, variant, x, usual, labelled))
     ax.set_title(title, fontsize=9)
   for ax, _, _ in panels:
-    lim = max(edge * 1.5, top * 1.2)
-    diagonal = np.geomspace(0.1, edge / 2, 50)
-    ax.plot(diagonal, diagonal, color='0.5', ls='--', lw=1, label='estimate = claim')
-    ax.plot([], [], ls='none', marker='v', mfc='none', color='0.3',
-            label=f'lower bound ({1 - audited[0].audit.get("alpha", 0.05):.0%} confidence)')
-    if len(finite) < len(claims):  # the no-noise column is not on the claim axis
-      ax.axvline(edge / 1.6, color='0.6', lw=0.8)
-    ax.set_xscale('log')
-    ax.set_yscale('symlog', linthresh=0.5)
-    ax.set_xlim(min(finite or [1.0]) / 1.6, edge * 1.6)
-    ax.set_ylim(0, lim)
-    ticks = sorted(set(round(c, 3) for c in finite)) + (
-        [edge] if len(finite) < len(claims) else [])
-    ax.set_xticks(ticks)
-    ax.set_xticklabels([f'{t:.3g}' if t < edge else 'no\nnoise' for t in ticks],
-                       fontsize=7)
-    ax.xaxis.set_minor_formatter(ticker.NullFormatter())
-    ax.set_xlabel('claimed ε (accountant)')
-    ax.grid(True, which='both', alpha=0.3)
+    _audit_axes(ax, finite, claims, edge, top,
+                confidence=1 - audited[0].audit.get('alpha', 0.05))
   axes[0].set_ylabel('estimated ε (canaries; bars: 90% bootstrap)')
   axes[0].legend(loc='upper left', fontsize=7, framealpha=0.9)
   a = audited[0].audit
@@ -406,6 +371,52 @@ def audit(runs: Sequence[sweep_summary.Run], workdir: str) -> list[str]:
                       f"{a['dimension']} parameters; red edge: flagged)"), fontsize=9)
   fig.tight_layout()
   return _save(fig, workdir, 'audit')
+
+
+def _audit_point(ax, run, variant: str, x: float, usual, labelled: set) -> float:
+  """One run's estimate (its 90% interval as a bar) and lower bound at claim `x`;
+  returns the largest finite value drawn."""
+  v = run.audit[variant]
+  y = sweep_summary.audit_value(v['epsilon_estimate'])
+  low, high = (sweep_summary.audit_value(e) for e in v['epsilon_interval_90'])
+  style = _style(run.mechanism)
+  label = style.pop('label')
+  rate = _learning_rate(run)
+  if rate != usual:
+    label += f', client learning rate {rate:g}'
+    style['mfc'] = 'white'
+  flagged = v['exceeds_claim']
+  ax.errorbar([x], [min(y, 1e6)], yerr=[[max(y - low, 0)], [max(high - y, 0)]]
+              if math.isfinite(high) and math.isfinite(y) else None,
+              capsize=2, ls='none', markeredgecolor='red' if flagged else None,
+              label=None if label in labelled else label, alpha=0.85, **style)
+  ax.plot([x], [sweep_summary.audit_value(v['epsilon_lower_bound'])], ls='none',
+          marker='v', mfc='none', color=style['color'], ms=5)
+  labelled.add(label)
+  return max([0.0] + [e for e in (y, low, high) if math.isfinite(e)])
+
+
+def _audit_axes(ax, finite, claims, edge: float, top: float, *, confidence: float) -> None:
+  """The diagonal, the lower-bound legend entry, the no-noise column and the scales."""
+  lim = max(edge * 1.5, top * 1.2)
+  diagonal = np.geomspace(0.1, edge / 2, 50)
+  ax.plot(diagonal, diagonal, color='0.5', ls='--', lw=1, label='estimate = claim')
+  ax.plot([], [], ls='none', marker='v', mfc='none', color='0.3',
+          label=f'lower bound ({confidence:.0%} confidence)')
+  if len(finite) < len(claims):  # the no-noise column is not on the claim axis
+    ax.axvline(edge / 1.6, color='0.6', lw=0.8)
+  ax.set_xscale('log')
+  ax.set_yscale('symlog', linthresh=0.5)
+  ax.set_xlim(min(finite or [1.0]) / 1.6, edge * 1.6)
+  ax.set_ylim(0, lim)
+  ticks = sorted(set(round(c, 3) for c in finite)) + (
+      [edge] if len(finite) < len(claims) else [])
+  ax.set_xticks(ticks)
+  ax.set_xticklabels([f'{t:.3g}' if t < edge else 'no\nnoise' for t in ticks],
+                     fontsize=7)
+  ax.xaxis.set_minor_formatter(ticker.NullFormatter())
+  ax.set_xlabel('claimed ε (accountant)')
+  ax.grid(True, which='both', alpha=0.3)
 
 
 def _num_users(run: sweep_summary.Run) -> int:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from typing import Optional
 
 from fl_analytics.core import rundir
 from fl_analytics.privacy import sampling as sampling_lib
@@ -18,72 +19,85 @@ def run_summary(workdir: str) -> str:
   """A few lines: rounds, the privacy spent, held-out metrics and where files are."""
   rows = rundir.read_csv(os.path.join(workdir, rundir.METRICS_FILE))
   statement = rundir.read_json(os.path.join(workdir, rundir.PRIVACY_FILE))
-  if statement['epsilon'] is None:
-    privacy_line = 'no differential privacy (the non-private reference)'
-  else:
-    sampling = sampling_lib.get(statement['sampling']).summary.format(**statement)
-    privacy_line = (
-        f"epsilon {statement['epsilon']:.3g} at delta {statement['delta']:g} "
-        f"({statement['mechanism']}, noise multiplier "
-        f"{statement['noise_multiplier']:.3g}, {statement['accountant'].upper()} "
-        f"accountant, {sampling} of {statement['population_size']} users; "
-        f"unit: {statement['unit_of_privacy']})")
-  lines = [f"{len(rows)} rounds, {privacy_line}."]
+  lines = [f"{len(rows)} rounds, {_privacy_line(statement)}."]
   ev = last_evaluated_row(rows)
   task = tasks.for_run(rundir.read_json(os.path.join(workdir, rundir.CONFIG_FILE)))
   if ev:
-    baseline = task.accuracy_baseline([{k + '_mean': float(v) for k, v in ev.items()
-                                        if k.startswith('eval_') and v != ''}])
-    lines.append(
-        f"Held-out users at round {ev['round']}: {task.headline.name} "
-        f"{float(ev[task.headline.column]):.3f}, {task.accuracy.name} "
-        f"{float(ev[task.accuracy.column]):.3f}"
-        + (f' ({baseline[1]}: {baseline[0]:.3f})' if baseline else '')
-        + f", log loss {float(ev['eval_loss']):.3f}.")
+    lines.append(_held_out_line(task, ev))
   ev_path = os.path.join(workdir, rundir.EVALUATION_FILE)
   final = rundir.read_json(ev_path) if os.path.exists(ev_path) else None
   if final:
-    users = final['per_user']
-    lines.append(
-        f"Per held-out user (round {final['round']}, {users['users']} users): log loss "
-        f"median {users['loss_percentiles']['p50']:.3f} (p10 "
-        f"{users['loss_percentiles']['p10']:.3f}, p90 {users['loss_percentiles']['p90']:.3f}); "
-        f"worse than a constant prediction for {100 * users['share_worse_than_baseline_loss']:.0f}% "
-        'of users.' + (f" Calibration error (ECE) "
-                       f"{final['calibration']['expected_calibration_error']:.3f}."
-                       if 'calibration' in final else ''))
-    pers = final.get('personalization')
-    if pers:
-      metric = 'auc' if 'auc' in pers['global'] else 'accuracy'
-      lines.append(
-          f"Personalization ({pers['steps']} local steps on each user's early days, "
-          f"scored on their later days, {pers['users']} users): "
-          f"{'AUC' if metric == 'auc' else 'top-1 accuracy'} "
-          f"{pers['global'][metric]:.3f} -> {pers['personalized'][metric]:.3f}, log loss "
-          f"{pers['global']['loss']:.3f} -> {pers['personalized']['loss']:.3f}; "
-          f"{100 * pers['share_of_users_improved']:.0f}% of users improved.")
+    lines += _final_evaluation_lines(task, final)
   audit_path = os.path.join(workdir, rundir.AUDIT_FILE)
   audit = rundir.read_json(audit_path) if os.path.exists(audit_path) else None
   if audit:
     lines.append(audit_line(audit))
   lines.append(f'Results in {workdir}/:')
-  for name, what in (
-      (rundir.CONFIG_FILE, 'the resolved config'),
-      (rundir.METRICS_FILE, 'one row per round'),
-      (rundir.PRIVACY_FILE, 'the privacy statement'),
-      *(((rundir.EVALUATION_FILE, 'per-user metrics, '
-          + ('calibration, ' if 'calibration' in final else '') + 'personalization'),
-         *(((rundir.USERS_FILE, 'one row per held-out user'),)
-           if os.path.exists(os.path.join(workdir, rundir.USERS_FILE)) else ()),
-         *((('figures/', 'calibration.png: the reliability diagram'),)
-           if 'calibration' in final else ())) if final else ()),
-      *(((rundir.AUDIT_FILE, 'the canaries\' epsilon estimate beside the claim'),)
-        if audit else ()),
-      (rundir.TENSORBOARD_DIR + '/', 'TensorBoard summaries'),
-      (rundir.CHECKPOINT_DIR + '/', 'server state; run the command again to resume'),
-  ):
-    lines.append(f'  {name:<15} {what}')
+  lines += [f'  {name:<15} {what}' for name, what in _files(workdir, final, audit)]
   return '\n'.join(lines)
+
+
+def _privacy_line(statement: dict) -> str:
+  if statement['epsilon'] is None:
+    return 'no differential privacy (the non-private reference)'
+  sampling = sampling_lib.get(statement['sampling']).summary.format(**statement)
+  return (f"epsilon {statement['epsilon']:.3g} at delta {statement['delta']:g} "
+          f"({statement['mechanism']}, noise multiplier "
+          f"{statement['noise_multiplier']:.3g}, {statement['accountant'].upper()} "
+          f"accountant, {sampling} of {statement['population_size']} users; "
+          f"unit: {statement['unit_of_privacy']})")
+
+
+def _held_out_line(task, ev: dict) -> str:
+  baseline = task.accuracy_baseline([{k + '_mean': float(v) for k, v in ev.items()
+                                      if k.startswith('eval_') and v != ''}])
+  return (f"Held-out users at round {ev['round']}: {task.headline.name} "
+          f"{float(ev[task.headline.column]):.3f}, {task.accuracy.name} "
+          f"{float(ev[task.accuracy.column]):.3f}"
+          + (f' ({baseline[1]}: {baseline[0]:.3f})' if baseline else '')
+          + f", log loss {float(ev['eval_loss']):.3f}.")
+
+
+def _final_evaluation_lines(task, final: dict) -> list[str]:
+  users = final['per_user']
+  p = users['loss_percentiles']
+  lines = [
+      f"Per held-out user (round {final['round']}, {users['users']} users): log loss "
+      f"median {p['p50']:.3f} (p10 {p['p10']:.3f}, p90 {p['p90']:.3f}); worse than a "
+      f"constant prediction for {100 * users['share_worse_than_baseline_loss']:.0f}% "
+      'of users.' + (f" Calibration error (ECE) "
+                     f"{final['calibration']['expected_calibration_error']:.3f}."
+                     if 'calibration' in final else '')]
+  pers = final.get('personalization')
+  if pers:
+    metric = task.personalization
+    key = metric.column[len('eval_'):]
+    lines.append(
+        f"Personalization ({pers['steps']} local steps on each user's early days, "
+        f"scored on their later days, {pers['users']} users): {metric.name} "
+        f"{pers['global'][key]:.3f} -> {pers['personalized'][key]:.3f}, log loss "
+        f"{pers['global']['loss']:.3f} -> {pers['personalized']['loss']:.3f}; "
+        f"{100 * pers['share_of_users_improved']:.0f}% of users improved.")
+  return lines
+
+
+def _files(workdir: str, final: Optional[dict], audit: Optional[dict]):
+  """(name, what it holds) of the run directory's files, as far as they exist."""
+  files = [(rundir.CONFIG_FILE, 'the resolved config'),
+           (rundir.METRICS_FILE, 'one row per round'),
+           (rundir.PRIVACY_FILE, 'the privacy statement')]
+  if final:
+    files.append((rundir.EVALUATION_FILE, 'per-user metrics, '
+                  + ('calibration, ' if 'calibration' in final else '') + 'personalization'))
+    if os.path.exists(os.path.join(workdir, rundir.USERS_FILE)):
+      files.append((rundir.USERS_FILE, 'one row per held-out user'))
+    if 'calibration' in final:
+      files.append(('figures/', 'calibration.png: the reliability diagram'))
+  if audit:
+    files.append((rundir.AUDIT_FILE, 'the canaries\' epsilon estimate beside the claim'))
+  files += [(rundir.TENSORBOARD_DIR + '/', 'TensorBoard summaries'),
+            (rundir.CHECKPOINT_DIR + '/', 'server state; run the command again to resume')]
+  return files
 
 
 def _eps(value) -> str:

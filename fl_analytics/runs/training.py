@@ -34,6 +34,7 @@ import time
 from typing import Any, Callable, Optional
 
 from absl import logging
+import ml_collections
 import numpy as np
 # TensorFlow must be imported before absl's app.run starts main(): imported inside it,
 # tf.keras.Input returns graph tensors and Keras functional models fail to build.
@@ -151,9 +152,23 @@ def check_config(config) -> None:
                      f'{config.sampling}. Found {config.clients_per_round}.')
 
 
+@dataclasses.dataclass(frozen=True)
+class RunSettings:
+  """A launch's settings, checked, calibrated and resolved once (`resolve_config`):
+  what the round loop, the engine, the recorder and the statement read."""
+
+  config: ml_collections.FrozenConfigDict  # the run's config, read-only
+  resolved: dict[str, Any]  # config.json's body, with its `resolved` section
+  dp: mechanisms.DpSettings  # what the aggregator, accountant and statement read
+
+  @property
+  def task(self) -> tasks.Task:
+    return tasks.get(self.config.task)
+
+
 def resolve_config(config, *, population_size: int, stored: Optional[dict] = None,
-                   opted_out_users: int = 0) -> tuple[dict, mechanisms.DpSettings]:
-  """The config dict of the run and its DP settings, validated and calibrated once.
+                   opted_out_users: int = 0) -> RunSettings:
+  """The run's settings, validated and calibrated once.
 
   `config` has passed `check_config` (the checks that need no data; `train_and_evaluate`
   runs them once, before loading data); here come the checks that need the population
@@ -208,7 +223,7 @@ def resolve_config(config, *, population_size: int, stored: Optional[dict] = Non
   aggregators.check(settings)
   if settings.derived is not None:  # recorded under the mechanism's name
     resolved['resolved'][m.name] = dict(settings.derived)
-  return resolved, settings
+  return RunSettings(ml_collections.FrozenConfigDict(resolved), resolved, settings)
 
 
 def dp_settings(resolved: dict,
@@ -249,14 +264,14 @@ def replay_config(run_config: dict, base, *, num_rounds: Optional[int] = None):
 def _prepare_workdir(config, workdir: str, data: clients.FederatedData):
   """Validates against any run already in `workdir`, under its lock.
 
-  Returns (resolved config, its DP settings, start round, the start round's checkpoint
-  leaves or None, the metrics rows up to the start round). Everything that can refuse
+  Returns (the run's `RunSettings`, start round, the start round's checkpoint leaves or
+  None, the metrics rows up to the start round). Everything that can refuse
   does so before `config.json` is (re)written.
   """
   config_path = os.path.join(workdir, rundir.CONFIG_FILE)
   metrics_path = os.path.join(workdir, rundir.METRICS_FILE)
   stored = rundir.read_json(config_path) if os.path.exists(config_path) else None
-  resolved, settings = resolve_config(
+  run_settings = resolve_config(
       config, population_size=data.population_size + config.audit.canaries,
       stored=stored, opted_out_users=data.num_opted_out)
   start, leaves, rows = 0, None, []
@@ -265,7 +280,7 @@ def _prepare_workdir(config, workdir: str, data: clients.FederatedData):
         f'{config_path} is missing, but {workdir} holds the metrics or checkpoints of a '
         'run: starting over would mix two runs. Restore the file, or use a new --workdir.')
   if stored is not None:
-    diffs = rundir.config_differences(stored, resolved, ignore=_MUTABLE_KEYS,
+    diffs = rundir.config_differences(stored, run_settings.resolved, ignore=_MUTABLE_KEYS,
                                       added=_ADDED_KEYS)
     if diffs:
       raise ConfigMismatchError(
@@ -297,8 +312,8 @@ def _prepare_workdir(config, workdir: str, data: clients.FederatedData):
           'Continuing to %d rounds with the noise multiplier calibrated for %d: '
           'epsilon will exceed dp.target_epsilon=%g.', config.num_rounds,
           stored['num_rounds'], config.dp.target_epsilon)
-  rundir.write_json(config_path, resolved)
-  return resolved, settings, start, leaves, rows
+  rundir.write_json(config_path, run_settings.resolved)
+  return run_settings, start, leaves, rows
 
 
 def _evaluate(task, keras_model, model_weights, x: np.ndarray,
@@ -337,7 +352,7 @@ def train_and_evaluate(config, workdir: str,
       raise
     except ValueError as e:
       raise InvalidSettingsError(str(e)) from e
-    return _train(config, workdir, task, data, *prepared, on_round=on_round)
+    return _train(workdir, data, *prepared, on_round=on_round)
 
 
 @dataclasses.dataclass
@@ -371,11 +386,12 @@ def observers_for(config, *, keras_model, data) -> list:
       initial_weights=keras_model.get_weights()[:len(keras_model.trainable_weights)])]
 
 
-def _train(config, workdir: str, task, data: clients.FederatedData, resolved: dict,
-           settings: mechanisms.DpSettings, start_round: int, start_leaves, rows: list, *,
+def _train(workdir: str, data: clients.FederatedData, run_settings: RunSettings,
+           start_round: int, start_leaves, rows: list, *,
            on_round: Optional[Callable[[dict], None]]) -> dict[str, Any]:
   """The rounds from `start_round` on, and the final evaluation (under the lock):
-  setup, the round loop, finish."""
+  setup, the round loop, finish. Everything reads `run_settings`."""
+  config, task, settings = run_settings.config, run_settings.task, run_settings.dp
   _log_population(task, data)
   if (start_round >= config.num_rounds
       and not rundir.incomplete_reasons(workdir, config.num_rounds)):
@@ -383,7 +399,7 @@ def _train(config, workdir: str, task, data: clients.FederatedData, resolved: di
     return rows[-1] if rows else {}
   if start_round:
     logging.info('Resuming %s after round %d.', workdir, start_round)
-  run = _setup(config, workdir, task, data, resolved, settings, rows, on_round)
+  run = _setup(run_settings, workdir, data, rows, on_round)
   with engines.build(
       config.runtime.engine, run.process, client_datasets(config), workdir=workdir,
       max_concurrent_computation_calls=config.runtime.max_concurrent_computation_calls,
@@ -395,11 +411,12 @@ def _train(config, workdir: str, task, data: clients.FederatedData, resolved: di
   return run.recorder.last_row or {}
 
 
-def _setup(config, workdir, task, data, resolved, settings, rows, on_round) -> _Run:
+def _setup(run_settings: RunSettings, workdir, data, rows, on_round) -> _Run:
   """Everything the loop needs that does not run a round."""
+  config, task, settings = run_settings.config, run_settings.task, run_settings.dp
   # Cohorts, dropout and step caps: from the recorded seed (simulation), or from a
   # secret one that config.json does not give away (dp.reproducible_sampling=False).
-  sampling_seed = (config.seed if resolved['dp']['reproducible_sampling']
+  sampling_seed = (config.seed if settings.reproducible_sampling
                    else rundir.secret_seed(workdir))
   process = build_process(config, task, settings)
   # Built after the process: in Keras 2.14 a model built eagerly *before* TFF traces

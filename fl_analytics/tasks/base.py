@@ -43,6 +43,8 @@ class Task:
   eval_columns: ClassVar[tuple[str, ...]]  # the eval_* columns of metrics.csv it fills
   headline: ClassVar[Metric]  # what a frontier plots and a summary leads with
   accuracy: ClassVar[Metric]  # the second panel of the frontier
+  # What the run summary compares for personalization (global against personalized).
+  personalization: ClassVar[Metric]
   # Config keys of this task that must be positive integers.
   positive_int_keys: ClassVar[tuple[str, ...]] = ()
   # The final evaluation adds a reliability diagram (calibration.csv).

@@ -27,6 +27,7 @@ class Churn(base.Task):
   eval_columns = ('eval_loss', 'eval_accuracy', 'eval_auc', 'eval_base_rate')
   headline = base.Metric('eval_auc', 'AUC', 'AUC', 'held-out ROC AUC', 'auc_by_round')
   accuracy = base.Metric('eval_accuracy', 'accuracy', 'accuracy', 'held-out accuracy')
+  personalization = headline
   calibrates = True
   vectorized = True
 

@@ -28,6 +28,7 @@ class NextAction(base.Task):
                          'held-out top-3 accuracy', 'top3_accuracy_by_round')
   accuracy = base.Metric('eval_accuracy', 'top-1', 'top-1 accuracy',
                          'held-out top-1 accuracy')
+  personalization = accuracy
   positive_int_keys = ('data.context_events', 'data.max_examples_per_user',
                        'model.embedding_dim', 'model.filters', 'model.kernel_size')
 
