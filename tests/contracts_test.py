@@ -18,6 +18,7 @@ import pytest
 
 from fl_analytics import engines
 from fl_analytics import tasks
+from fl_analytics.core import config_files
 from fl_analytics.core import rundir
 from fl_analytics.privacy import aggregators
 from fl_analytics.privacy import canaries
@@ -35,6 +36,7 @@ PRIVATE = [m for m in MECHANISMS if mechanisms.get(m).private]
 ACCOUNTED = [(m, s, a) for m in PRIVATE for s in mechanisms.get(m).samplings
              for a in mechanisms.get(m).accountants if a in sampling.get(s).accountants]
 NUM_PARAMETERS = 577  # the default churn model's
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def _settings(mechanism, scheme, accountant='rdp', z=2.0):
@@ -163,7 +165,7 @@ def test_each_mechanism_builds_its_tff_aggregator(mechanism):
 
   m = mechanisms.get(mechanism)
   settings = dataclasses.replace(_settings(mechanism, m.samplings[0]), restart_period=4,
-                                 noise_seed=0 if mechanism != 'distributed' else None)
+                                 noise_seed=0)
   aggregators.check(settings)
   specs = [tf.TensorSpec([16, 32], tf.float32), tf.TensorSpec([32], tf.float32)]
   factory = aggregators.build(settings, record_specs=specs)
@@ -196,14 +198,17 @@ def test_every_scheme_is_accounted_for_some_mechanism(scheme):
 # --- tasks --------------------------------------------------------------------------------
 
 
+def task_config(task: str, **overrides):
+  """A tiny config of `task`: `configs/TASK.py` if there is one (a task's own keys),
+  else the base config with `task` set."""
+  path = os.path.join(REPO, 'configs', f'{task}.py')
+  base = config_files.load(path) if os.path.exists(path) else None
+  return tiny_config(base=base, **{'task': task, **overrides})
+
+
 @pytest.fixture(scope='module', params=TASKS)
 def task_and_config(request):
-  from configs import next_action  # pylint: disable=g-import-not-at-top
-
-  overrides = {'task': request.param}
-  base = tiny_config(**overrides) if request.param == tasks.DEFAULT else tiny_config(
-      base=next_action.get_config())
-  return tasks.get(request.param), base
+  return tasks.get(request.param), task_config(request.param)
 
 
 def test_task_examples_fit_its_input_spec_and_model(task_and_config):
@@ -257,8 +262,8 @@ def test_task_baseline_reads_summary_rows(task):
 def test_engine_refuses_only_the_tasks_and_mechanisms_it_does_not_declare(
     engine, mechanism, task):
   m = mechanisms.get(mechanism)
-  config = tiny_config(**{'task': task, 'runtime.engine': engine,
-                          'dp.mechanism': mechanism, 'sampling': m.samplings[0]})
+  config = task_config(task, **{'runtime.engine': engine, 'dp.mechanism': mechanism,
+                                'sampling': m.samplings[0]})
   runs_it = engine != 'vectorized' or (m.vectorized and tasks.get(task).vectorized)
   if runs_it:
     engines.check_config(config)
@@ -304,15 +309,10 @@ def _tiny_runs():
 
 @pytest.mark.parametrize('name', list(_tiny_runs()))
 def test_a_two_round_tiny_run_finishes(name, tmp_path):
-  from configs import next_action  # pylint: disable=g-import-not-at-top
   from fl_analytics.runs import training  # pylint: disable=g-import-not-at-top
 
-  overrides = _tiny_runs()[name]
-  base = next_action.get_config() if overrides.get('task') == 'next_action' else None
-  config = tiny_config(base=base, **{**overrides, 'evaluation.personalization_steps': 0})
-  if config.dp.mechanism == 'distributed':  # a cohort the modular sum can hold
-    config = tiny_config(base=base, **{**overrides, 'evaluation.personalization_steps': 0,
-                                       'dp.bits': 12})
+  overrides = {**_tiny_runs()[name], 'evaluation.personalization_steps': 0}
+  config = task_config(overrides.pop('task', tasks.DEFAULT), **overrides)
   workdir = str(tmp_path / name)
   training.train_and_evaluate(config, workdir)
   assert not rundir.incomplete_reasons(workdir, 2)

@@ -248,8 +248,11 @@ class VectorizedEngine(MapReduceEngine):
   @classmethod
   def check(cls, config) -> None:
     refused = []
-    if not tasks.get(config.task).vectorized:
+    task = tasks.get(config.task)
+    if not task.vectorized:
       refused.append(f'task={config.task} (it runs {", ".join(tasks.names(vectorized=True))})')
+    elif task.vectorized_refusal(config):
+      refused.append(task.vectorized_refusal(config))
     if config.dp.mechanism not in mechanisms.names(vectorized=True):
       refused.append(f'dp.mechanism={config.dp.mechanism} (it runs '
                      f'{", ".join(mechanisms.names(vectorized=True))})')
@@ -259,8 +262,6 @@ class VectorizedEngine(MapReduceEngine):
       refused.append('dp.secure_sum=True')
     if config.audit.canaries:
       refused.append(f'audit.canaries={config.audit.canaries}')
-    if config.model.hidden_units < 1:
-      refused.append('model.hidden_units=0')
     if refused:
       raise ValueError('runtime.engine=vectorized does not run ' + ', '.join(refused)
                        + '. Use runtime.engine=mapreduce.')

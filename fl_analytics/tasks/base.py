@@ -97,6 +97,12 @@ class Task:
     """Elements of each trainable tensor (what the secure sum and compression bound)."""
     return self._tensor_sizes(**self.model_kwargs(config))
 
+  def vectorized_refusal(self, config) -> str:
+    """What of `config` the `vectorized` engine's path for this task cannot run ('':
+    nothing); asked only of a task that declares `vectorized`."""
+    del config
+    return ''
+
   def resolved_extras(self, config) -> dict[str, Any]:
     """What the task adds to config.json's `resolved` section."""
     del config

@@ -52,6 +52,9 @@ class Churn(base.Task):
   def _tensor_sizes(self, **kwargs) -> list[int]:
     return models.churn_tensor_sizes(**kwargs)
 
+  def vectorized_refusal(self, config) -> str:
+    return 'model.hidden_units=0' if config.model.hidden_units < 1 else ''
+
   def resolved_extras(self, config) -> dict[str, Any]:
     del config
     return {'num_features': features.NUM_FEATURES}
