@@ -12,7 +12,7 @@ DEMO_DIR ?= runs/demo
 REFERENCE_RUNS ?= runs/reference
 PARALLEL ?=
 
-.PHONY: setup test test-fast docs demo reproduce mechanisms compression analytics next_action export audit scale bench bench-scale bench-ray clean-runs
+.PHONY: setup test test-fast docs tutorial demo reproduce mechanisms compression analytics next_action export audit scale bench bench-scale bench-ray clean-runs
 MECHANISM_RUNS ?= runs/mechanisms
 COMPRESSION_RUNS ?= runs/compression
 NEXT_ACTION_RUNS ?= runs/next_action
@@ -58,6 +58,11 @@ endef
 define export_small_files
 	$(PY) experiments/export_reference.py --workdir=$(1) --reference=$(2)
 endef
+
+# docs/tutorial.ipynb executed in place, its outputs from the full version (a few
+# minutes; tests/tutorial_test.py runs its fast version).
+tutorial: setup
+	FL_TUTORIAL_FAST= $(VENV)/bin/jupyter-execute --inplace docs/tutorial.ipynb
 
 # A small privacy sweep (3 budgets x 2 seeds + the non-private reference) and its plots.
 demo: setup
