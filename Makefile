@@ -63,6 +63,8 @@ endef
 # minutes; tests/tutorial_test.py runs its fast version).
 tutorial: setup
 	FL_TUTORIAL_FAST= $(VENV)/bin/jupyter-execute --inplace docs/tutorial.ipynb
+	# TensorFlow's start-up notices (stderr) and the cells' timing metadata are not kept.
+	$(PY) -c 'import nbformat as n; b = n.read("docs/tutorial.ipynb", 4); 	[(c.metadata.pop("execution", None), c.__setitem__("outputs", [o for o in c.outputs if o.get("name") != "stderr"])) for c in b.cells if c.cell_type == "code"]; 	n.write(b, "docs/tutorial.ipynb")'
 
 # A small privacy sweep (3 budgets x 2 seeds + the non-private reference) and its plots.
 demo: setup
