@@ -27,7 +27,7 @@ elements is quantized between its own min and max with stochastic rounding and
 bit-packed. For `none` it is the value sum of the mean; for `gaussian_fixed` and `tree`
 it sums the clipped updates inside `DifferentiallyPrivateFactory` (as the secure sum
 does), so quantization can enlarge a clipped record, which the accountant covers
-(`privacy.compression_sensitivity_factor`). Not with `gaussian_adaptive` (the clip
+(`statement.compression_sensitivity_factor`). Not with `gaussian_adaptive` (the clip
 count query would need its own analysis), `distributed` (it already quantizes to
 `dp.bits`) or `secure_sum` (`EncodedSumFactory` takes no inner sum). The stochastic
 rounding is drawn by TensorFlow unseeded: compressed runs do not repeat exactly.
