@@ -1,1 +1,3 @@
-"""Client data: the synthetic population, featurization and the train/eval split."""
+"""Layer 1, the population: the synthetic generator and its counter-based draws, event
+files and their per-user store, featurization, the population as a function of the user
+index with its train/held-out split, and device behaviour (consent, dropout, speed)."""
