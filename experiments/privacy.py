@@ -44,7 +44,10 @@ _MECHANISM = flags.DEFINE_enum(
     'gaussian (gaussian_fixed or gaussian_adaptive), tree (DP-FTRL) or distributed '
     '(Skellam): the values of dp.mechanism.')
 _CLIP = flags.DEFINE_float('clip', 0.2, 'distributed: the L2 clip (dp.clip).')
-_BITS = flags.DEFINE_integer('bits', 16, 'distributed: bit width of the secure sum.')
+# Every mechanism's own keys (`Mechanism.config`), as flags of the same names.
+_DEFINE = {bool: flags.DEFINE_bool, int: flags.DEFINE_integer, float: flags.DEFINE_float,
+           str: flags.DEFINE_string}
+_OWN = [_DEFINE[type(k.default)](k.name, k.default, k.doc) for k in mechanisms.config_keys()]
 _DIM = flags.DEFINE_integer('dim', None, 'distributed: number of model parameters '
                             '(577 for the default churn model).')
 _TARGET = flags.DEFINE_float('target_epsilon', None,
@@ -72,7 +75,8 @@ def _settings(z: float) -> mechanisms.DpSettings:
   return mechanisms.settings(
       mechanism=name, noise_multiplier=z, clip=_CLIP.value, clients_per_round=_M.value,
       population_size=_N.value, sampling=_SAMPLING.value, accountant=_ACCOUNTANT.value,
-      delta=_DELTA.value, bits=_BITS.value, num_parameters=num_parameters)
+      delta=_DELTA.value, num_parameters=num_parameters,
+      **{flag.name: flag.value for flag in _OWN})
 
 
 def main(argv):
