@@ -61,6 +61,7 @@ def test_writes_every_artifact(exported):
   assert tflite.FLOAT_MODEL in card and 'ms / example' in card
 
 
+@pytest.mark.slow
 def test_float_tflite_matches_keras_and_quantized_stays_within_the_margin(exported):
   workdir, output, result, data = exported
   parity = result['parity']
@@ -84,6 +85,7 @@ def test_float_tflite_matches_keras_and_quantized_stays_within_the_margin(export
   del config, keras_model
 
 
+@pytest.mark.slow
 def test_raw_events_through_the_spec_and_tflite_give_the_pipelines_scores(exported):
   workdir, output, _, data = exported
   spec = rundir.read_json(os.path.join(output, tflite.FEATURES_FILE))
@@ -115,6 +117,7 @@ def test_raw_events_through_the_spec_and_tflite_give_the_pipelines_scores(export
     assert spec['input']['shape'] == [None, 16]
 
 
+@pytest.mark.slow
 def test_personalization_in_the_interpreter_matches_python(exported):
   _, _, result, _ = exported
   p = result['personalization']

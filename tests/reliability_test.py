@@ -93,6 +93,7 @@ def test_tree_restarts_follow_rounds_when_a_whole_cohort_drops_out(tree_run):
   assert rundir.read_json(os.path.join(tree_run, rundir.PRIVACY_FILE))['rounds'] == 12
 
 
+@pytest.mark.slow
 def test_statement_says_simulation_only_and_what_the_guarantee_does_not_cover(tree_run):
   written = rundir.read_json(os.path.join(tree_run, rundir.PRIVACY_FILE))
   assert written['differentially_private'] is True
