@@ -137,6 +137,7 @@ def test_unfinished_run_is_refused_naming_the_directory(tmp_path):
     tflite.load_run(str(tmp_path))
 
 
+@pytest.mark.slow
 def test_unreadable_final_checkpoint_is_refused_not_replaced_by_an_earlier_one(
     exported, tmp_path):
   copy = str(tmp_path / 'run')
