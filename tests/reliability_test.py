@@ -443,3 +443,89 @@ def test_a_run_without_its_config_json_is_refused(copy):
   with pytest.raises(rundir.RunDirectoryError, match=r'config.json is missing, but .* '
                      r'holds the metrics or checkpoints of a run'):
     training.train_and_evaluate(_config(**_FINISHED), copy)
+
+
+# --- Issue 30: the run directory never lies --------------------------------------------
+
+
+def _bytes(workdir, name):
+  with open(os.path.join(workdir, name), 'rb') as f:
+    return f.read()
+
+
+@pytest.mark.slow
+def test_a_kill_between_the_last_checkpoint_and_its_statement_is_repaired_on_rerun(
+    monkeypatch, tmp_path):
+  config, workdir = _config(**{'dp.mechanism': 'gaussian_fixed'}), str(tmp_path / 'run')
+  write = rundir.write_json
+
+  def killed(path, obj):  # round 3's checkpoint is in place, its statement is not
+    if path.endswith(rundir.PRIVACY_FILE) and obj.get('rounds') == 3:
+      raise KeyboardInterrupt
+    write(path, obj)
+
+  monkeypatch.setattr(rundir, 'write_json', killed)
+  with pytest.raises(KeyboardInterrupt):
+    training.train_and_evaluate(config, workdir)
+  monkeypatch.setattr(rundir, 'write_json', write)
+  assert rundir.read_json(os.path.join(workdir, rundir.PRIVACY_FILE))['rounds'] == 2
+  training.train_and_evaluate(config, workdir)
+  written = rundir.read_json(os.path.join(workdir, rundir.PRIVACY_FILE))
+  assert written['rounds'] == 3
+  assert written['epsilon'] == pytest.approx(float(_rows(workdir)[-1]['epsilon']), rel=1e-12)
+  assert not rundir.incomplete_reasons(workdir, 3)
+
+
+@pytest.mark.slow
+def test_a_resume_without_its_secret_sampling_seed_is_refused(tmp_path):
+  config = _config(**{'num_rounds': 2, 'dp.reproducible_sampling': False})
+  workdir = str(tmp_path / 'run')
+  training.train_and_evaluate(config, workdir)
+  os.unlink(os.path.join(workdir, rundir.SECRET_SAMPLING_SEED_FILE))
+  before = _bytes(workdir, rundir.METRICS_FILE)
+  with pytest.raises(rundir.RunDirectoryError, match='secret_sampling_seed is missing'):
+    training.train_and_evaluate(_config(**{'num_rounds': 3,
+                                           'dp.reproducible_sampling': False}), workdir)
+  assert _bytes(workdir, rundir.METRICS_FILE) == before
+
+
+def test_checkpoints_that_are_not_a_directory_are_refused_and_lose_nothing(copy):
+  shutil.rmtree(os.path.join(copy, rundir.CHECKPOINT_DIR))
+  open(os.path.join(copy, rundir.CHECKPOINT_DIR), 'w').close()
+  before = _bytes(copy, rundir.METRICS_FILE)
+  with pytest.raises(rundir.RunDirectoryError, match='checkpoints is not a directory'):
+    training.train_and_evaluate(_config(**_FINISHED, num_rounds=4), copy)
+  assert _bytes(copy, rundir.METRICS_FILE) == before
+
+
+def test_unreadable_checkpoints_are_refused_on_every_rerun_not_started_over(copy):
+  for round_num in rundir.checkpoint_rounds(copy):
+    with open(rundir.checkpoint_path(copy, round_num), 'r+b') as f:
+      f.write(b'\0' * 64)
+  before = _bytes(copy, rundir.METRICS_FILE)
+  config = _config(**_FINISHED, num_rounds=4)
+  with pytest.raises(rundir.RunDirectoryError, match='No checkpoint .* can be read'):
+    training.train_and_evaluate(config, copy)
+  with pytest.raises(rundir.RunDirectoryError,
+                     match='has 3 rounds, but the newest readable checkpoint .* round 0'):
+    training.train_and_evaluate(config, copy)  # the .corrupt files are not a fresh start
+  assert _bytes(copy, rundir.METRICS_FILE) == before
+
+
+@pytest.mark.slow
+def test_a_checkpoint_of_another_model_is_refused_naming_it(copy):
+  path = rundir.checkpoint_path(copy, rundir.latest_checkpoint_round(copy))
+  np.savez(path, np.zeros(3))
+  with pytest.raises(rundir.RunDirectoryError, match=r'round_000003\.npz does not fit '
+                     r'the run in config.json \(1 arrays, not the'):
+    training.train_and_evaluate(_config(**_FINISHED, num_rounds=4), copy)
+
+
+@pytest.mark.parametrize('overrides, message', [
+    ({'model.hidden_units': -1}, r'model.hidden_units must be an integer >= 0'),
+    ({'dp.mechanism': 'none', 'dp.target_epsilon': 2.0},
+     r'dp.target_epsilon=2.0 is set, but dp.mechanism=none adds no noise'),
+])
+def test_settings_that_were_silently_accepted_are_refused_by_name(overrides, message):
+  with pytest.raises(ValueError, match=message):
+    training.check_config(_config(**overrides))

@@ -171,8 +171,12 @@ def checkpoint_path(workdir: str, round_num: int) -> str:
 def checkpoint_rounds(workdir: str) -> list[int]:
   """The rounds with a checkpoint, ascending."""
   directory = os.path.join(workdir, CHECKPOINT_DIR)
-  if not os.path.isdir(directory):
+  if not os.path.lexists(directory):
     return []
+  if not os.path.isdir(directory):
+    raise RunDirectoryError(
+        f'{directory} is not a directory: the run\'s checkpoints cannot be read or '
+        'written. Move it away (or use a new --workdir).')
   return sorted(int(m.group(1)) for m in map(_CKPT_RE.match, os.listdir(directory)) if m)
 
 
@@ -229,12 +233,13 @@ def load_latest_checkpoint(
   return 0, None
 
 
-def secret_seed(workdir: str) -> int:
+def secret_seed(workdir: str, *, resuming: bool = False) -> int:
   """The run's secret sampling seed: drawn from the OS on first use, then read back.
 
   Written with mode 0600 and never copied into exported results, so the cohorts are
   unknown to whoever reads `config.json`, while a resumed run samples what an
-  uninterrupted one would have.
+  uninterrupted one would have. A `resuming` run whose seed file is gone is refused: a
+  new seed would sample other cohorts than the rounds already run.
   """
   import secrets  # pylint: disable=g-import-not-at-top
 
@@ -246,6 +251,11 @@ def secret_seed(workdir: str) -> int:
       raise RunDirectoryError(f'{path} does not hold a seed; the run cannot resume with '
                               'the same cohorts. Use a new directory.')
     return int(text)
+  if resuming:
+    raise RunDirectoryError(
+        f'{path} is missing, but the run in {workdir} has completed rounds: a new secret '
+        'seed would sample other cohorts than those rounds did. Restore the file, or '
+        'start the run over in a new --workdir.')
   seed = secrets.randbits(63)
   atomic_write_bytes(path, f'{seed}\n'.encode(), mode=0o600)  # never readable by others
   return seed

@@ -51,6 +51,12 @@ class RunRecorder:
     rundir.write_csv(self._path(rundir.METRICS_FILE), self._columns, [])
     rundir.write_json(self._path(rundir.PRIVACY_FILE), statement)
 
+  def resume(self, statement: dict[str, Any]) -> None:
+    """A resumed run: the statement of its checkpoint's round, written again. A kill
+    between a round's checkpoint and its statement leaves the file a round behind, and
+    the checkpoint is what counts."""
+    rundir.write_json(self._path(rundir.PRIVACY_FILE), statement)
+
   def record(self, row: dict[str, Any], state_leaves: Sequence[Any],
              statement: dict[str, Any]) -> None:
     """Writes completed round `row['round']`: metrics, checkpoint, privacy, TensorBoard,

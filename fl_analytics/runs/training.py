@@ -132,6 +132,10 @@ def check_config(config) -> None:
   devices.check_clients_config(config.clients)
   mechanisms.check_dropout(config.dp.mechanism, config.clients.dropout)
   dp = config.dp
+  if dp.target_epsilon is not None and not mechanisms.get(dp.mechanism).private:
+    raise ValueError(
+        f'dp.target_epsilon={dp.target_epsilon} is set, but dp.mechanism={dp.mechanism} '
+        'adds no noise to calibrate: unset dp.target_epsilon, or choose a DP mechanism.')
   calibrated = dp.target_epsilon is not None or not mechanisms.get(dp.mechanism).private
   statement.check_budget(delta=dp.delta, target_epsilon=dp.target_epsilon,
                          noise_multiplier=None if calibrated else dp.noise_multiplier,
@@ -294,6 +298,7 @@ def _prepare_workdir(config, workdir: str, data: clients.FederatedData):
           f'{config.num_rounds} is lower, and its metrics.csv and privacy.json cover '
           f'all {done}. Use num_rounds >= {done}, or a new --workdir.')
     start, leaves = rundir.load_latest_checkpoint(workdir, warn=logging.warning)
+    _check_rows_beyond_checkpoint(workdir, start)
     if start:
       if not os.path.exists(metrics_path):
         raise rundir.RunDirectoryError(
@@ -314,6 +319,27 @@ def _prepare_workdir(config, workdir: str, data: clients.FederatedData):
           stored['num_rounds'], config.dp.target_epsilon)
   rundir.write_json(config_path, run_settings.resolved)
   return run_settings, start, leaves, rows
+
+
+# Metrics rows a resumable run may hold beyond its newest readable checkpoint: the round
+# whose checkpoint was not yet written when it stopped, and the round of a checkpoint
+# found unreadable (`rundir.load_latest_checkpoint` falls back to the one before).
+_ROWS_BEYOND_CHECKPOINT = 2
+
+
+def _check_rows_beyond_checkpoint(workdir: str, start: int) -> None:
+  """RunDirectoryError when metrics.csv has more rounds than a resume from round
+  `start` could explain: starting over would overwrite them."""
+  metrics_path = os.path.join(workdir, rundir.METRICS_FILE)
+  if not os.path.isfile(metrics_path):
+    return
+  rows = len(rundir.read_metrics(metrics_path))
+  if rows > start + _ROWS_BEYOND_CHECKPOINT:
+    raise rundir.RunDirectoryError(
+        f'{metrics_path} has {rows} rounds, but the newest readable checkpoint in '
+        f'{os.path.join(workdir, rundir.CHECKPOINT_DIR)} is of round {start}: resuming '
+        f'would run rounds {start + 1}-{rows} again over their metrics. Restore the '
+        'checkpoints, or use a new --workdir.')
 
 
 def _evaluate(task, keras_model, model_weights, x: np.ndarray,
@@ -417,7 +443,7 @@ def _setup(run_settings: RunSettings, workdir, data, rows, on_round) -> _Run:
   # Cohorts, dropout and step caps: from the recorded seed (simulation), or from a
   # secret one that config.json does not give away (dp.reproducible_sampling=False).
   sampling_seed = (config.seed if settings.reproducible_sampling
-                   else rundir.secret_seed(workdir))
+                   else rundir.secret_seed(workdir, resuming=bool(rows)))
   process = build_process(config, task, settings)
   # Built after the process: in Keras 2.14 a model built eagerly *before* TFF traces
   # model_fn is left "in an invalid state" by the tracing. Its seeded initializers
@@ -448,17 +474,39 @@ def _initial_state(run: _Run, engine, start_round: int, start_leaves):
   """The server state to start from: the checkpoint's (and the observers' state after
   it), or the model's seeded initial weights (and the contract's files)."""
   if start_round:
-    template = engine.initialize()
-    num_state = len(tf.nest.flatten(template))
-    rest = list(start_leaves[num_state:])
+    state = _restore(run, engine, start_round, start_leaves)
+    run.recorder.resume(statement.statement(run.settings, start_round))
+    return state
+  run.recorder.start(statement.statement(run.settings, 0))
+  return engine.set_model_weights(engine.initialize(), tff.learning.models.ModelWeights(
+      *models.initial_weights(run.keras_model)))
+
+
+def _restore(run: _Run, engine, round_num: int, leaves):
+  """The server state of checkpoint `round_num`, its observers' state restored; a
+  RunDirectoryError naming the file when the arrays are not this run's state (another
+  model or run wrote them)."""
+  template = engine.initialize()
+  num_state = len(tf.nest.flatten(template))
+  expected = num_state + sum(len(observer.leaves()) for observer in run.observers)
+  try:
+    if len(leaves) != expected:
+      raise ValueError(f'{len(leaves)} arrays, not the {expected} of its server state')
+    state = tf.nest.pack_sequence_as(template, leaves[:num_state])
+    shapes = lambda s: [np.shape(w) for w in tf.nest.flatten(engine.get_model_weights(s))]
+    if shapes(state) != shapes(template):
+      raise ValueError(f'model weights of shapes {shapes(state)}, not {shapes(template)}')
+    rest = list(leaves[num_state:])
     for observer in run.observers:
       count = len(observer.leaves())
       observer.restore(rest[:count])
       rest = rest[count:]
-    return tf.nest.pack_sequence_as(template, start_leaves[:num_state])
-  run.recorder.start(statement.statement(run.settings, 0))
-  return engine.set_model_weights(engine.initialize(), tff.learning.models.ModelWeights(
-      *models.initial_weights(run.keras_model)))
+  except (ValueError, TypeError) as e:
+    raise rundir.RunDirectoryError(
+        f'{rundir.checkpoint_path(run.workdir, round_num)} does not fit the run in '
+        f'config.json ({e}): another model or run wrote it. Restore the run\'s '
+        'checkpoints, or use a new --workdir.') from None
+  return state
 
 
 def _loop(run: _Run, engine, state, start_round: int):

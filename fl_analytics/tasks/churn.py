@@ -52,6 +52,13 @@ class Churn(base.Task):
   def _tensor_sizes(self, **kwargs) -> list[int]:
     return models.churn_tensor_sizes(**kwargs)
 
+  def check_config(self, config) -> None:
+    super().check_config(config)
+    units = config.model.get('hidden_units')
+    if isinstance(units, bool) or not isinstance(units, int) or units < 0:
+      raise ValueError('model.hidden_units must be an integer >= 0 (0: logistic '
+                       f'regression). Found {units!r}.')
+
   def vectorized_refusal(self, config) -> str:
     return 'model.hidden_units=0' if config.model.hidden_units < 1 else ''
 
