@@ -529,3 +529,46 @@ def test_a_checkpoint_of_another_model_is_refused_naming_it(copy):
 def test_settings_that_were_silently_accepted_are_refused_by_name(overrides, message):
   with pytest.raises(ValueError, match=message):
     training.check_config(_config(**overrides))
+
+
+def _replace_with(kind):
+  def damage(path):
+    if os.path.isdir(path):
+      shutil.rmtree(path)
+    elif os.path.lexists(path):
+      os.unlink(path)
+    if kind == 'directory':
+      os.mkdir(path)
+    elif kind == 'fifo':
+      os.mkfifo(path)
+    else:  # JSON of the wrong type
+      with open(path, 'w') as f:
+        f.write(kind)
+  return damage
+
+
+@pytest.mark.parametrize('name, kind, message', [
+    (rundir.CONFIG_FILE, '[]', r'config.json holds a JSON list, not the object'),
+    (rundir.CONFIG_FILE, 'directory', r'config.json is not a regular file'),
+    (rundir.METRICS_FILE, 'directory', r'metrics.csv is not a regular file'),
+    (rundir.EVALUATION_FILE, 'directory', r'evaluation.json is not a regular file'),
+    (rundir.PRIVACY_FILE, 'directory', r'privacy.json is not a regular file'),
+    (rundir.LOCK_FILE, 'fifo', r'\.lock is not a regular file'),
+])
+def test_a_run_file_of_the_wrong_kind_is_refused_by_name(copy, name, kind, message):
+  _replace_with(kind)(os.path.join(copy, name))
+  with pytest.raises(rundir.RunDirectoryError, match=message):
+    training.train_and_evaluate(_config(**_FINISHED, num_rounds=4), copy)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize('name, kind', [(rundir.PRIVACY_FILE, '[]'),
+                                        (rundir.EVALUATION_FILE, '[1]')])
+def test_a_statement_or_evaluation_of_the_wrong_type_is_written_again(
+    finished, copy, name, kind):
+  _replace_with(kind)(os.path.join(copy, name))
+  assert rundir.incomplete_reasons(copy, 3)  # not taken as finished
+  training.train_and_evaluate(_config(**_FINISHED), copy)
+  assert not rundir.incomplete_reasons(copy, 3)
+  assert (rundir.read_json(os.path.join(copy, name))
+          == rundir.read_json(os.path.join(finished, name)))

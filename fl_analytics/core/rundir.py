@@ -99,15 +99,24 @@ def write_json(path: str, obj: Any) -> None:
   atomic_write_bytes(path, (text + '\n').encode())
 
 
-def read_json(path: str) -> Any:
-  """The JSON in `path`; RunDirectoryError naming the file if it is not JSON."""
+def read_json(path: str) -> dict[str, Any]:
+  """The JSON object in `path` (every JSON file fl-analytics writes is one);
+  RunDirectoryError naming the file if it is a directory, not JSON or not an object."""
   try:
     with open(path, encoding='utf-8') as f:
-      return json.load(f)
+      value = json.load(f)
+  except IsADirectoryError:
+    raise RunDirectoryError(f'{path} is a directory, not the JSON file fl-analytics '
+                            'writes there. Move it away, or use a new directory.') from None
   except (json.JSONDecodeError, UnicodeDecodeError) as e:
     raise RunDirectoryError(
         f'{path} is not valid JSON ({e}); it was damaged outside fl-analytics (every '
         'file here is written atomically). Restore it, or use a new directory.') from e
+  if not isinstance(value, dict):
+    raise RunDirectoryError(
+        f'{path} holds a JSON {type(value).__name__}, not the object fl-analytics writes; '
+        'it was damaged outside fl-analytics. Restore it, or use a new directory.')
+  return value
 
 
 def _format(value) -> str:
@@ -144,7 +153,7 @@ def read_metrics(path: str) -> list[dict[str, str]]:
   """
   try:
     rows = read_csv(path)
-  except (csv.Error, UnicodeDecodeError) as e:
+  except (csv.Error, UnicodeDecodeError, IsADirectoryError) as e:
     raise RunDirectoryError(f'{path} cannot be read as CSV ({e}).') from e
   for line, row in enumerate(rows, 2):  # line 1 is the header
     try:
@@ -275,6 +284,10 @@ def locked(directory: str) -> Iterator[None]:
   ends (a launch refused before writing anything) is removed again.
   """
   created = not os.path.isdir(directory)
+  lock = os.path.join(directory, LOCK_FILE)
+  if os.path.lexists(lock) and not os.path.isfile(lock):
+    raise RunDirectoryError(f'{lock} is not a regular file, so the directory cannot be '
+                            'locked. Remove it, or use another directory.')
   try:
     os.makedirs(directory, exist_ok=True)
     fd = os.open(os.path.join(directory, LOCK_FILE), os.O_RDWR | os.O_CREAT, 0o666)
@@ -299,6 +312,16 @@ def locked(directory: str) -> Iterator[None]:
         os.rmdir(directory)
   finally:
     os.close(fd)
+
+
+def check_regular_files(directory: str, names: Sequence[str]) -> None:
+  """RunDirectoryError naming the first of `names` in `directory` that exists but is
+  not a regular file (a directory, a FIFO): it could be neither read nor replaced."""
+  for name in names:
+    path = os.path.join(directory, name)
+    if os.path.lexists(path) and not os.path.isfile(path):
+      raise RunDirectoryError(f'{path} is not a regular file, so the run cannot read or '
+                              'replace it. Move it away, or use a new directory.')
 
 
 def check_writable_directory(directory: str) -> None:

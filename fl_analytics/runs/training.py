@@ -274,6 +274,9 @@ def _prepare_workdir(config, workdir: str, data: clients.FederatedData):
   """
   config_path = os.path.join(workdir, rundir.CONFIG_FILE)
   metrics_path = os.path.join(workdir, rundir.METRICS_FILE)
+  rundir.check_regular_files(workdir, (
+      rundir.CONFIG_FILE, rundir.METRICS_FILE, rundir.PRIVACY_FILE, rundir.EVALUATION_FILE,
+      rundir.AUDIT_FILE, rundir.CALIBRATION_FILE, rundir.USERS_FILE))
   stored = rundir.read_json(config_path) if os.path.exists(config_path) else None
   run_settings = resolve_config(
       config, population_size=data.population_size + config.audit.canaries,
