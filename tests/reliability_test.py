@@ -145,8 +145,11 @@ def test_non_private_run_releases_local_steps_capped_per_client(finished):
 @pytest.mark.parametrize('flags, message', [
     (['--noise_multiplier=1', '--delta=0.01'], r'--delta=0.01 must be below 1 / population'),
     (['--noise_multiplier=1', '--delta=0.5'], r'--delta=0.5 must be below 1 / population'),
-    (['--noise_multiplier=0'], r'--noise_multiplier must be in \(0, 10000\]. Found 0'),
-    (['--noise_multiplier=1e6'], r'--noise_multiplier must be in \(0, 10000\]'),
+    (['--noise_multiplier=0'], r'--noise_multiplier must be in \[1e-06, 10000\]. Found 0'),
+    (['--noise_multiplier=1e6'], r'--noise_multiplier must be in \[1e-06, 10000\]'),
+    (['--noise_multiplier=1e-300'], r'--noise_multiplier must be in \[1e-06, 10000\]'),
+    (['--noise_multiplier=1e-300', '--accountant=pld'],
+     r'--noise_multiplier must be in \[1e-06, 10000\]'),
     (['--target_epsilon=1e6'], r'target_epsilon=1e\+06 is out of reach: noise multiplier '
                                r'0.01.*protects nothing'),
     (['--noise_multiplier=abc'], r"flag --noise_multiplier=abc: could not convert"),
@@ -164,7 +167,7 @@ def test_privacy_cli_refuses_what_train_refuses_in_one_line(flags, message):
 def test_train_applies_the_same_budget_validation():
   for overrides, message in (
       ({'dp.mechanism': 'gaussian_fixed', 'dp.noise_multiplier': 1e6},
-       r'dp.noise_multiplier must be in \(0, 10000\]'),
+       r'dp.noise_multiplier must be in \[1e-06, 10000\]'),
       ({'dp.mechanism': 'gaussian_fixed', 'dp.target_epsilon': 1e6},
        r'target_epsilon=1e\+06 is out of reach')):
     with pytest.raises(ValueError, match=message):

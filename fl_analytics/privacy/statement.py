@@ -83,6 +83,9 @@ def check_accounting(*, accountant: str, sampling: str, mechanism: str = '') -> 
 # from noise multiplier 1e3 on, with 40 rounds of 50 of 776 users): the accountant's
 # largest order bounds it from below.
 MAX_NOISE_MULTIPLIER = 1e4
+# Below this, the accountants' arithmetic fails (ZeroDivisionError in RDP near 1e-300,
+# OverflowError in PLD); epsilon is above 1e13 there (50 of 800 users, 40 rounds).
+MIN_NOISE_MULTIPLIER = 1e-6
 # Calibration searches noise multipliers from here up to MAX_NOISE_MULTIPLIER.
 MIN_CALIBRATED_NOISE_MULTIPLIER = 1e-2
 
@@ -95,8 +98,8 @@ def check_budget(*, delta: float, population_size: Optional[int] = None,
   One validation for `train.py` (`prefix='dp.'`, config keys) and the privacy CLI
   (`prefix='--'`, flags): delta in (0, 1) and below 1 / population size (a larger delta
   allows revealing some user outright), a finite positive target epsilon, a noise
-  multiplier in (0, MAX_NOISE_MULTIPLIER] (0 is no privacy at all: use the non-private
-  reference).
+  multiplier in [MIN_NOISE_MULTIPLIER, MAX_NOISE_MULTIPLIER] (0 is no privacy at all:
+  use the non-private reference).
   """
   if isinstance(delta, bool) or not isinstance(delta, (int, float)) or not 0 < delta < 1:
     raise ValueError(f'{prefix}delta must be in (0, 1). Found {delta!r}.')
@@ -112,12 +115,13 @@ def check_budget(*, delta: float, population_size: Optional[int] = None,
     raise ValueError(
         f'{prefix}target_epsilon must be a finite number > 0. Found {target_epsilon}.')
   if noise_multiplier is not None and not (
-      0 < noise_multiplier <= MAX_NOISE_MULTIPLIER and math.isfinite(noise_multiplier)):
+      MIN_NOISE_MULTIPLIER <= noise_multiplier <= MAX_NOISE_MULTIPLIER
+      and math.isfinite(noise_multiplier)):
     raise ValueError(
-        f'{prefix}noise_multiplier must be in (0, {MAX_NOISE_MULTIPLIER:g}]. Found '
-        f'{noise_multiplier:g}. 0 adds no noise (no privacy: use the non-private '
-        'reference); above the maximum the RDP arithmetic fails, and epsilon stops '
-        'falling long before it.')
+        f'{prefix}noise_multiplier must be in [{MIN_NOISE_MULTIPLIER:g}, '
+        f'{MAX_NOISE_MULTIPLIER:g}]. Found {noise_multiplier:g}. 0 adds no noise (no '
+        'privacy: use the non-private reference); outside the range the accountants\' '
+        'arithmetic fails, and epsilon stops changing long before its ends.')
 
 
 def make_accountant(*, accountant: str, sampling: str,
