@@ -11,7 +11,6 @@ above the claim, and the largest lower bound and how often it is above the exact
 epsilon. No TensorFlow.
 """
 
-from absl import app
 from absl import flags
 import dp_accounting
 import numpy as np
@@ -39,8 +38,7 @@ def exact_gaussian_epsilon(sigma: float, delta: float) -> float:
 
 
 def main(argv):
-  if len(argv) > 1:
-    raise app.UsageError(f'Unexpected arguments: {argv[1:]}')
+  del argv  # cli.parse_flags refuses positional arguments
   d, k, delta = _DIM.value, _CANARIES.value, _DELTA.value
   print(f'{d} dimensions, {k} canaries, delta {delta:g}, {_SEEDS.value} seeds')
   print('    z  RDP claim  exact  estimate median [range]  interval above claim  '

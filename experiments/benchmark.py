@@ -69,8 +69,7 @@ _ENGINE = flags.DEFINE_enum('engine', 'mapreduce', ['mapreduce', 'cpp'],
 
 
 def main(argv):
-  if len(argv) > 1:
-    raise app.UsageError(f'Unexpected arguments: {argv[1:]}')
+  del argv  # cli.parse_flags refuses positional arguments
   logging.set_verbosity(logging.WARNING)
   if _SCALE.value:
     return _scale()

@@ -11,7 +11,6 @@ appear in an event file, so the held-out split of the file's users can differ fr
 that of the synthetic population.
 """
 
-from absl import app
 from absl import flags
 from absl import logging
 from ml_collections import config_flags
@@ -26,8 +25,7 @@ flags.mark_flags_as_required(['config', 'output'])
 
 
 def main(argv):
-  if len(argv) > 1:
-    raise app.UsageError(f'Unexpected arguments: {argv[1:]}')
+  del argv  # cli.parse_flags refuses positional arguments
   data = _CONFIG.value.data
   try:
     clients.check_data_config(data)

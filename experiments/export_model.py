@@ -8,7 +8,6 @@ DIR/features.json, DIR/model_card.md and DIR/export.json (parity with Keras on t
 run's held-out users, sizes, latency); see `fl_analytics.export.tflite`.
 """
 
-from absl import app
 from absl import flags
 from absl import logging
 # TensorFlow must be imported before absl's app.run starts main(): imported inside it,
@@ -27,8 +26,7 @@ flags.mark_flags_as_required(['workdir', 'output'])
 
 
 def main(argv):
-  if len(argv) > 1:
-    raise app.UsageError(f'Unexpected arguments: {argv[1:]}')
+  del argv  # cli.parse_flags refuses positional arguments
   try:
     result = tflite.export_run(_WORKDIR.value, _OUTPUT.value,
                                latency_repeats=_REPEATS.value)

@@ -6,7 +6,6 @@ r"""Copies a finished sweep's small files into a committed reference directory.
 Keeps summary.csv, figures/, and each run's config.json, metrics.csv and privacy.json.
 """
 
-from absl import app
 from absl import flags
 
 from fl_analytics.core import cli
@@ -19,8 +18,7 @@ flags.mark_flags_as_required(['workdir'])
 
 
 def main(argv):
-  if len(argv) > 1:
-    raise app.UsageError(f'Unexpected arguments: {argv[1:]}')
+  del argv  # cli.parse_flags refuses positional arguments
   reference.export_small_files(_WORKDIR.value, _REFERENCE.value,
                                extra_dirs=(plots.FIGURE_DIR,))
   print(f'Reference written to {_REFERENCE.value}')

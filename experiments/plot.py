@@ -7,7 +7,6 @@ Writes DIR/figures/{frontier,auc_by_round,epsilon_by_round,clip_by_round}.{png,p
 
 import sys
 
-from absl import app
 from absl import flags
 
 from fl_analytics.core import cli
@@ -18,8 +17,7 @@ flags.mark_flags_as_required(['workdir'])
 
 
 def main(argv):
-  if len(argv) > 1:
-    raise app.UsageError(f'Unexpected arguments: {argv[1:]}')
+  del argv  # cli.parse_flags refuses positional arguments
   try:
     paths = plots.plot_sweep(_WORKDIR.value)
   except (ValueError, FileNotFoundError) as e:

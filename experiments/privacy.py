@@ -18,7 +18,6 @@ import dataclasses
 
 import json
 
-from absl import app
 from absl import flags
 
 from fl_analytics.core import cli
@@ -80,8 +79,7 @@ def _settings(z: float) -> mechanisms.DpSettings:
 
 
 def main(argv):
-  if len(argv) > 1:
-    raise app.UsageError(f'Unexpected arguments: {argv[1:]}')
+  del argv  # cli.parse_flags refuses positional arguments
   try:
     # The validation train.py applies to dp.* (one function for both).
     statement.check_budget(

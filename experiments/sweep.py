@@ -12,7 +12,6 @@ directories on a shared path, or shipped back to DIR); without it no Ray process
 import os
 import sys
 
-from absl import app
 from absl import flags
 from ml_collections import config_flags
 
@@ -50,8 +49,7 @@ def train_command(point: sweeps.Point, run_dir: str) -> list[str]:
 
 
 def main(argv):
-  if len(argv) > 1:
-    raise app.UsageError(f'Unexpected arguments: {argv[1:]}')
+  del argv  # cli.parse_flags refuses positional arguments
   try:
     points = sweeps.expand(_CONFIG.value, repo_root=REPO)
   except (ValueError, FileNotFoundError) as e:

@@ -4,7 +4,6 @@ r"""Trains one DP-FedAvg run: flags and a config in, `train_and_evaluate` out.
       [--config.KEY=VALUE ...]
 """
 
-from absl import app
 from absl import flags
 from absl import logging
 from ml_collections import config_flags
@@ -20,8 +19,7 @@ flags.mark_flags_as_required(['config', 'workdir'])
 
 
 def main(argv):
-  if len(argv) > 1:
-    raise app.UsageError(f'Unexpected arguments: {argv[1:]}')
+  del argv  # cli.parse_flags refuses positional arguments
   try:
     training.train_and_evaluate(_CONFIG.value, _WORKDIR.value)
   except (training.InvalidSettingsError, rundir.RunDirectoryError) as e:

@@ -85,6 +85,17 @@ def test_bad_files_name_the_file_line_and_problem(tmp_path, text, message):
     events.load_events(_write(tmp_path, text))
 
 
+def test_a_spreadsheets_byte_order_mark_is_read_and_extra_cells_are_refused(tmp_path):
+  text = 'user_id,timestamp,event\nu1,1704097800,play\n'
+  with open(tmp_path / 'bom.csv', 'w', encoding='utf-8-sig') as f:
+    f.write(text)
+  assert [log.user_id for log in events.load_events(str(tmp_path / 'bom.csv')).logs] == [
+      'u1']
+  with pytest.raises(events.EventLogError,
+                     match=r'events.csv, line 3: 1 more cell\(s\) than the 3 columns'):
+    events.load_events(_write(tmp_path, text + 'u2,1704097801,play,oops\n'))
+
+
 def test_unknown_events_are_dropped_and_counted_or_refused(tmp_path):
   path = _write(tmp_path, 'event,user_id,timestamp,extra\nplay,u1,1704097800,x\n'
                           'dance,u1,1704097801,y\ndance,u2,1704097802,z\n')

@@ -153,6 +153,8 @@ def test_non_private_run_releases_local_steps_capped_per_client(finished):
     (['--target_epsilon=1e6'], r'target_epsilon=1e\+06 is out of reach: noise multiplier '
                                r'0.01.*protects nothing'),
     (['--noise_multiplier=abc'], r"flag --noise_multiplier=abc: could not convert"),
+    (['--noise_multiplier=1', 'stray'], r'unexpected argument\(s\) stray: every input is '
+                                        r'a --flag'),
 ])
 def test_privacy_cli_refuses_what_train_refuses_in_one_line(flags, message):
   result = subprocess.run(
@@ -526,6 +528,10 @@ def test_a_checkpoint_of_another_model_is_refused_naming_it(copy):
 
 @pytest.mark.parametrize('overrides, message', [
     ({'model.hidden_units': -1}, r'model.hidden_units must be an integer >= 0'),
+    ({'seed': -1}, r'seed must be an integer in \[0, 2\*\*63\). Found -1'),
+    ({'data.seed': 2**64 + 1}, r'data.seed must be an integer in \[0, 2\*\*63\)'),
+    ({'data.quantity_skew': float('nan')},
+     r'data.quantity_skew must be a finite number >= 0. Found nan'),
     ({'dp.mechanism': 'none', 'dp.target_epsilon': 2.0},
      r'dp.target_epsilon=2.0 is set, but dp.mechanism=none adds no noise'),
 ])

@@ -90,7 +90,7 @@ def test_feature_skew_spreads_event_mix_between_users():
 
 @pytest.mark.parametrize('kw, message', [
     (dict(num_users=0), 'num_users must be a positive integer'),
-    (dict(quantity_skew=-1.0), 'quantity_skew must be >= 0'),
+    (dict(quantity_skew=-1.0), 'quantity_skew must be a finite number >= 0'),
     (dict(label_skew=1.5), r'label_skew must be in \[0, 1\]'),
     (dict(feature_skew=-0.1), r'feature_skew must be in \[0, 1\]'),
 ])

@@ -34,7 +34,7 @@ def _unknown_key(argv: list[str], error: Exception) -> str:
 def parse_flags(argv: list[str]) -> list[str]:
   """absl's flag parsing, with one-line errors (`fail`) instead of tracebacks."""
   try:
-    return flags.FLAGS(argv)
+    rest = flags.FLAGS(argv)
   except flags.Error as e:
     fail(e)
   except (KeyError, AttributeError) as e:  # ml_collections: unknown --config.KEY
@@ -42,6 +42,10 @@ def parse_flags(argv: list[str]) -> list[str]:
   except (OSError, ValueError, TypeError) as e:  # a config file that does not load
     cause = f' ({e.__cause__})' if e.__cause__ else ''
     fail(f'{e}{cause}')
+  if len(rest) > 1:  # absl would print the whole usage text
+    fail(f'unexpected argument(s) {" ".join(rest[1:])}: every input is a --flag '
+         '(--help lists them).')
+  return rest
 
 
 def run(main: Callable[[list[str]], None], *, interrupted: str = 'Interrupted.') -> None:

@@ -269,6 +269,10 @@ def check_data_config(data) -> None:
       horizon_days=data.horizon_days,
       stride_days=data.stride_days,
   )
+  if synthetic_source:
+    synthetic.check_knobs(num_users=data.num_users, num_days=data.num_days,
+                          quantity_skew=data.quantity_skew, label_skew=data.label_skew,
+                          feature_skew=data.feature_skew)
   if synthetic_source and data.num_days < data.window_days + data.horizon_days:
     raise ValueError(
         f'data.num_days={data.num_days} leaves no observation day: it must be at '

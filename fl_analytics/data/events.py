@@ -127,8 +127,8 @@ def _utf8_lines(f, path: str, position: _Position) -> Iterator[str]:
   count then points at an earlier line)."""
   for number, raw in enumerate(f, 1):
     position.done += len(raw)
-    try:
-      yield raw.decode('utf-8')
+    try:  # a spreadsheet's UTF-8 byte-order mark before the header is not a column name
+      yield raw.decode('utf-8-sig' if number == 1 else 'utf-8')
     except UnicodeDecodeError as e:
       raise EventLogError(
           f'{path}, line {number}: byte 0x{raw[e.start]:02x} at column {e.start + 1} is '
@@ -152,6 +152,10 @@ def _csv_rows(path: str, position: _Position) -> Iterator[tuple[str, dict]]:
     reader.fieldnames = [h.strip() for h in header]
     try:
       for row in reader:
+        if None in row:  # csv.DictReader's key for cells beyond the header's columns
+          raise EventLogError(
+              f'{path}, line {reader.line_num}: {len(row[None])} more cell(s) than the '
+              f'{len(header)} columns of the header; a value with a comma must be quoted.')
         yield f'{path}, line {reader.line_num}', row
     except csv.Error as e:
       raise EventLogError(f'{path}, line {reader.line_num + 1}: {e}.') from e

@@ -107,8 +107,9 @@ def check_knobs(*, num_users, num_days, quantity_skew, label_skew, feature_skew)
     raise ValueError(f'data.num_users must be a positive integer. Found {num_users!r}.')
   if not isinstance(num_days, (int, np.integer)) or num_days < 1:
     raise ValueError(f'data.num_days must be a positive integer. Found {num_days!r}.')
-  if quantity_skew < 0:
-    raise ValueError(f'data.quantity_skew must be >= 0. Found {quantity_skew}.')
+  if not (quantity_skew >= 0 and math.isfinite(quantity_skew)):  # NaN fails both
+    raise ValueError(f'data.quantity_skew must be a finite number >= 0. Found '
+                     f'{quantity_skew}.')
   for name, value in (('label_skew', label_skew), ('feature_skew', feature_skew)):
     if not 0.0 <= value <= 1.0:
       raise ValueError(f'data.{name} must be in [0, 1]. Found {value}.')
@@ -262,7 +263,6 @@ def generate_users(
                             feature_skew=feature_skew)
              for k in range(0, len(indices), _CHUNK_USERS)]
     return LogBatch.concat(parts)
-  n = len(indices)
   keys = cr.stream_keys(seed, indices, _NUM_STREAMS)
   traits = _user_traits(keys, num_days=num_days, quantity_skew=quantity_skew,
                         label_skew=label_skew, feature_skew=feature_skew)

@@ -112,6 +112,9 @@ def check_config(config) -> None:
     if not isinstance(value, int) or value < 1:
       raise ValueError(f'{key} must be a positive integer. Found {value!r}.')
   _check_positive('clients_per_round', config.clients_per_round)
+  for key, value in (('seed', config.seed), ('data.seed', config.data.seed)):
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value < 2**63:
+      raise ValueError(f'{key} must be an integer in [0, 2**63). Found {value!r}.')
   tasks.get(config.task).check_config(config)
   for key in ('client.learning_rate', 'client.batch_size', 'client.local_epochs',
               'server.learning_rate'):
