@@ -7,6 +7,8 @@ other. The rule and the reasons for the cut are in docs/architecture.md.
 
 import ast
 import pathlib
+import subprocess
+import sys
 
 import pytest
 
@@ -146,6 +148,28 @@ def test_the_import_finder_sees_imports_inside_functions(tmp_path):
   src = tmp_path / 'm.py'
   src.write_text('def f():\n  from fl_analytics.b import n\n')
   assert _imports(src, modules, 'fl_analytics.a.m') == {'fl_analytics.b.n'}
+
+
+# The layers whose modules import neither TensorFlow nor TFF when imported (they may
+# when they build something), and the TensorFlow code inside them, which their
+# registries import only when it is built; docs/architecture.md's table says which.
+LIGHT = ('core', 'data', 'cluster', 'tasks', 'privacy', 'engines', 'reporting', 'sweeps')
+TENSORFLOW_INSIDE = ('fl_analytics.engines.floor', 'fl_analytics.engines.mrf_runner',
+                     'fl_analytics.engines.vectorized', 'fl_analytics.privacy.seeded_noise')
+
+
+def test_the_light_layers_import_neither_tensorflow_nor_tff():
+  names = sorted(m for m in _modules()
+                 if _layer(m) in LIGHT and m not in TENSORFLOW_INSIDE)
+  code = ('import importlib, sys\n'
+          f'for name in {names!r}:\n'
+          '  importlib.import_module(name)\n'
+          'print(sorted(m for m in ("tensorflow", "tensorflow_federated") '
+          'if m in sys.modules))')
+  done = subprocess.run([sys.executable, '-c', code], cwd=ROOT, capture_output=True,
+                        text=True, timeout=120)
+  assert done.returncode == 0, done.stderr[-2000:]
+  assert done.stdout.strip() == '[]', f'imported: {done.stdout.strip()} by {names}'
 
 
 MAX_FUNCTION_LINES = 60

@@ -251,8 +251,8 @@ class VectorizedEngine(MapReduceEngine):
     task = tasks.get(config.task)
     if not task.vectorized:
       refused.append(f'task={config.task} (it runs {", ".join(tasks.names(vectorized=True))})')
-    elif task.vectorized_refusal(config):
-      refused.append(task.vectorized_refusal(config))
+    elif refusal := task.vectorized_refusal(config):
+      refused.append(refusal)
     if config.dp.mechanism not in mechanisms.names(vectorized=True):
       refused.append(f'dp.mechanism={config.dp.mechanism} (it runs '
                      f'{", ".join(mechanisms.names(vectorized=True))})')

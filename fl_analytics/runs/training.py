@@ -304,19 +304,7 @@ def _prepare_workdir(config, workdir: str, data: clients.FederatedData):
           f'{config.num_rounds} is lower, and its metrics.csv and privacy.json cover '
           f'all {done}. Use num_rounds >= {done}, or a new --workdir.')
     start, leaves = rundir.load_latest_checkpoint(workdir, warn=logging.warning)
-    _check_rows_beyond_checkpoint(workdir, start)
-    if start:
-      if not os.path.exists(metrics_path):
-        raise rundir.RunDirectoryError(
-            f'{metrics_path} is missing, but {workdir} holds checkpoints up to round '
-            f'{start}: resuming would lose the metrics of rounds 1-{start}. Restore '
-            'the file, or use a new --workdir.')
-      rows = rundir.read_metrics(metrics_path)[:start]
-      if len(rows) != start:
-        raise rundir.RunDirectoryError(
-            f'{metrics_path} has {len(rows)} rows, but {workdir} holds checkpoints up '
-            f'to round {start}: resuming would lose rounds. Restore the file, or use a '
-            'new --workdir.')
+    rows = _resumed_rows(workdir, start)
     if (config.dp.target_epsilon is not None and mechanisms.get(config.dp.mechanism).private
         and config.num_rounds > stored['num_rounds']):
       logging.warning(
@@ -333,19 +321,31 @@ def _prepare_workdir(config, workdir: str, data: clients.FederatedData):
 _ROWS_BEYOND_CHECKPOINT = 2
 
 
-def _check_rows_beyond_checkpoint(workdir: str, start: int) -> None:
-  """RunDirectoryError when metrics.csv has more rounds than a resume from round
-  `start` could explain: starting over would overwrite them."""
+def _resumed_rows(workdir: str, start: int) -> list[dict]:
+  """The metrics rows of rounds 1..`start` (the newest readable checkpoint), read
+  once; RunDirectoryError when metrics.csv has fewer (resuming would lose rounds) or
+  more than a resume from `start` could explain (starting over would overwrite them)."""
   metrics_path = os.path.join(workdir, rundir.METRICS_FILE)
   if not os.path.isfile(metrics_path):
-    return
-  rows = len(rundir.read_metrics(metrics_path))
-  if rows > start + _ROWS_BEYOND_CHECKPOINT:
+    if start:
+      raise rundir.RunDirectoryError(
+          f'{metrics_path} is missing, but {workdir} holds checkpoints up to round '
+          f'{start}: resuming would lose the metrics of rounds 1-{start}. Restore '
+          'the file, or use a new --workdir.')
+    return []
+  rows = rundir.read_metrics(metrics_path)
+  if len(rows) > start + _ROWS_BEYOND_CHECKPOINT:
     raise rundir.RunDirectoryError(
-        f'{metrics_path} has {rows} rounds, but the newest readable checkpoint in '
+        f'{metrics_path} has {len(rows)} rounds, but the newest readable checkpoint in '
         f'{os.path.join(workdir, rundir.CHECKPOINT_DIR)} is of round {start}: resuming '
-        f'would run rounds {start + 1}-{rows} again over their metrics. Restore the '
+        f'would run rounds {start + 1}-{len(rows)} again over their metrics. Restore the '
         'checkpoints, or use a new --workdir.')
+  if len(rows) < start:
+    raise rundir.RunDirectoryError(
+        f'{metrics_path} has {len(rows)} rows, but {workdir} holds checkpoints up '
+        f'to round {start}: resuming would lose rounds. Restore the file, or use a '
+        'new --workdir.')
+  return rows[:start]
 
 
 def _evaluate(task, keras_model, model_weights, x: np.ndarray,
@@ -391,11 +391,9 @@ def train_and_evaluate(config, workdir: str,
 class _Run:
   """What the round loop and the finish share, built once by `_setup`."""
 
-  config: Any
+  run_settings: RunSettings
   workdir: str
-  task: Any
   data: clients.FederatedData
-  settings: mechanisms.DpSettings
   sampling_seed: int
   process: Any
   keras_model: Any
@@ -403,6 +401,18 @@ class _Run:
   eval_users: Any
   recorder: recording.RunRecorder
   on_round: Optional[Callable[[dict], None]]
+
+  @property
+  def config(self) -> ml_collections.FrozenConfigDict:
+    return self.run_settings.config
+
+  @property
+  def task(self) -> tasks.Task:
+    return self.run_settings.task
+
+  @property
+  def settings(self) -> mechanisms.DpSettings:
+    return self.run_settings.dp
 
   def sample(self, round_num: int) -> 'Cohort':
     return sample_round(self.config, population_size=self.settings.population_size,
@@ -471,7 +481,7 @@ def _setup(run_settings: RunSettings, workdir, data, rows, on_round) -> _Run:
   recorder = recording.RunRecorder(workdir, columns=METRIC_COLUMNS, rows=rows,
                                    num_rounds=config.num_rounds,
                                    show_reported=bool(config.clients.dropout))
-  return _Run(config, workdir, task, data, settings, sampling_seed, process, keras_model,
+  return _Run(run_settings, workdir, data, sampling_seed, process, keras_model,
               observers_for(config, keras_model=keras_model, data=data), eval_users,
               recorder, on_round)
 

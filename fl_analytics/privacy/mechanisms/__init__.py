@@ -65,17 +65,21 @@ def settings(**values) -> DpSettings:
   """`DpSettings` from loose values: its fields, and the mechanisms' own keys by name
   (`bits=12`), which go into `params`."""
   own = {k.name for k in config_keys()}
-  params = {k: values.pop(k) for k in list(values) if k in own}
-  return DpSettings(**values, params={**values.pop('params', {}), **params})
+  params = {**values.pop('params', {}),
+            **{k: values.pop(k) for k in list(values) if k in own}}
+  return DpSettings(**values, params=params)
 
 
 def check_dropout(mechanism: str, dropout: float) -> None:
   """ValueError if `clients.dropout` > 0 would break `mechanism`'s accounting
   (`Mechanism.dropout_refusal` says why; `statement.dropout_note` why the others hold)."""
-  if dropout and not get(mechanism).dropout:
+  if not dropout:
+    return
+  m = get(mechanism)
+  if not m.dropout:
     raise ValueError(
         f'clients.dropout > 0 is not supported with dp.mechanism={mechanism}: '
-        + REGISTRY[mechanism].dropout_refusal)
+        + m.dropout_refusal)
 
 
 __all__ = ['ConfigKey', 'DpSettings', 'Mechanism', 'REGISTRY', 'add_config_keys',
