@@ -22,6 +22,8 @@ from fl_analytics.core import cli
 from fl_analytics.analytics import feature_usage
 from fl_analytics.reporting import plots
 from fl_analytics.data import clients
+from fl_analytics.data import devices
+from fl_analytics.core import rundir
 from fl_analytics.data import synthetic
 
 _CONFIG = config_flags.DEFINE_config_file('config', None, 'Config file.')
@@ -32,15 +34,16 @@ flags.mark_flags_as_required(['config', 'workdir'])
 def main(argv):
   del argv  # cli.parse_flags refuses positional arguments
   config = _CONFIG.value
-  try:
+  try:  # every input checked before the data is read or anything is written
+    rundir.check_writable_directory(_WORKDIR.value)
     clients.check_data_config(config.data)
+    devices.check_clients_config(config.clients)
     logs, origin, num_days, note = clients.load_logs(config.data, seed=config.data.seed)
     logs, num_opted_out = clients.without_opted_out(logs, config.clients.opt_out,
                                                     seed=config.data.seed)
     feature_usage.check_analytics_config(config.analytics, num_users=len(logs))
-  except ValueError as e:
-    logging.error('%s', e)
-    raise SystemExit(2) from None
+  except ValueError as e:  # the checks' one-line refusals
+    cli.fail(e)
   end = origin + num_days * synthetic.SECONDS_PER_DAY
   vectors = feature_usage.usage_vectors(logs, end_timestamp=end,
                                     window_days=config.analytics.window_days)
@@ -73,4 +76,4 @@ def main(argv):
 
 
 if __name__ == '__main__':
-  cli.run(main)
+  cli.run(main, known=(rundir.RunDirectoryError,), log_dir=lambda: _WORKDIR.value)

@@ -12,7 +12,6 @@ that of the synthetic population.
 """
 
 from absl import flags
-from absl import logging
 from ml_collections import config_flags
 
 from fl_analytics.core import cli
@@ -27,17 +26,13 @@ flags.mark_flags_as_required(['config', 'output'])
 def main(argv):
   del argv  # cli.parse_flags refuses positional arguments
   data = _CONFIG.value.data
-  try:
-    clients.check_data_config(data)
-    logs, _, _, note = clients.load_logs(data, seed=data.seed)
-    count = events.write_events(logs, _OUTPUT.value)
-  except ValueError as e:
-    logging.error('%s', e)
-    raise SystemExit(2) from None
+  clients.check_data_config(data)
+  logs, _, _, note = clients.load_logs(data, seed=data.seed)
+  count = events.write_events(logs, _OUTPUT.value)
   active = sum(1 for log in logs if len(log.events))
   print(f'{_OUTPUT.value}: {count} events of the {active} users with any event, of '
         f'{len(logs)} ({note}).')
 
 
 if __name__ == '__main__':
-  cli.run(main)
+  cli.run(main, known=(ValueError,))  # the data config's and the event file's checks

@@ -9,7 +9,6 @@ run's held-out users, sizes, latency); see `fl_analytics.export.tflite`.
 """
 
 from absl import flags
-from absl import logging
 # TensorFlow must be imported before absl's app.run starts main(): imported inside it,
 # tf.keras.Input returns graph tensors and Keras functional models fail to build.
 import tensorflow as tf  # pylint: disable=unused-import
@@ -27,14 +26,10 @@ flags.mark_flags_as_required(['workdir', 'output'])
 
 def main(argv):
   del argv  # cli.parse_flags refuses positional arguments
-  try:
-    result = tflite.export_run(_WORKDIR.value, _OUTPUT.value,
-                               latency_repeats=_REPEATS.value)
-  except (tflite.ExportError, rundir.RunDirectoryError) as e:
-    logging.error('%s', e)
-    raise SystemExit(cli.USAGE_ERROR) from None
+  result = tflite.export_run(_WORKDIR.value, _OUTPUT.value, latency_repeats=_REPEATS.value)
   print(tflite.main_summary(result))
 
 
 if __name__ == '__main__':
-  cli.run(main)
+  cli.run(main, known=(tflite.ExportError, rundir.RunDirectoryError),
+          log_dir=lambda: _OUTPUT.value)

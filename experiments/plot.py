@@ -5,7 +5,6 @@ r"""Draws the figures of a sweep from its run directories.
 Writes DIR/figures/{frontier,auc_by_round,epsilon_by_round,clip_by_round}.{png,pdf}.
 """
 
-import sys
 
 from absl import flags
 
@@ -18,15 +17,11 @@ flags.mark_flags_as_required(['workdir'])
 
 def main(argv):
   del argv  # cli.parse_flags refuses positional arguments
-  try:
-    paths = plots.plot_sweep(_WORKDIR.value)
-  except (ValueError, FileNotFoundError) as e:
-    print(f'error: {e}', file=sys.stderr)
-    raise SystemExit(2) from None
+  paths = plots.plot_sweep(_WORKDIR.value)
   print('Figures:')
   for path in paths:
     print(f'  {path}')
 
 
 if __name__ == '__main__':
-  cli.run(main)
+  cli.run(main, known=(ValueError, FileNotFoundError), log_dir=lambda: _WORKDIR.value)

@@ -80,23 +80,20 @@ def _settings(z: float) -> mechanisms.DpSettings:
 
 def main(argv):
   del argv  # cli.parse_flags refuses positional arguments
-  try:
-    # The validation train.py applies to dp.* (one function for both).
-    statement.check_budget(
-        delta=_DELTA.value, population_size=_N.value, target_epsilon=_TARGET.value,
-        noise_multiplier=_Z.value if _TARGET.value is None else None, prefix='--')
-    statement.check_accounting(accountant=_ACCOUNTANT.value, sampling=_SAMPLING.value,
-                             mechanism=_mechanism())
-    if _TARGET.value is None and _Z.value is None:
-      raise ValueError('Give --noise_multiplier, or --target_epsilon to calibrate it.')
-    settings = _settings(1.0 if _Z.value is None else _Z.value)
-    m = mechanisms.get(settings.mechanism)
-    if _TARGET.value is not None:
-      settings = dataclasses.replace(settings, noise_multiplier=statement.calibrate(
-          settings, rounds=_T.value, target_epsilon=_TARGET.value))
-    privacy_statement = statement.statement(m.resolve(settings), _T.value)
-  except ValueError as e:
-    cli.fail(e)
+  # The validation train.py applies to dp.* (one function for both).
+  statement.check_budget(
+      delta=_DELTA.value, population_size=_N.value, target_epsilon=_TARGET.value,
+      noise_multiplier=_Z.value if _TARGET.value is None else None, prefix='--')
+  statement.check_accounting(accountant=_ACCOUNTANT.value, sampling=_SAMPLING.value,
+                         mechanism=_mechanism())
+  if _TARGET.value is None and _Z.value is None:
+    raise ValueError('Give --noise_multiplier, or --target_epsilon to calibrate it.')
+  settings = _settings(1.0 if _Z.value is None else _Z.value)
+  m = mechanisms.get(settings.mechanism)
+  if _TARGET.value is not None:
+    settings = dataclasses.replace(settings, noise_multiplier=statement.calibrate(
+        settings, rounds=_T.value, target_epsilon=_TARGET.value))
+  privacy_statement = statement.statement(m.resolve(settings), _T.value)
   if _JSON.value:
     print(json.dumps({k: privacy_statement[k] for k in
                       ('epsilon', 'delta', 'noise_multiplier', 'accountant', 'sampling')}
@@ -127,4 +124,4 @@ def main(argv):
 
 
 if __name__ == '__main__':
-  cli.run(main)
+  cli.run(main, known=(ValueError,))  # every input is a flag: statement's checks

@@ -17,7 +17,6 @@ from ml_collections import config_flags
 
 from fl_analytics.core import cli
 from fl_analytics.core import rundir
-from fl_analytics.core import runtime
 from fl_analytics.reporting import summary
 from fl_analytics import sweeps
 
@@ -50,18 +49,12 @@ def train_command(point: sweeps.Point, run_dir: str) -> list[str]:
 
 def main(argv):
   del argv  # cli.parse_flags refuses positional arguments
-  try:
-    points = sweeps.expand(_CONFIG.value, repo_root=REPO)
-  except (ValueError, FileNotFoundError) as e:
-    cli.fail(e)
-  runtime.install_sigterm_handler()  # SIGTERM stops the points too, see run_sweep
-  try:
-    results = sweeps.run_sweep(points, _WORKDIR.value, command=train_command,
-                               parallel=_PARALLEL.value, ray_address=_RAY_ADDRESS.value,
-                               cpus_per_point=_RAY_CPUS.value,
-                               ray_transfer=_RAY_TRANSFER.value)
-  except (rundir.RunDirectoryError, ConnectionError, ValueError) as e:
-    cli.fail(e)
+  points = sweeps.expand(_CONFIG.value, repo_root=REPO)
+  cli.install_sigterm_handler()  # SIGTERM stops the points too, see run_sweep
+  results = sweeps.run_sweep(points, _WORKDIR.value, command=train_command,
+                             parallel=_PARALLEL.value, ray_address=_RAY_ADDRESS.value,
+                             cpus_per_point=_RAY_CPUS.value,
+                             ray_transfer=_RAY_TRANSFER.value)
   rows = summary.write_summary(_WORKDIR.value)
   print(summary.format_summary(rows))
   print(f'Summary: {os.path.join(_WORKDIR.value, summary.SUMMARY_FILE)}')
@@ -69,9 +62,12 @@ def main(argv):
   if failed:
     print(f'{len(failed)} point(s) failed: ' + ', '.join(r.point.name for r in failed),
           file=sys.stderr)
-    raise SystemExit(1)
+    raise SystemExit(cli.RUN_FAILED)
 
 
 if __name__ == '__main__':
   cli.run(main, interrupted='Interrupted; run the same command again to resume: finished '
-                            'points are skipped, interrupted ones resume.')
+                            'points are skipped, interrupted ones resume.',
+          # sweeps.expand and run_sweep refuse a bad sweep config with ValueError
+          known=(ValueError, FileNotFoundError, rundir.RunDirectoryError),
+          failures=(ConnectionError,), log_dir=lambda: _WORKDIR.value)

@@ -5,7 +5,6 @@ r"""Trains one DP-FedAvg run: flags and a config in, `train_and_evaluate` out.
 """
 
 from absl import flags
-from absl import logging
 from ml_collections import config_flags
 
 from fl_analytics.core import cli
@@ -20,17 +19,13 @@ flags.mark_flags_as_required(['config', 'workdir'])
 
 def main(argv):
   del argv  # cli.parse_flags refuses positional arguments
-  try:
-    training.train_and_evaluate(_CONFIG.value, _WORKDIR.value)
-  except (training.InvalidSettingsError, rundir.RunDirectoryError) as e:
-    logging.error('%s', e)  # bad settings or directory: a message, not a traceback
-    raise SystemExit(cli.USAGE_ERROR) from None
-  except (training.DivergenceError, ConnectionError) as e:  # ConnectionError: Ray
-    logging.error('%s', e)
-    raise SystemExit(1) from None
+  training.train_and_evaluate(_CONFIG.value, _WORKDIR.value)
   print(report.run_summary(_WORKDIR.value))
 
 
 if __name__ == '__main__':
   cli.run(main, interrupted='Interrupted; run the same command again to resume after '
-                            'the last completed round.')
+                            'the last completed round.',
+          known=(training.InvalidSettingsError, rundir.RunDirectoryError),
+          failures=(training.DivergenceError, ConnectionError),  # ConnectionError: Ray
+          log_dir=lambda: _WORKDIR.value)

@@ -60,6 +60,9 @@ def usage_vectors(logs: Sequence[synthetic.UserLog], *, end_timestamp: int,
 
 def check_analytics_config(analytics, *, num_users: int) -> None:
   """Raises ValueError naming a bad `analytics.*` value and what is allowed."""
+  if num_users < 1:
+    raise ValueError('No user is left to count: every user opted out (clients.opt_out) '
+                     'or the data has none.')
   eps = list(analytics.epsilons)
   if not eps or not all(isinstance(e, (int, float)) and 0 < e and math.isfinite(e)
                         for e in eps):

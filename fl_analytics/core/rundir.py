@@ -33,6 +33,7 @@ import json
 import math
 import os
 import re
+import shutil
 import tempfile
 import zipfile
 from typing import Any, Callable, Iterable, Iterator, Optional, Sequence
@@ -324,24 +325,38 @@ def check_regular_files(directory: str, names: Sequence[str]) -> None:
                               'replace it. Move it away, or use a new directory.')
 
 
-def check_writable_directory(directory: str) -> None:
-  """RunDirectoryError unless `directory` is, or can be created as, a writable directory.
+def check_writable_directory(directory: str, flag: str = '--workdir') -> None:
+  """RunDirectoryError unless `directory` (the value of `flag`) is, or can be created
+  as, a writable directory.
 
   Checked before any data is loaded, so a bad --workdir fails at once.
   """
   path = os.path.abspath(directory)
   if path.startswith(('/proc/', '/sys/', '/dev/')) or path in ('/proc', '/sys', '/dev'):
-    raise RunDirectoryError(f'{path} is under a kernel file system; --workdir must be '
+    raise RunDirectoryError(f'{path} is under a kernel file system; {flag} must be '
                             'on a real file system.')
   existing = path
   while not os.path.exists(existing):
     existing = os.path.dirname(existing)
   if not os.path.isdir(existing):
-    raise RunDirectoryError(f'{existing} is a file, not a directory; --workdir must be '
+    raise RunDirectoryError(f'{existing} is a file, not a directory; {flag} must be '
                             'a directory (it is created if missing).')
   if not os.access(existing, os.W_OK | os.X_OK):
-    raise RunDirectoryError(f'{existing} is not writable; --workdir must be a directory '
+    raise RunDirectoryError(f'{existing} is not writable; {flag} must be a directory '
                             'this user can write.')
+
+
+def replace_directory(tmp: str, directory: str) -> None:
+  """`tmp` renamed to `directory`; an existing one is moved aside first, then removed,
+  so `directory` is always either the old one or the whole new one."""
+  parent = os.path.dirname(os.path.abspath(directory))
+  old = None
+  if os.path.exists(directory):
+    old = tempfile.mkdtemp(dir=parent, prefix='.old-' + os.path.basename(directory))
+    os.rename(directory, os.path.join(old, 'previous'))
+  os.rename(tmp, directory)
+  if old is not None:
+    shutil.rmtree(old, ignore_errors=True)
 
 
 def incomplete_reasons(workdir: str, num_rounds: int) -> list[str]:

@@ -211,16 +211,6 @@ def _worker_context(worker: LocalWorker, log_path: Optional[str]):
   )
 
 
-def install_sigterm_handler() -> None:
-  """Makes SIGTERM raise SystemExit in the main thread, so `finally` blocks run."""
-
-  def handler(signum, frame):
-    del frame
-    raise SystemExit(128 + signum)
-
-  signal.signal(signal.SIGTERM, handler)
-
-
 def thread_env(threads: int) -> dict[str, str]:
   """Environment variables giving a process `threads` TensorFlow (and OpenMP) threads,
   which both TF in Python and TFF's C++ worker read, with TensorFlow's C++ start-up

@@ -226,7 +226,7 @@ def build_store(path: str, directory: str, *, settings: dict,
     }
     with open(os.path.join(tmp, _META_FILE), 'w') as f:
       json.dump(meta, f, indent=2, sort_keys=True)
-    _replace_directory(tmp, directory)
+    rundir.replace_directory(tmp, directory)
   except BaseException:
     shutil.rmtree(tmp, ignore_errors=True)
     raise
@@ -306,16 +306,3 @@ def _write_user_ids(user_ids, path: str) -> None:
   feather.write_feather(
       pyarrow.table({'user_id': pyarrow.array(sorted(user_ids), pyarrow.string())}),
       path, compression='uncompressed')
-
-
-def _replace_directory(tmp: str, directory: str) -> None:
-  """`tmp` renamed to `directory`; an existing one is moved aside first, then removed."""
-  parent = os.path.dirname(os.path.abspath(directory))
-  old = None
-  if os.path.exists(directory):
-    old = tempfile.mkdtemp(dir=parent, prefix='.old-' + os.path.basename(directory))
-    os.rename(directory, os.path.join(old, 'store'))
-  os.rename(tmp, directory)
-  if old is not None:
-    shutil.rmtree(old, ignore_errors=True)
-

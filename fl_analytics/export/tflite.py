@@ -30,6 +30,11 @@ checkpoint) and writes into `output`:
   the TFLite interpreter on this CPU (median over repeats) per example, per user and
   per personalization step.
 
+`--output` is a new or empty directory, or an earlier export, which is replaced whole;
+never inside the run directory. The export is written to a temporary directory beside
+it and renamed into place at the end, so an interrupted export leaves the earlier one
+(or none), never half of one.
+
 TensorFlow's own converter and interpreter (`tf.lite`), no other runtime. The weights
 are the first leaves of the checkpoint: TFF's `LearningAlgorithmState` holds the global
 model weights (trainable, then non-trainable) first (`tests/export_test.py` checks them
@@ -39,7 +44,9 @@ against the model the run evaluated).
 from __future__ import annotations
 
 import os
+import shutil
 import statistics
+import tempfile
 import time
 import zipfile
 from typing import Any, Optional
@@ -86,7 +93,14 @@ def load_run(workdir: str):
     raise ExportError(f'{workdir} is not a finished run ({"; ".join(reasons)}); finish '
                       'it (run the same train.py command again) before exporting.')
   config = ml_collections.ConfigDict(rundir.read_json(config_path))
-  task = tasks.for_run(config.to_dict())
+  try:  # a config.json edited by hand, or of another version, may not fit its task
+    task = tasks.for_run(config.to_dict())
+    keras_model = task.build_model(config)
+  except (ValueError, KeyError, AttributeError) as e:
+    raise ExportError(
+        f'{config_path} does not describe a model of its task ({type(e).__name__}: '
+        f'{str(e).strip(chr(34) + chr(39))}): it was edited or written by another '
+        'version. Restore it from the run, or train the run again.') from e
   round_num = rundir.latest_checkpoint_round(workdir)
   try:  # exactly the final round's (no fallback to an earlier one, and no renaming)
     leaves = rundir.load_checkpoint(workdir, round_num)
@@ -94,7 +108,6 @@ def load_run(workdir: str):
     raise ExportError(f'{rundir.checkpoint_path(workdir, round_num)} cannot be read '
                       f'({type(e).__name__}: {e}); the final model cannot be exported. '
                       'Run the same train.py command again to redo that round.') from e
-  keras_model = task.build_model(config)
   weights = keras_model.get_weights()
   final = [np.asarray(leaf) for leaf in leaves[:len(weights)]]
   if [w.shape for w in final] != [w.shape for w in weights]:
@@ -253,11 +266,43 @@ def export_run(workdir: str, output: str, *, latency_repeats: int = 200,
   `data`: the run's `FederatedData` when the caller has it (rebuilt from the config
   otherwise: the held-out users are those of the run).
   """
+  config, task, keras_model, round_num = load_run(workdir)
+  check_output(output, workdir)
+  final_output = output
+  parent = os.path.dirname(os.path.abspath(output))
+  os.makedirs(parent, exist_ok=True)
+  output = tempfile.mkdtemp(dir=parent, prefix=f'.tmp-{os.path.basename(output)}-')
+  try:
+    result = _export(workdir, output, config, task, keras_model, round_num,
+                     latency_repeats=latency_repeats, data=data)
+    rundir.replace_directory(output, final_output)
+  except BaseException:
+    shutil.rmtree(output, ignore_errors=True)
+    raise
+  return result
+
+
+def check_output(output: str, workdir: str) -> None:
+  """ExportError unless `output` can take an export of run `workdir`: a new or empty
+  directory, or an earlier export (it is replaced whole), outside the run directory."""
+  rundir.check_writable_directory(output, flag='--output')
+  out, run = os.path.realpath(output), os.path.realpath(workdir)
+  if out == run or out.startswith(run + os.sep):
+    raise ExportError(f'--output={output} is the run directory {workdir} or inside it; the '
+                      f'export goes to a directory of its own (e.g. {workdir}-export).')
+  if os.path.isdir(output) and os.listdir(output) and not os.path.isfile(
+      os.path.join(output, EXPORT_FILE)):
+    raise ExportError(
+        f'--output={output} holds other files ({", ".join(sorted(os.listdir(output))[:3])}'
+        '...) and no export.json: it is not an earlier export, which would be replaced. '
+        'Use a new or empty directory.')
+
+
+def _export(workdir, output, config, task, keras_model, round_num, *, latency_repeats,
+            data) -> dict[str, Any]:
+  """`export_run` into the (new, empty) directory `output`."""
   import tensorflow as tf  # pylint: disable=g-import-not-at-top
 
-  config, task, keras_model, round_num = load_run(workdir)
-  rundir.check_writable_directory(output)
-  os.makedirs(output, exist_ok=True)
   if data is None:
     data = task.build_data(config)
   # The held-out users of the run's final evaluation (evaluation.final_max_users).

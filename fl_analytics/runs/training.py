@@ -53,7 +53,7 @@ from fl_analytics.privacy import statement
 from fl_analytics.runs import observers
 from fl_analytics.runs import recording
 from fl_analytics.core import rundir
-from fl_analytics.core import runtime
+from fl_analytics.core import cli
 from fl_analytics.privacy import sampling
 from fl_analytics import tasks
 from fl_analytics.data import clients
@@ -477,7 +477,7 @@ def _setup(run_settings: RunSettings, workdir, data, rows, on_round) -> _Run:
                data.num_eval_users, config.eval_every, len(eval_users.y),
                task.eval_population_note(eval_users.y),
                config.evaluation.final_max_users or data.num_eval_users)
-  runtime.install_sigterm_handler()
+  cli.install_sigterm_handler()
   recorder = recording.RunRecorder(workdir, columns=METRIC_COLUMNS, rows=rows,
                                    num_rounds=config.num_rounds,
                                    show_reported=bool(config.clients.dropout))
