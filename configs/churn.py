@@ -95,6 +95,10 @@ def get_config() -> ml_collections.ConfigDict:
   # Write eval_users.csv, one row per held-out user. Off by default: held-out users get
   # no DP protection and a row can be linked back to its user (docs/privacy.md).
   c.evaluation.per_user_rows = False
+  # With an event file (data.source=events:PATH), per_user_rows is refused unless this
+  # is True too: a row can be linked back to its real user by whoever has the event
+  # file (its example count and baseline loss) or also the final model (its losses).
+  c.evaluation.per_user_rows_of_real_users = False
   # Held-out users scored every eval_every rounds: a fixed sample of this many, seeded
   # by seed (0: all of them); the final evaluation scores a sample of final_max_users.
   # Both bound the cost of evaluation at any population size; evaluation.json records

@@ -37,7 +37,7 @@ def main(argv):
   try:  # every input checked before the data is read or anything is written
     rundir.check_writable_directory(_WORKDIR.value)
     clients.check_data_config(config.data)
-    devices.check_clients_config(config.clients)
+    devices.check_fraction('clients.opt_out', config.clients.opt_out)
     logs, origin, num_days, note = clients.load_logs(config.data, seed=config.data.seed)
     logs, num_opted_out = clients.without_opted_out(logs, config.clients.opt_out,
                                                     seed=config.data.seed)

@@ -19,10 +19,13 @@ import pytest
 from fl_analytics.privacy import statement
 from fl_analytics.core import rundir
 from fl_analytics.core import runtime
+from fl_analytics.data import events
+from fl_analytics.data import synthetic
 from fl_analytics.reporting import summary
 from fl_analytics import sweeps
 from fl_analytics import tasks
 from fl_analytics.runs import training
+from tests import event_store_test
 from tests import training_test
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -535,6 +538,8 @@ def test_a_checkpoint_of_another_model_is_refused_naming_it(copy):
      r'data.quantity_skew must be a finite number >= 0. Found nan'),
     ({'dp.mechanism': 'none', 'dp.target_epsilon': 2.0},
      r'dp.target_epsilon=2.0 is set, but dp.mechanism=none adds no noise'),
+    ({'data.source': 'events:/data/events.csv', 'evaluation.per_user_rows': True},
+     r'each row of eval_users.csv can be linked back to its real user'),
 ])
 def test_settings_that_were_silently_accepted_are_refused_by_name(overrides, message):
   with pytest.raises(ValueError, match=message):
@@ -582,3 +587,40 @@ def test_a_statement_or_evaluation_of_the_wrong_type_is_written_again(
   assert not rundir.incomplete_reasons(copy, 3)
   assert (rundir.read_json(os.path.join(copy, name))
           == rundir.read_json(os.path.join(finished, name)))
+
+
+# --- 2-3: the data is part of the run's identity --------------------------------------
+
+
+@pytest.mark.slow
+def test_resuming_on_edited_event_data_is_refused_and_loses_nothing(tmp_path):
+  path = str(tmp_path / 'events.csv')
+  base = _config()
+  events.write_events(synthetic.generate_population(
+      num_users=base.data.num_users, seed=1, num_days=base.data.num_days), path)
+  workdir = str(tmp_path / 'run')
+  config = lambda rounds: _config(num_rounds=rounds, **{'data.source': f'events:{path}'})
+  training.train_and_evaluate(config(2), workdir)
+  config_path = os.path.join(workdir, rundir.CONFIG_FILE)
+  stored = rundir.read_json(config_path)
+  assert stored['resolved']['data_fingerprint'] == 'sha256:' + events.file_digest(path)
+  event_store_test._same_size_edit(path)  # pylint: disable=protected-access
+  before = _bytes(workdir, rundir.METRICS_FILE)
+  with pytest.raises(rundir.RunDirectoryError, match=r'trained on other data than events:'):
+    training.train_and_evaluate(config(3), workdir)
+  assert _bytes(workdir, rundir.METRICS_FILE) == before
+  # A run recorded before the fingerprint resumes, and records it from then on.
+  del stored['resolved']['data_fingerprint']
+  rundir.write_json(config_path, stored)
+  training.train_and_evaluate(config(3), workdir)
+  assert rundir.read_json(config_path)['resolved']['data_fingerprint'] == (
+      'sha256:' + events.file_digest(path))
+
+
+def test_resuming_on_another_generator_version_is_refused(copy, monkeypatch):
+  recorded = rundir.read_json(os.path.join(copy, rundir.CONFIG_FILE))
+  assert recorded['resolved']['data_fingerprint'].startswith(
+      f'synthetic:v{synthetic.GENERATOR_VERSION}:')
+  monkeypatch.setattr(synthetic, 'GENERATOR_VERSION', synthetic.GENERATOR_VERSION + 1)
+  with pytest.raises(rundir.RunDirectoryError, match='trained on other data'):
+    training.train_and_evaluate(_config(**_FINISHED, num_rounds=4), copy)

@@ -432,6 +432,20 @@ def flatten_dict(d: dict, prefix: str = '') -> dict[str, Any]:
   return out
 
 
+def check_same_data(stored: dict, fingerprint: str, config_path: str, *,
+                    risk: str = 'resuming would mix two datasets') -> None:
+  """RunDirectoryError when the data is not what the run in `config_path` (its
+  config.json, `stored`) was trained on; `risk` says what going on would do. Runs
+  recorded before the fingerprint have none to compare: they are taken as they are."""
+  recorded = stored.get('resolved', {}).get('data_fingerprint')
+  if recorded is not None and recorded != fingerprint:
+    source = stored.get('data', {}).get('source', 'the data')
+    raise RunDirectoryError(
+        f'{config_path}: the run was trained on other data than {source} holds now '
+        f'(fingerprint {recorded}, now {fingerprint}): {risk}. Restore the data the run '
+        'was trained on, or use a new --workdir.')
+
+
 def config_differences(
     stored: dict, new: dict, ignore: Sequence[str] = (),
     added: Optional[dict[str, Any]] = None) -> list[str]:

@@ -20,6 +20,8 @@ from __future__ import annotations
 import collections
 import dataclasses
 import functools
+import hashlib
+import json
 import threading
 from typing import Callable, Optional
 
@@ -51,6 +53,9 @@ class LogSource:
   origin_timestamp: int
   num_days: int
   note: str  # where the logs came from, for the run's log
+  # What the logs are, recorded in config.json: `sha256:HEX` of an event file's bytes,
+  # or `synthetic:vN:HEX`, the generator's version and a hash of its settings.
+  fingerprint: str
 
 
 @dataclasses.dataclass(frozen=True)
@@ -112,6 +117,7 @@ class FederatedData:
     self._train = np.sort(remaining[order[num_eval:]])
     self.num_opted_out = len(opted_out)
     self.source_note = source.note
+    self.fingerprint = source.fingerprint
     self.users_made = 0  # logs made so far (tests check that nobody is made up front)
     # The shape and dtype of one example: the examples of a user without events.
     [(self.empty_x, self.empty_y)] = self._featurize(synthetic.LogBatch.of(
@@ -300,7 +306,8 @@ def load_source(data, *, seed: int) -> LogSource:
                               quantity_skew=data.quantity_skew,
                               label_skew=data.label_skew, feature_skew=data.feature_skew),
         origin_timestamp=synthetic.ORIGIN_TIMESTAMP, num_days=data.num_days,
-        note=f'synthetic population of {data.num_users} users, {data.num_days} days')
+        note=f'synthetic population of {data.num_users} users, {data.num_days} days',
+        fingerprint=_synthetic_fingerprint(data, seed))
   from fl_analytics.data import event_store  # pylint: disable=g-import-not-at-top
 
   store = event_store.open_store(path, unknown_events=data.unknown_events,
@@ -322,7 +329,15 @@ def load_source(data, *, seed: int) -> LogSource:
              + ', '.join(f'{k!r}: {v}' for k, v in top) + ')')
   return LogSource(num_users=store.num_users, logs=store.logs,
                    origin_timestamp=store.origin_timestamp, num_days=store.num_days,
-                   note=note)
+                   note=note, fingerprint=store.fingerprint)
+
+
+def _synthetic_fingerprint(data, seed: int) -> str:
+  settings = {'seed': seed, 'num_users': data.num_users, 'num_days': data.num_days,
+              'quantity_skew': data.quantity_skew, 'label_skew': data.label_skew,
+              'feature_skew': data.feature_skew}
+  digest = hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()
+  return f'synthetic:v{synthetic.GENERATOR_VERSION}:{digest[:16]}'
 
 
 def load_logs(data, *, seed: int) -> tuple[list[synthetic.UserLog], int, int, str]:

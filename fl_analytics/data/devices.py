@@ -58,10 +58,14 @@ def check_clients_config(clients) -> None:
   Whether the mechanism's accounting survives dropout is the mechanism's to say
   (`fl_analytics.privacy.mechanisms.check_dropout`)."""
   for name in ('dropout', 'opt_out'):
-    value = clients[name]
-    if not (isinstance(value, (int, float)) and 0 <= value < 1):
-      raise ValueError(f'clients.{name} must be a number in [0, 1). Found {value!r}.')
+    check_fraction(f'clients.{name}', clients[name])
   parse_max_local_steps(clients.max_local_steps)
+
+
+def check_fraction(key: str, value) -> None:
+  """ValueError naming `key` unless `value` is a fraction of users in [0, 1)."""
+  if not (isinstance(value, (int, float)) and 0 <= value < 1):
+    raise ValueError(f'{key} must be a number in [0, 1). Found {value!r}.')
 
 
 def opted_out(num_users: int, fraction: float, *, seed: int) -> np.ndarray:

@@ -17,16 +17,19 @@ The store is a directory `PATH.store/` beside the file:
 ``events.npy``         int8 vocabulary index of each
 ``offsets.npy``        int64 [users + 1]: user u's events are rows offsets[u]:offsets[u+1]
 ``user_ids.arrow``     the user ids, sorted (Arrow IPC file; user u is the u-th)
-``meta.json``          the file it came from (size, modification time, SHA-256), the
-                       settings it was built with, rows, users, dropped events, warnings
+``meta.json``          the file it came from (size, SHA-256 of its bytes), the settings
+                       it was built with, rows, users, dropped events, warnings
 =====================  ================================================================
 
 The arrays are memory-mapped when read, so opening a store costs nothing per event,
 and `log(u)` reads one user's rows. Users are in the order of `events.load_events`
 (sorted by id), so a run from the store and a run from the file in memory are the
-same. A changed file is detected by its size and modification time, or else by its
-SHA-256; a store being built is written to a temporary directory and renamed into
-place, under a lock (`PATH.store.lock`) that other processes wait on, so a crash never
+same. The store is current when the file's bytes have the SHA-256 the build read
+(`fingerprint`, computed in the build's own pass for CSV): an edit that keeps the size
+and the modification time is seen too. Each open reads the file once to hash it
+(about as long as `sha256sum` takes). A store whose arrays are missing, truncated or
+do not agree with each other is built again. A store being built is written to a
+temporary directory and renamed into place, under a lock (`PATH.store.lock`) that other processes wait on, so a crash never
 leaves a half-built store and parallel sweep points build it once.
 """
 
@@ -34,7 +37,6 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
-import hashlib
 import json
 import os
 import shutil
@@ -62,15 +64,6 @@ def store_path(path: str) -> str:
   return path + STORE_SUFFIX
 
 
-def file_digest(path: str) -> str:
-  """SHA-256 of the file's bytes."""
-  h = hashlib.sha256()
-  with open(path, 'rb') as f:
-    for block in iter(lambda: f.read(1 << 22), b''):
-      h.update(block)
-  return h.hexdigest()
-
-
 class EventStore:
   """The users of an event file, memory-mapped from its store directory."""
 
@@ -83,6 +76,17 @@ class EventStore:
         np.load(os.path.join(directory, name), mmap_mode='r') for name in _ARRAYS)
     self._ids = feather.read_table(os.path.join(directory, _IDS_FILE),
                                    memory_map=True).column('user_id')
+    sizes = (len(self._timestamps), len(self._events), int(self._offsets[-1]),
+             self.meta['num_events'])
+    users = (len(self._offsets) - 1, len(self._ids), self.meta['num_users'])
+    if len(set(sizes)) != 1 or len(set(users)) != 1:
+      raise ValueError(f'the arrays of {directory} do not agree (events {sizes}, '
+                       f'users {users})')
+
+  @property
+  def fingerprint(self) -> str:
+    """The event file's identity: the SHA-256 of the bytes the store was built from."""
+    return 'sha256:' + self.meta['source']['sha256']
 
   @property
   def num_users(self) -> int:
@@ -124,33 +128,24 @@ def _settings(unknown_events: str, time_range: Sequence) -> dict:
   return {'unknown_events': unknown_events, 'min_time': earliest, 'max_time': latest}
 
 
-def _file_identity(path: str) -> dict:
-  st = os.stat(path)
-  return {'size': st.st_size, 'mtime_ns': st.st_mtime_ns}
-
-
 def _current(directory: str, path: str, settings: dict) -> bool:
-  """Whether the store in `directory` was built from `path` as it is now, with
-  `settings`. A store whose file only looks changed (a new modification time, same
-  bytes) is marked current again."""
+  """Whether the store in `directory` was built from `path`'s bytes as they are now
+  (their SHA-256; a size that differs answers without reading), with `settings`."""
   meta_path = os.path.join(directory, _META_FILE)
   if not os.path.exists(meta_path):
     return False
   try:
     meta = rundir.read_json(meta_path)
-  except (OSError, ValueError):
+    source = meta['source']
+  except (OSError, ValueError, KeyError, rundir.RunDirectoryError):
     return False
   if meta.get('format_version') != FORMAT_VERSION or meta.get('settings') != settings:
     return False
-  identity = _file_identity(path)
-  if meta['source'] == {**meta['source'], **identity}:
-    return True
-  if identity['size'] != meta['source']['size'] or file_digest(path) != (
-      meta['source']['sha256']):
+  if not all(os.path.isfile(os.path.join(directory, name))
+             for name in (*_ARRAYS, _IDS_FILE)):
     return False
-  meta['source'].update(identity)
-  rundir.write_json(meta_path, meta)
-  return True
+  return (os.path.getsize(path) == source.get('size')
+          and events.file_digest(path) == source.get('sha256'))
 
 
 @contextlib.contextmanager
@@ -178,11 +173,24 @@ def open_store(path: str, *, unknown_events: str = 'drop',
     raise events.EventLogError(f'{path}: no such file (data.source=events:PATH).')
   settings = _settings(unknown_events, time_range)
   directory = store_path(path)
-  if not _current(directory, path, settings):
+  store = _current(directory, path, settings) and _open(directory)
+  if not store:
     with _build_lock(directory):
-      if not _current(directory, path, settings):  # another process may have built it
+      # another process may have built it meanwhile
+      store = _current(directory, path, settings) and _open(directory)
+      if not store:
         build_store(path, directory, settings=settings, progress=progress)
-  return EventStore(directory)
+        store = EventStore(directory)
+  return store
+
+
+def _open(directory: str) -> Optional[EventStore]:
+  """The store in `directory`, or None (with a warning) when it is damaged."""
+  try:
+    return EventStore(directory)
+  except (OSError, ValueError, KeyError, EOFError, rundir.RunDirectoryError) as e:
+    logging.warning('The event store %s is damaged (%s); building it again.', directory, e)
+    return None
 
 
 def build_store(path: str, directory: str, *, settings: dict,
@@ -191,7 +199,7 @@ def build_store(path: str, directory: str, *, settings: dict,
   passes in a temporary directory, renamed into place."""
   say = progress or (lambda line: logging.info('%s', line))
   t0 = time.monotonic()
-  identity = {**_file_identity(path), 'sha256': file_digest(path)}
+  size = os.path.getsize(path)
   parent = os.path.dirname(os.path.abspath(directory))
   tmp = tempfile.mkdtemp(dir=parent, prefix='.tmp-' + os.path.basename(directory))
   try:
@@ -214,7 +222,7 @@ def build_store(path: str, directory: str, *, settings: dict,
     origin = first_time - first_time % synthetic.SECONDS_PER_DAY
     meta = {
         'format_version': FORMAT_VERSION,
-        'source': {'path': os.path.abspath(path), **identity},
+        'source': {'path': os.path.abspath(path), 'size': size, 'sha256': scan.sha256},
         'settings': settings,
         'num_rows': scan.num_rows, 'num_users': num_users, 'num_events': int(offsets[-1]),
         'unknown_events': scan.unknown_events,

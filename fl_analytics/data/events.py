@@ -30,6 +30,7 @@ from __future__ import annotations
 import csv
 import dataclasses
 import datetime
+import hashlib
 import math
 import os
 import tempfile
@@ -110,11 +111,22 @@ def parse_timestamp(text) -> int:
   return math.floor(when.timestamp())
 
 
+def file_digest(path: str) -> str:
+  """SHA-256 of the file's bytes."""
+  h = hashlib.sha256()
+  with open(path, 'rb') as f:
+    for block in iter(lambda: f.read(1 << 22), b''):
+      h.update(block)
+  return h.hexdigest()
+
+
 class _Position:
-  """How far a reader is through its file (for progress lines)."""
+  """How far a reader is through its file (for progress lines), and the SHA-256 of
+  the bytes it read (`digest`; set when the whole file was read)."""
 
   def __init__(self):
     self.done, self.total = 0, 0
+    self.digest: Optional[str] = None
 
   @property
   def fraction(self) -> Optional[float]:
@@ -125,14 +137,17 @@ def _utf8_lines(f, path: str, position: _Position) -> Iterator[str]:
   """The lines of binary file `f`, decoded one by one so that a bad byte is reported
   on its own line (a text file decodes ahead in blocks, and the csv module's line
   count then points at an earlier line)."""
+  h = hashlib.sha256()
   for number, raw in enumerate(f, 1):
     position.done += len(raw)
+    h.update(raw)
     try:  # a spreadsheet's UTF-8 byte-order mark before the header is not a column name
       yield raw.decode('utf-8-sig' if number == 1 else 'utf-8')
     except UnicodeDecodeError as e:
       raise EventLogError(
           f'{path}, line {number}: byte 0x{raw[e.start]:02x} at column {e.start + 1} is '
           'not UTF-8; event files are UTF-8 text.') from None
+  position.digest = h.hexdigest()  # every byte was read, in this same pass
 
 
 def _csv_rows(path: str, position: _Position) -> Iterator[tuple[str, dict]]:
@@ -172,6 +187,8 @@ def _parquet_rows(path: str, position: _Position) -> Iterator[tuple[str, dict]]:
     raise EventLogError(f'{path}: not a readable Parquet file ({e}).') from e
   _check_columns(path, list(file.schema_arrow.names), 'the schema')
   position.total = file.metadata.num_rows
+  # Parquet is read by column chunks, not front to back: its bytes are hashed first.
+  position.digest = file_digest(path)
   row = 0
   try:
     for batch in file.iter_batches(batch_size=CHUNK_ROWS, columns=list(REQUIRED_COLUMNS)):
@@ -224,6 +241,7 @@ class Scan:
   user_ids: list[str]  # in order of first appearance; chunks index into it
   num_rows: int
   unknown_events: dict[str, int]  # dropped event names -> rows
+  sha256: str  # of the file's bytes, as they were read
 
   def nul_warning(self, path: str) -> Optional[str]:
     with_nul = [u for u in self.user_ids if '\x00' in u]
@@ -316,7 +334,7 @@ def scan_events(path: str, *, on_chunk: Callable[[np.ndarray, np.ndarray, np.nda
         f'{path}: none of its {num_rows} events is in the vocabulary '
         f'({", ".join(synthetic.EVENT_VOCAB)}); unknown: '
         f'{", ".join(sorted(unknown)[:10])}.')
-  return Scan(list(index), num_rows, unknown)
+  return Scan(list(index), num_rows, unknown, position.digest)
 
 
 def duplicate_rows(users: np.ndarray, times: np.ndarray, kinds: np.ndarray) -> int:

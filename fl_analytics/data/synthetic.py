@@ -44,6 +44,9 @@ from scipy import special
 from fl_analytics.data import counter_random as cr
 
 SECONDS_PER_DAY = 86_400
+# The generator's version: part of a run's data fingerprint (`clients.LogSource`). A
+# change that alters any user's log for the same settings and seed takes a new one.
+GENERATOR_VERSION = 1
 # 2024-01-01T00:00:00Z: the first day of every synthetic log.
 ORIGIN_TIMESTAMP = 1_704_067_200
 

@@ -305,6 +305,9 @@ def _export(workdir, output, config, task, keras_model, round_num, *, latency_re
 
   if data is None:
     data = task.build_data(config)
+  rundir.check_same_data(config.to_dict(), data.fingerprint,
+                         os.path.join(workdir, rundir.CONFIG_FILE),
+                         risk='the export would be checked on other held-out users')
   # The held-out users of the run's final evaluation (evaluation.final_max_users).
   held_out = data.held_out(config.evaluation.final_max_users, seed=int(config.seed))
   module = device_module(task, config, keras_model)

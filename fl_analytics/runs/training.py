@@ -57,6 +57,7 @@ from fl_analytics.core import cli
 from fl_analytics.privacy import sampling
 from fl_analytics import tasks
 from fl_analytics.data import clients
+from fl_analytics.data import events
 
 METRIC_COLUMNS = (
     'round',
@@ -73,6 +74,8 @@ METRIC_COLUMNS = (
 )
 # Keys that may change between launches of the same run.
 _MUTABLE_KEYS = ('num_rounds', 'runtime', 'dp.max_epsilon', 'evaluation')
+# Compared on its own (`rundir.check_same_data`), with a message of its own.
+_FINGERPRINT_KEY = 'resolved.data_fingerprint'
 # Keys added after runs were recorded, at the value those runs had (the feature off):
 # such a run resumes and counts as finished without them in its config.json.
 _ADDED_KEYS = {'audit.canaries': 0, 'audit.unseen_canaries': None, 'audit.alpha': 0.05,
@@ -105,6 +108,27 @@ def _check_positive(key: str, value) -> None:
                      + (' It must be finite.' if value == math.inf else ''))
 
 
+def _check_evaluation(config) -> None:
+  evaluation = config.evaluation
+  for key in ('max_users', 'final_max_users'):
+    value = evaluation[key]
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+      raise ValueError(f'evaluation.{key} must be an integer >= 0 (0: every held-out '
+                       f'user). Found {value!r}.')
+  steps = evaluation.personalization_steps
+  if not isinstance(steps, int) or steps < 0:
+    raise ValueError(
+        f'evaluation.personalization_steps must be an integer >= 0. Found {steps!r}.')
+  if (evaluation.per_user_rows and events.source_path(config.data.source) is not None
+      and not evaluation.get('per_user_rows_of_real_users', False)):
+    raise ValueError(
+        f'evaluation.per_user_rows=True with data.source={config.data.source}: each row '
+        "of eval_users.csv can be linked back to its real user (by the user's example "
+        'count and baseline loss with the event file; by every loss with the final '
+        'model too), and held-out users have no DP protection. Set also '
+        'evaluation.per_user_rows_of_real_users=True to write them anyway.')
+
+
 def check_config(config) -> None:
   """Raises ValueError for values no run can use, before anything is built."""
   for key in ('num_rounds', 'eval_every'):
@@ -120,15 +144,7 @@ def check_config(config) -> None:
               'server.learning_rate'):
     section, name = key.split('.')
     _check_positive(key, config[section][name])
-  for key in ('max_users', 'final_max_users'):
-    value = config.evaluation[key]
-    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-      raise ValueError(f'evaluation.{key} must be an integer >= 0 (0: every held-out '
-                       f'user). Found {value!r}.')
-  steps = config.evaluation.personalization_steps
-  if not isinstance(steps, int) or steps < 0:
-    raise ValueError(
-        f'evaluation.personalization_steps must be an integer >= 0. Found {steps!r}.')
+  _check_evaluation(config)
   if not 0 <= config.server.momentum < 1:
     raise ValueError(f'server.momentum must be in [0, 1). Found {config.server.momentum}.')
   clients.check_data_config(config.data)
@@ -174,7 +190,8 @@ class RunSettings:
 
 
 def resolve_config(config, *, population_size: int, stored: Optional[dict] = None,
-                   opted_out_users: int = 0) -> RunSettings:
+                   opted_out_users: int = 0,
+                   data_fingerprint: Optional[str] = None) -> RunSettings:
   """The run's settings, validated and calibrated once.
 
   `config` has passed `check_config` (the checks that need no data; `train_and_evaluate`
@@ -184,7 +201,8 @@ def resolve_config(config, *, population_size: int, stored: Optional[dict] = Non
   multiplier is calibrated (`statement.calibrate`) so that `num_rounds` rounds spend the target at
   `dp.delta`. A continued run keeps the noise multiplier it was started with (recorded
   in `stored`), so the rounds it already ran stay accounted for correctly; its epsilon
-  then grows past the target. The dict's `resolved` section records what was resolved;
+  then grows past the target. The dict's `resolved` section records what was resolved,
+  with `data_fingerprint` (`clients.LogSource.fingerprint`: what the data was);
   `dp_settings` reads the settings back from it.
   """
   resolved = config.to_dict()
@@ -196,15 +214,8 @@ def resolve_config(config, *, population_size: int, stored: Optional[dict] = Non
         'and audit canaries). Lower clients_per_round or raise data.num_users.')
   statement.check_budget(delta=dp['delta'], population_size=population_size, prefix='dp.')
   tensor_sizes = tasks.get(config.task).tensor_sizes(config)
-  factor = 1.0
-  if dp['secure_sum']:
-    factor = statement.secure_sum_sensitivity_factor(sum(tensor_sizes))
-  elif config.compression.bits:
-    factor = statement.compression_sensitivity_factor(
-        bits=config.compression.bits, tensor_sizes=tensor_sizes,
-        threshold=config.compression.threshold)
   resolved['resolved'] = {
-      'sensitivity_factor': factor,
+      'sensitivity_factor': _sensitivity_factor(config, tensor_sizes),
       'population_size': population_size,
       'sampling_probability': statement.sampling_probability(
           clients_per_round=config.clients_per_round, population_size=population_size),
@@ -212,6 +223,7 @@ def resolve_config(config, *, population_size: int, stored: Optional[dict] = Non
       **tasks.get(config.task).resolved_extras(config),
       'opted_out_users': opted_out_users,
       'canaries': config.audit.canaries,
+      'data_fingerprint': data_fingerprint,
   }
   m = mechanisms.get(dp['mechanism'])
   if m.private and dp['target_epsilon'] is not None:
@@ -231,6 +243,17 @@ def resolve_config(config, *, population_size: int, stored: Optional[dict] = Non
   if settings.derived is not None:  # recorded under the mechanism's name
     resolved['resolved'][m.name] = dict(settings.derived)
   return RunSettings(ml_collections.FrozenConfigDict(resolved), resolved, settings)
+
+
+def _sensitivity_factor(config, tensor_sizes) -> float:
+  """How much a secure sum's or compression's rounding can grow an update's norm."""
+  if config.dp.secure_sum:
+    return statement.secure_sum_sensitivity_factor(sum(tensor_sizes))
+  if config.compression.bits:
+    return statement.compression_sensitivity_factor(
+        bits=config.compression.bits, tensor_sizes=tensor_sizes,
+        threshold=config.compression.threshold)
+  return 1.0
 
 
 def dp_settings(resolved: dict,
@@ -283,14 +306,17 @@ def _prepare_workdir(config, workdir: str, data: clients.FederatedData):
   stored = rundir.read_json(config_path) if os.path.exists(config_path) else None
   run_settings = resolve_config(
       config, population_size=data.population_size + config.audit.canaries,
-      stored=stored, opted_out_users=data.num_opted_out)
+      stored=stored, opted_out_users=data.num_opted_out,
+      data_fingerprint=data.fingerprint)
   start, leaves, rows = 0, None, []
   if stored is None and (rundir.checkpoint_rounds(workdir) or os.path.exists(metrics_path)):
     raise rundir.RunDirectoryError(
         f'{config_path} is missing, but {workdir} holds the metrics or checkpoints of a '
         'run: starting over would mix two runs. Restore the file, or use a new --workdir.')
   if stored is not None:
-    diffs = rundir.config_differences(stored, run_settings.resolved, ignore=_MUTABLE_KEYS,
+    rundir.check_same_data(stored, data.fingerprint, config_path)
+    diffs = rundir.config_differences(stored, run_settings.resolved,
+                                      ignore=(*_MUTABLE_KEYS, _FINGERPRINT_KEY),
                                       added=_ADDED_KEYS)
     if diffs:
       raise ConfigMismatchError(
