@@ -624,3 +624,31 @@ def test_resuming_on_another_generator_version_is_refused(copy, monkeypatch):
   monkeypatch.setattr(synthetic, 'GENERATOR_VERSION', synthetic.GENERATOR_VERSION + 1)
   with pytest.raises(rundir.RunDirectoryError, match='trained on other data'):
     training.train_and_evaluate(_config(**_FINISHED, num_rounds=4), copy)
+
+
+# --- 9: a Ray address with nothing listening ----------------------------------------------
+
+
+def test_a_ray_address_with_nothing_listening_fails_at_once_before_any_write(tmp_path):
+  workdir = tmp_path / 'run'
+  t0 = time.monotonic()
+  with pytest.raises(ConnectionError, match=r"'127.0.0.1:1': nothing answers there"):
+    training.train_and_evaluate(_config(**{'runtime.ray_address': '127.0.0.1:1'}),
+                                str(workdir))
+  with pytest.raises(ConnectionError, match=r"'127.0.0.1:1': nothing answers there"):
+    sweeps.run_sweep([], str(workdir), command=None, ray_address='127.0.0.1:1')
+  assert time.monotonic() - t0 < 15
+  assert not workdir.exists()
+
+
+@pytest.mark.slow
+def test_train_with_a_dead_ray_address_is_one_line(tmp_path):
+  result = subprocess.run(
+      [sys.executable, os.path.join(REPO, 'experiments', 'train.py'),
+       '--config=' + os.path.join(REPO, 'configs', 'churn.py'),
+       f'--workdir={tmp_path / "run"}', '--config.runtime.ray_address=127.0.0.1:1'],
+      capture_output=True, text=True, timeout=120)
+  assert result.returncode == 1
+  assert result.stderr.strip().splitlines()[-1].startswith(
+      "error: Cannot connect to a Ray cluster at '127.0.0.1:1'"), result.stderr
+  assert not (tmp_path / 'run').exists()

@@ -42,14 +42,40 @@ def ray_executable() -> str:
   return path if os.path.exists(path) else 'ray'
 
 
+# How long a HOST:PORT may take to accept a TCP connection before it is taken as down.
+# Without this check `ray.init` retries an address with nothing listening for minutes.
+_REACH_TIMEOUT_S = 5.0
+
+
+def check_reachable(address: str, timeout_s: float = _REACH_TIMEOUT_S) -> None:
+  """ConnectionError naming `address` (HOST:PORT) when nothing accepts a TCP connection
+  there within `timeout_s`; 'auto' (Ray's own lookup, which fails at once) passes."""
+  if address == 'auto' or ':' not in address:
+    return
+  host, port = address.rsplit(':', 1)
+  try:
+    with socket.create_connection((host.strip('[]'), int(port)), timeout=timeout_s):
+      pass
+  except ValueError:
+    raise ConnectionError(f'Ray address {address!r}: the port must be a number '
+                          '(HOST:PORT or auto).') from None
+  except OSError as e:
+    reason = 'timed out' if isinstance(e, socket.timeout) else (e.strerror or str(e))
+    raise ConnectionError(
+        f'Cannot connect to a Ray cluster at {address!r}: nothing answers there '
+        f'({reason}). Start one with `ray start --head` (docs/cluster.md), or pass its '
+        'HOST:PORT.') from None
+
+
 def connect(address: str):
   """Connects this process to the cluster at `address` ('auto' or HOST:PORT) and
   returns the `ray` module. Never starts a cluster: a wrong address is an error naming
-  it."""
+  it, within `_REACH_TIMEOUT_S` when nothing listens there (`check_reachable`)."""
   import ray  # pylint: disable=g-import-not-at-top
 
   if ray.is_initialized():
     return ray
+  check_reachable(address)
   # Ray 2.52 warns at every connection that it will stop overriding
   # CUDA_VISIBLE_DEVICES for tasks without GPUs; this opts in to that now.
   os.environ.setdefault('RAY_ACCEL_ENV_VAR_OVERRIDE_ON_ZERO', '0')

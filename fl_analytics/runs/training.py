@@ -54,6 +54,7 @@ from fl_analytics.runs import observers
 from fl_analytics.runs import recording
 from fl_analytics.core import rundir
 from fl_analytics.core import cli
+from fl_analytics.cluster import ray_cluster
 from fl_analytics.privacy import sampling
 from fl_analytics import tasks
 from fl_analytics.data import clients
@@ -393,10 +394,14 @@ def train_and_evaluate(config, workdir: str,
     rundir.RunDirectoryError: when `workdir` cannot be used (not writable, in use by
       another process, files missing or damaged).
     DivergenceError: when the loss becomes non-finite or far above its start.
+    ConnectionError: when `runtime.ray_address` has no cluster answering, before
+      anything is written.
   """
   try:
     check_config(config)
     rundir.check_writable_directory(workdir)
+    if config.runtime.get('ray_address'):  # a cluster that is down: before any write
+      ray_cluster.check_reachable(config.runtime.ray_address)
     task = tasks.get(config.task)
     data = task.build_data(config)
   except InvalidSettingsError:

@@ -133,6 +133,9 @@ def run_sweep(
     raise ValueError(f'parallel must be >= 1. Found {parallel}.')
   if cpus_per_point < 1:
     raise ValueError(f'cpus_per_point must be >= 1. Found {cpus_per_point}.')
+  if ray_address:  # before the sweep directory is made
+    from fl_analytics.cluster import ray_cluster  # pylint: disable=g-import-not-at-top
+    ray_cluster.check_reachable(ray_address)
   with rundir.locked(workdir):
     if ray_address:
       from fl_analytics.sweeps import ray_launcher  # pylint: disable=g-import-not-at-top
