@@ -5,6 +5,7 @@ import os
 import numpy as np
 import pytest
 
+from fl_analytics.core import rundir
 from fl_analytics.data import event_store
 from fl_analytics.data import events
 from fl_analytics.data import synthetic
@@ -123,17 +124,17 @@ def test_a_same_size_edit_with_the_old_mtime_is_seen_by_its_fingerprint(tmp_path
   path = str(tmp_path / 'events.csv')
   events.write_events(_logs()[:10], path)
   before = event_store.open_store(path)
-  assert before.fingerprint == 'sha256:' + events.file_digest(path)
+  assert before.fingerprint == 'sha256:' + rundir.file_digest(path)
   _same_size_edit(path)
   after = event_store.open_store(path)
-  assert after.fingerprint == 'sha256:' + events.file_digest(path) != before.fingerprint
+  assert after.fingerprint == 'sha256:' + rundir.file_digest(path) != before.fingerprint
   _assert_same_logs(after, events.load_events(path).logs)
 
 
 def test_the_fingerprint_is_of_the_bytes_the_build_read(event_file):
   # CSV: hashed in the build's own pass; Parquet: hashed before its columns are read.
   store = event_store.open_store(event_file)
-  assert store.meta['source']['sha256'] == events.file_digest(event_file)
+  assert store.meta['source']['sha256'] == rundir.file_digest(event_file)
 
 
 @pytest.mark.parametrize('damage', ['deleted', 'truncated', 'emptied', 'other_store'])

@@ -603,7 +603,7 @@ def test_resuming_on_edited_event_data_is_refused_and_loses_nothing(tmp_path):
   training.train_and_evaluate(config(2), workdir)
   config_path = os.path.join(workdir, rundir.CONFIG_FILE)
   stored = rundir.read_json(config_path)
-  assert stored['resolved']['data_fingerprint'] == 'sha256:' + events.file_digest(path)
+  assert stored['resolved']['data_fingerprint'] == 'sha256:' + rundir.file_digest(path)
   event_store_test._same_size_edit(path)  # pylint: disable=protected-access
   before = _bytes(workdir, rundir.METRICS_FILE)
   with pytest.raises(rundir.RunDirectoryError, match=r'trained on other data than events:'):
@@ -614,7 +614,7 @@ def test_resuming_on_edited_event_data_is_refused_and_loses_nothing(tmp_path):
   rundir.write_json(config_path, stored)
   training.train_and_evaluate(config(3), workdir)
   assert rundir.read_json(config_path)['resolved']['data_fingerprint'] == (
-      'sha256:' + events.file_digest(path))
+      'sha256:' + rundir.file_digest(path))
 
 
 def test_resuming_on_another_generator_version_is_refused(copy, monkeypatch):
@@ -652,3 +652,78 @@ def test_train_with_a_dead_ray_address_is_one_line(tmp_path):
   assert result.stderr.strip().splitlines()[-1].startswith(
       "error: Cannot connect to a Ray cluster at '127.0.0.1:1'"), result.stderr
   assert not (tmp_path / 'run').exists()
+
+
+# --- Every file of a run directory, damaged every way --------------------------------------
+
+_SECRET = {**_FINISHED, 'dp.reproducible_sampling': False}  # a secret seed file too
+_RUN_FILES = (rundir.CONFIG_FILE, rundir.METRICS_FILE, rundir.PRIVACY_FILE,
+              rundir.EVALUATION_FILE, rundir.CALIBRATION_FILE,
+              os.path.join(rundir.FIGURE_DIR, 'calibration.png'),
+              os.path.join(rundir.CHECKPOINT_DIR, 'round_000003.npz'),
+              rundir.SECRET_SAMPLING_SEED_FILE, rundir.LOCK_FILE)
+_DAMAGES = ('deleted', 'empty', 'wrong_type', 'directory', 'truncated', 'other_run')
+
+
+@pytest.fixture(scope='module')
+def secret_runs(tmp_path_factory):
+  """(a finished run with a secret seed, another finished run of another seed)."""
+  root = tmp_path_factory.mktemp('secret')
+  runs = []
+  for seed in (0, 1):
+    workdir = str(root / f'run{seed}')
+    training.train_and_evaluate(_config(**_SECRET, seed=seed), workdir)
+    runs.append(workdir)
+  return runs
+
+
+def _damage(path, kind, other):
+  if kind == 'truncated':
+    with open(path, 'rb') as f:
+      data = f.read()
+  if os.path.isdir(path):
+    shutil.rmtree(path)
+  elif os.path.lexists(path):
+    os.unlink(path)
+  if kind == 'directory':
+    os.mkdir(path)
+  elif kind == 'other_run':
+    shutil.copyfile(other, path)
+  elif kind != 'deleted':
+    with open(path, 'wb') as f:
+      f.write({'empty': b'', 'wrong_type': b'[]\n'}.get(kind, b'') if kind != 'truncated'
+              else data[:len(data) // 2])
+
+
+def _outcome(workdir):
+  """What a finished run says: metrics (without timings), statement, evaluation
+  (without the file digests), final model."""
+  evaluation = rundir.read_json(os.path.join(workdir, rundir.EVALUATION_FILE))
+  return (_rows(workdir), rundir.read_json(os.path.join(workdir, rundir.PRIVACY_FILE)),
+          {k: v for k, v in evaluation.items() if k != 'files'},
+          [np.asarray(leaf).tolist() for leaf in rundir.load_checkpoint(workdir, 3)])
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize('kind', _DAMAGES)
+@pytest.mark.parametrize('name', _RUN_FILES)
+def test_every_run_file_damaged_is_refused_by_name_or_recovered_identically(
+    secret_runs, tmp_path, name, kind):
+  finished, other = secret_runs
+  workdir = str(tmp_path / 'run')
+  shutil.copytree(finished, workdir, ignore=shutil.ignore_patterns(rundir.LOCK_FILE))
+  open(os.path.join(workdir, rundir.LOCK_FILE), 'w').close()
+  open(os.path.join(other, rundir.LOCK_FILE), 'a').close()
+  _damage(os.path.join(workdir, name), kind, os.path.join(other, name))
+  metrics = os.path.join(workdir, rundir.METRICS_FILE)
+  before = _bytes(workdir, rundir.METRICS_FILE) if os.path.isfile(metrics) else None
+  try:
+    training.train_and_evaluate(_config(**_SECRET), workdir)
+  except (rundir.RunDirectoryError, training.InvalidSettingsError) as e:
+    named = os.path.basename(name).split('_0')[0]  # round_000003.npz: 'round'
+    assert named in str(e) or (name == rundir.CONFIG_FILE and 'config' in str(e)), e
+    if name != rundir.METRICS_FILE:  # nothing lost
+      assert _bytes(workdir, rundir.METRICS_FILE) == before
+    return
+  assert not rundir.incomplete_reasons(workdir, 3)
+  assert _outcome(workdir) == _outcome(finished)

@@ -1,5 +1,6 @@
 """Poisson sampling, the AUC and the run-directory files."""
 
+import errno
 import os
 
 import numpy as np
@@ -72,6 +73,22 @@ def test_atomic_write_replaces_and_leaves_no_temporary_file(tmp_path):
   rundir.write_json(str(path), {'x': 2})
   assert rundir.read_json(str(path)) == {'x': 2}
   assert os.listdir(tmp_path) == ['a.json']
+
+
+def test_a_full_disk_keeps_the_old_file_and_names_the_one_not_written(tmp_path,
+                                                                        monkeypatch):
+  path = tmp_path / 'metrics.csv'
+  rundir.write_csv(str(path), ['round'], [{'round': 1}])
+
+  def full(fd):
+    raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+  monkeypatch.setattr(os, 'fsync', full)
+  with pytest.raises(OSError) as raised:
+    rundir.write_csv(str(path), ['round'], [{'round': 1}, {'round': 2}])
+  assert raised.value.errno == errno.ENOSPC and raised.value.filename == str(path)
+  assert rundir.read_csv(str(path)) == [{'round': '1'}]
+  assert os.listdir(tmp_path) == ['metrics.csv']
 
 
 def test_failed_write_keeps_the_old_file(tmp_path):

@@ -28,6 +28,7 @@ import contextlib
 import csv
 import fcntl
 import functools
+import hashlib
 import io
 import json
 import math
@@ -69,7 +70,10 @@ def _umask() -> int:
 
 
 def atomic_write_bytes(path: str, data: bytes, *, mode: Optional[int] = None) -> None:
-  """Writes `path` atomically, with `mode` (default: as open() would, by the umask)."""
+  """Writes `path` atomically, with `mode` (default: as open() would, by the umask).
+
+  On failure (a full disk, say) `path` is as it was, no temporary file is left, and
+  the OSError names `path`."""
   directory = os.path.dirname(os.path.abspath(path))
   os.makedirs(directory, exist_ok=True)
   fd, tmp = tempfile.mkstemp(dir=directory, prefix='.tmp-', suffix=os.path.basename(path))
@@ -81,9 +85,11 @@ def atomic_write_bytes(path: str, data: bytes, *, mode: Optional[int] = None) ->
     # As open() would create it, not mkstemp's 0600, unless a mode is asked for.
     os.chmod(tmp, 0o666 & ~_umask() if mode is None else mode)
     os.replace(tmp, path)
-  except BaseException:
+  except BaseException as e:
     if os.path.exists(tmp):
       os.unlink(tmp)
+    if isinstance(e, OSError) and e.filename is None:  # e.g. a full disk: name the file
+      raise OSError(e.errno, e.strerror or str(e), path) from e
     raise
 
 
@@ -195,10 +201,37 @@ def latest_checkpoint_round(workdir: str) -> int:
   return max(checkpoint_rounds(workdir), default=0)
 
 
-def save_checkpoint(workdir: str, round_num: int, leaves: Sequence[Any], keep: int = 2):
-  """Saves the flattened server state of `round_num`; keeps the newest `keep`."""
+def file_digest(path: str) -> str:
+  """SHA-256 of the file's bytes."""
+  h = hashlib.sha256()
+  with open(path, 'rb') as f:
+    for block in iter(lambda: f.read(1 << 22), b''):
+      h.update(block)
+  return h.hexdigest()
+
+
+def metrics_digest(path: str, rounds: int) -> Optional[str]:
+  """SHA-256 of metrics.csv's header and first `rounds` rows, as bytes; None when it
+  has fewer. A checkpoint's seal holds it for its round (`save_checkpoint`)."""
+  with open(path, 'rb') as f:
+    lines = f.read().splitlines(keepends=True)
+  if len(lines) < rounds + 1:
+    return None
+  return hashlib.sha256(b''.join(lines[:rounds + 1])).hexdigest()
+
+
+_SEAL_PREFIX = 'seal_'
+
+
+def save_checkpoint(workdir: str, round_num: int, leaves: Sequence[Any], keep: int = 2,
+                    seal: Optional[dict[str, str]] = None):
+  """Saves the flattened server state of `round_num`; keeps the newest `keep`.
+
+  `seal`: digests of what the state belongs with (the metrics rows up to this round,
+  the secret seed), read back by `load_latest_checkpoint`'s `belongs`."""
   buf = io.BytesIO()
-  np.savez(buf, *[np.asarray(leaf) for leaf in leaves])
+  np.savez(buf, *[np.asarray(leaf) for leaf in leaves],
+           **{_SEAL_PREFIX + k: np.asarray(v) for k, v in (seal or {}).items()})
   atomic_write_bytes(checkpoint_path(workdir, round_num), buf.getvalue())
   for r in checkpoint_rounds(workdir)[:-keep]:
     os.unlink(checkpoint_path(workdir, r))
@@ -206,8 +239,16 @@ def save_checkpoint(workdir: str, round_num: int, leaves: Sequence[Any], keep: i
 
 def load_checkpoint(workdir: str, round_num: int) -> list[Any]:
   """The flattened leaves saved for `round_num`, as numpy scalars/arrays/bytes."""
+  return _load_checkpoint(workdir, round_num)[0]
+
+
+def _load_checkpoint(workdir: str, round_num: int) -> tuple[list[Any], dict[str, str]]:
+  """(the leaves, the seal) of `round_num`'s checkpoint."""
   with np.load(checkpoint_path(workdir, round_num), allow_pickle=False) as data:
-    arrays = [data[f'arr_{i}'] for i in range(len(data.files))]
+    count = sum(1 for name in data.files if name.startswith('arr_'))
+    arrays = [data[f'arr_{i}'] for i in range(count)]
+    seal = {name[len(_SEAL_PREFIX):]: str(data[name]) for name in data.files
+            if name.startswith(_SEAL_PREFIX)}
   leaves = []
   for a in arrays:
     if a.ndim == 0:
@@ -215,32 +256,52 @@ def load_checkpoint(workdir: str, round_num: int) -> list[Any]:
       leaves.append(bytes(value) if isinstance(value, bytes) else value)
     else:
       leaves.append(a)
-  return leaves
+  return leaves, seal
 
 
 def load_latest_checkpoint(
-    workdir: str, *, warn: Callable[[str], None]) -> tuple[int, Optional[list[Any]]]:
-  """The newest checkpoint that loads, as (round, leaves); (0, None) if there is none.
+    workdir: str, *, warn: Callable[[str], None],
+    belongs: Callable[[int, dict[str, str]], Optional[str]] = lambda r, seal: None,
+) -> tuple[int, Optional[list[Any]]]:
+  """The newest checkpoint that loads and belongs, as (round, leaves); (0, None) if
+  there is none.
 
   A checkpoint that cannot be read (truncated, zeroed, overwritten) is renamed to
   `*.corrupt`, `warn` is told, and the one before it is used: the rounds after it are
-  run again. When every checkpoint is unreadable, RunDirectoryError.
+  run again. `belongs(round, seal)` says why a readable checkpoint is not the run's
+  (None: it is): one that does not belong while an older one does is another run's
+  and is set aside the same way; when none belongs, the fault is in what they are
+  checked against, and RunDirectoryError gives the newest's reason, renaming nothing.
+  When every checkpoint is unreadable, RunDirectoryError.
   """
   rounds = checkpoint_rounds(workdir)
+  foreign = []  # (path, reason) of readable checkpoints that do not belong
   for round_num in reversed(rounds):
     path = checkpoint_path(workdir, round_num)
     try:
-      return round_num, load_checkpoint(workdir, round_num)
+      leaves, seal = _load_checkpoint(workdir, round_num)
     except (OSError, ValueError, EOFError, KeyError, zipfile.BadZipFile) as e:
-      os.replace(path, path + '.corrupt')
-      warn(f'{path} cannot be read ({type(e).__name__}: {e}); moved to '
-           f'{os.path.basename(path)}.corrupt. Resuming from the checkpoint before it; '
-           'the rounds after that are run again.')
+      _set_aside(path, f'cannot be read ({type(e).__name__}: {e})', warn)
+      continue
+    reason = belongs(round_num, seal)
+    if reason is None:
+      for other, why in foreign:
+        _set_aside(other, why, warn)
+      return round_num, leaves
+    foreign.append((path, reason))
+  if foreign:
+    raise RunDirectoryError(f'{foreign[0][1]}. Restore the file, or use a new directory.')
   if rounds:
     raise RunDirectoryError(
         f'No checkpoint in {os.path.join(workdir, CHECKPOINT_DIR)} can be read (see the '
         'warnings above); the run cannot be resumed. Use a new directory.')
   return 0, None
+
+
+def _set_aside(path: str, why: str, warn: Callable[[str], None]) -> None:
+  os.replace(path, path + '.corrupt')
+  warn(f'{path} {why}; moved to {os.path.basename(path)}.corrupt. Resuming from the '
+       'checkpoint before it; the rounds after that are run again.')
 
 
 def secret_seed(workdir: str, *, resuming: bool = False) -> int:
@@ -365,7 +426,8 @@ def incomplete_reasons(workdir: str, num_rounds: int) -> list[str]:
   Finished means every file of the contract is there and they agree: metrics.csv has
   rounds 1..R in order, R >= num_rounds, the last row evaluated with finite metrics;
   privacy.json covers R rounds; the checkpoint of round R exists; evaluation.json is of
-  round R; with calibration, calibration.csv and figures/calibration.png exist.
+  round R; with calibration, calibration.csv and figures/calibration.png exist; and
+  every file has the digest evaluation.json recorded when the run finished.
   `train.py` and sweeps both decide "nothing to do" with this.
   """
   def path(*names):
@@ -408,7 +470,37 @@ def incomplete_reasons(workdir: str, num_rounds: int) -> list[str]:
     for name in (CALIBRATION_FILE, os.path.join(FIGURE_DIR, 'calibration.png')):
       if not os.path.isfile(path(name)):
         reasons.append(f'missing {name}')
+  recorded = result.get('files')  # runs finished before the digests: not checked
+  changed = _changed_files(workdir, recorded) if isinstance(recorded, dict) else []
+  if changed:
+    reasons.append(f'{", ".join(changed)} changed since {EVALUATION_FILE} was written '
+                   "(edited, damaged or another run's)")
   return reasons
+
+
+def file_digests(workdir: str, round_num: int) -> dict[str, str]:
+  """SHA-256 of each file of a run finished at `round_num` that is there (paths
+  relative to `workdir`): what `evaluation.json` records and `incomplete_reasons`
+  checks."""
+  names = (METRICS_FILE, PRIVACY_FILE, AUDIT_FILE, USERS_FILE, CALIBRATION_FILE,
+           os.path.join(FIGURE_DIR, 'calibration.png'),
+           os.path.relpath(checkpoint_path(workdir, round_num), workdir))
+  return {name: file_digest(os.path.join(workdir, name)) for name in names
+          if os.path.isfile(os.path.join(workdir, name))}
+
+
+def _changed_files(workdir: str, recorded: dict) -> list[str]:
+  """The files whose digest is not the one `evaluation.json` recorded."""
+  changed = []
+  for name, digest in sorted(recorded.items()):
+    path = os.path.join(workdir, name)
+    try:
+      same = file_digest(path) == digest
+    except OSError:
+      same = False
+    if not same:
+      changed.append(name)
+  return changed
 
 
 def _has_canaries(config_path: str) -> bool:

@@ -145,7 +145,7 @@ def _current(directory: str, path: str, settings: dict) -> bool:
              for name in (*_ARRAYS, _IDS_FILE)):
     return False
   return (os.path.getsize(path) == source.get('size')
-          and events.file_digest(path) == source.get('sha256'))
+          and rundir.file_digest(path) == source.get('sha256'))
 
 
 @contextlib.contextmanager

@@ -38,6 +38,7 @@ from typing import Callable, Iterable, Iterator, Optional, Sequence
 
 import numpy as np
 
+from fl_analytics.core import rundir
 from fl_analytics.data import synthetic
 
 REQUIRED_COLUMNS = ('user_id', 'timestamp', 'event')
@@ -111,15 +112,6 @@ def parse_timestamp(text) -> int:
   return math.floor(when.timestamp())
 
 
-def file_digest(path: str) -> str:
-  """SHA-256 of the file's bytes."""
-  h = hashlib.sha256()
-  with open(path, 'rb') as f:
-    for block in iter(lambda: f.read(1 << 22), b''):
-      h.update(block)
-  return h.hexdigest()
-
-
 class _Position:
   """How far a reader is through its file (for progress lines), and the SHA-256 of
   the bytes it read (`digest`; set when the whole file was read)."""
@@ -188,7 +180,7 @@ def _parquet_rows(path: str, position: _Position) -> Iterator[tuple[str, dict]]:
   _check_columns(path, list(file.schema_arrow.names), 'the schema')
   position.total = file.metadata.num_rows
   # Parquet is read by column chunks, not front to back: its bytes are hashed first.
-  position.digest = file_digest(path)
+  position.digest = rundir.file_digest(path)
   row = 0
   try:
     for batch in file.iter_batches(batch_size=CHUNK_ROWS, columns=list(REQUIRED_COLUMNS)):

@@ -2,10 +2,13 @@
 
 `RunRecorder.record` writes, in this order, the metrics table (every row so far), the
 checkpoint of the server state (which makes the round count as completed when the run
-resumes, so it comes after the metrics it covers), the privacy statement, the
+resumes, so it comes after the metrics it covers; it is sealed with the metrics
+table's digest, so a table from elsewhere is not resumed with it), the privacy statement, the
 TensorBoard scalars, and the progress line. `RunRecorder.finish` writes what the final
 evaluation leaves: `audit.json` (runs with audit canaries), the reliability diagram (`fl_analytics.reporting.plots.calibration`) and then
-`evaluation.json`, last, so a run whose figure failed is not taken as evaluated. Every
+`evaluation.json`, last, so a run whose figure failed is not taken as evaluated; it
+records the digest of every file of the finished run, so that a file replaced later
+(another run's, an edited one) makes the run unfinished again. Every
 file is written atomically (`fl_analytics.core.rundir`). The training loop computes; this
 module writes (and is the one that imports the plotting).
 """
@@ -26,9 +29,13 @@ class RunRecorder:
   """The per-round files of one run directory; a context manager (TensorBoard writer)."""
 
   def __init__(self, workdir: str, *, columns: Sequence[str], rows: list[dict],
-               num_rounds: int, show_reported: bool = False):
-    """`rows`: the metrics rows of the rounds already completed (a resumed run)."""
+               num_rounds: int, show_reported: bool = False,
+               seal: Optional[dict[str, str]] = None):
+    """`rows`: the metrics rows of the rounds already completed (a resumed run);
+    `seal`: digests every checkpoint carries besides its metrics rows' (the secret
+    seed's)."""
     self._workdir = workdir
+    self._seal = dict(seal or {})
     self._columns = tuple(columns)
     self.rows = list(rows)
     self._num_rounds = num_rounds
@@ -64,7 +71,8 @@ class RunRecorder:
     round_num = row['round']
     self.rows.append(row)
     rundir.write_csv(self._path(rundir.METRICS_FILE), self._columns, self.rows)
-    rundir.save_checkpoint(self._workdir, round_num, state_leaves)
+    rundir.save_checkpoint(self._workdir, round_num, state_leaves, seal={
+        **self._seal, 'metrics': rundir.file_digest(self._path(rundir.METRICS_FILE))})
     rundir.write_json(self._path(rundir.PRIVACY_FILE), statement)
     with self._summary_writer.as_default(step=round_num):
       for key, value in row.items():
@@ -87,8 +95,10 @@ class RunRecorder:
       from fl_analytics.reporting import plots  # pylint: disable=g-import-not-at-top  (matplotlib)
 
       plots.calibration(self._workdir, result)
-    # Last: its presence (with the figure) marks the run as evaluated.
-    rundir.write_json(self._path(rundir.EVALUATION_FILE), result)
+    # Last: its presence (with the figure) marks the run as evaluated, and the digests
+    # of the files it goes with let a replaced one be seen (`rundir.incomplete_reasons`).
+    rundir.write_json(self._path(rundir.EVALUATION_FILE), {
+        **result, 'files': rundir.file_digests(self._workdir, int(result['round']))})
 
   @property
   def last_row(self) -> Optional[dict]:

@@ -303,7 +303,8 @@ def _prepare_workdir(config, workdir: str, data: clients.FederatedData):
   metrics_path = os.path.join(workdir, rundir.METRICS_FILE)
   rundir.check_regular_files(workdir, (
       rundir.CONFIG_FILE, rundir.METRICS_FILE, rundir.PRIVACY_FILE, rundir.EVALUATION_FILE,
-      rundir.AUDIT_FILE, rundir.CALIBRATION_FILE, rundir.USERS_FILE))
+      rundir.AUDIT_FILE, rundir.CALIBRATION_FILE, rundir.USERS_FILE,
+      os.path.join(rundir.FIGURE_DIR, 'calibration.png')))
   stored = rundir.read_json(config_path) if os.path.exists(config_path) else None
   run_settings = resolve_config(
       config, population_size=data.population_size + config.audit.canaries,
@@ -330,7 +331,8 @@ def _prepare_workdir(config, workdir: str, data: clients.FederatedData):
           f'{workdir} holds a run of {done} completed rounds; num_rounds='
           f'{config.num_rounds} is lower, and its metrics.csv and privacy.json cover '
           f'all {done}. Use num_rounds >= {done}, or a new --workdir.')
-    start, leaves = rundir.load_latest_checkpoint(workdir, warn=logging.warning)
+    start, leaves = rundir.load_latest_checkpoint(workdir, warn=logging.warning,
+                                                  belongs=_belongs_to(workdir))
     rows = _resumed_rows(workdir, start)
     if (config.dp.target_epsilon is not None and mechanisms.get(config.dp.mechanism).private
         and config.num_rounds > stored['num_rounds']):
@@ -340,6 +342,31 @@ def _prepare_workdir(config, workdir: str, data: clients.FederatedData):
           stored['num_rounds'], config.dp.target_epsilon)
   rundir.write_json(config_path, run_settings.resolved)
   return run_settings, start, leaves, rows
+
+
+def _belongs_to(workdir: str) -> Callable[[int, dict], Optional[str]]:
+  """Why a checkpoint's seal (`recording.RunRecorder.record`) is not of the metrics
+  table and secret seed in `workdir`; None when it is, or when there is nothing to
+  compare (a missing or shorter table is `_resumed_rows`' to refuse; a missing seed
+  `rundir.secret_seed`'s; checkpoints from before seals have none)."""
+  metrics_path = os.path.join(workdir, rundir.METRICS_FILE)
+  secret_path = os.path.join(workdir, rundir.SECRET_SAMPLING_SEED_FILE)
+
+  def belongs(round_num: int, seal: dict) -> Optional[str]:
+    checkpoint = os.path.relpath(rundir.checkpoint_path(workdir, round_num), workdir)
+    if 'metrics' in seal and os.path.isfile(metrics_path):
+      digest = rundir.metrics_digest(metrics_path, round_num)
+      if digest is not None and digest != seal['metrics']:
+        return (f'{metrics_path}: its rounds 1..{round_num} are not those '
+                f'{checkpoint} was saved with; one of them was edited or is another '
+                "run's")
+    if 'secret_seed' in seal and os.path.isfile(secret_path) and (
+        rundir.file_digest(secret_path) != seal['secret_seed']):
+      return (f'{secret_path} is not the seed {checkpoint} was sampled with; one of '
+              "them is another run's")
+    return None
+
+  return belongs
 
 
 # Metrics rows a resumable run may hold beyond its newest readable checkpoint: the round
@@ -509,9 +536,12 @@ def _setup(run_settings: RunSettings, workdir, data, rows, on_round) -> _Run:
                task.eval_population_note(eval_users.y),
                config.evaluation.final_max_users or data.num_eval_users)
   cli.install_sigterm_handler()
-  recorder = recording.RunRecorder(workdir, columns=METRIC_COLUMNS, rows=rows,
-                                   num_rounds=config.num_rounds,
-                                   show_reported=bool(config.clients.dropout))
+  secret_path = os.path.join(workdir, rundir.SECRET_SAMPLING_SEED_FILE)
+  recorder = recording.RunRecorder(
+      workdir, columns=METRIC_COLUMNS, rows=rows, num_rounds=config.num_rounds,
+      show_reported=bool(config.clients.dropout),
+      seal=({} if settings.reproducible_sampling
+            else {'secret_seed': rundir.file_digest(secret_path)}))
   return _Run(run_settings, workdir, data, sampling_seed, process, keras_model,
               observers_for(config, keras_model=keras_model, data=data), eval_users,
               recorder, on_round)
