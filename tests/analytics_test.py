@@ -83,3 +83,26 @@ def test_cli_writes_csv_and_plot_and_refuses_bad_settings_before_writing(tmp_pat
   assert header[:1] + header[2:] == ['epsilon', 'feature', 'true_value', 'dp_value', 'error']
   assert os.path.getsize(workdir / 'figures' / 'analytics_error.png') > 1000
   assert 'measured RMSE' in ok.stdout
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize('flags, message', [
+    (['--workdir={file}'], 'is a file, not a directory; --workdir must be a directory'),
+    (['--workdir=/proc/analytics'], 'is under a kernel file system'),
+    (['--config.clients.opt_out=1.0'], 'clients.opt_out must be a number in [0, 1)'),
+    (['--config.clients.opt_out=0.999'], 'No user is left to count'),
+])
+def test_cli_refuses_an_unusable_workdir_and_an_empty_population_in_one_line(
+    tmp_path, flags, message):
+  file = tmp_path / 'a_file'
+  file.write_text('')
+  workdir = tmp_path / 'out'
+  result = subprocess.run(
+      [sys.executable, 'experiments/analytics.py', '--config=configs/feature_usage.py',
+       f'--workdir={workdir}', '--config.data.num_users=80',
+       '--config.data.num_days=30'] + [f.format(file=file) for f in flags],
+      cwd=REPO, capture_output=True, text=True, timeout=300)
+  assert result.returncode == 2, result.stderr[-2000:]
+  last = result.stderr.strip().splitlines()[-1]
+  assert last.startswith('error: ') and message in last, result.stderr[-2000:]
+  assert not workdir.exists()
