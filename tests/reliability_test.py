@@ -360,13 +360,18 @@ def _alive(pid):
 # --- 14-15: input errors and divergence --------------------------------------------------
 
 
-@pytest.mark.slow
-def test_unknown_config_key_is_one_line_with_exit_code_2(tmp_path):
-  result = subprocess.run(
+def _train_script(tmp_path, *overrides):
+  """train.py on configs/churn.py into tmp_path/run with `overrides`."""
+  return subprocess.run(
       [sys.executable, os.path.join(REPO, 'experiments', 'train.py'),
        '--config=' + os.path.join(REPO, 'configs', 'churn.py'),
-       f'--workdir={tmp_path / "run"}', '--config.foo=1'],
+       f'--workdir={tmp_path / "run"}', *overrides],
       capture_output=True, text=True, timeout=300)
+
+
+@pytest.mark.slow
+def test_unknown_config_key_is_one_line_with_exit_code_2(tmp_path):
+  result = _train_script(tmp_path, '--config.foo=1')
   assert result.returncode == 2
   assert "error: --config.foo: the config has no key 'foo'" in result.stderr
   assert 'Traceback' not in result.stderr
@@ -546,12 +551,16 @@ def test_settings_that_were_silently_accepted_are_refused_by_name(overrides, mes
     training.check_config(_config(**overrides))
 
 
+def _remove(path):
+  if os.path.isdir(path):
+    shutil.rmtree(path)
+  elif os.path.lexists(path):
+    os.unlink(path)
+
+
 def _replace_with(kind):
   def damage(path):
-    if os.path.isdir(path):
-      shutil.rmtree(path)
-    elif os.path.lexists(path):
-      os.unlink(path)
+    _remove(path)
     if kind == 'directory':
       os.mkdir(path)
     elif kind == 'fifo':
@@ -643,11 +652,7 @@ def test_a_ray_address_with_nothing_listening_fails_at_once_before_any_write(tmp
 
 @pytest.mark.slow
 def test_train_with_a_dead_ray_address_is_one_line(tmp_path):
-  result = subprocess.run(
-      [sys.executable, os.path.join(REPO, 'experiments', 'train.py'),
-       '--config=' + os.path.join(REPO, 'configs', 'churn.py'),
-       f'--workdir={tmp_path / "run"}', '--config.runtime.ray_address=127.0.0.1:1'],
-      capture_output=True, text=True, timeout=120)
+  result = _train_script(tmp_path, '--config.runtime.ray_address=127.0.0.1:1')
   assert result.returncode == 1
   assert result.stderr.strip().splitlines()[-1].startswith(
       "error: Cannot connect to a Ray cluster at '127.0.0.1:1'"), result.stderr
@@ -678,21 +683,16 @@ def secret_runs(tmp_path_factory):
 
 
 def _damage(path, kind, other):
-  if kind == 'truncated':
-    with open(path, 'rb') as f:
-      data = f.read()
-  if os.path.isdir(path):
-    shutil.rmtree(path)
-  elif os.path.lexists(path):
-    os.unlink(path)
+  with open(path, 'rb') as f:
+    half = f.read()[:os.path.getsize(path) // 2]
+  _remove(path)
   if kind == 'directory':
     os.mkdir(path)
   elif kind == 'other_run':
     shutil.copyfile(other, path)
   elif kind != 'deleted':
     with open(path, 'wb') as f:
-      f.write({'empty': b'', 'wrong_type': b'[]\n'}.get(kind, b'') if kind != 'truncated'
-              else data[:len(data) // 2])
+      f.write({'empty': b'', 'wrong_type': b'[]\n', 'truncated': half}[kind])
 
 
 def _outcome(workdir):
