@@ -573,6 +573,7 @@ def _replace_with(kind):
 
 @pytest.mark.parametrize('name, kind, message', [
     (rundir.CONFIG_FILE, '[]', r'config.json holds a JSON list, not the object'),
+    (rundir.CONFIG_FILE, 'null', r'config.json holds a JSON null, not the object'),
     (rundir.CONFIG_FILE, 'directory', r'config.json is not a regular file'),
     (rundir.METRICS_FILE, 'directory', r'metrics.csv is not a regular file'),
     (rundir.EVALUATION_FILE, 'directory', r'evaluation.json is not a regular file'),
@@ -615,7 +616,8 @@ def test_resuming_on_edited_event_data_is_refused_and_loses_nothing(tmp_path):
   assert stored['resolved']['data_fingerprint'] == 'sha256:' + rundir.file_digest(path)
   event_store_test._same_size_edit(path)  # pylint: disable=protected-access
   before = _bytes(workdir, rundir.METRICS_FILE)
-  with pytest.raises(rundir.RunDirectoryError, match=r'trained on other data than events:'):
+  with pytest.raises(rundir.RunDirectoryError,
+                     match=r'trained on other data \(data.source=events:'):
     training.train_and_evaluate(config(3), workdir)
   assert _bytes(workdir, rundir.METRICS_FILE) == before
   # A run recorded before the fingerprint resumes, and records it from then on.

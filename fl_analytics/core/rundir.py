@@ -106,6 +106,10 @@ def write_json(path: str, obj: Any) -> None:
   atomic_write_bytes(path, (text + '\n').encode())
 
 
+_JSON_TYPES = {list: 'list', type(None): 'null', str: 'string', int: 'number',
+               float: 'number', bool: 'boolean'}
+
+
 def read_json(path: str) -> dict[str, Any]:
   """The JSON object in `path` (every JSON file fl-analytics writes is one);
   RunDirectoryError naming the file if it is a directory, not JSON or not an object."""
@@ -121,7 +125,8 @@ def read_json(path: str) -> dict[str, Any]:
         'file here is written atomically). Restore it, or use a new directory.') from e
   if not isinstance(value, dict):
     raise RunDirectoryError(
-        f'{path} holds a JSON {type(value).__name__}, not the object fl-analytics writes; '
+        f'{path} holds a JSON {_JSON_TYPES.get(type(value), type(value).__name__)}, not '
+        'the object fl-analytics writes; '
         'it was damaged outside fl-analytics. Restore it, or use a new directory.')
   return value
 
@@ -531,10 +536,10 @@ def check_same_data(stored: dict, fingerprint: str, config_path: str, *,
   recorded before the fingerprint have none to compare: they are taken as they are."""
   recorded = stored.get('resolved', {}).get('data_fingerprint')
   if recorded is not None and recorded != fingerprint:
-    source = stored.get('data', {}).get('source', 'the data')
+    source = stored.get('data', {}).get('source')
     raise RunDirectoryError(
-        f'{config_path}: the run was trained on other data than {source} holds now '
-        f'(fingerprint {recorded}, now {fingerprint}): {risk}. Restore the data the run '
+        f'{config_path}: the run was trained on other data (data.source={source}: '
+        f'fingerprint {recorded}, now {fingerprint}): {risk}. Restore the data the run '
         'was trained on, or use a new --workdir.')
 
 
