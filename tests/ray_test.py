@@ -75,8 +75,11 @@ def test_run_on_actors_equals_local_run_with_same_groups_also_after_a_lost_actor
   for a, b in zip(local, remote):
     del a['round_seconds'], b['round_seconds']
     assert a == b, (a, b)
-  assert (rundir.read_json(str(tmp_path / 'local' / 'evaluation.json'))
-          == rundir.read_json(str(tmp_path / 'ray' / 'evaluation.json')))
+  evaluations = [rundir.read_json(str(tmp_path / run / 'evaluation.json'))
+                 for run in ('local', 'ray')]
+  for e in evaluations:  # the digests of files with timings (metrics.csv) differ
+    del e['files']
+  assert evaluations[0] == evaluations[1]
   # The engine's actors end with the run (Ray kills them asynchronously).
   deadline = time.monotonic() + 15
   while _actor_processes() and time.monotonic() < deadline:
