@@ -111,7 +111,7 @@ def test_sessions_derived_from_gaps_match_generated_sessions():
 
 def test_users_generated_together_equal_users_generated_alone(monkeypatch):
   knobs = dict(seed=7, num_days=60, quantity_skew=1.5, label_skew=1.0, feature_skew=1.0)
-  monkeypatch.setattr(synthetic, '_CHUNK_USERS', 16)  # several chunks
+  monkeypatch.setattr(synthetic, 'CHUNK_USERS', 16)  # several chunks
   users = [40, 3, 999_999, 12, 3] + list(range(100, 130))
   batch = synthetic.generate_users(users, **knobs)
   assert len(batch) == len(users) and batch.offsets[-1] == len(batch.timestamps)

@@ -193,6 +193,13 @@ def _poisson_table(mean: np.ndarray, length: np.ndarray):
   return table, row_start
 
 
+def poisson_counts(mean: np.ndarray, cap: np.ndarray, rows: np.ndarray,
+                   u32: np.ndarray) -> np.ndarray:
+  """Poisson(mean[rows[i]]) draws at the 32-bit uniforms `u32`, by exact inversion,
+  each row's capped at cap[row] (the mass above sits there)."""
+  return _count_at_most(*_poisson_table(mean, cap), rows, u32)
+
+
 @dataclasses.dataclass(frozen=True)
 class LogBatch:
   """Users' logs in flat arrays: user k's events are `offsets[k]:offsets[k + 1]`."""
@@ -234,7 +241,7 @@ class LogBatch:
 
 # Users generated in one pass of `generate_users` (bounds its temporary memory; the
 # logs do not depend on it).
-_CHUNK_USERS = 1024
+CHUNK_USERS = 1024
 
 
 def generate_users(
@@ -260,11 +267,11 @@ def generate_users(
   in `results/benchmark/scale.json`).
   """
   indices = np.asarray(indices, np.int64).reshape(-1)
-  if len(indices) > _CHUNK_USERS:
-    parts = [generate_users(indices[k:k + _CHUNK_USERS], seed=seed, num_days=num_days,
+  if len(indices) > CHUNK_USERS:
+    parts = [generate_users(indices[k:k + CHUNK_USERS], seed=seed, num_days=num_days,
                             quantity_skew=quantity_skew, label_skew=label_skew,
                             feature_skew=feature_skew)
-             for k in range(0, len(indices), _CHUNK_USERS)]
+             for k in range(0, len(indices), CHUNK_USERS)]
     return LogBatch.concat(parts)
   keys = cr.stream_keys(seed, indices, _NUM_STREAMS)
   traits = _user_traits(keys, num_days=num_days, quantity_skew=quantity_skew,
