@@ -29,6 +29,7 @@ from fl_analytics import sweeps
 from fl_analytics import tasks
 from fl_analytics.data import clients
 from fl_analytics.data import features
+from fl_analytics.data import generators
 
 # The modules that train (`training`, `floor`) import TensorFlow; they are imported where
 # they are used, so that a child process measuring something else (`ingest_point`)
@@ -107,7 +108,8 @@ def floor_round_seconds(clients_per_round: int, *, rounds: int, config=None,
   config = config or benchmark_config(clients_per_round, rounds + 1)
   cohorts = cohorts or floor_cohorts(config, clients_per_round, rounds=rounds)
   return floor.floor_round_seconds(
-      rounds, cohorts, num_features=features.NUM_FEATURES,
+      rounds, cohorts,
+      num_features=features.num_features(generators.vocabulary(config.data)),
       hidden_units=config.model.hidden_units, seed=config.seed,
       client_learning_rate=config.client.learning_rate,
       batch_size=config.client.batch_size, local_epochs=config.client.local_epochs,

@@ -23,6 +23,7 @@ from fl_analytics.analytics import feature_usage
 from fl_analytics.reporting import plots
 from fl_analytics.data import clients
 from fl_analytics.data import devices
+from fl_analytics.data import generators
 from fl_analytics.core import rundir
 from fl_analytics.data import synthetic
 
@@ -45,8 +46,10 @@ def main(argv):
   except ValueError as e:  # the checks' one-line refusals
     cli.fail(e)
   end = origin + num_days * synthetic.SECONDS_PER_DAY
+  vocabulary = generators.vocabulary(config.data)
   vectors = feature_usage.usage_vectors(logs, end_timestamp=end,
-                                    window_days=config.analytics.window_days)
+                                        window_days=config.analytics.window_days,
+                                        vocabulary=vocabulary)
   logging.info('%s; %d users counted (%d opted out).', note, len(logs), num_opted_out)
   t0 = time.monotonic()
   total = len(config.analytics.epsilons) * config.analytics.repeats
@@ -64,7 +67,7 @@ def main(argv):
   summary = feature_usage.write_results(
       _WORKDIR.value, vectors.sum(axis=0), releases, delta=config.analytics.delta,
       num_users=len(logs), secure_sum=config.analytics.secure_sum,
-      window_days=config.analytics.window_days)
+      window_days=config.analytics.window_days, vocabulary=vocabulary)
   plots.analytics_error(_WORKDIR.value)
   print(f'Users who used each feature in the last {config.analytics.window_days} days, '
         f'{len(logs)} users, delta {config.analytics.delta:g}:')

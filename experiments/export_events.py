@@ -17,6 +17,7 @@ from ml_collections import config_flags
 from fl_analytics.core import cli
 from fl_analytics.data import clients
 from fl_analytics.data import events
+from fl_analytics.data import generators
 
 _CONFIG = config_flags.DEFINE_config_file('config', None, 'Config file.')
 _OUTPUT = flags.DEFINE_string('output', None, 'Event file to write (.csv or .parquet).')
@@ -28,7 +29,7 @@ def main(argv):
   data = _CONFIG.value.data
   clients.check_data_config(data)
   logs, _, _, note = clients.load_logs(data, seed=data.seed)
-  count = events.write_events(logs, _OUTPUT.value)
+  count = events.write_events(logs, _OUTPUT.value, generators.vocabulary(data))
   active = sum(1 for log in logs if len(log.events))
   print(f'{_OUTPUT.value}: {count} events of the {active} users with any event, of '
         f'{len(logs)} ({note}).')

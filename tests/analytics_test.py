@@ -25,7 +25,8 @@ def test_usage_vectors_mark_features_used_in_the_window_only():
       synthetic.UserLog('b', np.array([end - 7 * DAY, end]), np.array([3, 4], np.int32)),
       synthetic.UserLog('c', np.zeros(0, np.int64), np.zeros(0, np.int32)),
   ]
-  v = feature_usage.usage_vectors(logs, end_timestamp=end, window_days=7)
+  v = feature_usage.usage_vectors(logs, end_timestamp=end, window_days=7,
+                                  vocabulary=synthetic.EVENT_VOCAB)
   assert v.shape == (3, len(synthetic.EVENT_VOCAB))
   assert np.flatnonzero(v[0]).tolist() == [2]  # day -8 is outside, twice counts once
   assert np.flatnonzero(v[1]).tolist() == [3]  # the window starts at end - 7 days
@@ -45,7 +46,7 @@ def test_noise_is_calibrated_for_one_release_and_matches_the_measured_error(tmp_
         rounds=1, delta=1e-3, accountant='pld') == pytest.approx(rel.epsilon, rel=1e-2)
   summary = feature_usage.write_results(str(tmp_path), vectors.sum(axis=0), releases,
                                     delta=1e-3, num_users=60, secure_sum=True,
-                                    window_days=7)
+                                    window_days=7, vocabulary=synthetic.EVENT_VOCAB)
   rows = rundir.read_csv(os.path.join(tmp_path, feature_usage.RESULTS_FILE))
   assert len(rows) == 2 * 6 * len(synthetic.EVENT_VOCAB)
   for r in rows:

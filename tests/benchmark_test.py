@@ -6,10 +6,13 @@ import pytest
 from benchmarks import suite
 from fl_analytics.engines import floor
 from fl_analytics.data import features
+from fl_analytics.data import synthetic
+
+NUM_FEATURES = features.num_features(synthetic.EVENT_VOCAB)  # the default generator
 
 
 def _floor(**kw):
-  args = dict(num_features=features.NUM_FEATURES, hidden_units=8, seed=0,
+  args = dict(num_features=NUM_FEATURES, hidden_units=8, seed=0,
               client_learning_rate=0.1, batch_size=4, local_epochs=1,
               server_learning_rate=1.0, server_momentum=0.9, noise_multiplier=1.0,
               clip=0.2, clients_per_round=3, adaptive=True)
@@ -19,7 +22,7 @@ def _floor(**kw):
 
 def _clients(sizes, seed=0):
   rng = np.random.default_rng(seed)
-  return [(rng.normal(size=(n, features.NUM_FEATURES)).astype(np.float32),
+  return [(rng.normal(size=(n, NUM_FEATURES)).astype(np.float32),
            (rng.random((n, 1)) < 0.3).astype(np.float32)) for n in sizes]
 
 

@@ -10,6 +10,7 @@ from fl_analytics import tasks
 from fl_analytics.data import clients
 from fl_analytics.data import counter_random
 from fl_analytics.data import features
+from fl_analytics.data import generators
 from fl_analytics.data import synthetic
 
 
@@ -26,7 +27,8 @@ def _data_config(**kw):
 def _churn(log):
   x, y = features.churn_examples(
       log.timestamps, log.events, origin_timestamp=synthetic.ORIGIN_TIMESTAMP,
-      num_days=45, window_days=14, horizon_days=7, stride_days=2)
+      num_days=45, window_days=14, horizon_days=7, stride_days=2,
+      num_kinds=len(synthetic.EVENT_VOCAB))
   return x, y[:, None]
 
 
@@ -87,15 +89,16 @@ def test_training_users_without_examples_stay_in_the_population_with_no_examples
   assert 0 in sizes and data.population_size == 300
   empty = sizes.index(0)
   x, y = data.train_examples(empty)
-  assert x.shape == (0, features.NUM_FEATURES) and y.shape == (0, 1)
+  assert x.shape == (0, features.num_features(synthetic.EVENT_VOCAB)) and y.shape == (0, 1)
   assert x.dtype == data.empty_x.dtype
 
 
 def test_population_size_is_known_and_nobody_is_made_up_front(monkeypatch):
   made = []
-  real = synthetic.generate_users
-  monkeypatch.setattr(synthetic, 'generate_users',
-                      lambda indices, **kw: made.extend(indices) or real(indices, **kw))
+  real = generators.REGISTRY['archetypes']
+  monkeypatch.setitem(generators.REGISTRY, 'archetypes', dataclasses.replace(
+      real, generate_users=lambda indices, **kw: made.extend(indices)
+      or real.generate_users(indices, **kw)))
   data = tasks.get('churn').population(_data_config(num_users=100_000), seed=0)
   assert data.population_size == 75_000 and data.num_eval_users == 25_000
   assert made == [] and data.users_made == 0

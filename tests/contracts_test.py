@@ -231,7 +231,7 @@ def test_task_examples_fit_its_input_spec_and_model(task_and_config):
   columns = {f'eval_{k}' for k in metrics}
   assert columns <= set(task.eval_columns) and task.headline.column in columns
   assert all(c in tasks.EVAL_COLUMNS for c in task.eval_columns)
-  assert math.isfinite(task.chance_loss) and task.num_classes >= 2
+  assert math.isfinite(task.chance_loss(config)) and task.num_classes(config) >= 2
 
 
 def test_task_device_spec_reproduces_its_training_examples(task_and_config):
@@ -255,7 +255,8 @@ def test_task_device_spec_reproduces_its_training_examples(task_and_config):
 def test_task_baseline_reads_summary_rows(task):
   t = tasks.get(task)
   assert t.accuracy_baseline([]) is None
-  description = t.baseline_description(np.array([0.7, 0.3] + [0.0] * (t.num_classes - 2)))
+  classes = t.num_classes(task_config(task))
+  description = t.baseline_description(np.array([0.7, 0.3] + [0.0] * (classes - 2)))
   assert description
 
 

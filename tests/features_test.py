@@ -8,12 +8,13 @@ from fl_analytics.data import synthetic
 
 DAY = 86400
 T0 = synthetic.ORIGIN_TIMESTAMP
-COL = {name: i for i, name in enumerate(features.FEATURE_NAMES)}
+V = len(synthetic.EVENT_VOCAB)
+COL = {name: i for i, name in enumerate(features.feature_names(synthetic.EVENT_VOCAB))}
 
 
 def _examples(ts, ev, **kw):
   args = dict(origin_timestamp=T0, num_days=30, window_days=4, horizon_days=3,
-              stride_days=1)
+              stride_days=1, num_kinds=V)
   args.update(kw)
   return features.churn_examples(np.array(ts, np.int64), np.array(ev, np.int32), **args)
 
@@ -55,14 +56,14 @@ def test_events_outside_the_collection_period_are_ignored():
 
 def test_empty_log_gives_no_examples():
   x, y = _examples([], [])
-  assert x.shape == (0, features.NUM_FEATURES) and y.shape == (0,)
+  assert x.shape == (0, features.num_features(synthetic.EVENT_VOCAB)) and y.shape == (0,)
 
 
 def test_features_are_finite_for_a_synthetic_population():
   for log in synthetic.generate_population(num_users=40, seed=1, num_days=40):
     x, y = features.churn_examples(
         log.timestamps, log.events, origin_timestamp=T0, num_days=40,
-        window_days=14, horizon_days=7, stride_days=1)
+        window_days=14, horizon_days=7, stride_days=1, num_kinds=V)
     assert np.isfinite(x).all()
     assert set(np.unique(y)) <= {0.0, 1.0}
 
@@ -75,7 +76,7 @@ def test_many_users_at_once_equal_each_user_alone():
                                    np.array([0, 1], np.int32)))
   batch = synthetic.LogBatch.of(logs)
   kw = dict(origin_timestamp=T0, num_days=40, window_days=14, horizon_days=7,
-            stride_days=2)
+            stride_days=2, num_kinds=V)
   together = features.churn_examples_many(batch.timestamps, batch.events, batch.offsets,
                                           **kw)
   assert len(together) == len(logs)
@@ -93,20 +94,22 @@ def test_window_shorter_than_two_days_is_refused():
 
 
 def test_next_action_examples_predict_within_sessions_from_padded_contexts():
-  pad = features.PAD_ACTION
+  pad = V
   # Session 1: app_open, play, search, share; session 2 (2 h later): app_open, like.
   ts = [T0 + 100, T0 + 130, T0 + 160, T0 + 190, T0 + 7300, T0 + 7330]
   ev = [0, 1, 2, 3, 0, 4]
   x, y = features.next_action_examples(np.array(ts), np.array(ev), origin_timestamp=T0,
-                                       num_days=30, context=3, max_examples=10)
+                                       num_days=30, context=3, max_examples=10,
+                                       pad_action=pad)
   assert y.tolist() == [1, 2, 3, 4]  # session starts are context, never targets
   assert x.tolist() == [[pad, pad, 0], [pad, 0, 1], [0, 1, 2], [pad, pad, 0]]
   assert x.dtype == np.int32 and y.dtype == np.int32
   # The most recent max_examples only; events outside data collection are ignored.
   x2, y2 = features.next_action_examples(np.array(ts), np.array(ev), origin_timestamp=T0,
-                                         num_days=30, context=3, max_examples=2)
+                                         num_days=30, context=3, max_examples=2,
+                                         pad_action=pad)
   assert y2.tolist() == [3, 4] and x2.tolist() == x[2:].tolist()
   late = features.next_action_examples(np.array(ts) + 40 * DAY, np.array(ev),
                                        origin_timestamp=T0, num_days=30, context=3,
-                                       max_examples=10)
+                                       max_examples=10, pad_action=pad)
   assert late[0].shape == (0, 3) and late[1].shape == (0,)

@@ -4,6 +4,7 @@ Each test reproduces one defect found by trying fl-analytics as a careful and as
 hostile user, and fails on the code before its fix.
 """
 
+import dataclasses
 import os
 import re
 import shutil
@@ -20,6 +21,7 @@ from fl_analytics.privacy import statement
 from fl_analytics.core import rundir
 from fl_analytics.core import runtime
 from fl_analytics.data import events
+from fl_analytics.data import generators
 from fl_analytics.data import synthetic
 from fl_analytics.reporting import summary
 from fl_analytics import sweeps
@@ -631,8 +633,10 @@ def test_resuming_on_edited_event_data_is_refused_and_loses_nothing(tmp_path):
 def test_resuming_on_another_generator_version_is_refused(copy, monkeypatch):
   recorded = rundir.read_json(os.path.join(copy, rundir.CONFIG_FILE))
   assert recorded['resolved']['data_fingerprint'].startswith(
-      f'synthetic:v{synthetic.GENERATOR_VERSION}:')
-  monkeypatch.setattr(synthetic, 'GENERATOR_VERSION', synthetic.GENERATOR_VERSION + 1)
+      f'synthetic:archetypes-v{synthetic.GENERATOR_VERSION}:')
+  recorded_generator = generators.REGISTRY['archetypes']
+  monkeypatch.setitem(generators.REGISTRY, 'archetypes', dataclasses.replace(
+      recorded_generator, version=recorded_generator.version + 1))
   with pytest.raises(rundir.RunDirectoryError, match='trained on other data'):
     training.train_and_evaluate(_config(**_FINISHED, num_rounds=4), copy)
 

@@ -19,7 +19,8 @@ def _churn_rate_by_archetype(logs, num_days=60):
   for log in logs:
     _, y = features.churn_examples(
         log.timestamps, log.events, origin_timestamp=synthetic.ORIGIN_TIMESTAMP,
-        num_days=num_days, window_days=14, horizon_days=7, stride_days=2)
+        num_days=num_days, window_days=14, horizon_days=7, stride_days=2,
+        num_kinds=len(synthetic.EVENT_VOCAB))
     labels.setdefault(log.archetype, []).append(y)
   return np.array([np.concatenate(v).mean() for v in labels.values()])
 

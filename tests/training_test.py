@@ -17,6 +17,9 @@ from fl_analytics.runs import training
 from fl_analytics.data import clients
 from fl_analytics.data import events
 from fl_analytics.data import features
+from fl_analytics.data import synthetic
+
+NUM_FEATURES = features.num_features(synthetic.EVENT_VOCAB)  # the default generator
 
 
 def crash_before_checkpoint(monkeypatch, config, workdir, *, round_num: int):
@@ -113,7 +116,7 @@ def test_distributed_skellam_run_is_calibrated_and_accounted_from_its_parameters
   params = config['resolved']['distributed']
   assert written['distributed_parameters'] == params
   assert params['bits'] == 14 and params['dim'] == models.churn_num_parameters(
-      num_features=features.NUM_FEATURES, hidden_units=config['model']['hidden_units'])
+      num_features=NUM_FEATURES, hidden_units=config['model']['hidden_units'])
   rows = rundir.read_csv(os.path.join(workdir, 'metrics.csv'))
   expected = [statement.distributed_epsilon(
       params=params, clients_per_round=20, population_size=written['population_size'],
@@ -137,7 +140,7 @@ def test_secure_sum_runs_accounts_its_quantization_and_matches_the_plain_sum(tmp
   config = rundir.read_json(os.path.join(secure, 'config.json'))
   written = rundir.read_json(os.path.join(secure, 'privacy.json'))
   factor = statement.secure_sum_sensitivity_factor(models.churn_num_parameters(
-      num_features=features.NUM_FEATURES, hidden_units=config['model']['hidden_units']))
+      num_features=NUM_FEATURES, hidden_units=config['model']['hidden_units']))
   assert 1.0 < factor < 1.0 + 1e-6
   assert config['resolved']['sensitivity_factor'] == factor
   plain_z = rundir.read_json(os.path.join(plain, 'config.json'))['dp']['noise_multiplier']
@@ -155,7 +158,7 @@ def test_secure_sum_runs_accounts_its_quantization_and_matches_the_plain_sum(tmp
 
 @pytest.mark.slow
 def test_compression_logs_the_bytes_sent_and_is_accounted(tmp_path):
-  sizes = models.churn_tensor_sizes(num_features=features.NUM_FEATURES,
+  sizes = models.churn_tensor_sizes(num_features=NUM_FEATURES,
                                     hidden_units=32)
   plain, none8 = str(tmp_path / 'plain'), str(tmp_path / 'none8')
   training.train_and_evaluate(tiny_config(**{'dp.mechanism': 'none'}), plain)

@@ -48,10 +48,11 @@ SUMMARY_COLUMNS = ('epsilon', 'delta', 'noise_multiplier', 'noise_stddev', 'repe
 
 
 def usage_vectors(logs: Sequence[synthetic.UserLog], *, end_timestamp: int,
-                  window_days: int) -> np.ndarray:
-  """[users, K] 0/1: whether each user used each feature in the window before the end."""
+                  window_days: int, vocabulary: Sequence[str]) -> np.ndarray:
+  """[users, K] 0/1: whether each user used each feature (action of `vocabulary`) in
+  the window before the end."""
   start = end_timestamp - window_days * synthetic.SECONDS_PER_DAY
-  out = np.zeros((len(logs), len(synthetic.EVENT_VOCAB)), np.float32)
+  out = np.zeros((len(logs), len(vocabulary)), np.float32)
   for i, log in enumerate(logs):
     recent = log.events[(log.timestamps >= start) & (log.timestamps < end_timestamp)]
     out[i, np.unique(recent)] = 1.0
@@ -131,15 +132,15 @@ def run(vectors: np.ndarray, *, epsilons: Sequence[float], delta: float, repeats
 
 
 def write_results(workdir: str, true_counts: np.ndarray, releases: Sequence[Release], *,
-                  delta: float, num_users: int, secure_sum: bool,
-                  window_days: int) -> list[dict[str, Any]]:
+                  delta: float, num_users: int, secure_sum: bool, window_days: int,
+                  vocabulary: Sequence[str]) -> list[dict[str, Any]]:
   """analytics.csv, analytics_summary.csv and privacy.json; returns the summary rows."""
   k = len(true_counts)
   rows, summary = [], []
   for rel in releases:
     errors = rel.values - true_counts[None, :]
     for r, values in enumerate(rel.values):
-      for f, name in enumerate(synthetic.EVENT_VOCAB):
+      for f, name in enumerate(vocabulary):
         rows.append({'epsilon': rel.epsilon, 'repeat': r, 'feature': name,
                      'true_value': float(true_counts[f]), 'dp_value': float(values[f]),
                      'error': float(values[f] - true_counts[f])})

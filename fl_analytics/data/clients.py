@@ -31,6 +31,7 @@ import numpy as np
 from fl_analytics.data import counter_random
 from fl_analytics.data import events
 from fl_analytics.data import features
+from fl_analytics.data import generators
 from fl_analytics.data import synthetic
 
 
@@ -54,7 +55,7 @@ class LogSource:
   num_days: int
   note: str  # where the logs came from, for the run's log
   # What the logs are, recorded in config.json: `sha256:HEX` of an event file's bytes,
-  # or `synthetic:vN:HEX`, the generator's version and a hash of its settings.
+  # or `synthetic:NAME-vN:HEX`, the generator, its version and a hash of its settings.
   fingerprint: str
 
 
@@ -263,6 +264,7 @@ class FederatedData:
 
 def check_data_config(data) -> None:
   synthetic_source = events.source_path(data.source) is None
+  generators.of(data)  # a known generator (it also names an event file's vocabulary)
   if data.unknown_events not in events.UNKNOWN_EVENT_POLICIES:
     raise ValueError(f'data.unknown_events must be one of '
                      f'{", ".join(events.UNKNOWN_EVENT_POLICIES)}. '
@@ -296,22 +298,25 @@ def load_source(data, *, seed: int) -> LogSource:
   day; `data.num_users`, `data.num_days` and the skew knobs do not apply.
   """
   path = events.source_path(data.source)
+  generator = generators.of(data)
   if path is None:
     synthetic.check_knobs(num_users=data.num_users, num_days=data.num_days,
                           quantity_skew=data.quantity_skew, label_skew=data.label_skew,
                           feature_skew=data.feature_skew)
     return LogSource(
         num_users=data.num_users,
-        logs=functools.partial(synthetic.generate_users, seed=seed, num_days=data.num_days,
-                              quantity_skew=data.quantity_skew,
-                              label_skew=data.label_skew, feature_skew=data.feature_skew),
+        logs=functools.partial(generator.generate_users, seed=seed,
+                               num_days=data.num_days, quantity_skew=data.quantity_skew,
+                               label_skew=data.label_skew, feature_skew=data.feature_skew),
         origin_timestamp=synthetic.ORIGIN_TIMESTAMP, num_days=data.num_days,
-        note=f'synthetic population of {data.num_users} users, {data.num_days} days',
-        fingerprint=_synthetic_fingerprint(data, seed))
+        note=(f'synthetic population ({generator.name}) of {data.num_users} users, '
+              f'{data.num_days} days'),
+        fingerprint=_synthetic_fingerprint(data, seed, generator))
   from fl_analytics.data import event_store  # pylint: disable=g-import-not-at-top
 
   store = event_store.open_store(path, unknown_events=data.unknown_events,
-                                 time_range=(data.min_time, data.max_time))
+                                 time_range=(data.min_time, data.max_time),
+                                 vocabulary=generator.vocabulary)
   meta = store.meta
   for warning in meta['warnings']:
     logging.warning('%s', warning)
@@ -332,12 +337,12 @@ def load_source(data, *, seed: int) -> LogSource:
                    note=note, fingerprint=store.fingerprint)
 
 
-def _synthetic_fingerprint(data, seed: int) -> str:
+def _synthetic_fingerprint(data, seed: int, generator: generators.Generator) -> str:
   settings = {'seed': seed, 'num_users': data.num_users, 'num_days': data.num_days,
               'quantity_skew': data.quantity_skew, 'label_skew': data.label_skew,
               'feature_skew': data.feature_skew}
   digest = hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()
-  return f'synthetic:v{synthetic.GENERATOR_VERSION}:{digest[:16]}'
+  return f'synthetic:{generator.name}-v{generator.version}:{digest[:16]}'
 
 
 def load_logs(data, *, seed: int) -> tuple[list[synthetic.UserLog], int, int, str]:

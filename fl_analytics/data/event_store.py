@@ -123,9 +123,13 @@ class EventStore:
     return int(self.meta['num_days'])
 
 
-def _settings(unknown_events: str, time_range: Sequence) -> dict:
+def _settings(unknown_events: str, time_range: Sequence,
+              vocabulary: Optional[Sequence[str]]) -> dict:
   earliest, latest = events.parse_time_range(*time_range)
-  return {'unknown_events': unknown_events, 'min_time': earliest, 'max_time': latest}
+  settings = {'unknown_events': unknown_events, 'min_time': earliest, 'max_time': latest}
+  if vocabulary is not None and tuple(vocabulary) != synthetic.EVENT_VOCAB:
+    settings['vocabulary'] = list(vocabulary)  # stores of the default vocabulary: none
+  return settings
 
 
 def _current(directory: str, path: str, settings: dict) -> bool:
@@ -167,11 +171,13 @@ def _build_lock(directory: str) -> Iterator[None]:
 
 def open_store(path: str, *, unknown_events: str = 'drop',
                time_range: Sequence = events.DEFAULT_TIME_RANGE,
-               progress: Optional[Callable[[str], None]] = None) -> EventStore:
-  """The store of event file `path`, built first if it is missing or stale."""
+               progress: Optional[Callable[[str], None]] = None,
+               vocabulary: Optional[Sequence[str]] = None) -> EventStore:
+  """The store of event file `path` read against `vocabulary` (default: the default
+  generator's), built first if it is missing or stale."""
   if not os.path.isfile(path):
     raise events.EventLogError(f'{path}: no such file (data.source=events:PATH).')
-  settings = _settings(unknown_events, time_range)
+  settings = _settings(unknown_events, time_range, vocabulary)
   directory = store_path(path)
   store = _current(directory, path, settings) and _open(directory)
   if not store:
@@ -266,7 +272,7 @@ def _scan_to_chunks(path, tmp, settings, say, t0):
   scan = events.scan_events(path, on_chunk=on_chunk,
                             unknown_events=settings['unknown_events'],
                             time_range=(settings['min_time'], settings['max_time']),
-                            progress=on_progress)
+                            progress=on_progress, vocabulary=settings.get('vocabulary'))
   return scan, chunk_files, counts
 
 

@@ -6,7 +6,8 @@ file, with at least the columns
 * ``user_id``: any non-empty string; one user is one federated client;
 * ``timestamp``: Unix seconds (an integer or a decimal number) or ISO 8601
   (``2024-01-01T08:30:00Z``; a time without a zone is UTC), rounded down to the second;
-* ``event``: the event name, one of `synthetic.EVENT_VOCAB`.
+* ``event``: the event name, one of the vocabulary of `data.generator`
+  (`generators.vocabulary`; `synthetic.EVENT_VOCAB` unless another is given).
 
 Other columns are allowed and ignored; rows may come in any order (each user's events
 are sorted by time, stable for equal times). Timestamps outside `time_range`
@@ -45,7 +46,14 @@ REQUIRED_COLUMNS = ('user_id', 'timestamp', 'event')
 UNKNOWN_EVENT_POLICIES = ('drop', 'error')
 CSV_SUFFIXES = ('.csv',)
 PARQUET_SUFFIXES = ('.parquet', '.pq')
-_VOCAB_INDEX = {name: i for i, name in enumerate(synthetic.EVENT_VOCAB)}
+def _vocabulary(vocabulary: Optional[Sequence[str]]) -> tuple[str, ...]:
+  """The vocabulary given, or the default generator's (`synthetic.EVENT_VOCAB`)."""
+  return tuple(synthetic.EVENT_VOCAB if vocabulary is None else vocabulary)
+
+
+def _listed(vocabulary: Sequence[str]) -> str:
+  names = ', '.join(vocabulary[:12])
+  return names + (f', ... ({len(vocabulary)} names)' if len(vocabulary) > 12 else '')
 
 
 class EventLogError(ValueError):
@@ -243,7 +251,7 @@ class Scan:
             'they are kept as distinct users, which is rarely what the source meant.')
 
 
-def _parse_row(where: str, row: dict, earliest: int, latest: int):
+def _parse_row(where: str, row: dict, earliest: int, latest: int, index: dict):
   """(user id, Unix seconds, event name, vocabulary index or None) of one row; an
   EventLogError naming `where` for an empty user id or a bad or implausible time."""
   user = row.get('user_id')
@@ -266,17 +274,18 @@ def _parse_row(where: str, row: dict, earliest: int, latest: int):
         'stretch the span of every user\'s features. Fix the row, or widen the '
         'window if the time is real.')
   event = '' if row.get('event') is None else str(row['event']).strip()
-  return user, timestamp, event, _VOCAB_INDEX.get(event)
+  return user, timestamp, event, index.get(event)
 
 
 def scan_events(path: str, *, on_chunk: Callable[[np.ndarray, np.ndarray, np.ndarray], None],
                 unknown_events: str = 'drop', time_range: Sequence = DEFAULT_TIME_RANGE,
-                progress: Optional[Callable[[int, Optional[float]], None]] = None) -> Scan:
+                progress: Optional[Callable[[int, Optional[float]], None]] = None,
+                vocabulary: Optional[Sequence[str]] = None) -> Scan:
   """Reads and validates an event file in one streaming pass (module docstring).
 
   Every `CHUNK_ROWS` kept rows, and at the end, calls `on_chunk(users, timestamps,
   events)` with int64 indices into the returned `Scan.user_ids`, int64 Unix seconds
-  and int8 vocabulary indices, in file order. `progress(rows read, fraction of the
+  and int8 indices into `vocabulary` (`_vocabulary`), in file order. `progress(rows read, fraction of the
   file or None)` is called every `CHUNK_ROWS` rows. Memory: one chunk, and the user ids.
   """
   earliest, latest = parse_time_range(*time_range)
@@ -285,6 +294,8 @@ def scan_events(path: str, *, on_chunk: Callable[[np.ndarray, np.ndarray, np.nda
                      f'{", ".join(UNKNOWN_EVENT_POLICIES)}. Found {unknown_events!r}.')
   if not os.path.isfile(path):
     raise EventLogError(f'{path}: no such file (data.source=events:PATH).')
+  vocabulary = _vocabulary(vocabulary)
+  kind_of = {name: i for i, name in enumerate(vocabulary)}
   position = _Position()
   rows = (_csv_rows(path, position) if _file_format(path) == 'csv'
           else _parquet_rows(path, position))
@@ -303,14 +314,9 @@ def scan_events(path: str, *, on_chunk: Callable[[np.ndarray, np.ndarray, np.nda
     num_rows += 1
     if progress is not None and num_rows % CHUNK_ROWS == 0:
       progress(num_rows, position.fraction)
-    user, timestamp, event, kind = _parse_row(where, row, earliest, latest)
+    user, timestamp, event, kind = _parse_row(where, row, earliest, latest, kind_of)
     if kind is None:
-      if unknown_events == 'error' or not event:
-        raise EventLogError(
-            f'{where}: ' + (f'event {event!r} is not in the vocabulary'
-                            if event else 'empty event') +
-            f' ({", ".join(synthetic.EVENT_VOCAB)}).' +
-            (' With data.unknown_events=drop such rows are dropped.' if event else ''))
+      _check_unknown(where, event, unknown_events, vocabulary)
       unknown[event] = unknown.get(event, 0) + 1
       continue
     users.append(index.setdefault(user, len(index)))
@@ -324,9 +330,19 @@ def scan_events(path: str, *, on_chunk: Callable[[np.ndarray, np.ndarray, np.nda
   if not index:
     raise EventLogError(
         f'{path}: none of its {num_rows} events is in the vocabulary '
-        f'({", ".join(synthetic.EVENT_VOCAB)}); unknown: '
+        f'({_listed(vocabulary)}); unknown: '
         f'{", ".join(sorted(unknown)[:10])}.')
   return Scan(list(index), num_rows, unknown, position.digest)
+
+
+def _check_unknown(where: str, event: str, unknown_events: str, vocabulary) -> None:
+  """EventLogError for an empty event, or an unknown one with unknown_events=error."""
+  if unknown_events == 'error' or not event:
+    raise EventLogError(
+        f'{where}: ' + (f'event {event!r} is not in the vocabulary'
+                        if event else 'empty event') +
+        f' ({_listed(vocabulary)}).' +
+        (' With data.unknown_events=drop such rows are dropped.' if event else ''))
 
 
 def duplicate_rows(users: np.ndarray, times: np.ndarray, kinds: np.ndarray) -> int:
@@ -357,16 +373,19 @@ def sorted_user_order(user_ids: Sequence[str]) -> np.ndarray:
 
 
 def load_events(path: str, *, unknown_events: str = 'drop',
-                time_range: Sequence = DEFAULT_TIME_RANGE) -> EventLogs:
+                time_range: Sequence = DEFAULT_TIME_RANGE,
+                vocabulary: Optional[Sequence[str]] = None) -> EventLogs:
   """Reads and validates an event file into memory; see the module docstring for the
   format (`fl_analytics.data.event_store` reads a large one into a store on disk).
 
   `time_range`: (earliest, latest), Unix seconds or ISO 8601; events at or after
-  `latest` or before `earliest` are refused.
+  `latest` or before `earliest` are refused. `vocabulary`: the names events index
+  into (`_vocabulary`).
   """
   chunks = []
   scan = scan_events(path, on_chunk=lambda *c: chunks.append(c),
-                     unknown_events=unknown_events, time_range=time_range)
+                     unknown_events=unknown_events, time_range=time_range,
+                     vocabulary=vocabulary)
   users, times, kinds = (np.concatenate(parts) for parts in zip(*chunks))
   users = sorted_user_order(scan.user_ids)[users]
   # By user (sorted by id), then by time; lexsort is stable: equal times keep file order.
@@ -386,19 +405,22 @@ def _iso(timestamp: int) -> str:
       int(timestamp), datetime.timezone.utc).strftime('%Y-%m-%dT%H:%M:%SZ')
 
 
-def _event_rows(log: synthetic.UserLog) -> list[tuple[str, str, str, str]]:
-  return [(log.user_id, _iso(t), synthetic.EVENT_VOCAB[int(e)], log.archetype)
+def _event_rows(log: synthetic.UserLog, vocabulary) -> list[tuple[str, str, str, str]]:
+  return [(log.user_id, _iso(t), vocabulary[int(e)], log.archetype)
           for t, e in zip(log.timestamps, log.events)]
 
 
-def write_events(logs: Iterable[synthetic.UserLog], path: str) -> int:
-  """Writes `logs` as an event file (CSV or Parquet by suffix), atomically.
+def write_events(logs: Iterable[synthetic.UserLog], path: str,
+                 vocabulary: Optional[Sequence[str]] = None) -> int:
+  """Writes `logs` (events indexing into `vocabulary`, `_vocabulary`) as an event
+  file (CSV or Parquet by suffix), atomically.
 
   Columns: user_id, timestamp (ISO 8601, UTC), event, and archetype (the synthetic
   user's archetype; ignored by `load_events`). Streams: `logs` may be a generator, and
   memory holds one batch of users' rows. Returns the number of events written.
   """
   fmt = _file_format(path)
+  vocabulary = _vocabulary(vocabulary)
   header = REQUIRED_COLUMNS + ('archetype',)
   directory = os.path.dirname(os.path.abspath(path))
   os.makedirs(directory, exist_ok=True)
@@ -411,7 +433,7 @@ def write_events(logs: Iterable[synthetic.UserLog], path: str) -> int:
         writer = csv.writer(f, lineterminator='\n')
         writer.writerow(header)
         for log in logs:
-          rows = _event_rows(log)
+          rows = _event_rows(log, vocabulary)
           writer.writerows(rows)
           written += len(rows)
     else:
@@ -422,7 +444,7 @@ def write_events(logs: Iterable[synthetic.UserLog], path: str) -> int:
       with pq.ParquetWriter(tmp, schema) as writer:
         batch: list = []
         for log in logs:
-          batch += _event_rows(log)
+          batch += _event_rows(log, vocabulary)
           if len(batch) >= CHUNK_ROWS:
             writer.write_table(pyarrow.table(
                 {n: [r[i] for r in batch] for i, n in enumerate(header)}, schema=schema))

@@ -16,12 +16,12 @@ from __future__ import annotations
 
 import numpy as np
 
-from fl_analytics.data.synthetic import EVENT_VOCAB
 from fl_analytics.data.synthetic import SECONDS_PER_DAY
 
 SESSION_GAP_SECONDS = 30 * 60
 
-FEATURE_NAMES: tuple[str, ...] = tuple(f'log_count_{e}' for e in EVENT_VOCAB) + (
+# After one log count per action of the vocabulary (`feature_names`).
+SUMMARY_FEATURES: tuple[str, ...] = (
     'log_sessions',
     'active_day_share',
     'last_week_active_share',
@@ -29,7 +29,15 @@ FEATURE_NAMES: tuple[str, ...] = tuple(f'log_count_{e}' for e in EVENT_VOCAB) + 
     'trend',
     'log_events_per_session',
 )
-NUM_FEATURES = len(FEATURE_NAMES)
+
+
+def feature_names(vocabulary) -> tuple[str, ...]:
+  """The churn features over logs of `vocabulary` (`generators.vocabulary`), in order."""
+  return tuple(f'log_count_{e}' for e in vocabulary) + SUMMARY_FEATURES
+
+
+def num_features(vocabulary) -> int:
+  return len(vocabulary) + len(SUMMARY_FEATURES)
 
 
 def check_window(*, window_days: int, horizon_days: int, stride_days: int) -> None:
@@ -53,25 +61,28 @@ def churn_examples(
     window_days: int,
     horizon_days: int,
     stride_days: int,
+    num_kinds: int,
 ) -> tuple[np.ndarray, np.ndarray]:
   """Churn examples of one user (`churn_examples_many` of one).
 
   Args:
     timestamps: int seconds since the epoch, sorted ascending.
-    events: int indices into `EVENT_VOCAB`, aligned with `timestamps`.
+    events: int indices into the vocabulary, aligned with `timestamps`.
     origin_timestamp: start of day 0 of data collection.
     num_days: length of data collection; events after it are ignored.
     window_days: length of the trailing feature window.
     horizon_days: the label looks this many days ahead.
     stride_days: days between two observation days.
+    num_kinds: the size of the vocabulary (`generators.vocabulary`).
 
   Returns:
-    `(x, y)`: float32 features of shape `[n, NUM_FEATURES]` and float32 labels `[n]`.
+    `(x, y)`: float32 features of shape `[n, num_kinds + len(SUMMARY_FEATURES)]`
+    (`feature_names`) and float32 labels `[n]`.
   """
   return churn_examples_many(
       timestamps, events, np.array([0, len(timestamps)]), origin_timestamp=origin_timestamp,
       num_days=num_days, window_days=window_days, horizon_days=horizon_days,
-      stride_days=stride_days)[0]
+      stride_days=stride_days, num_kinds=num_kinds)[0]
 
 
 def churn_examples_many(
@@ -84,6 +95,7 @@ def churn_examples_many(
     window_days: int,
     horizon_days: int,
     stride_days: int,
+    num_kinds: int,
 ) -> list[tuple[np.ndarray, np.ndarray]]:
   """Churn examples of many users at once, each user's computed from its own log only.
 
@@ -96,13 +108,14 @@ def churn_examples_many(
   )
   offsets = np.asarray(offsets, np.int64)
   n = len(offsets) - 1
-  empty = (np.zeros((0, NUM_FEATURES), np.float32), np.zeros((0,), np.float32))
+  empty = (np.zeros((0, num_kinds + len(SUMMARY_FEATURES)), np.float32),
+           np.zeros((0,), np.float32))
   obs_days = np.arange(window_days - 1, num_days - horizon_days, stride_days)
   if len(obs_days) == 0 or offsets[-1] == 0:
     return [empty] * n
 
   daily = _daily_totals(timestamps, events, offsets, origin_timestamp=origin_timestamp,
-                        num_days=num_days)
+                        num_days=num_days, num_kinds=num_kinds)
   c_counts, c_sessions, c_active, active = daily
   win_active = c_active[:, obs_days + 1] - c_active[:, obs_days + 1 - window_days]
   who, when = np.nonzero(win_active > 0)  # [users, observation days] with activity
@@ -119,7 +132,7 @@ def churn_examples_many(
   return [(x[a:b], y[a:b]) for a, b in zip(bounds[:-1], bounds[1:])]
 
 
-def _daily_totals(timestamps, events, offsets, *, origin_timestamp, num_days):
+def _daily_totals(timestamps, events, offsets, *, origin_timestamp, num_days, num_kinds):
   """Per user and day, cumulative over days from a zero row: event counts by kind,
   sessions started and active days; and the active days themselves."""
   n = len(offsets) - 1
@@ -132,7 +145,7 @@ def _daily_totals(timestamps, events, offsets, *, origin_timestamp, num_days):
   session_start[1:] = np.diff(timestamps) > SESSION_GAP_SECONDS
   session_start[offsets[:-1][sizes > 0]] = True  # every user's first event
   slot = (user * (num_days + 1) + day + 1)[keep]  # row 0 of a user: the cumsum origin
-  v = len(EVENT_VOCAB)
+  v = num_kinds
   counts = np.bincount(slot * v + np.asarray(events, np.int64)[keep],
                        minlength=n * (num_days + 1) * v).astype(np.float64).reshape(
                            n, num_days + 1, v)
@@ -145,7 +158,7 @@ def _daily_totals(timestamps, events, offsets, *, origin_timestamp, num_days):
 
 def _window_features(pick, c_counts, c_sessions, c_active, active, *, who, obs,
                      win_active, window_days, num_days) -> np.ndarray:
-  """The 16 features (`FEATURE_NAMES`) of each observed (user, day) window."""
+  """The features (`feature_names`) of each observed (user, day) window."""
   win_counts = pick(c_counts, obs, window_days)
   win_sessions = pick(c_sessions, obs, window_days)
   half = window_days // 2
@@ -171,10 +184,6 @@ def _window_features(pick, c_counts, c_sessions, c_active, active, *, who, obs,
   ).astype(np.float32)
 
 
-# The context token before the first action of a session (next-action task).
-PAD_ACTION = len(EVENT_VOCAB)
-
-
 def next_action_examples(
     timestamps: np.ndarray,
     events: np.ndarray,
@@ -183,12 +192,14 @@ def next_action_examples(
     num_days: int,
     context: int,
     max_examples: int,
+    pad_action: int,
 ) -> tuple[np.ndarray, np.ndarray]:
   """Next-action examples of one user: each action in a session from the ones before.
 
   Sessions are split at gaps of more than `SESSION_GAP_SECONDS`. Every event that is
   not the first of its session is a target; its context is the `context` events before
-  it in the same session, padded on the left with `PAD_ACTION`. Only events within the
+  it in the same session, padded on the left with `pad_action` (the context token
+  before a session's first action: the size of the vocabulary). Only events within the
   `num_days` days of data collection count; the most recent `max_examples` are kept.
 
   Returns:
@@ -211,7 +222,7 @@ def next_action_examples(
   targets = np.flatnonzero(~session_start)[-max_examples:]
   if not len(targets):
     return empty
-  x = np.full((len(targets), context), PAD_ACTION, np.int32)
+  x = np.full((len(targets), context), pad_action, np.int32)
   for j in range(1, context + 1):  # column context - j holds the event j steps back
     back = targets - j
     valid = (back >= 0) & (session_id[np.maximum(back, 0)] == session_id[targets])

@@ -59,7 +59,7 @@ from fl_analytics.tasks import metrics
 from fl_analytics.core import rundir
 from fl_analytics import tasks
 from fl_analytics.data import features
-from fl_analytics.data import synthetic
+from fl_analytics.data import generators
 
 EXPORT_FILE = 'export.json'
 FEATURES_FILE = 'features.json'
@@ -190,7 +190,7 @@ def features_spec(task, config) -> dict[str, Any]:
   data = config.data
   common = {
       'task': task.name,
-      'event_vocabulary': list(synthetic.EVENT_VOCAB),
+      'event_vocabulary': list(generators.vocabulary(data)),
       'unknown_events': ('events whose name is not in event_vocabulary are dropped '
                          'before featurization' if data.unknown_events == 'drop' else
                          f'data.unknown_events={data.unknown_events}'),

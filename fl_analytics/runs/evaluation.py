@@ -182,8 +182,8 @@ def evaluate_run(task, keras_model, global_weights: Sequence[np.ndarray],
   logits = [keras_model(x, training=False).numpy() for x, _ in users]
   labels = [y for _, y in users]
   all_logits, all_labels = np.concatenate(logits), np.concatenate(labels)
-  num_classes = task.num_classes
-  frequencies = label_frequencies(all_labels, num_classes)
+  # The model's outputs: one logit per class, or one for a binary task.
+  frequencies = label_frequencies(all_labels, max(2, all_logits.shape[-1]))
   rows = per_user_rows(logits, labels, frequencies=frequencies)
   result: dict[str, Any] = {
       'round': round_num,

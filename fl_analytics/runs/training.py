@@ -80,6 +80,7 @@ _FINGERPRINT_KEY = 'resolved.data_fingerprint'
 # Keys added after runs were recorded, at the value those runs had (the feature off):
 # such a run resumes and counts as finished without them in its config.json.
 _ADDED_KEYS = {'audit.canaries': 0, 'audit.unseen_canaries': None, 'audit.alpha': 0.05,
+               'data.generator': 'archetypes',
                'resolved.canaries': 0,
                # a mechanism's own keys, declared with it: at their defaults
                **{f'dp.{k.name}': k.default for k in mechanisms.config_keys()}}
@@ -785,13 +786,13 @@ def _check_divergence(task, row: dict, key: str, config) -> None:
   """DivergenceError when `row[key]` is non-finite or above DIVERGENCE_FACTOR times the
   task's chance loss. Raised before the round is recorded, so the last checkpoint is
   the last good round."""
-  value, limit = row[key], DIVERGENCE_FACTOR * task.chance_loss
+  value, limit = row[key], DIVERGENCE_FACTOR * task.chance_loss(config)
   if math.isfinite(value) and value <= limit:
     return
   raise DivergenceError(
       f'Training diverged at round {row["round"]}: {key} is {value:.4g}'
       + (f', more than {DIVERGENCE_FACTOR:g} times the loss of a uniform prediction '
-         f'({task.chance_loss:.3g})' if math.isfinite(value) else '')
+         f'({task.chance_loss(config):.3g})' if math.isfinite(value) else '')
       + f'. Lower client.learning_rate ({config.client.learning_rate:g}) or '
       f'server.learning_rate ({config.server.learning_rate:g}). Rounds up to '
       f'{row["round"] - 1} are checkpointed in the run directory.')

@@ -75,9 +75,8 @@ class Task:
 
   # --- model ------------------------------------------------------------------------
 
-  @property
-  def num_classes(self) -> int:
-    """Labels 0..num_classes-1."""
+  def num_classes(self, config) -> int:
+    """Labels 0..num_classes-1 (they may depend on the generator's vocabulary)."""
     raise NotImplementedError
 
   def model_kwargs(self, config) -> dict:
@@ -108,11 +107,10 @@ class Task:
     del config
     return {}
 
-  @property
-  def chance_loss(self) -> float:
+  def chance_loss(self, config) -> float:
     """The log loss of predicting every class with equal probability: about where an
     untrained model starts (the divergence check's reference)."""
-    return math.log(self.num_classes)
+    return math.log(self.num_classes(config))
 
   def check_config(self, config) -> None:
     """Raises ValueError naming a bad task-specific config value."""

@@ -1,6 +1,7 @@
 """Churn: will a user be inactive for the next `data.horizon_days` days?
 
-From 16 features of the user's trailing `data.window_days` (`features.churn_examples`);
+From features of the user's trailing `data.window_days` (`features.churn_examples`: a
+count per action of the generator's vocabulary, and six summaries of activity);
 a one-hidden-layer MLP (`models.build_churn_model`; logistic regression with
 `model.hidden_units=0`), logistic loss; held-out log loss, accuracy, ROC AUC and the
 churn base rate, and a reliability diagram at the end.
@@ -14,7 +15,7 @@ from typing import Any, Callable
 import numpy as np
 
 from fl_analytics.data import features
-from fl_analytics.data import synthetic
+from fl_analytics.data import generators
 from fl_analytics.tasks import base
 from fl_analytics.tasks import metrics
 from fl_analytics.tasks import models
@@ -34,17 +35,18 @@ class Churn(base.Task):
   def examples_fn(self, data) -> Callable:
     """`features.churn_examples_many` at the config's window, horizon and stride."""
     return functools.partial(features.churn_examples_many, window_days=data.window_days,
-                             horizon_days=data.horizon_days, stride_days=data.stride_days)
+                             horizon_days=data.horizon_days, stride_days=data.stride_days,
+                             num_kinds=len(generators.vocabulary(data)))
 
   def eval_population_note(self, y: np.ndarray) -> str:
     return f', churn base rate {y.mean():.3f}'
 
-  @property
-  def num_classes(self) -> int:
+  def num_classes(self, config) -> int:
+    del config
     return 2
 
   def model_kwargs(self, config) -> dict:
-    return dict(num_features=features.NUM_FEATURES, hidden_units=config.model.hidden_units)
+    return dict(num_features=_num_features(config), hidden_units=config.model.hidden_units)
 
   def _build_model(self, **kwargs):
     return models.build_churn_model(**kwargs)
@@ -63,14 +65,12 @@ class Churn(base.Task):
     return 'model.hidden_units=0' if config.model.hidden_units < 1 else ''
 
   def resolved_extras(self, config) -> dict[str, Any]:
-    del config
-    return {'num_features': features.NUM_FEATURES}
+    return {'num_features': _num_features(config)}
 
   def input_spec(self, config):
     import tensorflow as tf  # pylint: disable=g-import-not-at-top
 
-    del config
-    return (tf.TensorSpec([None, features.NUM_FEATURES], tf.float32),
+    return (tf.TensorSpec([None, _num_features(config)], tf.float32),
             tf.TensorSpec([None, 1], tf.float32))
 
   def loss(self):
@@ -103,8 +103,9 @@ class Churn(base.Task):
     data = config.data
     window, horizon = int(data.window_days), int(data.horizon_days)
     half, week = window // 2, min(7, window)
+    vocabulary = generators.vocabulary(data)
     definitions = {f'log_count_{e}': f'log(1 + number of {e} events in the window)'
-                   for e in synthetic.EVENT_VOCAB}
+                   for e in vocabulary}
     definitions.update({
         'log_sessions': 'log(1 + number of sessions started in the window)',
         'active_day_share': (f'days of the window with at least one event / {window}'),
@@ -117,7 +118,7 @@ class Churn(base.Task):
                                    'in the window, 1))'),
     })
     return {
-        'input': {'name': 'x', 'dtype': 'float32', 'shape': [None, features.NUM_FEATURES]},
+        'input': {'name': 'x', 'dtype': 'float32', 'shape': [None, _num_features(config)]},
         'output': {'probabilities': (f'[n, 1]: probability that the user has no event '
                                      f'in the next {horizon} days (churn)'),
                    'logits': '[n, 1]: the same as a logit'},
@@ -127,14 +128,19 @@ class Churn(base.Task):
         'window': (f'the {window} days ending with today (today included); score only '
                    'when the user had an event in the window'),
         'features': [{'index': i, 'name': name, 'definition': definitions[name]}
-                     for i, name in enumerate(features.FEATURE_NAMES)],
+                     for i, name in enumerate(features.feature_names(vocabulary))],
     }
 
   def examples_from_spec(self, spec, timestamps, events, *, origin_timestamp, num_days):
     return features.churn_examples(
         timestamps, events, origin_timestamp=origin_timestamp, num_days=num_days,
         window_days=spec['window_days'], horizon_days=spec['horizon_days'],
-        stride_days=spec['stride_days'])
+        stride_days=spec['stride_days'],
+        num_kinds=len(spec['features']) - len(features.SUMMARY_FEATURES))
+
+
+def _num_features(config) -> int:
+  return features.num_features(generators.vocabulary(config.data))
 
 
 TASK = Churn()

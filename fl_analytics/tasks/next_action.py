@@ -12,7 +12,7 @@ import functools
 from typing import Any, Callable
 
 from fl_analytics.data import features
-from fl_analytics.data import synthetic
+from fl_analytics.data import generators
 from fl_analytics.tasks import base
 from fl_analytics.tasks import metrics
 from fl_analytics.tasks import models
@@ -35,7 +35,8 @@ class NextAction(base.Task):
   def examples_fn(self, data) -> Callable:
     """`features.next_action_examples`, user by user."""
     one = functools.partial(features.next_action_examples, context=data.context_events,
-                            max_examples=data.max_examples_per_user)
+                            max_examples=data.max_examples_per_user,
+                            pad_action=len(generators.vocabulary(data)))
 
     def many(timestamps, events, offsets, **kwargs):
       return [one(timestamps[a:b], events[a:b], **kwargs)
@@ -43,12 +44,11 @@ class NextAction(base.Task):
 
     return many
 
-  @property
-  def num_classes(self) -> int:
-    return len(synthetic.EVENT_VOCAB)
+  def num_classes(self, config) -> int:
+    return len(generators.vocabulary(config.data))
 
   def model_kwargs(self, config) -> dict:
-    return dict(vocab_size=len(synthetic.EVENT_VOCAB), context=config.data.context_events,
+    return dict(vocab_size=self.num_classes(config), context=config.data.context_events,
                 embedding_dim=config.model.embedding_dim, filters=config.model.filters,
                 kernel_size=config.model.kernel_size)
 
@@ -93,22 +93,23 @@ class NextAction(base.Task):
 
   def device_features_spec(self, config) -> dict[str, Any]:
     context = int(config.data.context_events)
+    pad = len(generators.vocabulary(config.data))
     return {
         'input': {'name': 'x', 'dtype': 'int32', 'shape': [None, context]},
-        'output': {'probabilities': (f'[n, {len(synthetic.EVENT_VOCAB)}]: probability of '
+        'output': {'probabilities': (f'[n, {pad}]: probability of '
                                      'each event of event_vocabulary being the next one'),
                    'logits': 'the same as logits'},
         'context_events': context,
-        'pad_index': features.PAD_ACTION,
+        'pad_index': pad,
         'context': (f'the indices (in event_vocabulary) of the last {context} events of '
                     'the current session, oldest first; positions before the session\'s '
-                    f'first event hold pad_index ({features.PAD_ACTION})'),
+                    f'first event hold pad_index ({pad})'),
     }
 
   def examples_from_spec(self, spec, timestamps, events, *, origin_timestamp, num_days):
     return features.next_action_examples(
         timestamps, events, origin_timestamp=origin_timestamp, num_days=num_days,
-        context=spec['context_events'], max_examples=10**9)
+        context=spec['context_events'], max_examples=10**9, pad_action=spec['pad_index'])
 
 
 TASK = NextAction()
