@@ -178,7 +178,7 @@ _DWELL = {'feed_scroll': 12, 'story_view': 8, 'video_play': 30, 'video_complete'
           'comments_view': 20, 'comment_post': 25, 'shipping_info': 30,
           'payment_info': 25, 'plan_compare': 30, 'profile_edit': 30}
 _DEFAULT_DWELL = 6
-_MAX_STEPS = 40  # actions after the entry; the walk is ended there
+_MAX_STEPS = 60  # actions after the entry; a walk still going is ended there
 _MAX_SESSION_SECONDS = 840  # sessions start in a slot's first 15 minutes
 _SLOT_START_SECONDS = 900
 _MAX_SESSIONS_PER_DAY = 8
@@ -402,7 +402,7 @@ def _walks(t: _Traits, session_user, session_day, session_keys) -> np.ndarray:
   epochs = adoption_days.shape[1] + 1
   epoch = (adoption_days[session_user] <= session_day[:, None]).sum(axis=1)
   row_base = (session_user * epochs + epoch) * v
-  walks = np.full((s, _MAX_STEPS + 2), -1, np.int64)
+  walks = np.full((s, _MAX_STEPS + 2), -1, np.int8)
   entry_u = cr.uniform(cr.bits(session_keys, np.zeros(s, np.int64)))
   walks[:, 0] = np.where(entry_u < t.notification_entry[session_user], NOTIFICATION_OPEN,
                          APP_OPEN)
@@ -428,7 +428,7 @@ def _timestamps(walks, starts, session_keys):
   valid = walks >= 0
   size = valid.sum(axis=1)
   session, position = np.nonzero(valid)
-  actions = walks[session, position]
+  actions = walks[session, position].astype(np.int64)
   gaps = 1 + np.floor(cr.uniform(cr.bits(session_keys[session] ^ _GAP_STREAM, position))
                       * 2 * _DWELL_OF[actions])
   first = np.cumsum(size) - size
