@@ -386,24 +386,28 @@ def scale_table(rows: Sequence[dict]) -> str:
   return '\n'.join(lines)
 
 
-def user_costs(num_users: int = 2000, batch: int = 1000) -> dict[str, float]:
-  """Milliseconds per user to generate a synthetic log and to featurize it (churn):
-  users made `batch` at a time (as a round makes its cohort) and one at a time."""
+def user_costs(num_users: int = 2000, batch: int = 1000,
+               generator: str = generators.DEFAULT) -> dict[str, float]:
+  """Milliseconds per user to generate a synthetic log with `generator` and to
+  featurize it (churn): users made `batch` at a time (as a round makes its cohort)
+  and one at a time."""
   from fl_analytics.data import synthetic  # pylint: disable=g-import-not-at-top
 
-  data = benchmark_config(10, 1).data
+  config = benchmark_config(10, 1)
+  config.data.generator = generator
+  data = config.data
+  generate_users = generators.get(generator).generate_users
   knobs = dict(seed=0, num_days=data.num_days, quantity_skew=data.quantity_skew,
                label_skew=data.label_skew, feature_skew=data.feature_skew)
   examples = functools.partial(tasks.get('churn').examples_fn(data),
                                origin_timestamp=synthetic.ORIGIN_TIMESTAMP,
                                num_days=data.num_days)
-  out = {'users': num_users, 'batch': batch}
+  out = {'users': num_users, 'batch': batch, 'generator': generator}
   for name, size in (('', batch), ('_alone', 1)):
     made, generate, featurize = [], 0.0, 0.0
     for start in range(0, num_users, size):
       t0 = time.perf_counter()
-      logs = synthetic.generate_users(np.arange(start, min(num_users, start + size)),
-                                      **knobs)
+      logs = generate_users(np.arange(start, min(num_users, start + size)), **knobs)
       t1 = time.perf_counter()
       examples(logs.timestamps, logs.events, logs.offsets)
       generate, featurize = generate + t1 - t0, featurize + time.perf_counter() - t1
@@ -441,7 +445,8 @@ def _noop():
 
 
 def user_cost_line(u: dict) -> str:
-  return (f'a user ({u["events_per_user"]:.0f} events): made {u["batch"]} at a time '
+  return (f'a user of {u.get("generator", generators.DEFAULT)} ({u["events_per_user"]:.0f} '
+          f'events): made {u["batch"]} at a time '
           f'{u["generate_ms_per_user"]:.3f} ms to generate, {u["featurize_ms_per_user"]:.3f} '
           f'ms to featurize; one at a time {u["generate_ms_per_user_alone"]:.3f} and '
           f'{u["featurize_ms_per_user_alone"]:.3f} ms')

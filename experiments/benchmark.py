@@ -6,6 +6,12 @@ r"""How fast the pipeline's rounds are, against the plain-TensorFlow floor of th
       [--populations=10000,100000,1000000] [--scale_cohorts=100,1000,5000]
   .venv/bin/python experiments/benchmark.py --ray [--json=results/benchmark/ray.json]
       [--ray_cohorts=1000,5000] [--sweep_points=4]
+  .venv/bin/python experiments/benchmark.py --generators
+      [--json=results/benchmark/generators.json]
+
+With --generators (`make bench-generators`): per behaviour model (`data.generator`), the
+milliseconds per user to generate a log (1,000 users at a time, and one at a time) and
+to featurize it for churn, and the ratio to the budget of `GENERATOR_BUDGET_MS`.
 
 With --ray (`make bench-ray`): a two-node Ray cluster started on this machine (one CPU
 a node, as the tests' cluster): its start-up, a driver's connection and a task's round
@@ -43,6 +49,7 @@ import tensorflow as tf  # pylint: disable=unused-import
 from fl_analytics.core import cli
 from benchmarks import suite
 from fl_analytics.core import rundir
+from fl_analytics.data import generators
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -64,6 +71,11 @@ _SCALE_COHORTS = flags.DEFINE_list('scale_cohorts', [str(c) for c in suite.SCALE
                                    '--scale: clients per round, at 100,000 users.')
 _EVENTS = flags.DEFINE_integer('events', 10_000_000,
                                 '--scale: rows of the event file ingested (0: skip).')
+_GENERATORS = flags.DEFINE_bool('generators', False,
+                                'The behaviour models\' cost per user instead.')
+# A user's log, made 1,000 at a time, should cost at most this (issue 26): a round of
+# 1,000 clients then spends at most 0.2 s making its cohort.
+GENERATOR_BUDGET_MS = 0.2
 _ENGINE = flags.DEFINE_enum('engine', 'mapreduce', ['mapreduce', 'cpp'],
                             'runtime.engine of the pipeline runs.')
 
@@ -75,6 +87,8 @@ def main(argv):
     return _scale()
   if _RAY.value:
     return _ray()
+  if _GENERATORS.value:
+    return _generators()
   cohorts = _integers('cohorts', _COHORTS.value)
   result = {'engine': _ENGINE.value, 'rows': []}
   for cohort in cohorts:
@@ -113,9 +127,7 @@ def main(argv):
   result['peak_rss_mb'] = suite.peak_rss_mb()
   print(f'peak resident memory: {result["peak_rss_mb"]["self"]:.0f} MiB (this process), '
         f'{result["peak_rss_mb"]["children"]:.0f} MiB (largest sweep point)')
-  if _JSON.value:
-    rundir.write_json(_JSON.value, result)
-    print(f'Wrote {_JSON.value}')
+  _write(result)
 
 
 def _integers(name, values):
@@ -148,6 +160,24 @@ def _event_file(num_events: int, *, rounds: int, warmup: int) -> dict:
   return {**written, 'ingest': ingest, 'run': run}
 
 
+def _write(result: dict) -> None:
+  if _JSON.value:
+    rundir.write_json(_JSON.value, result)
+    print(f'Wrote {_JSON.value}')
+
+
+def _generators():
+  """--generators: each behaviour model's cost per user (module docstring)."""
+  result = {'budget_ms_per_user': GENERATOR_BUDGET_MS, 'generators': []}
+  for name in generators.REGISTRY:
+    costs = suite.user_costs(generator=name)
+    costs['budget_ratio'] = costs['generate_ms_per_user'] / GENERATOR_BUDGET_MS
+    result['generators'].append(costs)
+    print(suite.user_cost_line(costs) + f'; {costs["budget_ratio"]:.2f} of the '
+          f'{GENERATOR_BUDGET_MS} ms budget', flush=True)
+  _write(result)
+
+
 def _scale():
   """--scale: the population and cohort tables (see the module docstring)."""
   rounds, warmup = _ROUNDS.value, 2
@@ -165,9 +195,7 @@ def _scale():
   print(suite.scale_report(result))
   if _EVENTS.value:
     result['event_file'] = _event_file(_EVENTS.value, rounds=rounds, warmup=warmup)
-  if _JSON.value:
-    rundir.write_json(_JSON.value, result)
-    print(f'Wrote {_JSON.value}')
+  _write(result)
 
 
 def _ray():
@@ -217,9 +245,7 @@ def _ray():
               f'{row["one_process"]["first_round_start_s"]:.1f} s and '
               f'{row["ray_actors"]["first_round_start_s"]:.1f} s', flush=True)
         result['rounds'].append(row)
-  if _JSON.value:
-    rundir.write_json(_JSON.value, result)
-    print(f'Wrote {_JSON.value}')
+  _write(result)
 
 
 if __name__ == '__main__':

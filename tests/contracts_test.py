@@ -20,6 +20,7 @@ from fl_analytics import engines
 from fl_analytics import tasks
 from fl_analytics.core import config_files
 from fl_analytics.core import rundir
+from fl_analytics.data import generators
 from fl_analytics.privacy import aggregators
 from fl_analytics.privacy import canaries
 from fl_analytics.privacy import mechanisms
@@ -30,6 +31,7 @@ from tests.helpers import tiny_config
 MECHANISMS = list(mechanisms.REGISTRY)
 SCHEMES = list(sampling.SCHEMES)
 TASKS = list(tasks.REGISTRY)
+GENERATORS = list(generators.REGISTRY)
 ENGINES = list(engines.REGISTRY)
 PRIVATE = [m for m in MECHANISMS if mechanisms.get(m).private]
 # Every (private mechanism, scheme, accountant) it declares it is accounted for.
@@ -212,9 +214,12 @@ def task_config(task: str, **overrides):
   return tiny_config(base=base, **{'task': task, **overrides})
 
 
-@pytest.fixture(scope='module', params=TASKS)
+@pytest.fixture(scope='module', params=list(itertools.product(TASKS, GENERATORS)),
+                ids=lambda p: f'{p[0]}-{p[1]}')
 def task_and_config(request):
-  return tasks.get(request.param), task_config(request.param)
+  """Every task on every behaviour model (each fixes the vocabulary)."""
+  task, generator = request.param
+  return tasks.get(task), task_config(task, **{'data.generator': generator})
 
 
 def test_task_examples_fit_its_input_spec_and_model(task_and_config):

@@ -155,3 +155,22 @@ def test_a_damaged_store_is_built_again(tmp_path, damage):
     np.save(array, np.zeros(3, np.int64))
   store = event_store.open_store(path)
   _assert_same_logs(store, events.load_events(path).logs)
+
+
+def test_an_event_file_is_read_against_the_vocabulary_of_its_generator(tmp_path):
+  from fl_analytics.data import app_paths  # pylint: disable=g-import-not-at-top
+
+  batch = app_paths.generate_users(np.arange(25), seed=1, num_days=20, quantity_skew=1.0,
+                                   label_skew=1.0, feature_skew=1.0)
+  logs = [batch.log(k) for k in range(len(batch))]
+  path = str(tmp_path / 'events.csv')
+  events.write_events(logs, path, app_paths.VOCABULARY)
+  store = event_store.open_store(path, vocabulary=app_paths.VOCABULARY)
+  _assert_same_logs(store, [log for log in logs if len(log.events)])
+  # Read against the default vocabulary, the names it lacks are unknown (dropped), and
+  # the store is built again for it.
+  default = event_store.open_store(path)
+  assert 'home_view' in default.meta['unknown_events']
+  assert default.num_events < store.num_events
+  assert event_store.open_store(path, vocabulary=app_paths.VOCABULARY).num_events == (
+      store.num_events)

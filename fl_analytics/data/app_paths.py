@@ -262,7 +262,7 @@ _ADOPTED_FROM_START = np.array([s in _CORE_SECTIONS for s in SECTION_NAMES])
 # Streams of a user's draws, and the draws of the _USER stream.
 _USER, _TILT, _ADOPT, _DAYS, _DAY_SESSIONS, _SLOTS, _PATHS = range(7)
 _NUM_STREAMS = 7
-_GAP_STREAM = np.uint64(0x5EC0DD)  # a session's gap draws: its key xor this
+_LOW16 = np.uint64(0xFFFF)
 _ARCHETYPE, _VOLUME, _FRUSTRATION, _QUIT = range(4)
 
 
@@ -364,73 +364,81 @@ def _sessions(keys, t: _Traits, *, num_days: int):
   return session_user, session_day, starts, session_bits
 
 
-def _cdf_tables(t: _Traits) -> tuple[np.ndarray, np.ndarray]:
-  """The walk's inverse-CDF tables: (cdf [users * epochs * V, K] float32, normalized;
-  the adoption epoch of each (user, day) as `epoch_of(user, day)` needs it: the
-  users' sorted adoption days [users, epochs - 1]).
-
-  Epoch e of a user: its first e optional sections (in the order it adopts them) are
-  adopted, so a user's links take at most `epochs` forms over its life."""
-  n, v = t.tilt.shape
+def _epochs(t: _Traits, session_user, session_day):
+  """Each session's adoption epoch: how many of its user's optional sections are
+  adopted on its day (a user's links take at most `epochs` forms over its life, its
+  first e optional sections, in the order it adopts them, adopted in epoch e).
+  Returns (the epochs, the number of epochs, each user's adoption rank of each
+  optional section)."""
   optional = np.flatnonzero(~_ADOPTED_FROM_START)
-  order = np.argsort(t.adopted_day[:, optional], axis=1, kind='stable')
+  days = t.adopted_day[:, optional]
+  order = np.argsort(days, axis=1, kind='stable')
   rank = np.empty_like(order)
   np.put_along_axis(rank, order, np.arange(len(optional))[None, :], axis=1)
-  epochs = len(optional) + 1
-  adopted = np.ones((n, epochs, _NUM_SECTIONS), bool)  # [user, epoch, section]
-  adopted[:, :, optional] = rank[:, None, :] < np.arange(epochs)[None, :, None]
-  tilt = t.tilt.astype(np.float32)
-  tilt[:, END] = t.exit_factor  # the only links into END are exits
-  linked = _BASE_WEIGHTS.astype(np.float32)[None] * tilt[:, _SUCCESSORS]  # [n, V, K]
+  epoch = (days[session_user] <= session_day[:, None]).sum(axis=1)
+  return epoch, len(optional) + 1, rank
+
+
+def _cdf_tables(t: _Traits, users, epochs, rank) -> np.ndarray:
+  """The walk's inverse-CDF tables of (users[p], epochs[p]) pairs: [pairs * V, K]
+  float32, each row normalized and exactly 1 from its last link on."""
+  optional = np.flatnonzero(~_ADOPTED_FROM_START)
+  adopted = np.ones((len(users), _NUM_SECTIONS), bool)  # [pair, section]
+  adopted[:, optional] = rank[users] < epochs[:, None]
+  tilt = t.tilt[users].astype(np.float32)
+  tilt[:, END] = t.exit_factor[users]  # the only links into END are exits
   factor = np.where(adopted, np.float32(1.0), np.float32(_NOT_ADOPTED))
-  cdf = linked[:, None] * factor[:, :, _SECTION_OF[_SUCCESSORS]]  # [n, epochs, V, K]
-  np.cumsum(cdf, axis=3, out=cdf)
+  cdf = (_BASE_WEIGHTS.astype(np.float32)[None] * tilt[:, _SUCCESSORS]
+         * factor[:, _SECTION_OF[_SUCCESSORS]])  # [pairs, V, K]
+  np.cumsum(cdf, axis=2, out=cdf)
   total = cdf[..., -1:].copy()
   cdf /= np.where(total > 0, total, np.float32(1.0))
   cdf[cdf * total >= total] = 1.0  # the last link (and padding after it): exactly 1
-  days = np.sort(t.adopted_day[:, optional], axis=1)
-  return cdf.reshape(n * epochs * v, -1), days
+  return cdf.reshape(len(users) * len(VOCABULARY), _SUCCESSORS.shape[1])
 
 
-def _walks(t: _Traits, session_user, session_day, session_keys) -> np.ndarray:
-  """[sessions, _MAX_STEPS + 2] actions of each session's walk, padded with -1 after
-  its `session_end`: all sessions advance one step at a time, each step an inverse
-  CDF lookup in its user's table for the session's adoption epoch."""
+def _walks(t: _Traits, session_user, session_day, session_keys):
+  """Each session's walk: ([sessions, _MAX_STEPS + 2] actions, padded with -1 after its
+  `session_end`; the same shape of 16-bit draws for the gap after each action). All
+  sessions advance one step at a time, each step an inverse-CDF lookup in its user's
+  table for the session's adoption epoch, with the high 24 bits of the step's draw;
+  its low 16 bits time the gap after the action taken."""
   s = len(session_user)
   v = len(VOCABULARY)
-  cdf, adoption_days = _cdf_tables(t)
-  epochs = adoption_days.shape[1] + 1
-  epoch = (adoption_days[session_user] <= session_day[:, None]).sum(axis=1)
-  row_base = (session_user * epochs + epoch) * v
+  epoch, epochs, rank = _epochs(t, session_user, session_day)
+  pairs, pair_of = np.unique(session_user * epochs + epoch, return_inverse=True)
+  cdf = _cdf_tables(t, pairs // epochs, pairs % epochs, rank)
+  row_base = pair_of.reshape(-1) * v
   walks = np.full((s, _MAX_STEPS + 2), -1, np.int8)
-  entry_u = cr.uniform(cr.bits(session_keys, np.zeros(s, np.int64)))
-  walks[:, 0] = np.where(entry_u < t.notification_entry[session_user], NOTIFICATION_OPEN,
-                         APP_OPEN)
+  gap_bits = np.zeros((s, _MAX_STEPS + 2), np.uint16)
+  entry = cr.bits(session_keys, np.zeros(s, np.int64))
+  walks[:, 0] = np.where(cr.uniform(entry) < t.notification_entry[session_user],
+                         NOTIFICATION_OPEN, APP_OPEN)
+  gap_bits[:, 0] = entry & _LOW16
   alive = np.arange(s)
-  current = walks[:, 0]
+  current = walks[:, 0].astype(np.int64)
   for step in range(1, _MAX_STEPS + 1):
-    u = _uniform32(cr.bits(session_keys[alive], np.full(len(alive), step)))
-    pick = (cdf[row_base[alive] + current] >= u[:, None]).argmax(axis=1)
+    draw = cr.bits(session_keys[alive], np.full(len(alive), step))
+    pick = (cdf[row_base[alive] + current] >= _uniform32(draw)[:, None]).argmax(axis=1)
     nxt = _SUCCESSORS[current, pick]
     walks[alive, step] = nxt
+    gap_bits[alive, step] = draw & _LOW16
     going = nxt != END
     alive, current = alive[going], nxt[going]
     if not len(alive):
       break
   walks[alive, _MAX_STEPS + 1] = END  # walks that reached _MAX_STEPS are ended
-  return walks
+  return walks, gap_bits
 
 
-def _timestamps(walks, starts, session_keys):
+def _timestamps(walks, gap_bits, starts):
   """The flat log of the walks: (timestamps, actions, events per session). The gap
   after an action is uniform in [1, 2 * its dwell] seconds; a session longer than
   _MAX_SESSION_SECONDS is squeezed into it."""
   valid = walks >= 0
   size = valid.sum(axis=1)
-  session, position = np.nonzero(valid)
-  actions = walks[session, position].astype(np.int64)
-  gaps = 1 + np.floor(cr.uniform(cr.bits(session_keys[session] ^ _GAP_STREAM, position))
-                      * 2 * _DWELL_OF[actions])
+  actions = walks[valid].astype(np.int64)
+  gaps = 1 + np.floor((gap_bits[valid] + 0.5) * (2.0 / 65536) * _DWELL_OF[actions])
   first = np.cumsum(size) - size
   cum = np.cumsum(gaps) - gaps  # time of each action from the batch's first
   offsets = cum - np.repeat(cum[first], size)
@@ -465,8 +473,8 @@ def generate_users(indices, *, seed: int, num_days: int, quantity_skew: float,
                         label_skew=label_skew, feature_skew=feature_skew)
   session_user, session_day, starts, session_keys = _sessions(keys, traits,
                                                               num_days=num_days)
-  walks = _walks(traits, session_user, session_day, session_keys)
-  timestamps, actions, size = _timestamps(walks, starts, session_keys)
+  walks, gap_bits = _walks(traits, session_user, session_day, session_keys)
+  timestamps, actions, size = _timestamps(walks, gap_bits, starts)
   per_user = np.bincount(session_user, weights=size, minlength=len(indices)).astype(
       np.int64)
   return synthetic.LogBatch(
