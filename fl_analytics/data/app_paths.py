@@ -220,6 +220,7 @@ ARCHETYPES: tuple[Archetype, ...] = (
 _CORE_SECTIONS = ('core', 'feed', 'browse', 'item', 'engage')
 _ADOPTION_DAYS = 12.0  # mean adoption delay of a section of affinity 1
 _NOT_ADOPTED = 0.05  # weight on links into a section before its adoption
+_NOT_ADOPTED_16 = np.uint64(round(_NOT_ADOPTED * 65536))  # as 16-bit draws compare
 _HAZARD_RISE = 4.0  # how much the quit hazard rises as activity falls to 0
 
 _NUM_SECTIONS = len(_SECTIONS)
@@ -263,6 +264,9 @@ _ADOPTED_FROM_START = np.array([s in _CORE_SECTIONS for s in SECTION_NAMES])
 _USER, _TILT, _ADOPT, _DAYS, _DAY_SESSIONS, _SLOTS, _PATHS = range(7)
 _NUM_STREAMS = 7
 _LOW16 = np.uint64(0xFFFF)
+_GAP_STREAM = np.uint64(0x5EC0DD)  # a session's gap draws: the key xor this
+_RETRY_STREAM = np.uint64(0xAD0975)  # a rejected choice's new draws: the key xor this
+_MAX_ATTEMPTS = 64  # draws of one choice (the last is taken whatever it is)
 _ARCHETYPE, _VOLUME, _FRUSTRATION, _QUIT = range(4)
 
 
@@ -364,81 +368,87 @@ def _sessions(keys, t: _Traits, *, num_days: int):
   return session_user, session_day, starts, session_bits
 
 
-def _epochs(t: _Traits, session_user, session_day):
-  """Each session's adoption epoch: how many of its user's optional sections are
-  adopted on its day (a user's links take at most `epochs` forms over its life, its
-  first e optional sections, in the order it adopts them, adopted in epoch e).
-  Returns (the epochs, the number of epochs, each user's adoption rank of each
-  optional section)."""
-  optional = np.flatnonzero(~_ADOPTED_FROM_START)
-  days = t.adopted_day[:, optional]
-  order = np.argsort(days, axis=1, kind='stable')
-  rank = np.empty_like(order)
-  np.put_along_axis(rank, order, np.arange(len(optional))[None, :], axis=1)
-  epoch = (days[session_user] <= session_day[:, None]).sum(axis=1)
-  return epoch, len(optional) + 1, rank
-
-
-def _cdf_tables(t: _Traits, users, epochs, rank) -> np.ndarray:
-  """The walk's inverse-CDF tables of (users[p], epochs[p]) pairs: [pairs * V, K]
-  float32, each row normalized and exactly 1 from its last link on."""
-  optional = np.flatnonzero(~_ADOPTED_FROM_START)
-  adopted = np.ones((len(users), _NUM_SECTIONS), bool)  # [pair, section]
-  adopted[:, optional] = rank[users] < epochs[:, None]
-  tilt = t.tilt[users].astype(np.float32)
-  tilt[:, END] = t.exit_factor[users]  # the only links into END are exits
-  factor = np.where(adopted, np.float32(1.0), np.float32(_NOT_ADOPTED))
-  cdf = (_BASE_WEIGHTS.astype(np.float32)[None] * tilt[:, _SUCCESSORS]
-         * factor[:, _SECTION_OF[_SUCCESSORS]])  # [pairs, V, K]
+def _cdf_table(t: _Traits) -> np.ndarray:
+  """Each user's inverse-CDF table of its links with every section adopted:
+  [users * V, K] float32, each row normalized and exactly 1 from its last link on."""
+  n = len(t.tilt)
+  tilt = t.tilt.astype(np.float32)
+  tilt[:, END] = t.exit_factor  # the only links into END are exits
+  cdf = _BASE_WEIGHTS.astype(np.float32)[None] * tilt[:, _SUCCESSORS]  # [n, V, K]
   np.cumsum(cdf, axis=2, out=cdf)
   total = cdf[..., -1:].copy()
   cdf /= np.where(total > 0, total, np.float32(1.0))
   cdf[cdf * total >= total] = 1.0  # the last link (and padding after it): exactly 1
-  return cdf.reshape(len(users) * len(VOCABULARY), _SUCCESSORS.shape[1])
+  return cdf.reshape(n * len(VOCABULARY), _SUCCESSORS.shape[1])
+
+
+def _next_actions(cdf, rows, current, keys, step, adopted):
+  """The next action of walks at `current` (table rows `rows + current`). A link into a section the session's user has not adopted
+  (`adopted`: a bit mask of sections per walk) is taken with probability
+  _NOT_ADOPTED, else the choice is drawn again: the choices are the links weighted by
+  adoption, exactly."""
+  draw = cr.bits(keys, np.full(len(keys), step))
+  nxt = _SUCCESSORS[current, (cdf[rows + current] >= _uniform32(draw)[:, None]).argmax(
+      axis=1)]
+  pending = np.flatnonzero(_refused(nxt, adopted, draw))
+  for attempt in range(1, _MAX_ATTEMPTS):
+    if not len(pending):
+      break
+    d = cr.bits(keys[pending] ^ _RETRY_STREAM,
+                np.full(len(pending), step * _MAX_ATTEMPTS + attempt))
+    at = current[pending]
+    choice = _SUCCESSORS[at, (cdf[rows[pending] + at] >= _uniform32(d)[:, None]).argmax(
+        axis=1)]
+    nxt[pending] = choice
+    pending = pending[_refused(choice, adopted[pending], d)]
+  return nxt
+
+
+def _refused(choice, adopted, draw):
+  """Whether a choice into a section not adopted is refused (bits 16-31 of its draw)."""
+  return (((adopted >> _SECTION_OF[choice]) & 1) == 0) & (
+      ((draw >> np.uint64(16)) & _LOW16) >= _NOT_ADOPTED_16)
 
 
 def _walks(t: _Traits, session_user, session_day, session_keys):
-  """Each session's walk: ([sessions, _MAX_STEPS + 2] actions, padded with -1 after its
-  `session_end`; the same shape of 16-bit draws for the gap after each action). All
-  sessions advance one step at a time, each step an inverse-CDF lookup in its user's
-  table for the session's adoption epoch, with the high 24 bits of the step's draw;
-  its low 16 bits time the gap after the action taken."""
+  """Each session's walk: [sessions, _MAX_STEPS + 2] actions, padded with -1 after its
+  `session_end`. All sessions advance one step at a time (`_next_actions`: an
+  inverse-CDF lookup in the user's table with the high 24 bits of the step's draw);
+  the walks that ended are dropped after each step."""
   s = len(session_user)
-  v = len(VOCABULARY)
-  epoch, epochs, rank = _epochs(t, session_user, session_day)
-  pairs, pair_of = np.unique(session_user * epochs + epoch, return_inverse=True)
-  cdf = _cdf_tables(t, pairs // epochs, pairs % epochs, rank)
-  row_base = pair_of.reshape(-1) * v
+  cdf = _cdf_table(t)
+  adopted = ((t.adopted_day[session_user] <= session_day[:, None])
+             << np.arange(_NUM_SECTIONS)).sum(axis=1)  # bit k: section k adopted
   walks = np.full((s, _MAX_STEPS + 2), -1, np.int8)
-  gap_bits = np.zeros((s, _MAX_STEPS + 2), np.uint16)
   entry = cr.bits(session_keys, np.zeros(s, np.int64))
   walks[:, 0] = np.where(cr.uniform(entry) < t.notification_entry[session_user],
                          NOTIFICATION_OPEN, APP_OPEN)
-  gap_bits[:, 0] = entry & _LOW16
-  alive = np.arange(s)
+  index = np.arange(s)  # the walks still stepped, and their keys, rows and masks
+  keys, rows, masks = session_keys, session_user * len(VOCABULARY), adopted
   current = walks[:, 0].astype(np.int64)
   for step in range(1, _MAX_STEPS + 1):
-    draw = cr.bits(session_keys[alive], np.full(len(alive), step))
-    pick = (cdf[row_base[alive] + current] >= _uniform32(draw)[:, None]).argmax(axis=1)
-    nxt = _SUCCESSORS[current, pick]
-    walks[alive, step] = nxt
-    gap_bits[alive, step] = draw & _LOW16
-    going = nxt != END
-    alive, current = alive[going], nxt[going]
-    if not len(alive):
+    current = _next_actions(cdf, rows, current, keys, step, masks)
+    walks[index, step] = current
+    going = current != END
+    index, keys, rows, masks, current = (
+        x[going] for x in (index, keys, rows, masks, current))
+    if not len(index):
       break
-  walks[alive, _MAX_STEPS + 1] = END  # walks that reached _MAX_STEPS are ended
-  return walks, gap_bits
+  walks[index, _MAX_STEPS + 1] = END  # walks that reached _MAX_STEPS are ended
+  return walks
 
 
-def _timestamps(walks, gap_bits, starts):
+def _timestamps(walks, starts, session_keys):
   """The flat log of the walks: (timestamps, actions, events per session). The gap
-  after an action is uniform in [1, 2 * its dwell] seconds; a session longer than
-  _MAX_SESSION_SECONDS is squeezed into it."""
+  after an action is uniform in [1, 2 * its dwell] seconds (a draw of the session's
+  gap stream per position); a session longer than _MAX_SESSION_SECONDS is squeezed
+  into it."""
   valid = walks >= 0
   size = valid.sum(axis=1)
-  actions = walks[valid].astype(np.int64)
-  gaps = 1 + np.floor((gap_bits[valid] + 0.5) * (2.0 / 65536) * _DWELL_OF[actions])
+  session, position = np.nonzero(valid)
+  actions = walks[session, position].astype(np.int64)
+  gaps = 1 + np.floor(cr.uniform(cr.bits(session_keys[session] ^ _GAP_STREAM, position))
+                      * 2 * _DWELL_OF[actions])
   first = np.cumsum(size) - size
   cum = np.cumsum(gaps) - gaps  # time of each action from the batch's first
   offsets = cum - np.repeat(cum[first], size)
@@ -473,8 +483,8 @@ def generate_users(indices, *, seed: int, num_days: int, quantity_skew: float,
                         label_skew=label_skew, feature_skew=feature_skew)
   session_user, session_day, starts, session_keys = _sessions(keys, traits,
                                                               num_days=num_days)
-  walks, gap_bits = _walks(traits, session_user, session_day, session_keys)
-  timestamps, actions, size = _timestamps(walks, gap_bits, starts)
+  walks = _walks(traits, session_user, session_day, session_keys)
+  timestamps, actions, size = _timestamps(walks, starts, session_keys)
   per_user = np.bincount(session_user, weights=size, minlength=len(indices)).astype(
       np.int64)
   return synthetic.LogBatch(
