@@ -80,7 +80,7 @@ def _expected_row(i: int, archetype: int) -> np.ndarray:
   row = np.zeros(len(ap.VOCABULARY))
   for target, weight in links.items():
     row[ap.VOCABULARY.index(target)] += weight * affinity[section[target]]
-  exit_weight = ap._EXIT.get(name, 0.5)  # pylint: disable=protected-access
+  exit_weight = ap._EXIT.get(name, 0.7)  # pylint: disable=protected-access
   row[ap.END] += exit_weight * ap.ARCHETYPES[archetype].exit_factor
   return row / row.sum()
 

@@ -89,7 +89,7 @@ FRUSTRATIONS = ('search_no_results', 'payment_failed', 'error_screen')
 
 # The app's links: from an action, the actions a user goes to next, with weights.
 # Besides these, every action but the entries links back home (weight 0.5), to
-# `error_screen` (0.04) and to `session_end` (`_EXIT`, default 0.5).
+# `error_screen` (0.04) and to `session_end` (`_EXIT`, default 0.7).
 _LINKS: dict[str, dict[str, float]] = {
     'app_open': {'home_view': 6, 'feed_scroll': 3, 'search_open': 1, 'playlist_view': 1},
     'notification_open': {'item_view': 3, 'messages_open': 2, 'story_view': 1,
@@ -169,8 +169,8 @@ _LINKS: dict[str, dict[str, float]] = {
 # Exit weights that differ from the default 0.5: abandonment points and natural ends.
 _EXIT = {'purchase': 2.0, 'search_no_results': 2.0, 'payment_failed': 3.0,
          'error_screen': 3.0, 'video_complete': 0.6, 'subscribe': 1.5,
-         'contact_support': 2.0, 'feed_scroll': 0.35, 'play': 0.4}
-_DEFAULT_EXIT, _HOME_BACK, _ERROR_LINK = 0.5, 0.5, 0.04
+         'contact_support': 2.0, 'feed_scroll': 0.5, 'play': 0.6}
+_DEFAULT_EXIT, _HOME_BACK, _ERROR_LINK = 0.7, 0.5, 0.04
 # Seconds spent on an action before the next (the mean of a uniform draw around it).
 _DWELL = {'feed_scroll': 12, 'story_view': 8, 'video_play': 30, 'video_complete': 4,
           'item_view': 25, 'item_images': 15, 'item_reviews': 30, 'list_view': 15,
@@ -208,7 +208,7 @@ ARCHETYPES: tuple[Archetype, ...] = (
     Archetype('shopper', 0.25, 0.45, 1.8, 0.9, 0.004, 0.006, 0.15,
               {'browse': 2.0, 'search': 1.6, 'item': 2.0, 'cart': 2.2, 'social': 0.3,
                'media': 0.3, 'feed': 0.6, 'premium': 0.5}),
-    Archetype('social', 0.25, 0.70, 3.0, 1.0, 0.002, 0.004, 0.30,
+    Archetype('social', 0.25, 0.70, 2.5, 1.0, 0.002, 0.004, 0.30,
               {'feed': 2.2, 'social': 3.0, 'item': 0.7, 'cart': 0.3, 'media': 0.6}),
     Archetype('listener', 0.15, 0.60, 2.0, 0.8, 0.002, 0.004, 0.10,
               {'media': 3.5, 'premium': 1.8, 'feed': 0.5, 'cart': 0.2, 'browse': 0.5}),
@@ -349,14 +349,7 @@ def _sessions(keys, t: _Traits, *, num_days: int):
   n_sessions = 1 + synthetic.poisson_counts(
       t.sessions_mean - 1.0, np.full(n, _MAX_SESSIONS_PER_DAY - 1), day_user,
       count_bits >> cr.S32)
-  # Distinct hours, weighted: the n smallest of Exp(1) / weight (Efraimidis-Spirakis).
-  hours = np.arange(24)
-  slot_u = cr.uniform(cr.bits(keys[day_user, _SLOTS][:, None],
-                              day_of[:, None] * 24 + hours[None, :]))
-  order = np.argsort(-np.log(slot_u) / HOUR_WEIGHTS[None, :], axis=1)
-  chosen = np.zeros_like(active, shape=(len(day_user), 24))
-  np.put_along_axis(chosen, order, hours[None, :] < n_sessions[:, None], axis=1)
-  active_day, hour_of = np.nonzero(chosen)  # by user, day, hour: time order
+  active_day, hour_of = _session_hours(keys, day_user, day_of, n_sessions)
   session_user = day_user[active_day]
   session_day = day_of[active_day]
   per_user = np.bincount(session_user, minlength=n)
@@ -366,6 +359,30 @@ def _sessions(keys, t: _Traits, *, num_days: int):
             + ((session_bits & cr.LOW32) * np.uint64(_SLOT_START_SECONDS)
                >> cr.S32).astype(np.int64))
   return session_user, session_day, starts, session_bits
+
+
+_HOUR_CDF = np.cumsum(HOUR_WEIGHTS) / HOUR_WEIGHTS.sum()
+
+
+def _session_hours(keys, day_user, day_of, n_sessions):
+  """Distinct hours of each active day's sessions, drawn by HOUR_WEIGHTS without
+  replacement (successive sampling: the k-th session of a day draws until it finds an
+  hour the earlier ones left free). Returns (the active day, the hour) of each
+  session, by day and hour: in time order."""
+  taken = np.zeros(len(n_sessions), np.int64)  # bit h: an hour of the day's sessions
+  day_key = keys[day_user, _SLOTS]
+  for k in range(_MAX_SESSIONS_PER_DAY):
+    pending = np.flatnonzero(n_sessions > k)
+    for attempt in range(_MAX_ATTEMPTS):
+      if not len(pending):
+        break
+      u = cr.uniform(cr.bits(day_key[pending], (day_of[pending] * _MAX_SESSIONS_PER_DAY
+                                                + k) * _MAX_ATTEMPTS + attempt))
+      hour = np.minimum(np.searchsorted(_HOUR_CDF, u, side='right'), 23)
+      free = ((taken[pending] >> hour) & 1) == 0
+      taken[pending[free]] |= np.int64(1) << hour[free]
+      pending = pending[~free]
+  return np.nonzero((taken[:, None] >> np.arange(24)) & 1)
 
 
 def _cdf_table(t: _Traits) -> np.ndarray:
@@ -445,17 +462,18 @@ def _timestamps(walks, starts, session_keys):
   into it."""
   valid = walks >= 0
   size = valid.sum(axis=1)
-  session, position = np.nonzero(valid)
-  actions = walks[session, position].astype(np.int64)
-  gaps = 1 + np.floor(cr.uniform(cr.bits(session_keys[session] ^ _GAP_STREAM, position))
-                      * 2 * _DWELL_OF[actions])
+  actions = walks[valid].astype(np.int64)  # row by row: session by session
   first = np.cumsum(size) - size
+  session = np.repeat(np.arange(len(size)), size)
+  position = np.arange(len(actions)) - first[session]
+  u = cr.uniform(cr.bits(session_keys[session] ^ _GAP_STREAM, position))
+  gaps = 1 + np.floor(u * (2 * _DWELL_OF)[actions])
   cum = np.cumsum(gaps) - gaps  # time of each action from the batch's first
-  offsets = cum - np.repeat(cum[first], size)
-  length = offsets[first + size - 1]
-  long = np.repeat(length > _MAX_SESSION_SECONDS, size)
-  offsets[long] = offsets[long] * _MAX_SESSION_SECONDS / np.repeat(length, size)[long]
-  return np.repeat(starts, size) + np.floor(offsets).astype(np.int64), actions, size
+  offsets = cum - cum[first][session]
+  length = offsets[first + size - 1][session]
+  offsets = np.where(length > _MAX_SESSION_SECONDS,
+                     offsets * _MAX_SESSION_SECONDS / np.maximum(length, 1), offsets)
+  return starts[session] + np.floor(offsets).astype(np.int64), actions, size
 
 
 def user_traits(indices, *, seed: int, num_days: int, quantity_skew: float,
