@@ -26,9 +26,17 @@ def get_config() -> ml_collections.ConfigDict:
   c.task = 'next_action'  # a user's next action in a session
   c.data.context_events = 8  # actions before the predicted one (padded at session start)
   c.data.max_examples_per_user = 128  # a user's most recent actions to predict
+  # Also give each context action its time-gap bucket (the seconds since the action
+  # before it); the gru reads them, the conv model does not.
+  c.data.context_gaps = False
   c.model = ml_collections.ConfigDict()  # replaces churn's hidden_units
+  # conv: embedding, causal convolution, dense (about 2*10^4 parameters); gru: action
+  # and gap embeddings, a GRU, dense (about 2.7*10^5 with gru_units=256,
+  # embedding_dim=64 and app_paths' 59 actions); the gru needs data.context_gaps=True.
+  c.model.architecture = 'conv'
   c.model.embedding_dim = 16  # width of each action's embedding
-  c.model.filters = 32  # channels of the causal convolution
-  c.model.kernel_size = 3  # actions the convolution sees at once
+  c.model.filters = 32  # conv: channels of the causal convolution
+  c.model.kernel_size = 3  # conv: actions the convolution sees at once
+  c.model.gru_units = 256  # gru: width of the recurrent state
   c.client.batch_size = 32  # examples per local step
   return c

@@ -184,6 +184,16 @@ def _window_features(pick, c_counts, c_sessions, c_active, active, *, who, obs,
   ).astype(np.float32)
 
 
+# Time-gap buckets of the next-action context (`with_gaps`): the seconds between an
+# action and the one before it in its session, bucketed at these upper bounds (the
+# last bucket: longer); a session's first action has bucket GAP_SESSION_START, padding
+# GAP_PAD.
+GAP_EDGES_SECONDS = (2, 5, 10, 20, 40, 80, 160, 320)
+GAP_SESSION_START = len(GAP_EDGES_SECONDS) + 1
+GAP_PAD = GAP_SESSION_START + 1
+NUM_GAP_TOKENS = GAP_PAD + 1
+
+
 def next_action_examples(
     timestamps: np.ndarray,
     events: np.ndarray,
@@ -193,6 +203,7 @@ def next_action_examples(
     context: int,
     max_examples: int,
     pad_action: int,
+    with_gaps: bool = False,
 ) -> tuple[np.ndarray, np.ndarray]:
   """Next-action examples of one user: each action in a session from the ones before.
 
@@ -202,8 +213,13 @@ def next_action_examples(
   before a session's first action: the size of the vocabulary). Only events within the
   `num_days` days of data collection count; the most recent `max_examples` are kept.
 
+  With `with_gaps`, each context position also holds its time-gap bucket (the seconds
+  since the action before it in the session, bucketed by `GAP_EDGES_SECONDS`; a
+  session's first action `GAP_SESSION_START`, padding `GAP_PAD`).
+
   Returns:
-    `(x, y)`: int32 contexts `[n, context]` and int32 targets `[n]`.
+    `(x, y)`: int32 contexts `[n, context]` (`[n, context, 2]`: action, gap bucket,
+    with `with_gaps`) and int32 targets `[n]`.
   """
   if context < 1 or max_examples < 1:
     raise ValueError(f'context and max_examples must be >= 1. Found {context}, '
@@ -213,7 +229,8 @@ def next_action_examples(
   day = (timestamps - origin_timestamp) // SECONDS_PER_DAY
   keep = (day >= 0) & (day < num_days)
   timestamps, events = timestamps[keep], events[keep]
-  empty = (np.zeros((0, context), np.int32), np.zeros((0,), np.int32))
+  shape = (context, 2) if with_gaps else (context,)
+  empty = (np.zeros((0, *shape), np.int32), np.zeros((0,), np.int32))
   if len(events) < 2:
     return empty
   session_start = np.ones(len(events), bool)
@@ -223,8 +240,15 @@ def next_action_examples(
   if not len(targets):
     return empty
   x = np.full((len(targets), context), pad_action, np.int32)
+  gap = np.full((len(targets), context), GAP_PAD, np.int32)
+  buckets = np.searchsorted(GAP_EDGES_SECONDS, np.diff(timestamps, prepend=timestamps[0]),
+                            side='left').astype(np.int32)
+  buckets[session_start] = GAP_SESSION_START
   for j in range(1, context + 1):  # column context - j holds the event j steps back
     back = targets - j
     valid = (back >= 0) & (session_id[np.maximum(back, 0)] == session_id[targets])
     x[valid, context - j] = events[back[valid]]
+    gap[valid, context - j] = buckets[back[valid]]
+  if with_gaps:
+    x = np.stack([x, gap], axis=-1)
   return x, events[targets].astype(np.int32)

@@ -80,7 +80,8 @@ _FINGERPRINT_KEY = 'resolved.data_fingerprint'
 # Keys added after runs were recorded, at the value those runs had (the feature off):
 # such a run resumes and counts as finished without them in its config.json.
 _ADDED_KEYS = {'audit.canaries': 0, 'audit.unseen_canaries': None, 'audit.alpha': 0.05,
-               'data.generator': 'archetypes',
+               'data.generator': 'archetypes', 'data.context_gaps': False,
+               'model.architecture': 'conv', 'model.gru_units': 256,
                'resolved.canaries': 0,
                # a mechanism's own keys, declared with it: at their defaults
                **{f'dp.{k.name}': k.default for k in mechanisms.config_keys()}}

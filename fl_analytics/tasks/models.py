@@ -67,6 +67,44 @@ def next_action_tensor_sizes(*, vocab_size: int, context: int, embedding_dim: in
           context * filters * vocab_size, vocab_size]
 
 
+def build_next_action_gru_model(*, vocab_size: int, context: int, embedding_dim: int,
+                                units: int, num_gap_tokens: int, seed: int):
+  """A recurrent sequence model: the last `context` actions and the time gaps between
+  them -> logits of the next action.
+
+  Input `[n, context, 2]` int32: each position's action (`vocab_size`: padding) and
+  time-gap bucket (`features.GAP_EDGES_SECONDS`; `num_gap_tokens` of them with the
+  session-start and padding tokens). Their embeddings are added and read by a GRU
+  (Cho et al. 2014; Keras `GRU`, unrolled so that TFLite's builtin ops express it)
+  whose last state goes through a dense layer.
+  """
+  import tensorflow as tf  # pylint: disable=g-import-not-at-top
+
+  init = tf.keras.initializers.GlorotUniform
+  inputs = tf.keras.Input(shape=(context, 2), dtype=tf.int32)
+  uniform = lambda k: tf.keras.initializers.RandomUniform(-0.05, 0.05, seed=seed + k)
+  actions = tf.keras.layers.Embedding(vocab_size + 1, embedding_dim,
+                                      embeddings_initializer=uniform(0))(inputs[:, :, 0])
+  gaps = tf.keras.layers.Embedding(num_gap_tokens, embedding_dim,
+                                   embeddings_initializer=uniform(3))(inputs[:, :, 1])
+  h = tf.keras.layers.GRU(
+      units, unroll=True, kernel_initializer=init(seed=seed + 1),
+      recurrent_initializer=tf.keras.initializers.Orthogonal(seed=seed + 4))(
+          tf.keras.layers.Add()([actions, gaps]))
+  logits = tf.keras.layers.Dense(vocab_size, kernel_initializer=init(seed=seed + 2))(h)
+  return tf.keras.Model(inputs, logits)
+
+
+def next_action_gru_tensor_sizes(*, vocab_size: int, context: int, embedding_dim: int,
+                                 units: int, num_gap_tokens: int) -> list[int]:
+  """Elements of each trainable tensor of `build_next_action_gru_model`, in Keras order
+  (the GRU's kernel, recurrent kernel and its two bias rows, `reset_after`)."""
+  del context
+  return [(vocab_size + 1) * embedding_dim, num_gap_tokens * embedding_dim,
+          embedding_dim * 3 * units, units * 3 * units, 2 * 3 * units,
+          units * vocab_size, vocab_size]
+
+
 def initial_weights(keras_model) -> tuple[list[np.ndarray], list[np.ndarray]]:
   return (
       [v.numpy() for v in keras_model.trainable_variables],

@@ -36,7 +36,8 @@ class NextAction(base.Task):
     """`features.next_action_examples`, user by user."""
     one = functools.partial(features.next_action_examples, context=data.context_events,
                             max_examples=data.max_examples_per_user,
-                            pad_action=len(generators.vocabulary(data)))
+                            pad_action=len(generators.vocabulary(data)),
+                            with_gaps=bool(data.get('context_gaps', False)))
 
     def many(timestamps, events, offsets, **kwargs):
       return [one(timestamps[a:b], events[a:b], **kwargs)
@@ -48,20 +49,41 @@ class NextAction(base.Task):
     return len(generators.vocabulary(config.data))
 
   def model_kwargs(self, config) -> dict:
-    return dict(vocab_size=self.num_classes(config), context=config.data.context_events,
-                embedding_dim=config.model.embedding_dim, filters=config.model.filters,
+    common = dict(vocab_size=self.num_classes(config), context=config.data.context_events,
+                  embedding_dim=config.model.embedding_dim)
+    if _architecture(config) == 'gru':
+      return dict(common, architecture='gru', units=config.model.gru_units,
+                  num_gap_tokens=features.NUM_GAP_TOKENS)
+    return dict(common, architecture='conv', filters=config.model.filters,
                 kernel_size=config.model.kernel_size)
 
-  def _build_model(self, **kwargs):
-    return models.build_next_action_model(**kwargs)
+  def _build_model(self, *, architecture: str, **kwargs):
+    return _BUILDERS[architecture][0](**kwargs)
 
-  def _tensor_sizes(self, **kwargs) -> list[int]:
-    return models.next_action_tensor_sizes(**kwargs)
+  def _tensor_sizes(self, *, architecture: str, **kwargs) -> list[int]:
+    return _BUILDERS[architecture][1](**kwargs)
+
+  def check_config(self, config) -> None:
+    super().check_config(config)
+    architecture = _architecture(config)
+    if architecture not in _BUILDERS:
+      raise ValueError(f'model.architecture must be one of {", ".join(_BUILDERS)}. '
+                       f'Found {architecture!r}.')
+    gaps = bool(config.data.get('context_gaps', False))
+    if gaps != (architecture == 'gru'):
+      raise ValueError(
+          f'model.architecture={architecture} with data.context_gaps={gaps}: the gru '
+          'reads the time gaps between actions (data.context_gaps=True), the conv model '
+          'only the actions (data.context_gaps=False).')
+    if architecture == 'gru':
+      units = config.model.get('gru_units')
+      if isinstance(units, bool) or not isinstance(units, int) or units < 1:
+        raise ValueError(f'model.gru_units must be a positive integer. Found {units!r}.')
 
   def input_spec(self, config):
     import tensorflow as tf  # pylint: disable=g-import-not-at-top
 
-    return (tf.TensorSpec([None, config.data.context_events], tf.int32),
+    return (tf.TensorSpec([None, *_context_shape(config)], tf.int32),
             tf.TensorSpec([None, 1], tf.int32))
 
   def loss(self):
@@ -94,8 +116,16 @@ class NextAction(base.Task):
   def device_features_spec(self, config) -> dict[str, Any]:
     context = int(config.data.context_events)
     pad = len(generators.vocabulary(config.data))
+    gaps = {} if _architecture(config) != 'gru' else {'gaps': {
+        'index': 1, 'edges_seconds': list(features.GAP_EDGES_SECONDS),
+        'session_start': features.GAP_SESSION_START, 'pad': features.GAP_PAD,
+        'definition': ('x[..., 1] of a position: the bucket of the seconds since the '
+                       'action before it in the session (the first i with seconds <= '
+                       'edges_seconds[i], else len(edges_seconds)); session_start for '
+                       'a session\'s first action, pad where x[..., 0] is pad_index')}}
     return {
-        'input': {'name': 'x', 'dtype': 'int32', 'shape': [None, context]},
+        'input': {'name': 'x', 'dtype': 'int32', 'shape': [None, *_context_shape(config)]},
+        **gaps,
         'output': {'probabilities': (f'[n, {pad}]: probability of '
                                      'each event of event_vocabulary being the next one'),
                    'logits': 'the same as logits'},
@@ -109,7 +139,23 @@ class NextAction(base.Task):
   def examples_from_spec(self, spec, timestamps, events, *, origin_timestamp, num_days):
     return features.next_action_examples(
         timestamps, events, origin_timestamp=origin_timestamp, num_days=num_days,
-        context=spec['context_events'], max_examples=10**9, pad_action=spec['pad_index'])
+        context=spec['context_events'], max_examples=10**9, pad_action=spec['pad_index'],
+        with_gaps='gaps' in spec)
 
+
+def _architecture(config) -> str:
+  return config.model.get('architecture', 'conv')
+
+
+def _context_shape(config) -> list[int]:
+  context = int(config.data.context_events)
+  return [context, 2] if config.data.get('context_gaps', False) else [context]
+
+
+# model.architecture -> (its builder, its tensor sizes), `models`.
+_BUILDERS = {
+    'conv': (models.build_next_action_model, models.next_action_tensor_sizes),
+    'gru': (models.build_next_action_gru_model, models.next_action_gru_tensor_sizes),
+}
 
 TASK = NextAction()
