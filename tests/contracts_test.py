@@ -214,12 +214,21 @@ def task_config(task: str, **overrides):
   return tiny_config(base=base, **{'task': task, **overrides})
 
 
-@pytest.fixture(scope='module', params=list(itertools.product(TASKS, GENERATORS)),
-                ids=lambda p: f'{p[0]}-{p[1]}')
+# Model variants a task's config offers besides its default, tested like it.
+VARIANTS = {'next_action': {'gru': {'model.architecture': 'gru', 'data.context_gaps': True,
+                                    'model.gru_units': 16, 'model.embedding_dim': 8}}}
+
+
+@pytest.fixture(scope='module', params=[
+    (task, generator, variant) for task, generator in itertools.product(TASKS, GENERATORS)
+    for variant in ('default', *VARIANTS.get(task, {}))],
+                ids=lambda p: '-'.join(p))
 def task_and_config(request):
-  """Every task on every behaviour model (each fixes the vocabulary)."""
-  task, generator = request.param
-  return tasks.get(task), task_config(task, **{'data.generator': generator})
+  """Every task, and each of its model variants, on every behaviour model (each fixes
+  the vocabulary)."""
+  task, generator, variant = request.param
+  return tasks.get(task), task_config(task, **{
+      'data.generator': generator, **VARIANTS.get(task, {}).get(variant, {})})
 
 
 def test_task_examples_fit_its_input_spec_and_model(task_and_config):

@@ -1,19 +1,20 @@
-"""The next-action GRU over actions and their time gaps: its examples, its model, its
-device spec and its TFLite export."""
+"""The next-action GRU over actions and their time gaps: its gap buckets, its settings
+and its TFLite export (its examples, model and device spec: tests/contracts_test.py)."""
 
 import numpy as np
 import pytest
 
 from fl_analytics import tasks
-from fl_analytics.data import clients
 from fl_analytics.data import features
 from fl_analytics.data import synthetic
 from fl_analytics.tasks import models
+from tests.contracts_test import VARIANTS
 from tests.contracts_test import task_config
 
 T0 = synthetic.ORIGIN_TIMESTAMP
-GRU = {'model.architecture': 'gru', 'data.context_gaps': True, 'data.generator': 'app_paths',
-       'model.gru_units': 16, 'model.embedding_dim': 8}
+# The GRU variant of the contract tests (which check its examples, model and device
+# spec), on the second behaviour model.
+GRU = {**VARIANTS['next_action']['gru'], 'data.generator': 'app_paths'}
 
 
 def test_context_gaps_are_bucketed_seconds_since_the_action_before():
@@ -32,27 +33,6 @@ def test_context_gaps_are_bucketed_seconds_since_the_action_before():
   plain, _ = features.next_action_examples(ts, ev, origin_timestamp=T0, num_days=30,
                                            context=3, max_examples=10, pad_action=9)
   np.testing.assert_array_equal(plain, x[..., 0])
-
-
-def test_the_gru_config_builds_trains_on_its_examples_and_reproduces_them_on_device():
-  task = tasks.get('next_action')
-  config = task_config('next_action', **GRU)
-  task.check_config(config)
-  data = task.build_data(config)
-  x, y = next((x, y) for x, y in data.train_examples_many(list(range(20))) if len(y))
-  x_spec, _ = task.input_spec(config)
-  assert x.shape[1:] == tuple(x_spec.shape[1:]) == (config.data.context_events, 2)
-  model = task.build_model(config)
-  assert [int(np.prod(w.shape)) for w in model.trainable_weights] == task.tensor_sizes(config)
-  assert model(x, training=False).shape == (len(x), task.num_classes(config))
-  spec = task.device_features_spec(config)
-  logs, origin, num_days, _ = clients.load_logs(config.data, seed=config.data.seed)
-  log = next(l for l in logs if len(l.events) > 50)
-  kw = dict(origin_timestamp=origin, num_days=num_days)
-  x_pipeline, _ = task.examples_fn(config.data)(
-      log.timestamps, log.events, np.array([0, len(log.events)]), **kw)[0]
-  x_device, _ = task.examples_from_spec(spec, log.timestamps, log.events, **kw)
-  np.testing.assert_array_equal(x_device[len(x_device) - len(x_pipeline):], x_pipeline)
 
 
 @pytest.mark.parametrize('overrides, message', [

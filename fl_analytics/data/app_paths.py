@@ -192,11 +192,7 @@ _ORIGIN_WEEKDAY = 0  # synthetic.ORIGIN_TIMESTAMP, 2024-01-01, a Monday
 
 
 @dataclasses.dataclass(frozen=True)
-class Archetype:
-  name: str
-  weight: float  # share of the population
-  active_prob: float  # probability of being active on a day (before decay)
-  sessions_mean: float  # mean sessions on an active day
+class Archetype(synthetic.BaseArchetype):
   exit_factor: float  # multiplies every exit weight (shorter sessions above 1)
   daily_decay: float  # exponential decay of activity per day
   quit_hazard: float  # daily probability of quitting at full activity
@@ -302,10 +298,8 @@ def _normal(bits: np.ndarray) -> np.ndarray:
 def _user_traits(keys, *, num_days, quantity_skew, label_skew, feature_skew) -> _Traits:
   n = len(keys)
   draw = lambda k: cr.bits(keys[:, _USER], np.full(n, k))
-  arch = np.minimum(np.searchsorted(np.cumsum(_WEIGHTS), cr.uniform(draw(_ARCHETYPE)),
-                                    side='right'), len(ARCHETYPES) - 1)
-  field = lambda name: np.array([getattr(a, name) for a in ARCHETYPES])[arch]
-  skewed = lambda name: label_skew * field(name) + (1 - label_skew) * _MEANS[name]
+  arch, field, skewed = synthetic.archetype_fields(keys[:, _USER], _ARCHETYPE, ARCHETYPES,
+                                                   _WEIGHTS, _MEANS, label_skew)
   volume = np.exp(-0.5 * quantity_skew**2 + quantity_skew * _normal(draw(_VOLUME)))
   spread = 0.5 * label_skew  # frustration: a cause of churn, mean 1
   frustration = np.exp(-0.5 * spread**2 + spread * _normal(draw(_FRUSTRATION)))

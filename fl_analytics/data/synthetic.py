@@ -71,11 +71,17 @@ _MAX_SESSION_SECONDS = 1500
 
 
 @dataclasses.dataclass(frozen=True)
-class Archetype:
+class BaseArchetype:
+  """What every behaviour model's archetypes have (`archetype_fields` reads them)."""
+
   name: str
   weight: float  # share of the population
   active_prob: float  # probability of being active on a day (before decay)
   sessions_mean: float  # mean sessions on an active day
+
+
+@dataclasses.dataclass(frozen=True)
+class Archetype(BaseArchetype):
   events_per_session: float  # mean events per session (after app_open)
   daily_decay: float  # exponential decay of active_prob per day
   quit_hazard: float  # daily probability of quitting for good
@@ -296,14 +302,25 @@ class _Traits:
   quit_day: np.ndarray
 
 
+def archetype_fields(user_keys, draw: int, archetypes, weights, means, label_skew):
+  """Each user's archetype (by `weights`, from draw `draw` of its `user_keys` stream),
+  and two lookups of an archetype field by name: `field(name)`, the user's
+  archetype's, and `skewed(name)`, that mixed with the population's `means[name]` by
+  `label_skew`. Returns (archetype indices, field, skewed)."""
+  u = cr.uniform(cr.bits(user_keys, np.full(len(user_keys), draw)))
+  arch = np.minimum(np.searchsorted(np.cumsum(weights), u, side='right'),
+                    len(archetypes) - 1)
+  field = lambda name: np.array([getattr(a, name) for a in archetypes])[arch]
+  skewed = lambda name: label_skew * field(name) + (1 - label_skew) * means[name]
+  return arch, field, skewed
+
+
 def _user_traits(keys, *, num_days, quantity_skew, label_skew, feature_skew) -> _Traits:
   """Per user: archetype, volume, churn dynamics, event mix, quit day."""
   n = len(keys)
   user_draw = lambda draw: cr.bits(keys[:, _USER], np.full(n, draw))
-  arch = np.minimum(np.searchsorted(np.cumsum(_WEIGHTS), cr.uniform(user_draw(_ARCHETYPE)),
-                                    side='right'), len(ARCHETYPES) - 1)
-  field = lambda name: np.array([getattr(a, name) for a in ARCHETYPES])[arch]
-  skewed = lambda name: label_skew * field(name) + (1 - label_skew) * _MEANS[name]
+  arch, field, skewed = archetype_fields(keys[:, _USER], _ARCHETYPE, ARCHETYPES, _WEIGHTS,
+                                         _MEANS, label_skew)
   normal = (np.sqrt(-2.0 * np.log(cr.uniform(user_draw(_NORMAL_1))))
             * np.cos(2 * np.pi * cr.uniform(user_draw(_NORMAL_2))))
   volume = np.exp(-0.5 * quantity_skew**2 + quantity_skew * normal)
