@@ -12,7 +12,7 @@ DEMO_DIR ?= runs/demo
 REFERENCE_RUNS ?= runs/reference
 PARALLEL ?=
 
-.PHONY: setup test test-fast docs tutorial demo reproduce mechanisms compression analytics next_action export audit scale bench bench-scale bench-ray bench-generators clean-runs
+.PHONY: setup test test-fast docs tutorial demo reproduce mechanisms compression analytics next_action export audit scale bench bench-scale bench-ray bench-generators population clean-runs
 MECHANISM_RUNS ?= runs/mechanisms
 COMPRESSION_RUNS ?= runs/compression
 NEXT_ACTION_RUNS ?= runs/next_action
@@ -134,6 +134,11 @@ bench: setup
 # clients against the plain-TF floor and the arithmetic bound.
 bench-scale: setup
 	$(PY) experiments/benchmark.py --scale --rounds=10 --json=results/benchmark/scale.json
+
+# The app_paths population measured beside published statistics of real apps
+# (experiments/calibrate_population.py): the table, results/population/.
+population: setup
+	$(PY) experiments/calibrate_population.py --generator=app_paths --users=5000 --workdir=results/population
 
 # The behaviour models' cost per user (experiments/benchmark.py --generators), against
 # the budget of 0.2 ms per user made 1,000 at a time.

@@ -527,3 +527,26 @@ def _frontier_runs(runs: Sequence[sweep_summary.Run]) -> list[sweep_summary.Run]
       mechanisms.get(r.mechanism).private
       and (r.privacy.get('epsilon') or 0) > _NO_NOISE_CLAIM)]
   return kept or list(runs)
+
+
+def population_calibration(rows: Sequence[dict], workdir: str, *, title: str) -> list[str]:
+  """Each statistic of a population (`data.calibration.table` rows) as a dot beside its
+  published range (a bar), one row per statistic, each on its own scale."""
+  fig, axes = plt.subplots(len(rows), 1, figsize=(8, 0.62 * len(rows) + 1.2),
+                           squeeze=False)
+  for ax, row in zip(axes[:, 0], rows):
+    low, high, value = row['published_low'], row['published_high'], row['synthetic']
+    span = max(high, value) - min(low, value)
+    lo, hi = min(low, value) - 0.15 * span, max(high, value) + 0.15 * span
+    ax.barh(0, high - low, left=low, height=0.6, color='0.8', label='published range')
+    ax.plot([value], [0], 'o', color='tab:green' if row['within'] else 'tab:red',
+            label='synthetic')
+    ax.set_xlim(lo, hi)
+    ax.set_yticks([])
+    ax.set_ylabel(row['description'], rotation=0, ha='right', va='center', fontsize=8)
+    ax.tick_params(axis='x', labelsize=7)
+  handles, labels = axes[0, 0].get_legend_handles_labels()
+  fig.legend(handles, labels, fontsize=8, loc='lower center', ncol=2)
+  axes[0, 0].set_title(title, fontsize=10)
+  fig.tight_layout(rect=(0, 0.04, 1, 1))
+  return _save(fig, workdir, 'calibration')
