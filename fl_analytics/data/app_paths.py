@@ -2,7 +2,7 @@
 
 The second behaviour model (`data.generator=app_paths`; the first, `archetypes`, is
 `fl_analytics.data.synthetic`). A session is a walk through the app's screens and
-features (`VOCABULARY`, 59 actions in 12 sections, plus `session_end`): it enters at
+features (`VOCABULARY`: 59 actions in 12 sections, `session_end` among them): it enters at
 `app_open` or `notification_open`, moves along the app's links (`_LINKS`) and ends
 with `session_end`. Funnels and abandonment points are in the links: category ->
 list -> item -> add to cart -> checkout -> shipping -> payment -> purchase (or
@@ -228,8 +228,8 @@ _MEANS = {name: float(sum(w * getattr(a, name) for w, a in zip(_WEIGHTS, ARCHETY
           for name in ('active_prob', 'daily_decay', 'quit_hazard')}
 
 
-def _link_table() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-  """(successors [V, K] padded with END, base weights [V, K], is-exit [V, K])."""
+def _link_table() -> tuple[np.ndarray, np.ndarray]:
+  """(successors [V, K] padded with END (weight 0), base weights [V, K])."""
   rows = []
   for a in VOCABULARY:
     if a == 'session_end':
@@ -248,10 +248,10 @@ def _link_table() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
   for i, links in enumerate(rows):
     successors[i, :len(links)] = [_INDEX[k] for k in links]
     weights[i, :len(links)] = list(links.values())
-  return successors, weights, successors == END
+  return successors, weights
 
 
-_SUCCESSORS, _BASE_WEIGHTS, _IS_EXIT = _link_table()
+_SUCCESSORS, _BASE_WEIGHTS = _link_table()
 _DWELL_OF = np.array([_DWELL.get(a, _DEFAULT_DWELL) for a in VOCABULARY], np.float64)
 _FRUSTRATION_INDEX = np.array([_INDEX[a] for a in FRUSTRATIONS])
 _ADOPTED_FROM_START = np.array([s in _CORE_SECTIONS for s in SECTION_NAMES])
@@ -279,10 +279,6 @@ class _Traits:
   exit_factor: np.ndarray
   notification_entry: np.ndarray
   quit_day: np.ndarray  # [n]: the first day the user is gone (num_days: never)
-
-
-def check_knobs(**knobs) -> None:
-  synthetic.check_knobs(**knobs)
 
 
 def _uniform32(bits: np.ndarray) -> np.ndarray:
@@ -503,20 +499,3 @@ def generate_users(indices, *, seed: int, num_days: int, quantity_skew: float,
       tuple(f'user_{u:06d}' for u in indices.tolist()), timestamps,
       actions.astype(np.int32), np.concatenate([[0], np.cumsum(per_user)]),
       tuple(ARCHETYPES[a].name for a in traits.archetype.tolist()))
-
-
-def transition_weights(archetype: str) -> np.ndarray:
-  """[V, V]: the archetype's transition probabilities at full adoption and no user
-  tilt (feature_skew=1, a user whose tilt is 1 everywhere, exit factor 1): what a
-  large sample's empirical transitions are checked against."""
-  a = [x.name for x in ARCHETYPES].index(archetype)
-  v = len(VOCABULARY)
-  probs = np.zeros((v, v))
-  for i in range(v):
-    if i == END:
-      continue
-    w = _BASE_WEIGHTS[i] * _AFFINITY[a][_SECTION_OF[_SUCCESSORS[i]]]
-    w = np.where(_IS_EXIT[i], _BASE_WEIGHTS[i] * ARCHETYPES[a].exit_factor, w)
-    np.add.at(probs[i], _SUCCESSORS[i], w)
-    probs[i] /= probs[i].sum()
-  return probs
