@@ -2,9 +2,9 @@
 
 The second behaviour model (`data.generator=app_paths`; the first, `archetypes`, is
 `fl_analytics.data.synthetic`). A session is a walk through the app's screens and
-features (`VOCABULARY`: 59 actions in 12 sections, `session_end` among them): it enters at
-`app_open` or `notification_open`, moves along the app's links (`_LINKS`) and ends
-with `session_end`. Funnels and abandonment points are in the links: category ->
+features (`VOCABULARY`: 59 actions in 12 sections, `session_end` among them): it
+enters at `app_open` or `notification_open`, moves along the app's links (`_LINKS`)
+and ends with `session_end`. Funnels and abandonment points are in the links: category ->
 list -> item -> add to cart -> checkout -> shipping -> payment -> purchase (or
 `payment_failed`), search -> query -> results (or `search_no_results`) -> item, feed ->
 video -> complete. So the next action depends on the ones before it.
