@@ -31,9 +31,10 @@ def get_config() -> ml_collections.ConfigDict:
   # before it); the gru reads them, the conv model does not.
   c.data.context_gaps = False
   c.model = ml_collections.ConfigDict()  # replaces churn's hidden_units
-  # conv: embedding, causal convolution, dense (about 2*10^4 parameters); gru: action
-  # and gap embeddings, a GRU, dense (about 2.7*10^5 with gru_units=256,
-  # embedding_dim=64 and app_paths' 59 actions); the gru needs data.context_gaps=True.
+  # conv: embedding, causal convolution, dense (4,314 parameters with archetypes' 10
+  # actions, 17,691 with app_paths' 59); gru: action and gap embeddings, a GRU, dense
+  # (about 2.7*10^5 with gru_units=256, embedding_dim=64 and app_paths' 59 actions);
+  # the gru needs data.context_gaps=True.
   c.model.architecture = 'conv'
   c.model.embedding_dim = 16  # width of each action's embedding
   c.model.filters = 32  # conv: channels of the causal convolution

@@ -139,13 +139,17 @@ def _format(value) -> str:
   return str(value)
 
 
-def write_csv(path: str, columns: Sequence[str], rows: Iterable[dict]) -> None:
+def write_csv(path: str, columns: Sequence[str], rows: Iterable[dict]) -> str:
+  """Writes `rows` as CSV to `path`, atomically; returns the SHA-256 of the bytes
+  written (what a checkpoint's seal holds for metrics.csv), so nobody reads them back."""
   buf = io.StringIO()
   writer = csv.DictWriter(buf, fieldnames=list(columns), lineterminator='\n')
   writer.writeheader()
   for row in rows:
     writer.writerow({k: _format(row.get(k)) for k in columns})
-  atomic_write_bytes(path, buf.getvalue().encode())
+  data = buf.getvalue().encode()
+  atomic_write_bytes(path, data)
+  return hashlib.sha256(data).hexdigest()
 
 
 def read_csv(path: str) -> list[dict[str, str]]:

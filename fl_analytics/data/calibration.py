@@ -18,7 +18,6 @@ is consistent with it, not proof of realism.
 from __future__ import annotations
 
 import dataclasses
-from typing import Optional
 
 import numpy as np
 
@@ -128,6 +127,3 @@ def table(stats: dict[str, float]) -> list[dict]:
            'within': bool(p.low <= stats[p.name] <= p.high), 'source': p.source}
           for p in PUBLISHED if p.name in stats]
 
-
-def within_share(rows) -> Optional[float]:
-  return float(np.mean([r['within'] for r in rows])) if rows else None

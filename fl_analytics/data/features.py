@@ -239,16 +239,16 @@ def next_action_examples(
   targets = np.flatnonzero(~session_start)[-max_examples:]
   if not len(targets):
     return empty
-  x = np.full((len(targets), context), pad_action, np.int32)
-  gap = np.full((len(targets), context), GAP_PAD, np.int32)
-  buckets = np.searchsorted(GAP_EDGES_SECONDS, np.diff(timestamps, prepend=timestamps[0]),
-                            side='left').astype(np.int32)
-  buckets[session_start] = GAP_SESSION_START
-  for j in range(1, context + 1):  # column context - j holds the event j steps back
+  x = np.full((len(targets), context, 2 if with_gaps else 1), pad_action, np.int32)
+  if with_gaps:
+    x[..., 1] = GAP_PAD
+    buckets = np.searchsorted(GAP_EDGES_SECONDS,
+                              np.diff(timestamps, prepend=timestamps[0])).astype(np.int32)
+    buckets[session_start] = GAP_SESSION_START
+  for j in range(1, context + 1):  # position context - j holds the event j steps back
     back = targets - j
     valid = (back >= 0) & (session_id[np.maximum(back, 0)] == session_id[targets])
-    x[valid, context - j] = events[back[valid]]
-    gap[valid, context - j] = buckets[back[valid]]
-  if with_gaps:
-    x = np.stack([x, gap], axis=-1)
-  return x, events[targets].astype(np.int32)
+    x[valid, context - j, 0] = events[back[valid]]
+    if with_gaps:
+      x[valid, context - j, 1] = buckets[back[valid]]
+  return (x if with_gaps else x[..., 0]), events[targets].astype(np.int32)

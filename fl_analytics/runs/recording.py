@@ -70,9 +70,9 @@ class RunRecorder:
     and one progress line."""
     round_num = row['round']
     self.rows.append(row)
-    rundir.write_csv(self._path(rundir.METRICS_FILE), self._columns, self.rows)
-    rundir.save_checkpoint(self._workdir, round_num, state_leaves, seal={
-        **self._seal, 'metrics': rundir.file_digest(self._path(rundir.METRICS_FILE))})
+    metrics = rundir.write_csv(self._path(rundir.METRICS_FILE), self._columns, self.rows)
+    rundir.save_checkpoint(self._workdir, round_num, state_leaves,
+                           seal={**self._seal, 'metrics': metrics})
     rundir.write_json(self._path(rundir.PRIVACY_FILE), statement)
     with self._summary_writer.as_default(step=round_num):
       for key, value in row.items():
