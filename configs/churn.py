@@ -40,9 +40,10 @@ def get_config() -> ml_collections.ConfigDict:
   c.data.source = 'synthetic'
   # The behaviour model (fl_analytics/data/generators.py): archetypes (version 1: each
   # session's actions drawn independently from the user's mix of 10 events) or
-  # app_paths (version 2: sessions as paths through an app of 59 actions, funnels,
-  # adoption, rhythm, churn with causes). It also fixes the vocabulary of actions that
-  # the tasks, the analytics and an event file use.
+  # app_paths (version 3: sessions as paths through an app of 59 actions, funnels,
+  # installs, adoption, rhythm, churn with causes; calibrated to published app
+  # usage). It also fixes the vocabulary of actions that the tasks, the analytics and
+  # an event file use.
   c.data.generator = 'archetypes'
   # Event names outside the vocabulary in an event file: drop (counted in the log) or
   # error.

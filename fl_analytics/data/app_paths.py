@@ -20,20 +20,31 @@ Users differ, on purpose (the knobs of `synthetic`, with the same meaning):
   length (the exit propensity);
 * `label_skew`: how far activity, decay and quit hazard follow the archetype.
 
-Over a user's life: the optional sections (search, cart, social, account, premium,
-media, settings) are adopted on a day drawn per user and section (earlier for the
-sections the user favours; before it, links into the section are 20 times weaker).
-Activity decays at the user's rate, and the quit hazard rises as it falls
-(`hazard(d) = h * (1 + 4 * (1 - activity(d) / activity(0)))`) and with the user's
-frustration: a log-normal per user that also makes `search_no_results`,
-`payment_failed` and `error_screen` more likely. So churn has causes in the log:
-falling activity and frustrating sessions precede quitting.
+Over a user's life: users install on a day drawn uniformly over the first half of
+the window (`INSTALL_SHARE`) and are active that day. The optional sections (search,
+cart, social, account, premium, media, settings) are adopted on a day drawn per user
+and section (earlier for the sections the user favours; before it, links into the
+section are 20 times weaker). Activity decays at the user's rate from install, and
+the daily quit hazard at age d (days since install) is
+`h * frustration * (1 + 4 * (1 - activity(d) / activity(0))) + trial(d)`: it rises as
+activity falls and with the user's frustration, a log-normal per user that also makes
+`search_no_results`, `payment_failed` and `error_screen` more likely; `trial(d)` is
+the hazard of power-law survival `(1 + d / 0.3) ** -0.45`, the users who try the app
+and leave within days, which dominate real install cohorts' retention curves. So churn
+has causes in the log: falling activity and frustrating sessions precede quitting.
+
+The constants are calibrated (by hand, against `data.calibration.PUBLISHED`: retention,
+DAU/MAU, evening sessions, the heavy tail of action use, sessions per day and session
+minutes per category): `make population` measures each beside its published range,
+`tests/calibration_test.py` holds every one within it.
 
 Rhythm: a day is active with the user's decayed probability times a day-of-week
 factor (`WEEKDAY_FACTOR`, 2024-01-01 is a Monday); its sessions start in distinct
 hours drawn by `HOUR_WEIGHTS` (weighted sampling without replacement), at a uniform
-second of the hour's first 15 minutes, and last at most 14 minutes, so sessions are
-always more than the 30 minutes apart that split sessions in the featurization.
+second of the hour's first 15 minutes. A session lasts as its actions' dwell times
+say, squeezed into an hour at most and to end 31 minutes before the user's next
+session, so sessions are always more than the 30 minutes apart that split sessions
+in the featurization.
 
 Like `synthetic`, every draw is counter-based (`counter_random`): draw k of stream s
 of user u, or of a user's session, is a hash of the seed and those coordinates. A
@@ -54,7 +65,7 @@ from fl_analytics.data import counter_random as cr
 from fl_analytics.data import synthetic
 
 NAME = 'app_paths'
-VERSION = 2
+VERSION = 3  # 3: installs, trial abandonment, calibrated (docs/data.md)
 
 # Sections, each with its actions; `session_end` is the exit. Order fixes the indices.
 _SECTIONS: tuple[tuple[str, tuple[str, ...]], ...] = (
@@ -98,11 +109,11 @@ _LINKS: dict[str, dict[str, float]] = {
                   'profile_view': 0.5, 'settings_open': 0.2, 'messages_open': 0.7,
                   'upgrade_page': 0.15, 'playlist_view': 0.8, 'cart_view': 0.3,
                   'orders_view': 0.3, 'wishlist_view': 0.2},
-    'feed_scroll': {'feed_scroll': 4, 'item_view': 2, 'story_view': 1, 'video_play': 1.5,
+    'feed_scroll': {'feed_scroll': 20, 'item_view': 2, 'story_view': 1, 'video_play': 1.5,
                     'feed_refresh': 0.7, 'comments_view': 0.7, 'profile_other_view': 0.5,
                     'item_like': 0.5},
     'feed_refresh': {'feed_scroll': 3},
-    'story_view': {'story_view': 3, 'feed_scroll': 1, 'profile_other_view': 0.5},
+    'story_view': {'story_view': 8, 'feed_scroll': 1, 'profile_other_view': 0.5},
     'video_play': {'video_complete': 2, 'feed_scroll': 1.5, 'item_like': 0.5,
                    'comments_view': 0.5},
     'video_complete': {'video_play': 1.5, 'feed_scroll': 2, 'item_share': 0.3},
@@ -141,7 +152,7 @@ _LINKS: dict[str, dict[str, float]] = {
     'profile_other_view': {'follow_user': 0.8, 'feed_scroll': 1, 'messages_open': 0.3},
     'follow_user': {'feed_scroll': 1, 'profile_other_view': 0.5},
     'messages_open': {'message_send': 2, 'messages_open': 0.5},
-    'message_send': {'message_send': 1.5, 'messages_open': 0.7},
+    'message_send': {'message_send': 5, 'messages_open': 0.7},
     'profile_view': {'profile_edit': 0.6, 'orders_view': 1, 'wishlist_view': 0.7,
                      'settings_open': 0.6, 'invite_friend': 0.2},
     'profile_edit': {'profile_view': 1},
@@ -159,7 +170,7 @@ _LINKS: dict[str, dict[str, float]] = {
     'plan_compare': {'subscribe': 0.6, 'upgrade_page': 0.4},
     'subscribe': {'home_view': 1, 'playlist_view': 0.5},
     'playlist_view': {'play': 4, 'download': 0.4},
-    'play': {'pause': 1.5, 'play': 2, 'playlist_view': 1, 'download': 0.3},
+    'play': {'pause': 1.5, 'play': 12, 'playlist_view': 1, 'download': 0.3},
     'pause': {'play': 1.5},
     'download': {'play': 1, 'playlist_view': 1},
     'rate_app_prompt': {'home_view': 1},
@@ -168,24 +179,27 @@ _LINKS: dict[str, dict[str, float]] = {
 }
 # Exit weights that differ from the default 0.5: abandonment points and natural ends.
 _EXIT = {'purchase': 2.0, 'search_no_results': 2.0, 'payment_failed': 3.0,
-         'error_screen': 3.0, 'video_complete': 0.6, 'subscribe': 1.5,
-         'contact_support': 2.0, 'feed_scroll': 0.5, 'play': 0.6}
-_DEFAULT_EXIT, _HOME_BACK, _ERROR_LINK = 0.7, 0.5, 0.04
+         'error_screen': 3.0, 'video_complete': 0.4, 'subscribe': 1.5,
+         'contact_support': 2.0, 'feed_scroll': 0.25, 'play': 0.3}
+_DEFAULT_EXIT, _HOME_BACK, _ERROR_LINK = 0.4, 0.5, 0.04
 # Seconds spent on an action before the next (the mean of a uniform draw around it).
-_DWELL = {'feed_scroll': 12, 'story_view': 8, 'video_play': 30, 'video_complete': 4,
-          'item_view': 25, 'item_images': 15, 'item_reviews': 30, 'list_view': 15,
-          'search_results': 12, 'help_article': 45, 'message_send': 20, 'play': 90,
-          'comments_view': 20, 'comment_post': 25, 'shipping_info': 30,
-          'payment_info': 25, 'plan_compare': 30, 'profile_edit': 30}
-_DEFAULT_DWELL = 6
-_MAX_STEPS = 60  # actions after the entry; a walk still going is ended there
-_MAX_SESSION_SECONDS = 840  # sessions start in a slot's first 15 minutes
-_SLOT_START_SECONDS = 900
-_MAX_SESSIONS_PER_DAY = 8
+_DWELL = {'feed_scroll': 15, 'story_view': 10, 'video_play': 60, 'video_complete': 4,
+          'item_view': 40, 'item_images': 20, 'item_reviews': 40, 'list_view': 25,
+          'search_results': 15, 'help_article': 60, 'message_send': 30, 'play': 200,
+          'comments_view': 30, 'comment_post': 30, 'shipping_info': 40,
+          'payment_info': 30, 'plan_compare': 40, 'profile_edit': 40}
+_DEFAULT_DWELL = 8
+_MAX_STEPS = 100  # actions after the entry; a walk still going is ended there
+_MAX_SESSION_SECONDS = 3600  # a session longer than this is squeezed into it
+_SLOT_START_SECONDS = 900  # sessions start in their hour's first 15 minutes
+# A session ends this long before the user's next one starts, at the latest: more than
+# the 30 minutes that split sessions (features.SESSION_GAP_SECONDS).
+_SESSION_SPACING = 1800 + 60
+_MAX_SESSIONS_PER_DAY = 12
 
 # Sessions by hour of day (local time): low at night, a morning rise, evening peak.
 HOUR_WEIGHTS = np.array([1.0, 0.6, 0.4, 0.3, 0.3, 0.5, 1.2, 2.4, 3.2, 3.3, 3.4, 3.6,
-                         4.0, 3.8, 3.5, 3.5, 3.7, 4.0, 4.5, 5.0, 5.4, 5.2, 4.0, 2.2])
+                         4.0, 3.8, 3.5, 3.5, 3.7, 4.0, 4.5, 5.2, 6.5, 16.0, 15.0, 3.0])
 # Activity by day of week, Monday first.
 WEEKDAY_FACTOR = np.array([0.95, 0.95, 0.95, 0.97, 1.0, 1.12, 1.08])
 _ORIGIN_WEEKDAY = 0  # synthetic.ORIGIN_TIMESTAMP, 2024-01-01, a Monday
@@ -201,14 +215,14 @@ class Archetype(synthetic.BaseArchetype):
 
 
 ARCHETYPES: tuple[Archetype, ...] = (
-    Archetype('shopper', 0.25, 0.45, 1.8, 0.9, 0.004, 0.006, 0.15,
+    Archetype('shopper', 0.25, 0.55, 1.3, 0.9, 0.004, 0.006, 0.15,
               {'browse': 2.0, 'search': 1.6, 'item': 2.0, 'cart': 2.2, 'social': 0.3,
                'media': 0.3, 'feed': 0.6, 'premium': 0.5}),
-    Archetype('social', 0.25, 0.70, 2.5, 1.0, 0.002, 0.004, 0.30,
+    Archetype('social', 0.25, 0.80, 10.0, 1.0, 0.002, 0.004, 0.30,
               {'feed': 2.2, 'social': 3.0, 'item': 0.7, 'cart': 0.3, 'media': 0.6}),
-    Archetype('listener', 0.15, 0.60, 2.0, 0.8, 0.002, 0.004, 0.10,
+    Archetype('listener', 0.15, 0.70, 1.3, 0.6, 0.002, 0.004, 0.10,
               {'media': 3.5, 'premium': 1.8, 'feed': 0.5, 'cart': 0.2, 'browse': 0.5}),
-    Archetype('casual', 0.20, 0.25, 1.2, 1.5, 0.005, 0.012, 0.20, {}),
+    Archetype('casual', 0.20, 0.35, 1.2, 1.5, 0.005, 0.012, 0.20, {}),
     Archetype('declining', 0.15, 0.60, 2.0, 1.2, 0.035, 0.02, 0.20,
               {'feed': 1.3, 'search': 0.7}),
 )
@@ -218,6 +232,10 @@ _ADOPTION_DAYS = 12.0  # mean adoption delay of a section of affinity 1
 _NOT_ADOPTED = 0.05  # weight on links into a section before its adoption
 _NOT_ADOPTED_16 = np.uint64(round(_NOT_ADOPTED * 65536))  # as 16-bit draws compare
 _HAZARD_RISE = 4.0  # how much the quit hazard rises as activity falls to 0
+# Installs: uniform over the first INSTALL_SHARE of the window. Trial abandonment:
+# survival (1 + n / _TRIAL_DAYS) ** -_TRIAL_SHAPE over the n days after install.
+INSTALL_SHARE = 0.5
+_TRIAL_DAYS, _TRIAL_SHAPE = 0.3, 0.45
 
 _NUM_SECTIONS = len(_SECTIONS)
 _WEIGHTS = np.array([a.weight for a in ARCHETYPES]) / sum(a.weight for a in ARCHETYPES)
@@ -263,7 +281,7 @@ _LOW16 = np.uint64(0xFFFF)
 _GAP_STREAM = np.uint64(0x5EC0DD)  # a session's gap draws: the key xor this
 _RETRY_STREAM = np.uint64(0xAD0975)  # a rejected choice's new draws: the key xor this
 _MAX_ATTEMPTS = 64  # draws of one choice (the last is taken whatever it is)
-_ARCHETYPE, _VOLUME, _FRUSTRATION, _QUIT = range(4)
+_ARCHETYPE, _VOLUME, _FRUSTRATION, _QUIT, _INSTALL = range(5)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -278,6 +296,7 @@ class _Traits:
   sessions_mean: np.ndarray
   exit_factor: np.ndarray
   notification_entry: np.ndarray
+  install_day: np.ndarray  # [n]: the user's first day (always active)
   quit_day: np.ndarray  # [n]: the first day the user is gone (num_days: never)
 
 
@@ -312,17 +331,22 @@ def _user_traits(keys, *, num_days, quantity_skew, label_skew, feature_skew) -> 
   adopted_day = np.where(_ADOPTED_FROM_START, 0.0,
                          np.floor(-np.log(adoption_u) * _ADOPTION_DAYS / affinity))
   active_prob, decay = skewed('active_prob'), skewed('daily_decay')
-  # Quit: the first day the cumulative hazard passes an exponential draw.
-  day = np.arange(num_days)
-  activity = np.exp(-decay[:, None] * day[None, :])
+  install_day = np.floor(cr.uniform(draw(_INSTALL)) * INSTALL_SHARE * num_days)
+  # Quit: the first day the cumulative hazard passes an exponential draw (days since
+  # install; the trial hazard is the power-law survival's, exactly per day).
+  age = np.arange(num_days)
+  activity = np.exp(-decay[:, None] * age[None, :])
   hazard = (skewed('quit_hazard') * frustration)[:, None] * (
-      1 + _HAZARD_RISE * (1 - activity))
+      1 + _HAZARD_RISE * (1 - activity)) + _TRIAL_SHAPE * np.log1p(
+          1 / (_TRIAL_DAYS + age))[None, :]
   crossed = np.cumsum(hazard, axis=1) > -np.log(cr.uniform(draw(_QUIT)))[:, None]
-  quit_day = np.where(crossed.any(axis=1), crossed.argmax(axis=1), num_days)
+  quit_age = np.where(crossed.any(axis=1), crossed.argmax(axis=1) + 1, num_days)
+  adopted_day = adopted_day + install_day[:, None]
   return _Traits(arch, tilt, adopted_day, active_prob, decay,
                  np.maximum(1.0, field('sessions_mean') * volume),
                  field('exit_factor') / np.sqrt(volume), field('notification_entry'),
-                 quit_day)
+                 install_day.astype(np.int64),
+                 np.minimum(install_day.astype(np.int64) + quit_age, num_days))
 
 
 def _sessions(keys, t: _Traits, *, num_days: int):
@@ -330,10 +354,11 @@ def _sessions(keys, t: _Traits, *, num_days: int):
   n = len(keys)
   day = np.arange(num_days)
   weekday = WEEKDAY_FACTOR[(day + _ORIGIN_WEEKDAY) % 7]
-  active = ((cr.uniform(cr.bits(keys[:, _DAYS, None], day[None, :]))
-             < t.active_prob[:, None] * np.exp(-t.daily_decay[:, None] * day[None, :])
-             * weekday[None, :])
-            & (day[None, :] < t.quit_day[:, None]))
+  age = day[None, :] - t.install_day[:, None]
+  active = (((cr.uniform(cr.bits(keys[:, _DAYS, None], day[None, :]))
+              < t.active_prob[:, None] * np.exp(-t.daily_decay[:, None] * age)
+              * weekday[None, :]) | (age == 0))
+            & (age >= 0) & (day[None, :] < t.quit_day[:, None]))
   day_user, day_of = np.nonzero(active)
   count_bits = cr.bits(keys[day_user, _DAY_SESSIONS], day_of)
   n_sessions = 1 + synthetic.poisson_counts(
@@ -445,10 +470,20 @@ def _walks(t: _Traits, session_user, session_day, session_keys):
   return walks
 
 
-def _timestamps(walks, starts, session_keys):
+def _longest(session_user, starts):
+  """Each session's longest duration: _MAX_SESSION_SECONDS, or up to _SESSION_SPACING
+  before the same user's next session (sessions by user then time)."""
+  room = np.full(len(starts), _MAX_SESSION_SECONDS, np.int64)
+  same = session_user[1:] == session_user[:-1]
+  room[:-1][same] = np.minimum(_MAX_SESSION_SECONDS,
+                               (starts[1:] - starts[:-1])[same] - _SESSION_SPACING)
+  return room
+
+
+def _timestamps(walks, starts, session_keys, longest):
   """The flat log of the walks: (timestamps, actions, events per session). The gap
   after an action is uniform in [1, 2 * its dwell] seconds (a draw of the session's
-  gap stream per position); a session longer than _MAX_SESSION_SECONDS is squeezed
+  gap stream per position); a session longer than `longest` is squeezed
   into it."""
   valid = walks >= 0
   size = valid.sum(axis=1)
@@ -461,8 +496,8 @@ def _timestamps(walks, starts, session_keys):
   cum = np.cumsum(gaps) - gaps  # time of each action from the batch's first
   offsets = cum - cum[first][session]
   length = offsets[first + size - 1][session]
-  offsets = np.where(length > _MAX_SESSION_SECONDS,
-                     offsets * _MAX_SESSION_SECONDS / np.maximum(length, 1), offsets)
+  room = longest[session]
+  offsets = np.where(length > room, offsets * room / np.maximum(length, 1), offsets)
   return starts[session] + np.floor(offsets).astype(np.int64), actions, size
 
 
@@ -492,7 +527,8 @@ def generate_users(indices, *, seed: int, num_days: int, quantity_skew: float,
   session_user, session_day, starts, session_keys = _sessions(keys, traits,
                                                               num_days=num_days)
   walks = _walks(traits, session_user, session_day, session_keys)
-  timestamps, actions, size = _timestamps(walks, starts, session_keys)
+  timestamps, actions, size = _timestamps(walks, starts, session_keys,
+                                          _longest(session_user, starts))
   per_user = np.bincount(session_user, weights=size, minlength=len(indices)).astype(
       np.int64)
   return synthetic.LogBatch(

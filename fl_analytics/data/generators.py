@@ -3,10 +3,11 @@
 * ``archetypes`` (`fl_analytics.data.synthetic`, version 1): four archetypes; each
   session is `app_open` then actions drawn independently from the user's mix of 10
   event types. The committed results of before the second generator use it.
-* ``app_paths`` (`fl_analytics.data.app_paths`, version 2): sessions are paths
+* ``app_paths`` (`fl_analytics.data.app_paths`, version 3): sessions are paths
   through an app of 59 actions (funnels, abandonment, entries and exits), users with
-  their own transition tendencies, feature adoption, daily and weekly rhythm, and a
-  quit hazard that rises as activity falls.
+  their own transition tendencies, staggered installs, feature adoption, daily and
+  weekly rhythm, trial abandonment and a quit hazard that rises as activity falls;
+  calibrated to published app-usage statistics (`data.calibration`).
 
 A generator also fixes the vocabulary of actions: the tasks' inputs and outputs, the
 analytics' features, and the names an event file (`data.source=events:PATH`) is read
