@@ -8,6 +8,7 @@ import tensorflow as tf
 
 from fl_analytics.runs import evaluation
 from fl_analytics import tasks
+from fl_analytics.tasks import metrics
 
 
 def test_per_user_rows_compare_each_user_with_the_constant_baseline():
@@ -76,3 +77,27 @@ def test_multiclass_rows_use_the_label_frequencies_and_the_most_frequent_label()
   assert rows[0]['accuracy'] == 0.5 and rows[0]['baseline_accuracy'] == 0.5
   assert evaluation.label_frequencies(np.array([2, 2, 0, 1]), 3).tolist() == [
       0.25, 0.25, 0.5]
+
+
+def test_online_bigram_predicts_each_example_from_the_ones_before_it():
+  prev, targets = np.array([0, 0, 0, 1, 1]), np.array([2, 2, 3, 2, 4])
+  ranks = metrics.online_bigram_ranks(prev, targets, num_classes=5,
+                                      fallback=np.array([0, 0, 0, 0, 0.5]), top_k=3)
+  # 0: nothing before (the population's favourite, 4); 1, 2: 0 was followed by 2;
+  # 3: 1 never seen, the user's most frequent (2); 4: 1 was followed by 2, then the
+  # user's next most frequent (3), then the population's (4).
+  np.testing.assert_array_equal(ranks[:, 0], [4, 2, 2, 2, 2])
+  np.testing.assert_array_equal(ranks[4], [2, 3, 4])
+
+
+def test_next_action_evaluation_reports_the_per_user_bigram():
+  task = tasks.get('next_action')
+  # A user who always goes 1 -> 2 and 2 -> 1: the bigram is right from its third
+  # example on; the constant prediction (the most frequent, 1 or 2) half of the time.
+  x = np.array([[5, 1], [5, 2], [5, 1], [5, 2], [5, 1], [5, 2]], np.int32)
+  y = np.array([2, 1, 2, 1, 2, 1], np.int32)
+  result = task.user_baselines([(x, y)], evaluation.label_frequencies(y, 5))
+  bigram = result['per_user_bigram']
+  assert bigram['examples'] == 6
+  assert bigram['accuracy'] == pytest.approx(4 / 6)
+  assert tasks.get('churn').user_baselines([(x, y)], np.ones(2)) == {}

@@ -113,3 +113,24 @@ def test_next_action_examples_predict_within_sessions_from_padded_contexts():
                                        origin_timestamp=T0, num_days=30, context=3,
                                        max_examples=10, pad_action=pad)
   assert late[0].shape == (0, 3) and late[1].shape == (0,)
+
+
+def test_extras_funnel_completion_recency_of_key_actions_and_tenure():
+  # Vocabulary indices: 0 app_open, 2 search, 9 purchase (archetypes' vocabulary as
+  # numbers). The funnel search -> purchase, key actions purchase and share (3).
+  extras = features.ChurnExtras(funnels=((2, 9),), key_actions=(9, 3), tenure=True)
+  names = features.feature_names(synthetic.EVENT_VOCAB, extras)
+  assert names[-4:] == ('search_to_purchase', 'days_since_purchase', 'days_since_share',
+                        'log_tenure_days')
+  # Day 2: app_open; day 5: two searches and a purchase; day 6: app_open.
+  ts = [T0 + 2 * DAY, T0 + 5 * DAY, T0 + 5 * DAY + 10, T0 + 5 * DAY + 20, T0 + 6 * DAY]
+  x, _ = _examples(ts, [0, 2, 2, 9, 0], extras=extras)
+  plain, _ = _examples(ts, [0, 2, 2, 9, 0])
+  assert x.shape == (len(plain), len(names))
+  np.testing.assert_array_equal(x[:, :plain.shape[1]], plain)  # the extras come after
+  # Observation days 3..9 (active in the 4-day window); row k is day 3 + k.
+  funnel, since_purchase, since_share, tenure = x[:, -4:].T
+  np.testing.assert_allclose(funnel, [0, 0, 0.5, 0.5, 0.5, 0.5, 0])  # 1 of 2 searches
+  np.testing.assert_allclose(since_purchase, [1, 1, 0, 1 / 4, 2 / 4, 3 / 4, 1])
+  np.testing.assert_allclose(since_share, 1.0)  # never
+  np.testing.assert_allclose(tenure, np.log1p(np.arange(3, 10) - 2))

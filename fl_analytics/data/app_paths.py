@@ -98,6 +98,14 @@ APP_OPEN, NOTIFICATION_OPEN, HOME, END = (_INDEX[a] for a in (
 # Actions a frustrated user meets more often.
 FRUSTRATIONS = ('search_no_results', 'payment_failed', 'error_screen')
 
+# What the churn features follow beyond counts (`generators.churn_extras`): the
+# funnels' completion and the recency of the actions that mark value or frustration.
+CHURN_FUNNELS = (('item_view', 'add_to_cart'), ('checkout_start', 'purchase'),
+                 ('search_query', 'search_results'), ('video_play', 'video_complete'),
+                 ('messages_open', 'message_send'))
+CHURN_KEY_ACTIONS = ('purchase', 'message_send', 'play', 'comment_post', 'subscribe',
+                     'search_no_results', 'payment_failed', 'error_screen')
+
 # The app's links: from an action, the actions a user goes to next, with weights.
 # Besides these, every action but the entries links back home (weight 0.5), to
 # `error_screen` (0.04) and to `session_end` (`_EXIT`, default 0.7).

@@ -14,6 +14,8 @@ be on the device. Sessions are derived from the timestamps: a gap of more than
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 
 from fl_analytics.data.synthetic import SECONDS_PER_DAY
@@ -31,13 +33,35 @@ SUMMARY_FEATURES: tuple[str, ...] = (
 )
 
 
-def feature_names(vocabulary) -> tuple[str, ...]:
+@dataclasses.dataclass(frozen=True)
+class ChurnExtras:
+  """Churn features after SUMMARY_FEATURES that a behaviour model declares
+  (`generators.churn_extras`), over indices into its vocabulary; none by default."""
+
+  # (start, end): min(1, end events / max(start events, 1)) in the window.
+  funnels: tuple[tuple[int, int], ...] = ()
+  # Days since the last such event, within the window, / window_days (1: none in it).
+  key_actions: tuple[int, ...] = ()
+  # log(1 + days since the user's first event in the data).
+  tenure: bool = False
+
+  def names(self, vocabulary) -> tuple[str, ...]:
+    return (tuple(f'{vocabulary[a]}_to_{vocabulary[b]}' for a, b in self.funnels)
+            + tuple(f'days_since_{vocabulary[a]}' for a in self.key_actions)
+            + (('log_tenure_days',) if self.tenure else ()))
+
+
+NO_EXTRAS = ChurnExtras()
+
+
+def feature_names(vocabulary, extras: ChurnExtras = NO_EXTRAS) -> tuple[str, ...]:
   """The churn features over logs of `vocabulary` (`generators.vocabulary`), in order."""
-  return tuple(f'log_count_{e}' for e in vocabulary) + SUMMARY_FEATURES
+  return (tuple(f'log_count_{e}' for e in vocabulary) + SUMMARY_FEATURES
+          + extras.names(vocabulary))
 
 
-def num_features(vocabulary) -> int:
-  return len(vocabulary) + len(SUMMARY_FEATURES)
+def num_features(vocabulary, extras: ChurnExtras = NO_EXTRAS) -> int:
+  return len(feature_names(vocabulary, extras))
 
 
 def check_window(*, window_days: int, horizon_days: int, stride_days: int) -> None:
@@ -62,6 +86,7 @@ def churn_examples(
     horizon_days: int,
     stride_days: int,
     num_kinds: int,
+    extras: ChurnExtras = NO_EXTRAS,
 ) -> tuple[np.ndarray, np.ndarray]:
   """Churn examples of one user (`churn_examples_many` of one).
 
@@ -74,15 +99,16 @@ def churn_examples(
     horizon_days: the label looks this many days ahead.
     stride_days: days between two observation days.
     num_kinds: the size of the vocabulary (`generators.vocabulary`).
+    extras: the behaviour model's further features (`generators.churn_extras`).
 
   Returns:
-    `(x, y)`: float32 features of shape `[n, num_kinds + len(SUMMARY_FEATURES)]`
-    (`feature_names`) and float32 labels `[n]`.
+    `(x, y)`: float32 features of shape `[n, num_kinds + len(SUMMARY_FEATURES) +
+    the extras]` (`feature_names`) and float32 labels `[n]`.
   """
   return churn_examples_many(
       timestamps, events, np.array([0, len(timestamps)]), origin_timestamp=origin_timestamp,
       num_days=num_days, window_days=window_days, horizon_days=horizon_days,
-      stride_days=stride_days, num_kinds=num_kinds)[0]
+      stride_days=stride_days, num_kinds=num_kinds, extras=extras)[0]
 
 
 def churn_examples_many(
@@ -96,6 +122,7 @@ def churn_examples_many(
     horizon_days: int,
     stride_days: int,
     num_kinds: int,
+    extras: ChurnExtras = NO_EXTRAS,
 ) -> list[tuple[np.ndarray, np.ndarray]]:
   """Churn examples of many users at once, each user's computed from its own log only.
 
@@ -108,7 +135,8 @@ def churn_examples_many(
   )
   offsets = np.asarray(offsets, np.int64)
   n = len(offsets) - 1
-  empty = (np.zeros((0, num_kinds + len(SUMMARY_FEATURES)), np.float32),
+  width = num_kinds + len(SUMMARY_FEATURES) + len(extras.names(range(num_kinds)))
+  empty = (np.zeros((0, width), np.float32),
            np.zeros((0,), np.float32))
   obs_days = np.arange(window_days - 1, num_days - horizon_days, stride_days)
   if len(obs_days) == 0 or offsets[-1] == 0:
@@ -126,6 +154,9 @@ def churn_examples_many(
   x = _window_features(pick, c_counts, c_sessions, c_active, active, who=who, obs=obs,
                        win_active=win_active[who, when], window_days=window_days,
                        num_days=num_days)
+  if extras != NO_EXTRAS:
+    x = np.concatenate([x, _extra_features(extras, pick, c_counts, active, who=who,
+                                           obs=obs, window_days=window_days)], axis=1)
   future = pick(c_active, obs + horizon_days, horizon_days)
   y = (future == 0).astype(np.float32)
   bounds = np.concatenate([[0], np.cumsum(np.bincount(who, minlength=n))])
@@ -182,6 +213,28 @@ def _window_features(pick, c_counts, c_sessions, c_active, active, *, who, obs,
       ],
       axis=1,
   ).astype(np.float32)
+
+
+def _extra_features(extras: ChurnExtras, pick, c_counts, active, *, who, obs,
+                    window_days) -> np.ndarray:
+  """The extras' features (`ChurnExtras`) of each observed (user, day) window."""
+  columns = []
+  if extras.funnels:
+    win = pick(c_counts, obs, window_days)
+    starts, ends = (win[:, [f[k] for f in extras.funnels]] for k in (0, 1))
+    columns.append(np.minimum(1.0, ends / np.maximum(starts, 1.0)))
+  if extras.key_actions:
+    keys = list(extras.key_actions)
+    days = np.arange(c_counts.shape[1] - 1)
+    present = np.diff(c_counts[:, :, keys], axis=1) > 0  # [users, days, keys]
+    last = np.maximum.accumulate(np.where(present, days[None, :, None], -1),
+                                 axis=1)[who, obs]
+    since = obs[:, None] - last
+    columns.append(np.where(since < window_days, since / window_days, 1.0))
+  if extras.tenure:
+    first = np.argmax(active > 0, axis=1)[who]
+    columns.append(np.log1p(obs - first)[:, None])
+  return np.concatenate(columns, axis=1).astype(np.float32)
 
 
 # Time-gap buckets of the next-action context (`with_gaps`): the seconds between an

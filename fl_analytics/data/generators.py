@@ -21,6 +21,7 @@ import dataclasses
 from typing import Callable
 
 from fl_analytics.data import app_paths
+from fl_analytics.data import features
 from fl_analytics.data import synthetic
 
 
@@ -32,13 +33,19 @@ class Generator:
   # (indices, *, seed, num_days, quantity_skew, label_skew, feature_skew) -> LogBatch;
   # user u's log a function of (u, seed, knobs) only.
   generate_users: Callable[..., synthetic.LogBatch]
+  # Churn features beyond counts and summaries (`features.ChurnExtras`), by name:
+  # funnels (start, end), key actions whose recency counts, and the user's tenure.
+  churn_funnels: tuple[tuple[str, str], ...] = ()
+  churn_key_actions: tuple[str, ...] = ()
+  churn_tenure: bool = False
 
 
 REGISTRY: dict[str, Generator] = {g.name: g for g in (
     Generator('archetypes', synthetic.GENERATOR_VERSION, synthetic.EVENT_VOCAB,
               synthetic.generate_users),
     Generator(app_paths.NAME, app_paths.VERSION, app_paths.VOCABULARY,
-              app_paths.generate_users),
+              app_paths.generate_users, app_paths.CHURN_FUNNELS,
+              app_paths.CHURN_KEY_ACTIONS, churn_tenure=True),
 )}
 # The generator of configs and runs from before `data.generator`.
 DEFAULT = 'archetypes'
@@ -59,3 +66,12 @@ def of(data) -> Generator:
 def vocabulary(data) -> tuple[str, ...]:
   """The action names of config section `data`'s logs."""
   return of(data).vocabulary
+
+
+def churn_extras(data) -> features.ChurnExtras:
+  """The churn features config section `data`'s behaviour model adds, as indices."""
+  g = of(data)
+  index = {a: i for i, a in enumerate(g.vocabulary)}
+  return features.ChurnExtras(
+      tuple((index[a], index[b]) for a, b in g.churn_funnels),
+      tuple(index[a] for a in g.churn_key_actions), g.churn_tenure)

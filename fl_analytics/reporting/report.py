@@ -68,6 +68,10 @@ def _final_evaluation_lines(task, final: dict) -> list[str]:
       'of users.' + (f" Calibration error (ECE) "
                      f"{final['calibration']['expected_calibration_error']:.3f}."
                      if 'calibration' in final else '')]
+  bigram = final.get('per_user_bigram')
+  if bigram:
+    lines.append(f"Per-user bigram baseline ({bigram['examples']} examples): top-1 "
+                 f"{bigram['accuracy']:.3f}, top-3 {bigram['top3_accuracy']:.3f}.")
   pers = final.get('personalization')
   if pers:
     metric = task.personalization

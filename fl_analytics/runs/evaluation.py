@@ -189,6 +189,7 @@ def evaluate_run(task, keras_model, global_weights: Sequence[np.ndarray],
       'round': round_num,
       'per_user': summarize_users(rows),
       'baseline': task.baseline_description(frequencies),
+      **task.user_baselines(users, frequencies),
   }
   bins = []
   if task.calibrates:

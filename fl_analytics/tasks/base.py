@@ -161,6 +161,14 @@ class Task:
     """(accuracy, name) of always predicting the most frequent label; None if unknown."""
     raise NotImplementedError
 
+  def user_baselines(self, users: Sequence[tuple[np.ndarray, np.ndarray]],
+                     frequencies: np.ndarray) -> dict[str, Any]:
+    """Baselines beyond the constant one that the final evaluation reports, over the
+    held-out users' (x, y) in time order and the held-out label frequencies; none by
+    default."""
+    del users, frequencies
+    return {}
+
   # --- the device -------------------------------------------------------------------
 
   def probabilities(self, logits):

@@ -71,3 +71,21 @@ def multiclass_metrics(logits: np.ndarray, labels: np.ndarray, *,
                                                    axis=1))),
       'majority_accuracy': float(np.bincount(labels).max() / len(labels)),
   }
+
+
+def online_bigram_ranks(prev: np.ndarray, targets: np.ndarray, *, num_classes: int,
+                        fallback: np.ndarray, top_k: int = 3) -> np.ndarray:
+  """One user's per-user bigram baseline, learnt online on its own examples in time
+  order: example i is predicted from the examples before it only, ranking the actions
+  by how often they followed `prev[i]` before, then by how often the user took them,
+  then by `fallback` (population frequencies, in [0, 1)). Returns the top_k ranked
+  actions `[n, top_k]`."""
+  n = len(targets)
+  onehot = np.zeros((n, num_classes))
+  onehot[np.arange(n), targets] = 1.0
+  before = np.tril(np.ones((n, n)), -1)  # [i, j]: example j is before example i
+  bigram = (before * (prev[:, None] == prev[None, :])) @ onehot  # [n, V] counts
+  own = before @ onehot
+  scale = n + 1.0
+  score = bigram * scale**2 + own * scale + np.asarray(fallback)[None, :]
+  return np.argsort(-score, axis=1, kind='stable')[:, :top_k]

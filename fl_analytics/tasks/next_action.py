@@ -11,6 +11,8 @@ from __future__ import annotations
 import functools
 from typing import Any, Callable
 
+import numpy as np
+
 from fl_analytics.data import features
 from fl_analytics.data import generators
 from fl_analytics.tasks import base
@@ -107,6 +109,28 @@ class NextAction(base.Task):
   def accuracy_baseline(self, summary_rows):
     return base.mean_baseline(summary_rows, 'eval_majority_accuracy_mean', lambda a: a,
                               'always the most frequent action')
+
+  def user_baselines(self, users, frequencies) -> dict[str, Any]:
+    """The per-user bigram (`metrics.online_bigram_ranks`), on the pooled examples the
+    final metrics score: what a model of each user's own last-action habits gets."""
+    fallback = 0.5 * np.asarray(frequencies) / max(1e-12, float(np.max(frequencies)))
+    hits = np.zeros(2)
+    total = 0
+    for x, y in users:
+      if not len(y):
+        continue
+      prev = x[:, -1, 0] if x.ndim == 3 else x[:, -1]
+      ranks = metrics.online_bigram_ranks(prev, y.reshape(-1), num_classes=len(frequencies),
+                                          fallback=fallback, top_k=3)
+      hits += [np.sum(ranks[:, 0] == y.reshape(-1)),
+               np.sum(np.any(ranks == y.reshape(-1, 1), axis=1))]
+      total += len(y)
+    return {'per_user_bigram': {
+        'description': ("each user's own bigram, learnt online on its examples in time "
+                        'order: the actions that followed the last one most often '
+                        'before, then its most frequent, then the population\'s'),
+        'examples': total, 'accuracy': float(hits[0] / max(total, 1)),
+        'top3_accuracy': float(hits[1] / max(total, 1))}}
 
   def probabilities(self, logits):
     import tensorflow as tf  # pylint: disable=g-import-not-at-top
