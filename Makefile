@@ -108,12 +108,16 @@ audit: setup
 	$(call sweep_and_plot,configs/sweeps/audit.py,$(AUDIT_RUNS))
 	$(call export_small_files,$(AUDIT_RUNS),results/audit)
 
-# The frontier by population size (configs/sweeps/scale.py): 10^3 to 10^6 synthetic
-# users, adaptive clipping at five budgets and the non-private reference, two seeds;
-# exported to results/scale/.
+# The frontiers by population size on the calibrated population: churn with a small and
+# a large model, 10^4 to 10^6 users (configs/sweeps/scale.py, results/scale/), and next
+# action, 10^4 and 10^5 users (configs/sweeps/scale_next_action.py,
+# results/scale_next_action/); adaptive clipping at five budgets and the non-private
+# reference, two seeds.
 scale: setup
 	$(call sweep_and_plot,configs/sweeps/scale.py,$(SCALE_RUNS))
 	$(call export_small_files,$(SCALE_RUNS),results/scale)
+	$(call sweep_and_plot,configs/sweeps/scale_next_action.py,$(SCALE_RUNS)_next_action)
+	$(call export_small_files,$(SCALE_RUNS)_next_action,results/scale_next_action)
 
 # Shipping the model: one DP run per task at epsilon 2 (the default configs otherwise),
 # exported to TensorFlow Lite with its parity, size and latency, in results/export/.

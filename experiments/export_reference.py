@@ -3,7 +3,8 @@ r"""Copies a finished sweep's small files into a committed reference directory.
   .venv/bin/python experiments/export_reference.py --workdir=runs/reference \
       --reference=results/reference
 
-Keeps summary.csv, figures/, and each run's config.json, metrics.csv and privacy.json.
+Keeps summary.csv, figures/, and each run's config.json, metrics.csv, privacy.json and,
+where they exist, audit.json and evaluation.json.
 """
 
 from absl import flags

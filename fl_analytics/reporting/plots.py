@@ -22,6 +22,7 @@ Compressed settings are lines of their own, labelled with their bit width.
 from __future__ import annotations
 
 import io
+import json
 import math
 import os
 from typing import Optional, Sequence
@@ -31,6 +32,7 @@ import matplotlib
 matplotlib.use('Agg')
 import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
 from matplotlib import ticker  # pylint: disable=g-import-not-at-top
+import ml_collections  # pylint: disable=g-import-not-at-top
 import numpy as np  # pylint: disable=g-import-not-at-top
 
 from fl_analytics.privacy import mechanisms  # pylint: disable=g-import-not-at-top
@@ -423,17 +425,56 @@ def _num_users(run: sweep_summary.Run) -> int:
   return int(run.config['data']['num_users'])
 
 
+def _model_key(run: sweep_summary.Run) -> str:
+  """A run's model settings (its config's `model` section), as a sortable key."""
+  return json.dumps(run.config.get('model', {}), sort_keys=True)
+
+
+def _model_size(run: sweep_summary.Run) -> int:
+  """Trainable parameters of a run's model."""
+  config = ml_collections.ConfigDict(run.config)
+  return int(sum(tasks.for_run(run.config).tensor_sizes(config)))
+
+
 def population_frontier(runs: Sequence[sweep_summary.Run], workdir: str) -> list[str]:
-  """The frontier by population size (see the module docstring)."""
+  """The frontier by population size (see the module docstring): one row of panels per
+  model size when the sweep has several."""
   summary = sweep_summary.summarize(runs)
   task = sweep_summary.task_of(summary)
-  metric = task.headline.column
   by_setting = {sweep_summary.setting_label(g): g for g in
                 sweep_summary.group_by_setting(runs)}
-  populations = sorted({_num_users(r) for r in runs})
-  colors = plt.cm.viridis(np.linspace(0, 0.85, len(populations)))
-  fig, (ax, gap_ax) = plt.subplots(1, 2, figsize=(12, 4.6))
-  for users, color in zip(populations, colors):
+  populations = sorted({_num_users(r) for r in runs})  # one color each, in every row
+  colors = dict(zip(populations, plt.cm.viridis(np.linspace(0, 0.85, len(populations)))))
+  models = {_model_key(r): r for r in runs}  # one run of each model
+  if len(models) > 1:  # smallest model first
+    models = dict(sorted(models.items(), key=lambda kv: _model_size(kv[1])))
+  fig, axes = plt.subplots(len(models), 2, figsize=(12, 4.2 * len(models) + 0.4),
+                           squeeze=False)
+  for (key, example), (ax, gap_ax) in zip(models.items(), axes):
+    rows = [r for r in summary if _model_key(by_setting[r['setting']][0]) == key]
+    _population_panels(rows, by_setting, task, ax, gap_ax, colors)
+    if len(models) > 1:
+      size = _model_size(example)
+      ax.set_title(f'{size:,}-parameter model', fontsize=9)
+      gap_ax.set_title(f'{size:,}-parameter model: the cost of DP', fontsize=9)
+  handles, labels = axes[0][0].get_legend_handles_labels()
+  fig.legend(handles, labels, loc='lower center', ncol=2, fontsize=8,
+             bbox_to_anchor=(0.5, -0.1 / len(models)))
+  c = runs[0].config
+  fig.suptitle(f"Privacy-utility frontier by population size (error bars: ± 1 sd over "
+               f"seeds)\n{task.title}, adaptive clipping, {c['num_rounds']} rounds, "
+               f"δ={c['dp']['delta']:g}", fontsize=10)
+  fig.tight_layout()
+  return _save(fig, workdir, 'population_frontier')
+
+
+def _population_panels(summary, by_setting, task, ax, gap_ax, colors) -> None:
+  """One model's frontier per population (ax) and its gap to non-private (gap_ax);
+  `colors`: population -> color."""
+  metric = task.headline.column
+  populations = sorted({_num_users(by_setting[r['setting']][0]) for r in summary})
+  for users in populations:
+    color = colors[users]
     rows = [r for r in summary if _num_users(by_setting[r['setting']][0]) == users]
     reference = [r for r in rows if not mechanisms.get(r['mechanism']).private]
     private = sorted((r for r in rows if mechanisms.get(r['mechanism']).private),
@@ -462,15 +503,6 @@ def population_frontier(runs: Sequence[sweep_summary.Run], workdir: str) -> list
   ax.set_ylabel(f'{task.headline.axis_label} (dashed: non-private)')
   gap_ax.set_ylabel(f'non-private {task.headline.label} − private {task.headline.label}')
   gap_ax.axhline(0, color='0.4', lw=0.8)
-  handles, labels = ax.get_legend_handles_labels()
-  fig.legend(handles, labels, loc='lower center', ncol=2, fontsize=8,
-             bbox_to_anchor=(0.5, -0.1))
-  c = runs[0].config
-  fig.suptitle(f"Privacy-utility frontier by population size (error bars: ± 1 sd over "
-               f"seeds)\n{task.title}, adaptive clipping, {c['num_rounds']} rounds, "
-               f"δ={c['dp']['delta']:g}", fontsize=10)
-  fig.tight_layout()
-  return _save(fig, workdir, 'population_frontier')
 
 
 def plot_sweep(workdir: str) -> list[str]:

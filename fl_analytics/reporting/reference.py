@@ -1,7 +1,8 @@
 """Committed reference results: the small files of a sweep, copied atomically.
 
 `make reproduce` (and `make mechanisms`, ...) run a sweep and keep its summary, its
-figures and each run's `config.json`, `metrics.csv`, `privacy.json` (and `audit.json`) under
+figures and each run's `config.json`, `metrics.csv`, `privacy.json` (and `audit.json`,
+`evaluation.json`) under
 `results/`; checkpoints, TensorBoard logs and per-user files stay behind.
 """
 
@@ -34,7 +35,8 @@ def export_small_files(src: str, dst: str, *, extra_dirs: Sequence[str] = ()) ->
       shutil.copytree(os.path.join(src, d), os.path.join(tmp, d))
   for run in summary.collect_runs(src):
     os.makedirs(os.path.join(tmp, run.name))
-    for name in EXPORTED_RUN_FILES + ((rundir.AUDIT_FILE,) if run.audit else ()):
+    for name in EXPORTED_RUN_FILES + ((rundir.AUDIT_FILE,) if run.audit else ()) + (
+        (rundir.EVALUATION_FILE,) if run.evaluation else ()):
       shutil.copy2(os.path.join(src, run.name, name), os.path.join(tmp, run.name, name))
   if os.path.exists(dst):
     old = dst.rstrip('/') + '.tmp-old'

@@ -32,6 +32,7 @@ class Run:
   privacy: dict
   rows: list[dict[str, str]]
   audit: Optional[dict] = None  # audit.json (runs with audit canaries)
+  evaluation: Optional[dict] = None  # evaluation.json (finished runs)
 
   @property
   def mechanism(self) -> str:
@@ -70,10 +71,11 @@ def collect_runs(workdir: str) -> list[Run]:
     files = [os.path.join(d, f) for f in
              (rundir.CONFIG_FILE, rundir.PRIVACY_FILE, rundir.METRICS_FILE)]
     if all(os.path.exists(f) for f in files):
-      audit_path = os.path.join(d, rundir.AUDIT_FILE)
+      optional = [os.path.join(d, f) for f in (rundir.AUDIT_FILE, rundir.EVALUATION_FILE)]
       runs.append(Run(name, rundir.read_json(files[0]), rundir.read_json(files[1]),
                       rundir.read_csv(files[2]),
-                      rundir.read_json(audit_path) if os.path.exists(audit_path) else None))
+                      *(rundir.read_json(f) if os.path.exists(f) else None
+                        for f in optional)))
   return runs
 
 
@@ -100,6 +102,8 @@ SUMMARY_COLUMNS = (
     # all-iterates estimate, how many seeds the audit flagged, the membership attack.
     'audit_estimate_mean', 'audit_estimate_std', 'audit_lower_bound_max',
     'audit_all_iterates_estimate_mean', 'audit_flagged', 'membership_auc_mean',
+    # Next action's per-user bigram baseline (evaluation.json), top-1.
+    'eval_bigram_accuracy_mean',
 )
 # Final metrics of a run: churn reports AUC and base rate, next action top-3 accuracy.
 FINAL_METRICS = ('epsilon', 'eval_auc', 'eval_accuracy', 'eval_loss', 'eval_base_rate',
@@ -156,6 +160,9 @@ def summarize(runs: Sequence[Run]) -> list[dict[str, Any]]:
     sent = [b for b in sent if b is not None]
     row['client_bytes_mean'] = float(np.mean(sent)) if sent else None
     row.update(_audit_columns(group))
+    bigram = [r.evaluation['per_user_bigram']['accuracy'] for r in group
+              if r.evaluation and 'per_user_bigram' in r.evaluation]
+    row['eval_bigram_accuracy_mean'] = float(np.mean(bigram)) if bigram else None
     rows.append(row)
   rows.sort(key=lambda r: (mechanisms.get(r['mechanism']).private, r['mechanism'],
                            r['compression_bits'],
