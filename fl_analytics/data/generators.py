@@ -11,8 +11,9 @@
 
 A generator also fixes the vocabulary of actions: the tasks' inputs and outputs, the
 analytics' features, and the names an event file (`data.source=events:PATH`) is read
-against. Adding one: a module with `VOCABULARY`, `VERSION` and `generate_users` of the
-signature below, and one entry in `REGISTRY`.
+against, and may add churn features of its own (`churn_extras`). Adding one: a module
+with `VOCABULARY`, `VERSION` and `generate_users` of the signature below, and one entry
+in `REGISTRY`.
 """
 
 from __future__ import annotations
