@@ -8,6 +8,7 @@ DIR/privacy.json and DIR/figures/analytics_error.png (fl_analytics/analytics.py)
 """
 
 import ml_collections
+from ml_collections import config_dict
 
 from fl_analytics.core import config_files
 
@@ -29,4 +30,9 @@ def get_config() -> ml_collections.ConfigDict:
   c.analytics.delta = 1e-5
   c.analytics.repeats = 20  # releases per epsilon, to measure the error distribution
   c.analytics.secure_sum = True
+  # The session's total budget (epsilon at analytics.delta; unset: none). Each epsilon
+  # of analytics.epsilons is then a release charged to DIR/ledger.json, composed with
+  # the releases of earlier runs in DIR (fl_analytics/privacy/ledger.py); releases the
+  # budget cannot pay for are refused before anything runs.
+  c.analytics.budget_epsilon = config_dict.placeholder(float)
   return c

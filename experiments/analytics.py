@@ -6,7 +6,9 @@ r"""DP feature-usage analytics: flags and a config in, releases and their errors
 Writes DIR/analytics.csv (epsilon, repeat, feature, true_value, dp_value, error),
 DIR/analytics_summary.csv, DIR/privacy.json and DIR/figures/analytics_error.{png,pdf}.
 Bad settings or a bad event file stop with exit code 2 and a message, before anything
-is written.
+is written. With --config.analytics.budget_epsilon=B, DIR/ledger.json keeps the
+session's budget: each epsilon is a release charged to it, and releases it cannot pay
+for (with those of earlier runs in DIR) are refused, naming what is spent.
 """
 
 import os
@@ -20,6 +22,7 @@ import tensorflow as tf  # pylint: disable=unused-import
 
 from fl_analytics.core import cli
 from fl_analytics.analytics import feature_usage
+from fl_analytics.privacy import ledger as ledger_lib
 from fl_analytics.reporting import plots
 from fl_analytics.data import clients
 from fl_analytics.data import devices
@@ -43,7 +46,8 @@ def main(argv):
     logs, num_opted_out = clients.without_opted_out(logs, config.clients.opt_out,
                                                     seed=config.data.seed)
     feature_usage.check_analytics_config(config.analytics, num_users=len(logs))
-  except ValueError as e:  # the checks' one-line refusals
+    ledger = _charge_budget(config.analytics, num_users=len(logs))
+  except ValueError as e:  # the checks' one-line refusals, and the budget's
     cli.fail(e)
   end = origin + num_days * synthetic.SECONDS_PER_DAY
   vocabulary = generators.vocabulary(config.data)
@@ -67,7 +71,8 @@ def main(argv):
   summary = feature_usage.write_results(
       _WORKDIR.value, vectors.sum(axis=0), releases, delta=config.analytics.delta,
       num_users=len(logs), secure_sum=config.analytics.secure_sum,
-      window_days=config.analytics.window_days, vocabulary=vocabulary)
+      window_days=config.analytics.window_days, vocabulary=vocabulary,
+      ledger=ledger.to_json() if ledger else None)
   plots.analytics_error(_WORKDIR.value)
   print(f'Users who used each feature in the last {config.analytics.window_days} days, '
         f'{len(logs)} users, delta {config.analytics.delta:g}:')
@@ -76,6 +81,22 @@ def main(argv):
           f"RMSE {s['rmse']:8.2f}  mean relative error {100 * s['mean_relative_error']:.1f}%")
   print(f'Results in {_WORKDIR.value}/: {feature_usage.RESULTS_FILE}, {feature_usage.SUMMARY_FILE}, '
         f'{feature_usage.PRIVACY_FILE}, figures/analytics_error.png')
+
+
+def _charge_budget(analytics, *, num_users: int):
+  """The session's ledger with this run's releases charged (None without a budget)."""
+  if analytics.get('budget_epsilon') is None:
+    return None
+  ledger = ledger_lib.Ledger(_WORKDIR.value, epsilon=analytics.budget_epsilon,
+                             delta=analytics.delta)
+  entries = [ledger_lib.Entry(f'feature_usage epsilon={e:g}',
+                              feature_usage.noise_multiplier_for(
+                                  e, delta=analytics.delta, num_users=num_users))
+             for e in analytics.epsilons]
+  ledger.check(entries)  # before the directory is made
+  os.makedirs(_WORKDIR.value, exist_ok=True)
+  ledger.charge(entries)
+  return ledger
 
 
 if __name__ == '__main__':

@@ -26,7 +26,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import os
-from typing import Any, Sequence
+from typing import Any, Optional, Sequence
 
 import numpy as np
 
@@ -72,6 +72,11 @@ def check_analytics_config(analytics, *, num_users: int) -> None:
   if not 0 < analytics.delta < 1 / num_users:
     raise ValueError(f'analytics.delta={analytics.delta:g} must be in (0, 1 / number of '
                      f'users = {1 / num_users:.3g}).')
+  budget = analytics.get('budget_epsilon')
+  if budget is not None and not (isinstance(budget, (int, float)) and 0 < budget
+                                 and math.isfinite(budget)):
+    raise ValueError(f'analytics.budget_epsilon must be a finite number > 0 (unset: no '
+                     f'budget). Found {budget!r}.')
   for key in ('window_days', 'repeats'):
     value = analytics[key]
     if not isinstance(value, int) or value < 1:
@@ -133,8 +138,11 @@ def run(vectors: np.ndarray, *, epsilons: Sequence[float], delta: float, repeats
 
 def write_results(workdir: str, true_counts: np.ndarray, releases: Sequence[Release], *,
                   delta: float, num_users: int, secure_sum: bool, window_days: int,
-                  vocabulary: Sequence[str]) -> list[dict[str, Any]]:
-  """analytics.csv, analytics_summary.csv and privacy.json; returns the summary rows."""
+                  vocabulary: Sequence[str], ledger: Optional[dict] = None
+                  ) -> list[dict[str, Any]]:
+  """analytics.csv, analytics_summary.csv and privacy.json (with the session's
+  `ledger`, `privacy.ledger.Ledger.to_json`, if it has a budget); returns the summary
+  rows."""
   k = len(true_counts)
   rows, summary = [], []
   for rel in releases:
@@ -175,5 +183,6 @@ def write_results(workdir: str, true_counts: np.ndarray, releases: Sequence[Rele
       'notes': ('Each epsilon is an alternative release of the same counts; publishing '
                 'several spends their composition. Repeats are simulation only: they '
                 'measure the error distribution of one release.'),
+      **({'ledger': ledger} if ledger else {}),
   })
   return summary
