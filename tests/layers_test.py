@@ -21,7 +21,8 @@ LAYERS = {
     'data': 1,       # populations, event logs, featurization, device behaviour
     'cluster': 1,    # connecting to Ray
     'tasks': 2,      # what is learnt: examples, model, loss, metrics
-    'privacy': 3,    # sampling, mechanisms, aggregators, accounting, statement, audit
+    'privacy': 3,    # sampling, mechanisms, aggregators, accounting, statement, audit,
+                     # budget ledger, secret sharing
     'engines': 4,    # how a round executes
     'analytics': 4,  # federated analytics queries
     'reporting': 5,  # reading finished runs: summaries, figures
