@@ -3,8 +3,8 @@
 Predict a user's next action in a session from the `data.context_events` actions before
 it, with a small sequence model (an embedding, a causal convolution and a dense layer;
 or, with model.architecture=gru and data.context_gaps=True, a GRU over the actions and
-their time gaps; fl_analytics/tasks/next_action.py), trained federated with the same mechanisms as churn; top-1 and
-top-3 accuracy on held-out users.
+their time gaps; fl_analytics/tasks/next_action.py), trained federated with the same
+mechanisms as churn; top-1 and top-3 accuracy on held-out users.
 
 Run:
   .venv/bin/python experiments/train.py --config=configs/next_action.py --workdir=DIR

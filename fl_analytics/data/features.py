@@ -45,10 +45,34 @@ class ChurnExtras:
   # log(1 + days since the user's first event in the data).
   tenure: bool = False
 
+  @property
+  def size(self) -> int:
+    return len(self.funnels) + len(self.key_actions) + int(self.tenure)
+
+  def definitions(self, vocabulary, window_days: int) -> dict[str, str]:
+    """Each feature's name -> how the device computes it, in feature order."""
+    v = vocabulary
+    out = {f'{v[a]}_to_{v[b]}': (f'min(1, {v[b]} events in the window / max({v[a]} '
+                                 'events in the window, 1))') for a, b in self.funnels}
+    out.update({f'days_since_{v[a]}': (f'(today - the last day with a {v[a]} event) / '
+                                       f'{window_days}, or 1 when none is within the '
+                                       'window') for a in self.key_actions})
+    if self.tenure:
+      out['log_tenure_days'] = 'log(1 + today - the first day with an event in the data)'
+    return out
+
   def names(self, vocabulary) -> tuple[str, ...]:
-    return (tuple(f'{vocabulary[a]}_to_{vocabulary[b]}' for a, b in self.funnels)
-            + tuple(f'days_since_{vocabulary[a]}' for a in self.key_actions)
-            + (('log_tenure_days',) if self.tenure else ()))
+    return tuple(self.definitions(vocabulary, window_days=0))
+
+  def to_json(self) -> dict:
+    """The device spec's form (vocabulary indices, as in the logs); `from_json`."""
+    return {'funnels': [list(f) for f in self.funnels],
+            'key_actions': list(self.key_actions), 'tenure': self.tenure}
+
+  @classmethod
+  def from_json(cls, spec: dict) -> 'ChurnExtras':
+    return cls(tuple(tuple(f) for f in spec.get('funnels', ())),
+               tuple(spec.get('key_actions', ())), bool(spec.get('tenure', False)))
 
 
 NO_EXTRAS = ChurnExtras()
@@ -135,8 +159,7 @@ def churn_examples_many(
   )
   offsets = np.asarray(offsets, np.int64)
   n = len(offsets) - 1
-  width = num_kinds + len(SUMMARY_FEATURES) + len(extras.names(range(num_kinds)))
-  empty = (np.zeros((0, width), np.float32),
+  empty = (np.zeros((0, num_kinds + len(SUMMARY_FEATURES) + extras.size), np.float32),
            np.zeros((0,), np.float32))
   obs_days = np.arange(window_days - 1, num_days - horizon_days, stride_days)
   if len(obs_days) == 0 or offsets[-1] == 0:

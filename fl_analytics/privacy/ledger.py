@@ -65,6 +65,8 @@ class Ledger:
     self.entries: list[Entry] = []
     if os.path.exists(self.path):
       self._load()
+    self.spent = composed_epsilon(self.entries, delta=self.delta,
+                                  accountant=self.accountant)
 
   def _load(self) -> None:
     try:
@@ -86,21 +88,16 @@ class Ledger:
           'from; use another directory for another session.')
     self.entries = entries
 
-  @property
-  def spent(self) -> float:
-    return composed_epsilon(self.entries, delta=self.delta, accountant=self.accountant)
-
   def check(self, entries: Sequence[Entry]) -> float:
     """The epsilon spent with `entries` added; raises BudgetExceeded if over budget."""
     after = composed_epsilon([*self.entries, *entries], delta=self.delta,
                              accountant=self.accountant)
     if after > self.epsilon * (1 + BUDGET_SLACK):
-      spent = self.spent
       raise BudgetExceeded(
           f'{", ".join(e.name for e in entries)} would bring the session in '
           f'{os.path.dirname(self.path) or "."} to epsilon {after:.4g} at delta '
-          f'{self.delta:g}, over its budget of {self.epsilon:g}: {spent:.4g} is spent '
-          f'by {len(self.entries)} release(s), so releases composing to at most '
+          f'{self.delta:g}, over its budget of {self.epsilon:g}: {self.spent:.4g} is '
+          f'spent by {len(self.entries)} release(s), so releases composing to at most '
           f'{self.epsilon:g} with them are left.')
     return after
 
@@ -108,6 +105,7 @@ class Ledger:
     """Records `entries` (after `check`); returns the epsilon spent with them."""
     after = self.check(entries)
     self.entries += list(entries)
+    self.spent = after  # the composition of every entry, as `check` computed it
     rundir.write_json(self.path, self.to_json())
     return after
 

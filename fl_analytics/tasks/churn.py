@@ -3,9 +3,9 @@
 From features of the user's trailing `data.window_days` (`features.churn_examples`: a
 count per action of the generator's vocabulary, six summaries of activity, and the
 behaviour model's extras: funnel completion, recency of key actions, tenure;
-`generators.churn_extras`); a one-hidden-layer MLP (`models.build_churn_model`; logistic regression with
-`model.hidden_units=0`), logistic loss; held-out log loss, accuracy, ROC AUC and the
-churn base rate, and a reliability diagram at the end.
+`generators.churn_extras`); a one-hidden-layer MLP (`models.build_churn_model`;
+logistic regression with `model.hidden_units=0`), logistic loss; held-out log loss,
+accuracy, ROC AUC and the churn base rate, and a reliability diagram at the end.
 """
 
 from __future__ import annotations
@@ -109,7 +109,7 @@ class Churn(base.Task):
     extras = generators.churn_extras(data)
     definitions = {f'log_count_{e}': f'log(1 + number of {e} events in the window)'
                    for e in vocabulary}
-    definitions.update(_extra_definitions(extras, vocabulary, window))
+    definitions.update(extras.definitions(vocabulary, window))
     definitions.update({
         'log_sessions': 'log(1 + number of sessions started in the window)',
         'active_day_share': (f'days of the window with at least one event / {window}'),
@@ -134,33 +134,17 @@ class Churn(base.Task):
         'features': [{'index': i, 'name': name, 'definition': definitions[name]}
                      for i, name in enumerate(features.feature_names(vocabulary, extras))],
     }
-    if extras != features.NO_EXTRAS:  # vocabulary indices, as in the logs
-      spec['extras'] = {'funnels': [list(f) for f in extras.funnels],
-                        'key_actions': list(extras.key_actions), 'tenure': extras.tenure}
+    if extras != features.NO_EXTRAS:
+      spec['extras'] = extras.to_json()
     return spec
 
   def examples_from_spec(self, spec, timestamps, events, *, origin_timestamp, num_days):
-    e = spec.get('extras', {})
-    extras = features.ChurnExtras(tuple(tuple(f) for f in e.get('funnels', ())),
-                                  tuple(e.get('key_actions', ())), e.get('tenure', False))
     return features.churn_examples(
         timestamps, events, origin_timestamp=origin_timestamp, num_days=num_days,
         window_days=spec['window_days'], horizon_days=spec['horizon_days'],
-        stride_days=spec['stride_days'], extras=extras,
+        stride_days=spec['stride_days'],
+        extras=features.ChurnExtras.from_json(spec.get('extras', {})),
         num_kinds=sum(f['name'].startswith('log_count_') for f in spec['features']))
-
-
-def _extra_definitions(extras, vocabulary, window: int) -> dict[str, str]:
-  """The device spec's definitions of `features.ChurnExtras`' features."""
-  names = iter(extras.names(vocabulary))
-  out = {next(names): (f'min(1, {vocabulary[b]} events in the window / max({vocabulary[a]}'
-                       ' events in the window, 1))') for a, b in extras.funnels}
-  out.update({next(names): (f'(today - the last day with a {vocabulary[a]} event) / '
-                            f'{window}, or 1 when none is within the window')
-              for a in extras.key_actions})
-  if extras.tenure:
-    out[next(names)] = 'log(1 + today - the first day with an event in the data)'
-  return out
 
 
 def _num_features(config) -> int:
