@@ -18,7 +18,6 @@ import pytest
 
 from fl_analytics import engines
 from fl_analytics import tasks
-from fl_analytics.core import config_files
 from fl_analytics.core import rundir
 from fl_analytics.data import generators
 from fl_analytics.privacy import aggregators
@@ -26,6 +25,8 @@ from fl_analytics.privacy import canaries
 from fl_analytics.privacy import mechanisms
 from fl_analytics.privacy import sampling
 from fl_analytics.privacy import statement
+from tests.helpers import VARIANTS
+from tests.helpers import task_config
 from tests.helpers import tiny_config
 
 MECHANISMS = list(mechanisms.REGISTRY)
@@ -44,7 +45,6 @@ CALIBRATED = list(dict.fromkeys(
     + [(next(m for m in PRIVATE if s in mechanisms.get(m).samplings), s, 'rdp')
        for s in SCHEMES]))
 NUM_PARAMETERS = 577  # the default churn model's
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def _settings(mechanism, scheme, accountant='rdp', z=2.0):
@@ -206,19 +206,6 @@ def test_every_scheme_is_accounted_for_some_mechanism(scheme):
 # --- tasks --------------------------------------------------------------------------------
 
 
-def task_config(task: str, **overrides):
-  """A tiny config of `task`: `configs/TASK.py` if there is one (a task's own keys),
-  else the base config with `task` set."""
-  path = os.path.join(REPO, 'configs', f'{task}.py')
-  base = config_files.load(path) if os.path.exists(path) else None
-  return tiny_config(base=base, **{'task': task, **overrides})
-
-
-# Model variants a task's config offers besides its default, tested like it.
-VARIANTS = {'next_action': {'gru': {'model.architecture': 'gru', 'data.context_gaps': True,
-                                    'model.gru_units': 16, 'model.embedding_dim': 8}}}
-
-
 @pytest.fixture(scope='module', params=[
     (task, generator, variant) for task, generator in itertools.product(TASKS, GENERATORS)
     for variant in ('default', *VARIANTS.get(task, {}))],
@@ -227,8 +214,7 @@ def task_and_config(request):
   """Every task, and each of its model variants, on every behaviour model (each fixes
   the vocabulary)."""
   task, generator, variant = request.param
-  return tasks.get(task), task_config(task, **{
-      'data.generator': generator, **VARIANTS.get(task, {}).get(variant, {})})
+  return tasks.get(task), task_config(task, variant, **{'data.generator': generator})
 
 
 def test_task_examples_fit_its_input_spec_and_model(task_and_config):

@@ -1,5 +1,6 @@
 """The vectorized engine: TFF's round with the cohort trained as one computation."""
 
+import copy
 import os
 
 import numpy as np
@@ -12,44 +13,117 @@ from fl_analytics.engines import mrf_runner
 from fl_analytics.core import rundir
 from fl_analytics import tasks
 from fl_analytics.runs import training
-from fl_analytics.engines import vectorized
+from fl_analytics.privacy import canaries
+from fl_analytics.privacy import mechanisms
+from tests.helpers import VARIANTS
+from tests.helpers import task_config
 from tests.helpers import tiny_config
 
 
-@pytest.mark.slow
-@pytest.mark.parametrize('mechanism', ['none', 'gaussian_fixed', 'gaussian_adaptive'])
-def test_cohort_accumulator_equals_tffs_client_work_client_by_client(mechanism):
-  # Two local epochs (batches run across the epoch boundary), a capped client and a
-  # client without examples: the cases where padding and masking could go wrong.
-  config = tiny_config(**{'dp.mechanism': mechanism, 'client.local_epochs': 2,
-                          'client.learning_rate': 0.5})
-  task = tasks.get('churn')
+def _runners(config, **fast_kwargs):
+  """The run's data, TFF's round client by client (`mapreduce`, one group) and the
+  vectorized runner of the same process."""
+  task = tasks.get(config.task)
   data = task.build_data(config)
-  settings = training.resolve_config(config, population_size=data.population_size).dp
+  settings = training.resolve_config(
+      config, population_size=data.population_size + config.audit.canaries).dp
   process = training.build_process(config, task, settings)
   dataset_fn = training.client_datasets(config)
   reference = mrf_runner.MapReduceRunner(process, dataset_fn, groups=1, parallel=1)
-  fast = vectorized.VectorizedRunner(
-      process, dataset_fn, learning_rate=config.client.learning_rate,
-      batch_size=config.client.batch_size, local_epochs=2,
-      clip=None if mechanism == 'none' else config.dp.clip)
-  clients = [(*data.train_examples(i), -1) for i in range(12)]
-  clients[3] = clients[3][:2] + (1,)
-  clients.append((data.empty_x, np.zeros((0, 1), np.float32), -1))
+  fast = engines.VectorizedEngine.make_runner(process, dataset_fn, config, groups=1)
+  for key, value in fast_kwargs.items():
+    setattr(fast, key, value)
+  return task, data, reference, fast
+
+
+def _accumulators(config, task, data, reference, runners, clients):
+  """The accumulator after `clients` from the initial model: TFF's (reference) and each
+  of `runners`'."""
   state = reference.set_model_weights(reference.initialize(), tff.learning.models.ModelWeights(
       *models.initial_weights(task.build_model(config))))
   feed = dict(zip(reference._state_feeds, mrf_runner._flatten_value(state)))  # pylint: disable=protected-access
   broadcast, zero, secure = reference._server.run(  # pylint: disable=protected-access
       [reference._broadcast, reference._zero, reference._secure_params], feed)  # pylint: disable=protected-access
-  expected, _ = reference._accumulate_clients(broadcast, zero, secure, clients)  # pylint: disable=protected-access
-  got, _ = fast._accumulate_clients(broadcast, zero, secure, clients)  # pylint: disable=protected-access
-  names = [name for name, _ in fast._layout]  # pylint: disable=protected-access
-  assert {'num_batches', 'loss_total', 'delta_0', 'delta_3'} <= set(names)
-  assert ('below_estimate' in names) == (mechanism == 'gaussian_adaptive')
+  return [r._accumulate_clients(broadcast, zero, secure, clients)[0]  # pylint: disable=protected-access
+          for r in (reference, *runners)]
+
+
+def _cohort(data, config, n=12):
+  """Clients where padding and masking could go wrong: a capped client and one without
+  examples, besides ordinary ones (and the config's canaries, if any)."""
+  clients = [(*data.train_examples(i), -1) for i in range(n)]
+  clients[3] = clients[3][:2] + (1,)
+  clients.append((data.empty_x, np.zeros((0, 1), clients[0][1].dtype), -1))
+  for i in range(config.audit.canaries):
+    clients.insert(2 * i + 1, (*canaries.client_arrays(data.empty_x, i), -1))
+  return clients
+
+
+def _assert_same(names, expected, got):
   for name, a, b in zip(names, expected, got):
-    np.testing.assert_allclose(b, a, rtol=1e-5, atol=1e-6, err_msg=name)
+    np.testing.assert_allclose(b, a, rtol=2e-5, atol=2e-6, err_msg=name)
   # The deltas moved (a check that passes on zeros would prove nothing).
-  assert np.abs(np.asarray(expected[names.index('delta_0')])).max() > 0.01
+  assert np.abs(np.asarray(expected[names.index('delta_0')])).max() > 1e-3
+
+
+# Each mechanism the engine declares, on its first sampling scheme.
+_MECHANISMS = mechanisms.names(vectorized=True)
+_TASKS = [pytest.param(t, v, id=f'{t}-{v}') for t in tasks.names()
+          for v in ('default', *VARIANTS.get(t, {}))]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize('mechanism', _MECHANISMS)
+@pytest.mark.parametrize('task, variant', _TASKS)
+def test_cohort_accumulator_equals_tffs_client_work_client_by_client(task, variant, mechanism):
+  # Two local epochs (batches run across the epoch boundary), a capped client and a
+  # client without examples.
+  config = task_config(task, variant, **{
+      'dp.mechanism': mechanism, 'sampling': mechanisms.get(mechanism).samplings[0],
+      'client.local_epochs': 2, 'client.learning_rate': 0.5})
+  task_, data, reference, fast = _runners(config)
+  expected, got = _accumulators(config, task_, data, reference, [fast],
+                                _cohort(data, config))
+  names = [name for name, _ in fast._layout]  # pylint: disable=protected-access
+  assert {'num_batches', 'loss_total', 'delta_0'} <= set(names)
+  assert ('below_estimate' in names) == (mechanism == 'gaussian_adaptive')
+  _assert_same(names, expected, got)
+
+
+@pytest.mark.parametrize('mechanism', ['gaussian_fixed', 'gaussian_adaptive'])
+def test_canaries_updates_are_their_clipped_directions_as_in_tffs_round(mechanism):
+  config = tiny_config(**{'dp.mechanism': mechanism, 'audit.canaries': 20,
+                          'dp.clip': 0.05})
+  task, data, reference, fast = _runners(config)
+  clients = _cohort(data, config, n=4)
+  expected, got = _accumulators(config, task, data, reference, [fast], clients)
+  names = [name for name, _ in fast._layout]  # pylint: disable=protected-access
+  _assert_same(names, expected, got)
+  # The canaries are in the sum: without them it differs by far more than tolerance.
+  _, without = _accumulators(config, task, data, reference, [fast],
+                             [c for c in clients if not len(c[1]) or c[1].min() >= 0])
+  k = names.index('delta_0')
+  assert np.abs(np.asarray(without[k]) - np.asarray(got[k])).max() > 1e-3
+
+
+@pytest.mark.parametrize('task, variant', [('churn', 'default'), ('next_action', 'gru')])
+def test_chunking_leaves_the_accumulator_unchanged(task, variant):
+  config = task_config(task, variant, **{'dp.mechanism': 'gaussian_adaptive'})
+  task_, data, reference, whole = _runners(config)
+  clients = _cohort(data, config)
+  streams, _ = whole._streams(clients)  # pylint: disable=protected-access
+  per_mb = whole.chunk_size(streams) / whole._memory_mb  # pylint: disable=protected-access
+  runners = []
+  for memory_mb in (1e-6, 3.5 / per_mb):  # one client per chunk; three per chunk
+    runner = copy.copy(whole)
+    runner._memory_mb = memory_mb  # pylint: disable=protected-access
+    runners.append(runner)
+  sizes = [r.chunk_size(streams) for r in runners]
+  assert sizes[0] == 1 and 1 < sizes[1] < len(clients), sizes
+  expected, *got = _accumulators(config, task_, data, reference, [whole, *runners], clients)
+  names = [name for name, _ in whole._layout]  # pylint: disable=protected-access
+  for g in got:
+    _assert_same(names, expected, g)
 
 
 @pytest.mark.slow

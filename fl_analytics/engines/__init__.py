@@ -237,13 +237,18 @@ class VectorizedEngine(MapReduceEngine):
 
   @classmethod
   def make_runner(cls, process, dataset_fn, config, *, groups: int):
+    from fl_analytics.engines import stacked  # pylint: disable=g-import-not-at-top
     from fl_analytics.engines import vectorized  # pylint: disable=g-import-not-at-top
 
+    task = tasks.get(config.task)
+    model = stacked.StackedModel(task.build_model(config), task.loss(),
+                                 task.keras_metrics())
     return vectorized.VectorizedRunner(
-        process, dataset_fn, learning_rate=config.client.learning_rate,
+        process, dataset_fn, model=model, learning_rate=config.client.learning_rate,
         batch_size=config.client.batch_size, local_epochs=config.client.local_epochs,
         clip=config.dp.clip if mechanisms.get(config.dp.mechanism).private else None,
-        groups=groups)
+        groups=groups, memory_mb=config.runtime.get('vectorized_memory_mb', 1024),
+        canary_seed=config.seed if config.audit.canaries else None)
 
   @classmethod
   def check(cls, config) -> None:

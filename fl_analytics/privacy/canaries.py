@@ -90,6 +90,12 @@ def _unit_direction(canary_id, seed: int, dim: int):
   return g / tf.norm(g)
 
 
+def unit_direction(canary_id: int, seed: int, dim: int) -> np.ndarray:
+  """The canary's unit direction as float32 NumPy: the same draw as inside the round's
+  graph (a client-side engine that runs canaries itself uses it)."""
+  return _unit_direction(canary_id, seed, dim).numpy()
+
+
 def directions(ids: Sequence[int], dim: int, *, seed: int) -> np.ndarray:
   """The unit directions of canaries `ids`, [len(ids), dim] (float64)."""
   return np.stack([_unit_direction(i, seed, dim).numpy().astype(np.float64)
