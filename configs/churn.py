@@ -163,10 +163,16 @@ def get_config() -> ml_collections.ConfigDict:
 
   # How rounds run (docs/performance.md, docs/cluster.md); may change when resuming.
   c.runtime = ml_collections.ConfigDict()
-  # mapreduce: the process's MapReduceForm run in this process (fast); cpp: TFF's
-  # local C++ runtime (a worker_binary); vectorized: as mapreduce, the cohort trained
-  # as one computation (the tasks and mechanisms it declares). Same results.
-  c.runtime.engine = 'mapreduce'
+  # auto: vectorized where it runs the run's task, mechanism and options, else
+  # mapreduce (logged with the reason; a resumed run keeps its engine). mapreduce: the
+  # process's MapReduceForm run in this process; cpp: TFF's local C++ runtime (a
+  # worker_binary); vectorized: as mapreduce, the cohort trained as stacked
+  # computations (every task; not compression or secure sums). Same results to float
+  # tolerance.
+  c.runtime.engine = 'auto'
+  # vectorized: engine memory for a chunk of a round's clients trained at once (their
+  # stacked weights, one step's activations, their batches; an estimate).
+  c.runtime.vectorized_memory_mb = 1024.0
   c.runtime.max_concurrent_computation_calls = -1  # cpp engine; <= 0: no limit
   # mapreduce/vectorized: a round's clients in this many fixed groups (client k in
   # group k % groups), merged in order; results depend on it (float sums), not on

@@ -266,17 +266,45 @@ def test_task_baseline_reads_summary_rows(task):
 @pytest.mark.parametrize('engine', ENGINES)
 @pytest.mark.parametrize('mechanism', MECHANISMS)
 @pytest.mark.parametrize('task', TASKS)
-def test_engine_refuses_only_the_tasks_and_mechanisms_it_does_not_declare(
+def test_engine_refuses_only_the_mechanisms_it_does_not_declare(
     engine, mechanism, task):
   m = mechanisms.get(mechanism)
   config = task_config(task, **{'runtime.engine': engine, 'dp.mechanism': mechanism,
                                 'sampling': m.samplings[0]})
-  runs_it = engine != 'vectorized' or (m.vectorized and tasks.get(task).vectorized)
-  if runs_it:
+  if engine != 'vectorized' or m.vectorized:
     engines.check_config(config)
   else:
-    with pytest.raises(ValueError, match='runtime.engine=vectorized does not run'):
+    with pytest.raises(ValueError, match=f'runtime.engine=vectorized does not run '
+                                         f'dp.mechanism={mechanism}'):
       engines.check_config(config)
+
+
+@pytest.mark.parametrize('mechanism', MECHANISMS)
+@pytest.mark.parametrize('task', TASKS)
+@pytest.mark.parametrize('option', ['none', 'compression.bits', 'dp.secure_sum'])
+def test_auto_chooses_vectorized_exactly_where_it_runs_and_says_why(mechanism, task, option):
+  m = mechanisms.get(mechanism)
+  overrides = {'dp.mechanism': mechanism, 'sampling': m.samplings[0]}
+  if option == 'compression.bits':
+    if not m.compression:
+      pytest.skip(f'{mechanism} refuses compression')
+    overrides['compression.bits'] = 8
+  if option == 'dp.secure_sum':
+    if not m.secure_sum:
+      pytest.skip(f'{mechanism} has no secure-sum option')
+    overrides['dp.secure_sum'] = True
+  config = task_config(task, **overrides)
+  assert config.runtime.engine == engines.AUTO  # the default
+  name, why = engines.resolve(config)
+  if m.vectorized and option == 'none':
+    assert name == 'vectorized' and f'dp.mechanism={mechanism}' in why
+  else:
+    assert name == 'mapreduce'
+    assert (f'dp.mechanism={mechanism}' if not m.vectorized else option) in why
+  # A resumed run keeps the engine of its rounds so far; an explicit engine is that one.
+  assert engines.resolve(config, previous='mapreduce')[0] == 'mapreduce'
+  explicit = task_config(task, **overrides, **{'runtime.engine': 'mapreduce'})
+  assert engines.resolve(explicit, previous=name)[0] == 'mapreduce'
 
 
 def test_an_engine_subclass_without_its_own_init_builds(monkeypatch):
@@ -308,9 +336,10 @@ def _tiny_runs():
     runs.setdefault(f'scheme-{s}', {'dp.mechanism': m, 'sampling': s})
   for t in TASKS:
     runs[f'task-{t}'] = {'task': t}
-  for e in ENGINES:
-    runs[f'engine-{e}'] = {'runtime.engine': e,
-                           'dp.mechanism': mechanisms.names(vectorized=True)[-1]}
+  last = mechanisms.names(vectorized=True)[-1]
+  for e in (*ENGINES, engines.AUTO):
+    runs[f'engine-{e}'] = {'runtime.engine': e, 'dp.mechanism': last,
+                           'sampling': mechanisms.get(last).samplings[0]}
   return runs
 
 

@@ -143,8 +143,8 @@ def test_a_run_on_the_vectorized_engine_matches_the_mapreduce_engine(tmp_path, m
 
 
 @pytest.mark.parametrize('overrides, named', [
-    ({'dp.mechanism': 'tree', 'sampling': 'shuffle'}, 'dp.mechanism=tree'),
-    ({'task': 'next_action'}, 'task=next_action'),
+    ({'dp.mechanism': 'distributed'}, 'dp.mechanism=distributed'),
+    ({'dp.mechanism': 'gaussian_fixed', 'dp.secure_sum': True}, 'dp.secure_sum=True'),
     ({'dp.mechanism': 'gaussian_fixed', 'compression.bits': 8}, 'compression.bits=8'),
 ])
 def test_what_it_does_not_run_is_refused_by_name(overrides, named):

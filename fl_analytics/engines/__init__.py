@@ -9,14 +9,19 @@ interface of TFF's own `LearningProcess` (`initialize`, `next`, `get_model_weigh
 to turn them into the process's datasets and where to run them. This module imports TensorFlow only when
 an engine is built.
 
-* ``mapreduce`` (default): the process's MapReduceForm run in this process
+* ``mapreduce``: the process's MapReduceForm run in this process
   (`fl_analytics.engines.mrf_runner`); it can report the bytes each client sent.
 * ``cpp``: TFF's local C++ runtime, through a worker process this run owns
   (`fl_analytics.core.runtime.local_cpp_context`); its output goes to the run's
   `worker.log`.
-* ``vectorized``: as ``mapreduce``, with the cohort's local training as one computation
-  over all clients (`fl_analytics.engines.vectorized`); the tasks and mechanisms that
-  declare `vectorized`, the rest refused by name (`check_config`).
+* ``vectorized``: as ``mapreduce``, with the cohort's local training as stacked
+  computations over chunks of clients (`fl_analytics.engines.vectorized`,
+  `fl_analytics.engines.stacked`): every task's model, the mechanisms that declare
+  `vectorized`, audit canaries; compression and secure sums refused by name
+  (`VectorizedEngine.refusals`).
+* ``auto`` (the default) is not an engine but a choice (`resolve`): ``vectorized`` where
+  it runs the run, else ``mapreduce``, with the reason recorded in config.json
+  (`resolved.engine`, `resolved.engine_reason`); a resumed run keeps its engine.
 
 ``mapreduce`` and ``vectorized`` run a round's clients in `runtime.client_groups` fixed
 groups (client k in group k % groups, merged in order; 0: 2 and 1). With
@@ -25,9 +30,10 @@ groups (client k in group k % groups, merged in order; 0: 2 and 1). With
 takes clients by user index (`builds_client_data`), and gives the same results as on
 one machine with the same groups.
 
-Both give the same states and metrics (`tests/mrf_runner_test.py`). An engine is chosen
-once, by name (`runtime.engine`), with `build`; adding one is a class here and one line
-in `REGISTRY`.
+They give the same states and metrics to float tolerance (`tests/mrf_runner_test.py`,
+`tests/vectorized_test.py`). An engine is chosen once per launch, by name
+(`runtime.engine`, or `resolve` for `auto`), with `build`; adding one is a class here
+and one line in `REGISTRY`.
 """
 
 from __future__ import annotations
@@ -251,13 +257,9 @@ class VectorizedEngine(MapReduceEngine):
         canary_seed=config.seed if config.audit.canaries else None)
 
   @classmethod
-  def check(cls, config) -> None:
+  def refusals(cls, config) -> list[str]:
+    """What of `config` this engine does not run, each named ([]: it runs it)."""
     refused = []
-    task = tasks.get(config.task)
-    if not task.vectorized:
-      refused.append(f'task={config.task} (it runs {", ".join(tasks.names(vectorized=True))})')
-    elif refusal := task.vectorized_refusal(config):
-      refused.append(refusal)
     if config.dp.mechanism not in mechanisms.names(vectorized=True):
       refused.append(f'dp.mechanism={config.dp.mechanism} (it runs '
                      f'{", ".join(mechanisms.names(vectorized=True))})')
@@ -265,33 +267,74 @@ class VectorizedEngine(MapReduceEngine):
       refused.append(f'compression.bits={config.compression.bits}')
     if config.dp.secure_sum:
       refused.append('dp.secure_sum=True')
-    if config.audit.canaries:
-      refused.append(f'audit.canaries={config.audit.canaries}')
-    if refused:
+    if not refused:  # the task's model, loss and metrics (builds the Keras model)
+      from fl_analytics.engines import stacked  # pylint: disable=g-import-not-at-top
+
+      task = tasks.get(config.task)
+      if refusal := stacked.refusal(task.build_model(config), task.keras_metrics()):
+        refused.append(f'task={config.task}\'s model ({refusal})')
+    return refused
+
+  @classmethod
+  def check(cls, config) -> None:
+    if refused := cls.refusals(config):
       raise ValueError('runtime.engine=vectorized does not run ' + ', '.join(refused)
-                       + '. Use runtime.engine=mapreduce.')
+                       + '. Use runtime.engine=mapreduce or auto.')
 
 
 REGISTRY: dict[str, type[Engine]] = {e.name: e for e in (MapReduceEngine, CppEngine,
                                                           VectorizedEngine)}
 
 
+AUTO = 'auto'
+
+
 def check_name(name: str) -> None:
-  if name not in REGISTRY:
-    raise ValueError(f'runtime.engine must be one of {", ".join(REGISTRY)}. '
+  if name not in REGISTRY and name != AUTO:
+    raise ValueError(f'runtime.engine must be one of {AUTO}, {", ".join(REGISTRY)}. '
                      f'Found {name!r}.')
+
+
+def resolve(config, previous: Optional[str] = None) -> tuple[str, str]:
+  """The engine that runs `config`, and why, in one line.
+
+  `runtime.engine=auto`: the engine of `previous` rounds of the same run, if any (so a
+  resumed run replays exactly); else `vectorized` when it runs the run's task, model,
+  mechanism and options (`VectorizedEngine.refusals`), else `mapreduce`, naming what
+  it does not run. Any other value is that engine."""
+  name = config.runtime.engine
+  check_name(name)
+  if name != AUTO:
+    return name, f'runtime.engine={name}'
+  if previous in REGISTRY:
+    REGISTRY[previous].check(config)
+    return previous, (f'runtime.engine=auto kept {previous}, the engine of the run\'s '
+                      'rounds so far')
+  refused = VectorizedEngine.refusals(config)
+  if refused:
+    return MapReduceEngine.name, ('runtime.engine=auto chose mapreduce: the vectorized '
+                                  'engine does not run ' + ', '.join(refused))
+  return VectorizedEngine.name, (
+      f'runtime.engine=auto chose vectorized: it runs task={config.task} with '
+      f'dp.mechanism={config.dp.mechanism}' + (', audit canaries' if config.audit.canaries
+                                               else ''))
 
 
 def check_config(config) -> None:
   """ValueError if `runtime.engine` is unknown or cannot run `config`."""
   runtime = config.runtime
   check_name(runtime.engine)
-  REGISTRY[runtime.engine].check(config)
+  if runtime.engine != AUTO:
+    REGISTRY[runtime.engine].check(config)
+  memory = runtime.get('vectorized_memory_mb', 1024.0)
+  if isinstance(memory, bool) or not isinstance(memory, (int, float)) or not memory > 0:
+    raise ValueError('runtime.vectorized_memory_mb must be a number > 0 (megabytes). '
+                     f'Found {memory!r}.')
   if runtime.get('client_groups', 0) < 0:
     raise ValueError('runtime.client_groups must be >= 0 (0: the engine\'s default). '
                      f'Found {runtime.client_groups}.')
   if runtime.get('ray_address'):
-    if not issubclass(REGISTRY[runtime.engine], MapReduceEngine):
+    if runtime.engine != AUTO and not issubclass(REGISTRY[runtime.engine], MapReduceEngine):
       raise ValueError('runtime.ray_address runs the client groups of the mapreduce or '
                        f'vectorized engine on Ray; runtime.engine={runtime.engine} has '
                        'none. Use one of those.')
@@ -307,8 +350,11 @@ def build(name: str, process, dataset_fn: Callable, *, workdir: Optional[str] = 
   """The engine `name` for `process`, closed when the block exits, however it exits.
 
   The keyword arguments are `Engine.__init__`'s: `settings` and `client_work` are what
-  Ray actors rebuild the process and the population from, with `config`."""
-  check_name(name)
+  Ray actors rebuild the process and the population from, with `config`. `name` is
+  an engine's (`resolve` turns `auto` into one)."""
+  if name not in REGISTRY:
+    raise ValueError(f'engines.build needs an engine of {", ".join(REGISTRY)} (resolve '
+                     f'{AUTO!r} first). Found {name!r}.')
   engine = REGISTRY[name](process, dataset_fn, workdir=workdir,
                           max_concurrent_computation_calls=max_concurrent_computation_calls,
                           config=config, settings=settings, client_work=client_work)

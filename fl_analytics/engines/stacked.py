@@ -66,6 +66,22 @@ def _batched_layer_ops(model) -> None:
       object.__setattr__(layer, 'convolution_op', _im2col_conv1d(layer))
 
 
+def refusal(keras_model, metrics: Sequence[Any]) -> str:
+  """Why `StackedModel` cannot train this model with these metrics ('': it can)."""
+  if keras_model.non_trainable_variables:
+    return ('it has non-trainable variables '
+            f'{[v.name for v in keras_model.non_trainable_variables]}')
+  held = {id(value) for layer in keras_model.submodules
+          for value in vars(layer).values() if isinstance(value, tf.Variable)}
+  missing = [v.name for v in keras_model.trainable_variables if id(v) not in held]
+  if missing:
+    return f'no layer attribute holds {missing}'
+  other = [m.name for m in metrics if getattr(m, '_fn', None) is None]
+  if other:
+    return f'its metrics {other} are not mean metrics of labels and outputs'
+  return ''
+
+
 class StackedModel:
   """A Keras model, its loss and its mean metrics, trained for a stack of clients."""
 
@@ -73,20 +89,15 @@ class StackedModel:
     """`loss`: a Keras loss (its reduction is replaced by per-example values);
     `metrics`: Keras mean metrics (`MeanMetricWrapper`: a function of labels and
     outputs per example), as the task gives TFF."""
-    if keras_model.non_trainable_variables:
-      raise ValueError('runtime.engine=vectorized trains models whose variables are all '
-                       'trainable; this one has '
-                       f'{[v.name for v in keras_model.non_trainable_variables]}.')
+    if reason := refusal(keras_model, metrics):
+      raise ValueError(f'runtime.engine=vectorized cannot train this model: {reason}. '
+                       'Use runtime.engine=mapreduce.')
     self._model = keras_model
     slots = {}
     for layer in keras_model.submodules:
       for attr, value in vars(layer).items():
         if isinstance(value, tf.Variable):
           slots.setdefault(id(value), (layer, attr))
-    missing = [v.name for v in keras_model.trainable_variables if id(v) not in slots]
-    if missing:
-      raise ValueError(f'runtime.engine=vectorized found no layer attribute holding '
-                       f'{missing}; use runtime.engine=mapreduce.')
     self._slots = [slots[id(v)] for v in keras_model.trainable_variables]
     self.shapes = [tuple(v.shape) for v in keras_model.trainable_variables]
     self.num_parameters = int(sum(np.prod(s) for s in self.shapes))
@@ -94,13 +105,9 @@ class StackedModel:
     self._loss = type(loss).from_config({**loss.get_config(), 'reduction': 'none'})
     self.metric_names = []
     self._metric_fns = []
-    for m in metrics:
-      fn = getattr(m, '_fn', None)
-      if fn is None:
-        raise ValueError(f'runtime.engine=vectorized sums mean metrics of labels and '
-                         f'outputs; {m.name} ({type(m).__name__}) is not one.')
+    for m in metrics:  # Keras MeanMetricWrapper: a function of labels and outputs
       self.metric_names.append(m.name)
-      self._metric_fns.append(lambda y, out, fn=fn, kw=dict(m._fn_kwargs): fn(y, out, **kw))  # pylint: disable=protected-access
+      self._metric_fns.append(lambda y, out, fn=m._fn, kw=dict(m._fn_kwargs): fn(y, out, **kw))  # pylint: disable=protected-access
     # Values per example of the model's layers' outputs (for the memory estimate).
     self._activations = int(sum(
         np.prod([d for d in shape[1:] if d is not None])

@@ -21,7 +21,12 @@ def run_summary(workdir: str) -> str:
   statement = rundir.read_json(os.path.join(workdir, rundir.PRIVACY_FILE))
   lines = [f"{len(rows)} rounds, {_privacy_line(statement)}."]
   ev = last_evaluated_row(rows)
-  task = tasks.for_run(rundir.read_json(os.path.join(workdir, rundir.CONFIG_FILE)))
+  config = rundir.read_json(os.path.join(workdir, rundir.CONFIG_FILE))
+  task = tasks.for_run(config)
+  engine = config.get('resolved', {}).get('engine') or config.get('runtime', {}).get('engine')
+  if engine:
+    why = config.get('resolved', {}).get('engine_reason')
+    lines.append(f'Engine: {engine}' + (f' ({why}).' if why else '.'))
   if ev:
     lines.append(_held_out_line(task, ev))
   ev_path = os.path.join(workdir, rundir.EVALUATION_FILE)

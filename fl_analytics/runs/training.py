@@ -74,7 +74,8 @@ METRIC_COLUMNS = (
     'round_seconds',
 )
 # Keys that may change between launches of the same run.
-_MUTABLE_KEYS = ('num_rounds', 'runtime', 'dp.max_epsilon', 'evaluation')
+_MUTABLE_KEYS = ('num_rounds', 'runtime', 'dp.max_epsilon', 'evaluation',
+                 'resolved.engine', 'resolved.engine_reason')
 # Compared on its own (`rundir.check_same_data`), with a message of its own.
 _FINGERPRINT_KEY = 'resolved.data_fingerprint'
 # Keys added after runs were recorded, at the value those runs had (the feature off):
@@ -217,7 +218,10 @@ def resolve_config(config, *, population_size: int, stored: Optional[dict] = Non
         'and audit canaries). Lower clients_per_round or raise data.num_users.')
   statement.check_budget(delta=dp['delta'], population_size=population_size, prefix='dp.')
   tensor_sizes = tasks.get(config.task).tensor_sizes(config)
+  engine, engine_reason = engines.resolve(config, previous=previous_engine(stored))
   resolved['resolved'] = {
+      'engine': engine,  # what runs the rounds (runtime.engine=auto chooses)
+      'engine_reason': engine_reason,
       'sensitivity_factor': _sensitivity_factor(config, tensor_sizes),
       'population_size': population_size,
       'sampling_probability': statement.sampling_probability(
@@ -246,6 +250,14 @@ def resolve_config(config, *, population_size: int, stored: Optional[dict] = Non
   if settings.derived is not None:  # recorded under the mechanism's name
     resolved['resolved'][m.name] = dict(settings.derived)
   return RunSettings(ml_collections.FrozenConfigDict(resolved), resolved, settings)
+
+
+def previous_engine(stored: Optional[dict]) -> Optional[str]:
+  """The engine that ran a recorded run's rounds (its config.json; None: none recorded)."""
+  if stored is None:
+    return None
+  engine = stored.get('resolved', {}).get('engine') or stored.get('runtime', {}).get('engine')
+  return None if engine == engines.AUTO else engine
 
 
 def _sensitivity_factor(config, tensor_sizes) -> float:
@@ -328,6 +340,13 @@ def _prepare_workdir(config, workdir: str, data: clients.FederatedData):
           'dp.max_epsilon, runtime.* and evaluation.* may change when resuming or continuing a run. '
           'Use a new --workdir. Differences:\n  ' + '\n  '.join(diffs))
     done = rundir.latest_checkpoint_round(workdir)
+    before, now = previous_engine(stored), run_settings.resolved['resolved']['engine']
+    if done and before and before != now:
+      logging.warning(
+          'Rounds 1-%d of %s ran on the %s engine; the rest run on %s. The engines agree '
+          'to float tolerance (tests/vectorized_test.py, tests/mrf_runner_test.py), not '
+          'bit for bit: set runtime.engine=%s for an exact replay.',
+          done, workdir, before, now, before)
     if done > config.num_rounds:
       raise ConfigMismatchError(
           f'{workdir} holds a run of {done} completed rounds; num_rounds='
@@ -502,8 +521,10 @@ def _train(workdir: str, data: clients.FederatedData, run_settings: RunSettings,
   if start_round:
     logging.info('Resuming %s after round %d.', workdir, start_round)
   run = _setup(run_settings, workdir, data, rows, on_round)
+  engine_name = run_settings.resolved['resolved']['engine']
+  logging.info('Engine: %s (%s).', engine_name, run_settings.resolved['resolved']['engine_reason'])
   with engines.build(
-      config.runtime.engine, run.process, client_datasets(config), workdir=workdir,
+      engine_name, run.process, client_datasets(config), workdir=workdir,
       max_concurrent_computation_calls=config.runtime.max_concurrent_computation_calls,
       config=config, settings=settings, client_work=client_work) as engine, run.recorder:
     state = _initial_state(run, engine, start_round, start_leaves)

@@ -42,7 +42,7 @@ def for_run(config: dict) -> Task:
 
 
 def names(**capabilities) -> tuple[str, ...]:
-  """The tasks with every given capability, e.g. `names(vectorized=True)`."""
+  """The tasks with every given capability, e.g. `names(calibrates=True)`."""
   return tuple(t.name for t in REGISTRY.values()
                if all(getattr(t, k) == v for k, v in capabilities.items()))
 

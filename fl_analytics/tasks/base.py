@@ -6,7 +6,7 @@ its input spec, loss and metrics for TFF, its held-out metrics and `eval_*` colu
 headline and accuracy metrics with their labels, the baseline it is compared against,
 what the final evaluation adds (`calibrates`, `baseline_description`), how the device
 computes its input (`device_features_spec`, `examples_from_spec`) and what the model
-outputs there (`probabilities`), and which engines can run it fast (`vectorized`).
+outputs there (`probabilities`).
 Nothing outside `fl_analytics.tasks` branches on a task's name: the run, the engines,
 the reports and the export ask the task. This module imports neither TensorFlow nor TFF.
 """
@@ -49,8 +49,6 @@ class Task:
   positive_int_keys: ClassVar[tuple[str, ...]] = ()
   # The final evaluation adds a reliability diagram (calibration.csv).
   calibrates: ClassVar[bool] = False
-  # The `vectorized` engine has a stacked path for this task's model.
-  vectorized: ClassVar[bool] = False
 
   # --- data -------------------------------------------------------------------------
 
@@ -95,12 +93,6 @@ class Task:
   def tensor_sizes(self, config) -> list[int]:
     """Elements of each trainable tensor (what the secure sum and compression bound)."""
     return self._tensor_sizes(**self.model_kwargs(config))
-
-  def vectorized_refusal(self, config) -> str:
-    """What of `config` the `vectorized` engine's path for this task cannot run ('':
-    nothing); asked only of a task that declares `vectorized`."""
-    del config
-    return ''
 
   def resolved_extras(self, config) -> dict[str, Any]:
     """What the task adds to config.json's `resolved` section."""

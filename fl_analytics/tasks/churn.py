@@ -31,7 +31,6 @@ class Churn(base.Task):
   accuracy = base.Metric('eval_accuracy', 'accuracy', 'accuracy', 'held-out accuracy')
   personalization = headline
   calibrates = True
-  vectorized = True
 
   def examples_fn(self, data) -> Callable:
     """`features.churn_examples_many` at the config's window, horizon and stride."""
@@ -62,9 +61,6 @@ class Churn(base.Task):
     if isinstance(units, bool) or not isinstance(units, int) or units < 0:
       raise ValueError('model.hidden_units must be an integer >= 0 (0: logistic '
                        f'regression). Found {units!r}.')
-
-  def vectorized_refusal(self, config) -> str:
-    return 'model.hidden_units=0' if config.model.hidden_units < 1 else ''
 
   def resolved_extras(self, config) -> dict[str, Any]:
     return {'num_features': _num_features(config)}
