@@ -524,3 +524,145 @@ def scale_report(result: dict) -> str:
                  f'{f["speedup_over_floor"]:>10.2f}  {f["times_arithmetic_bound"]:>18.0f}')
   lines.append(f'matmul throughput here: {result["matmul_gflops_per_s"]:.1f} GFLOP/s')
   return '\n'.join(lines)
+
+
+# --- The engines per model, mechanism and cohort (issue 27) -------------------------
+# `experiments/benchmark.py --scale` (section `engines`).
+
+NEXT_ACTION_CONFIG = os.path.join(os.path.dirname(CHURN_CONFIG), 'next_action.py')
+# Model name -> (its config file, overrides): the small churn MLP of the headline, the
+# larger churn model of `results/scale/` and the two next-action models, on the
+# calibrated population where the model was built for it.
+ENGINE_MODELS = {
+    'churn_mlp': (CHURN_CONFIG, {}),
+    'churn_large': (CHURN_CONFIG, {'data.generator': 'app_paths',
+                                   'model.hidden_units': 1280}),
+    'next_action_conv': (NEXT_ACTION_CONFIG, {'data.generator': 'app_paths'}),
+    'next_action_gru': (NEXT_ACTION_CONFIG, {'data.generator': 'app_paths',
+                                             'model.architecture': 'gru',
+                                             'data.context_gaps': True}),
+    # 1,012,501 parameters: the bounded-memory check (5,000 clients of a 10^6-parameter
+    # model within the engine's default memory budget).
+    'churn_1m': (CHURN_CONFIG, {'data.generator': 'app_paths',
+                                'model.hidden_units': 12_500}),
+}
+MEMORY_MODEL = 'churn_1m'
+ENGINE_USERS = 20_000  # enough for 5,000 clients per round without repeats in a pass
+ENGINE_COHORTS = (100, 1_000, 5_000)
+
+
+def engine_config(model: str, clients_per_round: int, num_rounds: int, *, mechanism: str,
+                  engine: str):
+  """`model`'s config at `ENGINE_USERS` users with `mechanism` (on its first sampling
+  scheme, reproducible so that the benchmark can count what a round trained) on
+  `engine`, evaluated only at the end on few users."""
+  from fl_analytics.privacy import mechanisms  # pylint: disable=g-import-not-at-top
+
+  path, overrides = ENGINE_MODELS[model]
+  config = config_files.apply_overrides(config_files.load(path), {
+      **overrides, 'data.num_users': ENGINE_USERS, 'clients_per_round': clients_per_round,
+      'num_rounds': num_rounds, 'eval_every': num_rounds, 'dp.mechanism': mechanism,
+      'sampling': mechanisms.get(mechanism).samplings[0], 'dp.noise_multiplier': 0.5,
+      'dp.target_epsilon': None, 'dp.delta': SCALE_DELTA,
+      'dp.reproducible_sampling': True, 'runtime.engine': engine,
+      'evaluation.max_users': 200, 'evaluation.final_max_users': 200,
+      'evaluation.personalization_steps': 0}, source='benchmark')
+  return config
+
+
+def forward_flops(keras_model, input_spec) -> int:
+  """Floating-point operations of the model's forward pass on one example (TensorFlow's
+  graph profiler over the traced call)."""
+  import tensorflow as tf  # pylint: disable=g-import-not-at-top
+
+  call = tf.function(lambda x: keras_model(x, training=True)).get_concrete_function(
+      tf.TensorSpec([1, *input_spec.shape[1:]], input_spec.dtype))
+  options = tf.compat.v1.profiler.ProfileOptionBuilder.float_operation()
+  options['output'] = 'none'
+  return int(tf.compat.v1.profiler.profile(graph=call.graph, options=options).total_float_ops)
+
+
+def engine_point(model: str, clients_per_round: int, *, mechanism: str, engine: str,
+                 rounds: int, warmup: int, launched: float) -> dict:
+  """One run of `engine_config` in this process (a fresh one: `run_in_child`): the
+  median round time after warm-up, the examples a measured round trained and the
+  model's training FLOPs per example (3x the forward pass: the backward costs two)."""
+  del launched
+  from fl_analytics.runs import training  # pylint: disable=g-import-not-at-top
+
+  config = engine_config(model, clients_per_round, warmup + rounds, mechanism=mechanism,
+                         engine=engine)
+  task = tasks.get(config.task)
+  with tempfile.TemporaryDirectory() as workdir:
+    training.train_and_evaluate(config, workdir)
+    rows = rundir.read_csv(os.path.join(workdir, rundir.METRICS_FILE))
+    resolved = rundir.read_json(os.path.join(workdir, rundir.CONFIG_FILE))['resolved']
+  data = task.build_data(config)
+  cohort = training.sample_round(config, population_size=data.population_size,
+                                 seed=config.seed, round_num=warmup + 1)
+  caps = cohort.caps if cohort.caps is not None else [-1] * len(cohort.reporting)
+  examples = sum(min(len(y) * config.client.local_epochs,
+                     (cap if cap >= 0 else 10**9) * config.client.batch_size)
+                 for (_, y), cap in zip(data.train_examples_many(cohort.reporting), caps))
+  seconds = float(np.median([float(r['round_seconds']) for r in rows[warmup:]]))
+  return {'model': model, 'clients_per_round': clients_per_round, 'mechanism': mechanism,
+          'engine': resolved['engine'], 'round_s': seconds,
+          'ms_per_client': 1e3 * seconds / clients_per_round,
+          'parameters': int(sum(task.tensor_sizes(config))),
+          'examples_per_round': int(examples),
+          'train_flops_per_example': 3 * forward_flops(task.build_model(config),
+                                                       task.input_spec(config)[0]),
+          'peak_rss_mb': peak_rss_mb()['self']}
+
+
+def engine_points(cohorts: Sequence[int], *, rounds: int, warmup: int,
+                  flops_per_s: float, models: Sequence[str] = tuple(ENGINE_MODELS),
+                  progress: Callable[[str], None] = print) -> list[dict]:
+  """Per model: `gaussian_fixed` on `vectorized` at each cohort size, every other
+  mechanism the engine runs at 1,000 clients, and `mapreduce` at the smallest cohort
+  (its cost per client does not fall with the cohort); with the arithmetic bound
+  (training FLOPs over this machine's matmul throughput) and each round's ratio to it."""
+  from fl_analytics.privacy import mechanisms  # pylint: disable=g-import-not-at-top
+
+  plan = []
+  for model in models:
+    if model == MEMORY_MODEL:  # its memory at the smallest and the largest cohort
+      plan += [(model, c, 'gaussian_fixed', 'vectorized') for c in (min(cohorts),
+                                                                    max(cohorts))]
+      continue
+    plan += [(model, c, 'gaussian_fixed', 'vectorized') for c in cohorts]
+    plan += [(model, 1000, m, 'vectorized') for m in mechanisms.names(vectorized=True)
+             if m != 'gaussian_fixed']
+    plan.append((model, min(cohorts), 'gaussian_fixed', 'mapreduce'))
+  rows = []
+  for k, (model, cohort, mechanism, engine) in enumerate(plan):
+    progress(f'[{k + 1}/{len(plan)}] {model}, {cohort} clients per round, {mechanism}, '
+             f'{engine} ...')
+    row = run_in_child('engine_point', model, cohort, mechanism=mechanism, engine=engine,
+                       rounds=rounds, warmup=warmup)
+    row['arithmetic_bound_s'] = (row['train_flops_per_example'] * row['examples_per_round']
+                                 / flops_per_s)
+    row['times_arithmetic_bound'] = row['round_s'] / row['arithmetic_bound_s']
+    progress(engine_table([row]).splitlines()[-1])
+    rows.append(row)
+  fixed = {(r['model'], r['clients_per_round']): r['round_s'] for r in rows
+           if r['mechanism'] == 'gaussian_fixed' and r['engine'] == 'vectorized'}
+  for r in rows:
+    if r['engine'] == 'vectorized' and (r['model'], r['clients_per_round']) in fixed:
+      r['over_gaussian_fixed'] = r['round_s'] / fixed[(r['model'], r['clients_per_round'])]
+  return rows
+
+
+def engine_table(rows: Sequence[dict]) -> str:
+  lines = [f'{"model":<17} {"params":>8} {"clients":>7} {"mechanism":<17} {"engine":<10} '
+           f'{"round s":>8} {"ms/client":>9} {"bound s":>8} {"x bound":>8} {"x fixed":>7} '
+           f'{"peak MiB":>8}']
+  for r in rows:
+    fixed = r.get('over_gaussian_fixed')
+    lines.append(f'{r["model"]:<17} {r["parameters"]:>8} {r["clients_per_round"]:>7} '
+                 f'{r["mechanism"]:<17} {r["engine"]:<10} {r["round_s"]:>8.3f} '
+                 f'{r["ms_per_client"]:>9.3f} {r["arithmetic_bound_s"]:>8.4f} '
+                 f'{r["times_arithmetic_bound"]:>8.1f} '
+                 + (f'{fixed:>7.2f}' if fixed is not None else f'{"":>7}')
+                 + f' {r["peak_rss_mb"]:>8.0f}')
+  return '\n'.join(lines)

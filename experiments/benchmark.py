@@ -25,8 +25,13 @@ round for each population size on the `mapreduce` and `vectorized` engines (time
 launch to the first round, median round time, peak resident memory, users made), then
 per cohort size at 100,000 users the round's milliseconds per client on both engines
 against the plain-TensorFlow floor on the same clients (each in a fresh process too),
-and the round's arithmetic over this machine's measured matmul throughput; then a
-10^7-event file ingested and trained from.
+and the round's arithmetic over this machine's measured matmul throughput; then per
+model (the churn MLP, the larger churn model, the conv and GRU next-action models;
+`suite.ENGINE_MODELS`), cohort (100, 1,000, 5,000) and mechanism on the `vectorized`
+engine (and `mapreduce` at 100 clients): round time, the round's training FLOPs over
+the matmul throughput (the arithmetic bound), the ratio to it and to
+`gaussian_fixed`'s round; then a 10^7-event file ingested and trained from.
+`--scale_sections` picks tables.
 
 Prints, per clients_per_round, the pipeline's median seconds per round after warm-up
 (`round_seconds` of `train.py`'s own loop, churn config with adaptive-clipping DP), the
@@ -69,6 +74,12 @@ _POPULATIONS = flags.DEFINE_list('populations', [str(p) for p in suite.SCALE_POP
                                  '--scale: synthetic users, at 1,000 clients per round.')
 _SCALE_COHORTS = flags.DEFINE_list('scale_cohorts', [str(c) for c in suite.SCALE_COHORTS],
                                    '--scale: clients per round, at 100,000 users.')
+SCALE_SECTIONS = ('populations', 'engines', 'event_file')
+_SCALE_SECTIONS = flags.DEFINE_list(
+    'scale_sections', list(SCALE_SECTIONS),
+    '--scale: which tables to measure (populations also gives the cohorts table).')
+_ENGINE_ROUNDS = flags.DEFINE_integer('engine_rounds', 3,
+                                      '--scale: timed rounds per engine point.')
 _EVENTS = flags.DEFINE_integer('events', 10_000_000,
                                 '--scale: rows of the event file ingested (0: skip).')
 _GENERATORS = flags.DEFINE_bool('generators', False,
@@ -179,21 +190,39 @@ def _generators():
 
 
 def _scale():
-  """--scale: the population and cohort tables (see the module docstring)."""
+  """--scale: the population, cohort and engine tables (see the module docstring).
+
+  With --scale_sections a subset runs; the other sections of an existing --json file
+  are kept."""
+  sections = set(_SCALE_SECTIONS.value)
+  unknown = sections - set(SCALE_SECTIONS)
+  if unknown:
+    raise ValueError(f'--scale_sections must be among {",".join(SCALE_SECTIONS)}. '
+                     f'Found {",".join(sorted(unknown))}.')
   rounds, warmup = _ROUNDS.value, 2
-  result = {'rounds': rounds, 'warmup_rounds': warmup, 'delta': suite.SCALE_DELTA,
-            'populations': [], 'cohorts': [], 'users': suite.user_costs()}
-  print(suite.user_cost_line(result['users']), flush=True)
-  result['populations'] = suite.scale_populations(
-      _integers('populations', _POPULATIONS.value), rounds=rounds, warmup=warmup)
+  result = {}
+  if sections != set(SCALE_SECTIONS) and _JSON.value and os.path.exists(_JSON.value):
+    result = rundir.read_json(_JSON.value)
+  result.update({'rounds': rounds, 'warmup_rounds': warmup, 'delta': suite.SCALE_DELTA})
   flops_per_s = suite.matmul_flops_per_second()
   result['matmul_gflops_per_s'] = flops_per_s / 1e9
-  result['cohorts'] = suite.scale_cohorts(
-      _integers('scale_cohorts', _SCALE_COHORTS.value), result['populations'],
-      rounds=rounds, warmup=warmup, flops_per_s=flops_per_s)
-  print()
-  print(suite.scale_report(result))
-  if _EVENTS.value:
+  if 'populations' in sections:
+    result['users'] = suite.user_costs()
+    print(suite.user_cost_line(result['users']), flush=True)
+    result['populations'] = suite.scale_populations(
+        _integers('populations', _POPULATIONS.value), rounds=rounds, warmup=warmup)
+    result['cohorts'] = suite.scale_cohorts(
+        _integers('scale_cohorts', _SCALE_COHORTS.value), result['populations'],
+        rounds=rounds, warmup=warmup, flops_per_s=flops_per_s)
+    print()
+    print(suite.scale_report(result))
+  if 'engines' in sections:
+    result['engines'] = suite.engine_points(
+        _integers('scale_cohorts', _SCALE_COHORTS.value), rounds=_ENGINE_ROUNDS.value,
+        warmup=1, flops_per_s=flops_per_s)
+    print()
+    print(suite.engine_table(result['engines']))
+  if 'event_file' in sections and _EVENTS.value:
     result['event_file'] = _event_file(_EVENTS.value, rounds=rounds, warmup=warmup)
   _write(result)
 

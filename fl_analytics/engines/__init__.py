@@ -248,7 +248,7 @@ class VectorizedEngine(MapReduceEngine):
 
     task = tasks.get(config.task)
     model = stacked.StackedModel(task.build_model(config), task.loss(),
-                                 task.keras_metrics())
+                                 task.keras_metrics(), task.input_spec(config)[0])
     return vectorized.VectorizedRunner(
         process, dataset_fn, model=model, learning_rate=config.client.learning_rate,
         batch_size=config.client.batch_size, local_epochs=config.client.local_epochs,

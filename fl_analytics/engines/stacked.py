@@ -36,9 +36,9 @@ import tensorflow as tf
 # initial weights' delta), for sizing chunks to a memory budget.
 _FLOAT_BYTES = 4
 _WEIGHT_COPIES = 4
-# Live activations per example and layer output in a step with its gradients
-# (forward values, their gradients and pfor's temporaries), for the same estimate.
-_ACTIVATION_COPIES = 4
+# Copies of a step's activations alive at once (forward values kept for the backward
+# pass, and their gradients), for the same estimate.
+_ACTIVATION_COPIES = 2
 
 
 def _im2col_conv1d(layer):
@@ -85,10 +85,11 @@ def refusal(keras_model, metrics: Sequence[Any]) -> str:
 class StackedModel:
   """A Keras model, its loss and its mean metrics, trained for a stack of clients."""
 
-  def __init__(self, keras_model, loss, metrics: Sequence[Any]):
+  def __init__(self, keras_model, loss, metrics: Sequence[Any], input_spec):
     """`loss`: a Keras loss (its reduction is replaced by per-example values);
     `metrics`: Keras mean metrics (`MeanMetricWrapper`: a function of labels and
-    outputs per example), as the task gives TFF."""
+    outputs per example), as the task gives TFF; `input_spec`: the model's input
+    (`[None, ...]`)."""
     if reason := refusal(keras_model, metrics):
       raise ValueError(f'runtime.engine=vectorized cannot train this model: {reason}. '
                        'Use runtime.engine=mapreduce.')
@@ -108,11 +109,7 @@ class StackedModel:
     for m in metrics:  # Keras MeanMetricWrapper: a function of labels and outputs
       self.metric_names.append(m.name)
       self._metric_fns.append(lambda y, out, fn=m._fn, kw=dict(m._fn_kwargs): fn(y, out, **kw))  # pylint: disable=protected-access
-    # Values per example of the model's layers' outputs (for the memory estimate).
-    self._activations = int(sum(
-        np.prod([d for d in shape[1:] if d is not None])
-        for layer in keras_model.layers[1:]
-        for shape in _output_shapes(layer)))
+    self._activations = _activations_per_example(keras_model, input_spec)
 
   def forward(self, weights: Sequence[tf.Tensor], x: tf.Tensor) -> tf.Tensor:
     """The model's outputs on `x` with `weights` in its layers (trainable order)."""
@@ -185,9 +182,16 @@ class StackedModel:
     return sums, norms, loss_sum, totals, counts
 
 
-def _output_shapes(layer) -> list:
-  shape = layer.output_shape
-  return shape if isinstance(shape, list) else [shape]
+def _activations_per_example(keras_model, input_spec) -> int:
+  """Float values the model's forward pass computes for one example: every float
+  output of every op of its traced call (a recurrent layer's gates at each step
+  included), for the memory estimate."""
+  call = tf.function(lambda x: keras_model(x, training=True)).get_concrete_function(
+      tf.TensorSpec([1, *input_spec.shape[1:]], input_spec.dtype))
+  return int(sum(t.shape.num_elements() for op in call.graph.get_operations()
+                 for t in op.outputs
+                 if t.dtype.is_floating and t.shape.is_fully_defined()
+                 and op.type not in ('ReadVariableOp', 'Const', 'VarHandleOp')))
 
 
 def chunk_size(model: StackedModel, *, memory_mb: float, batch_size: int, steps: int,
