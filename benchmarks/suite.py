@@ -367,6 +367,28 @@ def matmul_flops_per_second(n: int = 1024, repeats: int = 5) -> float:
   return 2 * n**3 / best
 
 
+def memory_bytes_per_second(megabytes: int = 512, repeats: int = 5) -> float:
+  """Measured memory bandwidth of this machine: bytes read and written per second by
+  an elementwise TensorFlow op over a large float32 array (all cores)."""
+  import tensorflow as tf  # pylint: disable=g-import-not-at-top
+
+  a = tf.zeros([megabytes * 2**18])
+  add = tf.function(lambda t: t + 1.0)
+  add(a)  # warm-up
+  best = math.inf
+  for _ in range(repeats):
+    t0 = time.perf_counter()
+    add(a)
+    best = min(best, time.perf_counter() - t0)
+  return 2 * megabytes * 2**20 / best
+
+
+# Bytes of weight traffic per parameter and client step on the `vectorized` engine: the
+# forward pass and the backward pass each read the client's weights, the backward
+# writes their gradients, the update reads both and writes the weights (6 float32).
+STEP_BYTES_PER_PARAMETER = 24
+
+
 def round_flops(config, examples_per_client: float, clients_per_round: int) -> float:
   """The arithmetic of a round of the churn MLP: forward and backward passes (about 3x
   the forward's 2 FLOPs per weight) over every local example of every client."""
@@ -605,7 +627,8 @@ def engine_point(model: str, clients_per_round: int, *, mechanism: str, engine: 
                      (cap if cap >= 0 else 10**9) * config.client.batch_size)
                  for (_, y), cap in zip(data.train_examples_many(cohort.reporting), caps))
   seconds = float(np.median([float(r['round_seconds']) for r in rows[warmup:]]))
-  return {'model': model, 'clients_per_round': clients_per_round, 'mechanism': mechanism,
+  steps = float(np.median([float(r['train_batches']) for r in rows[warmup:]]))
+  return {'model': model, 'client_steps_per_round': steps, 'clients_per_round': clients_per_round, 'mechanism': mechanism,
           'engine': resolved['engine'], 'round_s': seconds,
           'ms_per_client': 1e3 * seconds / clients_per_round,
           'parameters': int(sum(task.tensor_sizes(config))),
@@ -616,12 +639,14 @@ def engine_point(model: str, clients_per_round: int, *, mechanism: str, engine: 
 
 
 def engine_points(cohorts: Sequence[int], *, rounds: int, warmup: int,
-                  flops_per_s: float, models: Sequence[str] = tuple(ENGINE_MODELS),
+                  flops_per_s: float, bytes_per_s: float, models: Sequence[str] = tuple(ENGINE_MODELS),
                   progress: Callable[[str], None] = print) -> list[dict]:
   """Per model: `gaussian_fixed` on `vectorized` at each cohort size, every other
   mechanism the engine runs at 1,000 clients, and `mapreduce` at the smallest cohort
   (its cost per client does not fall with the cohort); with the arithmetic bound
-  (training FLOPs over this machine's matmul throughput) and each round's ratio to it."""
+  (training FLOPs over this machine's matmul throughput) and each round's ratio to it,
+  and the weight-traffic bound (`STEP_BYTES_PER_PARAMETER` per parameter and client
+  step over the measured memory bandwidth), which bounds small batches of big models."""
   from fl_analytics.privacy import mechanisms  # pylint: disable=g-import-not-at-top
 
   plan = []
@@ -643,6 +668,9 @@ def engine_points(cohorts: Sequence[int], *, rounds: int, warmup: int,
     row['arithmetic_bound_s'] = (row['train_flops_per_example'] * row['examples_per_round']
                                  / flops_per_s)
     row['times_arithmetic_bound'] = row['round_s'] / row['arithmetic_bound_s']
+    row['traffic_bound_s'] = (STEP_BYTES_PER_PARAMETER * row['parameters']
+                              * row['client_steps_per_round'] / bytes_per_s)
+    row['times_traffic_bound'] = row['round_s'] / row['traffic_bound_s']
     progress(engine_table([row]).splitlines()[-1])
     rows.append(row)
   fixed = {(r['model'], r['clients_per_round']): r['round_s'] for r in rows
@@ -655,14 +683,15 @@ def engine_points(cohorts: Sequence[int], *, rounds: int, warmup: int,
 
 def engine_table(rows: Sequence[dict]) -> str:
   lines = [f'{"model":<17} {"params":>8} {"clients":>7} {"mechanism":<17} {"engine":<10} '
-           f'{"round s":>8} {"ms/client":>9} {"bound s":>8} {"x bound":>8} {"x fixed":>7} '
-           f'{"peak MiB":>8}']
+           f'{"round s":>8} {"ms/client":>9} {"FLOP s":>8} {"x FLOP":>7} {"bytes s":>8} '
+           f'{"x bytes":>7} {"x fixed":>7} {"peak MiB":>8}']
   for r in rows:
     fixed = r.get('over_gaussian_fixed')
     lines.append(f'{r["model"]:<17} {r["parameters"]:>8} {r["clients_per_round"]:>7} '
                  f'{r["mechanism"]:<17} {r["engine"]:<10} {r["round_s"]:>8.3f} '
                  f'{r["ms_per_client"]:>9.3f} {r["arithmetic_bound_s"]:>8.4f} '
-                 f'{r["times_arithmetic_bound"]:>8.1f} '
+                 f'{r["times_arithmetic_bound"]:>7.1f} {r["traffic_bound_s"]:>8.4f} '
+                 f'{r["times_traffic_bound"]:>7.1f} '
                  + (f'{fixed:>7.2f}' if fixed is not None else f'{"":>7}')
                  + f' {r["peak_rss_mb"]:>8.0f}')
   return '\n'.join(lines)

@@ -206,6 +206,8 @@ def _scale():
   result.update({'rounds': rounds, 'warmup_rounds': warmup, 'delta': suite.SCALE_DELTA})
   flops_per_s = suite.matmul_flops_per_second()
   result['matmul_gflops_per_s'] = flops_per_s / 1e9
+  bytes_per_s = suite.memory_bytes_per_second()
+  result['memory_gb_per_s'] = bytes_per_s / 1e9
   if 'populations' in sections:
     result['users'] = suite.user_costs()
     print(suite.user_cost_line(result['users']), flush=True)
@@ -219,7 +221,7 @@ def _scale():
   if 'engines' in sections:
     result['engines'] = suite.engine_points(
         _integers('scale_cohorts', _SCALE_COHORTS.value), rounds=_ENGINE_ROUNDS.value,
-        warmup=1, flops_per_s=flops_per_s)
+        warmup=1, flops_per_s=flops_per_s, bytes_per_s=bytes_per_s)
     print()
     print(suite.engine_table(result['engines']))
   if 'event_file' in sections and _EVENTS.value:

@@ -133,42 +133,46 @@ class StackedModel:
     """Local SGD of every client at once, then each delta clipped and the sums taken.
 
     `weights`: the global model's trainable tensors; x [C, S, B, ...], y [C, S, B, 1]
-    and mask [C, S, B]: each client's padded batches; `steps` [C]: its real steps;
-    `clip`: the L2 clip of each client's delta (inf: none). Returns the sums over the
-    clients of the clipped deltas, and per client: the unclipped delta's norm, the
-    loss's and each metric's (total, count).
+    and mask [C, S, B]: each client's padded batches; `steps` [C]: its real steps, in
+    non-increasing order, so that the clients still training at step s are the first
+    ones (each step computes only those: no work on padded steps). `clip`: the L2 clip
+    of each client's delta (inf: none). Returns the sums over the clients of the
+    clipped deltas, and per client: the unclipped delta's norm, the loss's and each
+    metric's (total, count).
     """
     cohort = tf.shape(x)[0]
     stacked = [tf.tile(w[None], tf.concat([[cohort], tf.ones([len(w.shape)], tf.int32)], 0))
                for w in weights]
     stacked = [tf.ensure_shape(s, [None, *w.shape]) for s, w in zip(stacked, weights)]
-    per_client = lambda t, like: tf.reshape(t, tf.concat(
-        [[cohort], tf.ones([len(like.shape) - 1], tf.int32)], 0))
     loss_sum = tf.zeros([cohort])
     totals = [tf.zeros([cohort]) for _ in self._metric_fns]
     counts = [tf.zeros([cohort]) for _ in self._metric_fns]
-    for s in tf.range(tf.shape(x)[1]):
-      xs, ys, ms = x[:, s], y[:, s], mask[:, s]
+    for s in tf.range(tf.reduce_max(tf.concat([steps, [0]], 0))):  # no empty steps
+      k = tf.reduce_sum(tf.cast(steps > s, tf.int32))  # the clients still training
+      pad = lambda v, k=k: tf.pad(v, [[0, cohort - k]])
+      head = [w[:k] for w in stacked]
+      xs, ys, ms = x[:k, s], y[:k, s], mask[:k, s]
       n = tf.reduce_sum(ms, axis=1)  # examples in this step's batch, per client
       flat_y = tf.reshape(ys, tf.concat([[-1], tf.shape(ys)[2:]], 0))
       with tf.GradientTape() as tape:
-        tape.watch(stacked)
-        out = tf.vectorized_map(lambda a: self.forward(a[0], a[1]), (stacked, xs))
+        tape.watch(head)
+        out = tf.vectorized_map(lambda a: self.forward(a[0], a[1]), (head, xs))
         flat_out = tf.reshape(out, tf.concat([[-1], tf.shape(out)[2:]], 0))
         losses = tf.reshape(self._loss(flat_y, flat_out), tf.shape(ms)) * ms
         batch_loss = tf.math.divide_no_nan(tf.reduce_sum(losses, axis=1), n)
         total = tf.reduce_sum(batch_loss)
-      grads = [tf.convert_to_tensor(g) for g in tape.gradient(total, stacked)]
-      active = tf.cast(s < steps, tf.float32)
-      stacked = [w - learning_rate * g * per_client(active, w)
-                 for w, g in zip(stacked, grads)]
-      loss_sum += batch_loss * n * active
+      grads = [tf.convert_to_tensor(g) for g in tape.gradient(total, head)]
+      stacked = [tf.concat([h - learning_rate * g, w[k:]], axis=0)
+                 for h, g, w in zip(head, grads, stacked)]
+      loss_sum += pad(batch_loss * n)
       values = [tf.reshape(tf.cast(fn(flat_y, flat_out), tf.float32),
                            tf.concat([tf.shape(ms), [-1]], 0)) * ms[..., None]
                 for fn in self._metric_fns]
-      totals = [t + tf.reduce_sum(v, axis=[1, 2]) * active for t, v in zip(totals, values)]
-      counts = [c + tf.reduce_sum(tf.ones_like(v) * ms[..., None], axis=[1, 2]) * active
+      totals = [t + pad(tf.reduce_sum(v, axis=[1, 2])) for t, v in zip(totals, values)]
+      counts = [c + pad(tf.reduce_sum(tf.ones_like(v) * ms[..., None], axis=[1, 2]))
                 for c, v in zip(counts, values)]
+    per_client = lambda t, like: tf.reshape(t, tf.concat(
+        [[cohort], tf.ones([len(like.shape) - 1], tf.int32)], 0))
     deltas = [w[None] - s for w, s in zip(weights, stacked)]
     finite = tf.reduce_all(tf.stack([
         tf.reduce_all(tf.math.is_finite(tf.reshape(d, [cohort, -1])), axis=1)

@@ -150,6 +150,10 @@ class VectorizedRunner(mrf_runner.MapReduceRunner):
     if self._clip is not None and 'sum_params' in self._broadcast_index:
       clip = np.float32(broadcast[self._broadcast_index['sum_params']])
     streams, canary_ids = self._streams(client_data)
+    # Clients by their steps, most first (stable): each step then trains a prefix of
+    # a chunk, and a chunk's clients have similar steps (`StackedModel.train`).
+    order = sorted(range(len(streams)), key=lambda c: -streams[c][2])
+    streams = [streams[c] for c in order]
     size = self.chunk_size(streams)
     sums = dict.fromkeys(('loss_total', 'loss_count'), 0.0)
     sums.update({f'{m}_{p}': 0.0 for m in self._model.metric_names
@@ -168,7 +172,7 @@ class VectorizedRunner(mrf_runner.MapReduceRunner):
       for name, t, c in zip(self._model.metric_names, totals, counts):
         sums[f'{name}_total'] += float(t.numpy().sum())
         sums[f'{name}_count'] += float(c.numpy().sum())
-    norms = np.concatenate(norms)
+    norms = np.concatenate(norms)[np.argsort(order)]  # in the clients' order
     deltas = self._add_canaries(deltas, norms, canary_ids, clip)
     below = np.zeros(len(client_data), np.float32)
     if 'current_estimate' in self._broadcast_index:
