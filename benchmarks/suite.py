@@ -607,8 +607,10 @@ def forward_flops(keras_model, input_spec) -> int:
 def engine_point(model: str, clients_per_round: int, *, mechanism: str, engine: str,
                  rounds: int, warmup: int, launched: float) -> dict:
   """One run of `engine_config` in this process (a fresh one: `run_in_child`): the
-  median round time after warm-up, the examples a measured round trained and the
-  model's training FLOPs per example (3x the forward pass: the backward costs two)."""
+  median round time after warm-up, the examples and client steps of the first measured
+  round (the same cohort again, as sampled: a private run's metrics.csv does not keep
+  them) and the model's training FLOPs per example (3x the forward pass: the backward
+  costs two)."""
   del launched
   from fl_analytics.runs import training  # pylint: disable=g-import-not-at-top
 
@@ -623,11 +625,11 @@ def engine_point(model: str, clients_per_round: int, *, mechanism: str, engine: 
   cohort = training.sample_round(config, population_size=data.population_size,
                                  seed=config.seed, round_num=warmup + 1)
   caps = cohort.caps if cohort.caps is not None else [-1] * len(cohort.reporting)
-  examples = sum(min(len(y) * config.client.local_epochs,
-                     (cap if cap >= 0 else 10**9) * config.client.batch_size)
-                 for (_, y), cap in zip(data.train_examples_many(cohort.reporting), caps))
+  batch = config.client.batch_size
+  trained = [min(len(y) * config.client.local_epochs, (cap if cap >= 0 else 10**9) * batch)
+             for (_, y), cap in zip(data.train_examples_many(cohort.reporting), caps)]
+  examples, steps = sum(trained), sum(-(-n // batch) for n in trained)
   seconds = float(np.median([float(r['round_seconds']) for r in rows[warmup:]]))
-  steps = float(np.median([float(r['train_batches']) for r in rows[warmup:]]))
   return {'model': model, 'client_steps_per_round': steps, 'clients_per_round': clients_per_round, 'mechanism': mechanism,
           'engine': resolved['engine'], 'round_s': seconds,
           'ms_per_client': 1e3 * seconds / clients_per_round,
