@@ -697,3 +697,44 @@ def engine_table(rows: Sequence[dict]) -> str:
                  + (f'{fixed:>7.2f}' if fixed is not None else f'{"":>7}')
                  + f' {r["peak_rss_mb"]:>8.0f}')
   return '\n'.join(lines)
+
+
+def conv1d_forms(clients: int = 50, batch: int = 16, length: int = 8, channels: int = 16,
+                 filters: int = 32, kernel_size: int = 3, repeats: int = 20) -> dict:
+  """Milliseconds of one training step (forward and gradient) of a causal Conv1D with a
+  kernel per client under `tf.vectorized_map`: as pfor rewrites `tf.nn.conv1d`, and in
+  the im2col form `fl_analytics.engines.stacked` gives Conv1D layers (the conv
+  next-action model's shapes)."""
+  import tensorflow as tf  # pylint: disable=g-import-not-at-top
+
+  x = tf.random.stateless_normal([clients, batch, length, channels], seed=[0, 1])
+  kernels = tf.random.stateless_normal([clients, kernel_size, channels, filters],
+                                       seed=[0, 2])
+
+  def convolution(a):
+    return tf.nn.conv1d(tf.pad(a[0], [[0, 0], [kernel_size - 1, 0], [0, 0]]), a[1], 1,
+                        'VALID')
+
+  def im2col(a):
+    padded = tf.pad(a[0], [[0, 0], [kernel_size - 1, 0], [0, 0]])
+    columns = tf.concat([padded[:, i:i + length] for i in range(kernel_size)], axis=-1)
+    return tf.matmul(columns, tf.reshape(a[1], [kernel_size * channels, filters]))
+
+  result = {'clients': clients, 'batch': batch}
+  for name, fn in (('conv1d_ms', convolution), ('im2col_ms', im2col)):
+    @tf.function
+    def step(x, kernels, fn=fn):
+      with tf.GradientTape() as tape:
+        tape.watch(kernels)
+        loss = tf.reduce_sum(tf.square(tf.vectorized_map(fn, (x, kernels))))
+      return tape.gradient(loss, kernels)
+
+    step(x, kernels)  # trace
+    best = math.inf
+    for _ in range(repeats):
+      t0 = time.perf_counter()
+      step(x, kernels).numpy()
+      best = min(best, time.perf_counter() - t0)
+    result[name] = 1e3 * best
+  result['im2col_speedup'] = result['conv1d_ms'] / result['im2col_ms']
+  return result

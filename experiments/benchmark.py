@@ -74,7 +74,7 @@ _POPULATIONS = flags.DEFINE_list('populations', [str(p) for p in suite.SCALE_POP
                                  '--scale: synthetic users, at 1,000 clients per round.')
 _SCALE_COHORTS = flags.DEFINE_list('scale_cohorts', [str(c) for c in suite.SCALE_COHORTS],
                                    '--scale: clients per round, at 100,000 users.')
-SCALE_SECTIONS = ('populations', 'engines', 'event_file')
+SCALE_SECTIONS = ('populations', 'engines', 'layers', 'event_file')
 _SCALE_SECTIONS = flags.DEFINE_list(
     'scale_sections', list(SCALE_SECTIONS),
     '--scale: which tables to measure (populations also gives the cohorts table).')
@@ -224,6 +224,10 @@ def _scale():
         warmup=1, flops_per_s=flops_per_s, bytes_per_s=bytes_per_s)
     print()
     print(suite.engine_table(result['engines']))
+  if 'layers' in sections:  # why stacked.py gives Conv1D its own form
+    result['layers'] = suite.conv1d_forms()
+    print(f'Conv1D step under pfor: {result["layers"]["conv1d_ms"]:.2f} ms as rewritten, '
+          f'{result["layers"]["im2col_ms"]:.2f} ms as im2col', flush=True)
   if 'event_file' in sections and _EVENTS.value:
     result['event_file'] = _event_file(_EVENTS.value, rounds=rounds, warmup=warmup)
   _write(result)
