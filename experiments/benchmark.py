@@ -218,12 +218,15 @@ def _scale():
         rounds=rounds, warmup=warmup, flops_per_s=flops_per_s)
     print()
     print(suite.scale_report(result))
-  if 'engines' in sections:
-    result['engines'] = suite.engine_points(
-        _integers('scale_cohorts', _SCALE_COHORTS.value), rounds=_ENGINE_ROUNDS.value,
-        warmup=1, flops_per_s=flops_per_s, bytes_per_s=bytes_per_s)
+  if 'engines' in sections:  # with the throughputs its bounds use
+    result['engines'] = {
+        'rounds': _ENGINE_ROUNDS.value, 'warmup_rounds': 1, 'users': suite.ENGINE_USERS,
+        'matmul_gflops_per_s': flops_per_s / 1e9, 'memory_gb_per_s': bytes_per_s / 1e9,
+        'rows': suite.engine_points(
+            _integers('scale_cohorts', _SCALE_COHORTS.value), rounds=_ENGINE_ROUNDS.value,
+            warmup=1, flops_per_s=flops_per_s, bytes_per_s=bytes_per_s)}
     print()
-    print(suite.engine_table(result['engines']))
+    print(suite.engine_table(result['engines']['rows']))
   if 'layers' in sections:  # why stacked.py gives Conv1D its own form
     result['layers'] = suite.conv1d_forms()
     print(f'Conv1D step under pfor: {result["layers"]["conv1d_ms"]:.2f} ms as rewritten, '
