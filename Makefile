@@ -135,7 +135,9 @@ bench: setup
 
 # Population and cohort scale (experiments/benchmark.py --scale): time to the first
 # round, peak memory and round time at 10^4-10^6 users; ms per client at 100-5,000
-# clients against the plain-TF floor and the arithmetic bound.
+# clients against the plain-TF floor and the arithmetic bound; the engines per model,
+# cohort and mechanism with their FLOP and memory-traffic bounds; a 10^7-event file.
+# About 30 minutes here (--scale_sections picks tables).
 bench-scale: setup
 	$(PY) experiments/benchmark.py --scale --rounds=10 --json=results/benchmark/scale.json
 

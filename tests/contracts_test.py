@@ -355,3 +355,6 @@ def test_a_two_round_tiny_run_finishes(name, tmp_path):
   assert not rundir.incomplete_reasons(workdir, 2)
   written = rundir.read_json(os.path.join(workdir, rundir.PRIVACY_FILE))
   assert written['rounds'] == 2 and written['mechanism'] == config.dp.mechanism
+  # The engine that ran, and why, as `auto` (or the named engine) resolves it.
+  resolved = rundir.read_json(os.path.join(workdir, rundir.CONFIG_FILE))['resolved']
+  assert (resolved['engine'], resolved['engine_reason']) == engines.resolve(config)

@@ -142,6 +142,22 @@ def test_a_run_on_the_vectorized_engine_matches_the_mapreduce_engine(tmp_path, m
         assert float(b[key]) == pytest.approx(float(a[key]), abs=1e-5), key
 
 
+def test_a_resumed_run_keeps_its_engine_and_the_summary_names_it(tmp_path):
+  from fl_analytics.reporting import report  # pylint: disable=g-import-not-at-top
+
+  workdir = str(tmp_path / 'run')
+  config = tiny_config(**{'dp.mechanism': 'gaussian_fixed', 'runtime.engine': 'mapreduce',
+                          'num_rounds': 1})
+  training.train_and_evaluate(config, workdir)
+  # Resumed under the default (auto), which alone would choose vectorized.
+  resumed = tiny_config(**{'dp.mechanism': 'gaussian_fixed', 'num_rounds': 2})
+  assert engines.resolve(resumed)[0] == 'vectorized'
+  training.train_and_evaluate(resumed, workdir)
+  resolved = rundir.read_json(os.path.join(workdir, rundir.CONFIG_FILE))['resolved']
+  assert resolved['engine'] == 'mapreduce' and 'kept mapreduce' in resolved['engine_reason']
+  assert 'Engine: mapreduce (runtime.engine=auto kept mapreduce' in report.run_summary(workdir)
+
+
 @pytest.mark.parametrize('overrides, named', [
     ({'dp.mechanism': 'distributed'}, 'dp.mechanism=distributed'),
     ({'dp.mechanism': 'gaussian_fixed', 'dp.secure_sum': True}, 'dp.secure_sum=True'),
