@@ -110,7 +110,7 @@ audit: setup
 
 # The frontiers by population size on the calibrated population: churn with a small and
 # a large model, 10^4 to 10^6 users (configs/sweeps/scale.py, results/scale/), and next
-# action, 10^4 and 10^5 users (configs/sweeps/scale_next_action.py,
+# action, 10^4 to 10^6 users (configs/sweeps/scale_next_action.py,
 # results/scale_next_action/); adaptive clipping at five budgets and the non-private
 # reference, two seeds.
 scale: setup

@@ -1,15 +1,13 @@
 """The next-action frontier by population size behind results/scale_next_action/: the
-calibrated population (`data.generator=app_paths`), 10^4 and 10^5 users.
+calibrated population (`data.generator=app_paths`), 10^4, 10^5 and 10^6 users.
 
 Adaptive clipping calibrated to epsilon in {0.5, 1, 2, 4, 8} and the non-private
 reference, with the populations, cohorts, delta, clip quantile, rounds and evaluation
 of configs/sweeps/scale.py, on configs/next_action.py's convolutional model (17,691
 parameters over app_paths' 59 actions), two seeds.
 
-10^6 users are not run yet. These results ran on the `mapreduce` engine (about 2.4 s
-per round of 1,000 clients here); the default engine (`auto`) now runs the model on
-`vectorized` (0.55 ms per client at 5,000 clients, docs/performance.md), which makes a
-10^6 point (5,000 clients, 40 rounds) a few minutes.
+The 10^4 and 10^5 points ran on the `mapreduce` engine; the 10^6 points (5,000 clients
+per round) on `vectorized`, which the default engine (`auto`) picks for this model.
 
 Run: `make scale`.
 """
@@ -18,7 +16,7 @@ import ml_collections
 
 from fl_analytics.core import config_files
 
-POPULATIONS = (10_000, 100_000)
+POPULATIONS = (10_000, 100_000, 1_000_000)
 
 
 def get_config() -> ml_collections.ConfigDict:
