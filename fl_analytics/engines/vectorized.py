@@ -11,8 +11,8 @@ such as FedJAX map over clients), and the clients' contributions are summed into
 accumulator TFF's `report` reads.
 
 The clients' local training is the task's own Keras model, trained for a stack of
-clients at once (`fl_analytics.engines.stacked`), in chunks of consecutive clients sized
-to `runtime.vectorized_memory_mb` whose sums are added in order.
+clients at once (`fl_analytics.engines.stacked`): the clients sorted by their number of
+steps, in chunks sized to `runtime.vectorized_memory_mb` whose sums are added in order.
 
 That is a second implementation of TFF's client work, so it runs only what it was
 checked against (`tests/vectorized_test.py`, every accumulator leaf to float tolerance
