@@ -106,7 +106,8 @@ def test_canaries_updates_are_their_clipped_directions_as_in_tffs_round(mechanis
   assert np.abs(np.asarray(without[k]) - np.asarray(got[k])).max() > 1e-3
 
 
-@pytest.mark.parametrize('task, variant', [('churn', 'default'), ('next_action', 'gru')])
+@pytest.mark.parametrize('task, variant', [
+    ('churn', 'default'), pytest.param('next_action', 'gru', marks=pytest.mark.slow)])
 def test_chunking_leaves_the_accumulator_unchanged(task, variant):
   config = task_config(task, variant, **{'dp.mechanism': 'gaussian_adaptive'})
   task_, data, reference, whole = _runners(config)
@@ -142,6 +143,7 @@ def test_a_run_on_the_vectorized_engine_matches_the_mapreduce_engine(tmp_path, m
         assert float(b[key]) == pytest.approx(float(a[key]), abs=1e-5), key
 
 
+@pytest.mark.slow
 def test_a_resumed_run_keeps_its_engine_and_the_summary_names_it(tmp_path):
   from fl_analytics.reporting import report  # pylint: disable=g-import-not-at-top
 
