@@ -14,14 +14,15 @@ metric functions, masked to the client's real examples and averaged per batch as
 and TFF do.
 
 Where pfor's generic rewrite of a layer is slow, the layer gets an equivalent batched
-formulation, measured: a causal `Conv1D` under pfor becomes a grouped convolution, ~5x
-slower on this CPU than the same convolution as shifted copies and one matmul
-(`_im2col_conv1d`).
+formulation, measured: a causal `Conv1D` under pfor becomes a grouped convolution,
+several times slower on this CPU than the same convolution as shifted copies and one
+matmul (`_im2col_conv1d`; `layers` in results/benchmark/scale.json).
 
 Clients have different numbers of local steps: each is padded with masked examples to
-full batches (a client's last batch may be partial) and with masked steps, in which its
-weights do not move. The deltas (initial minus final weights) are zeroed where not
-finite, as TFF's client work does, then clipped per client to the round's clip.
+full batches (a client's last batch may be partial); the clients come sorted by their
+steps, most first, and each step trains only those still training. The deltas (initial
+minus final weights) are zeroed where not finite, as TFF's client work does, then
+clipped per client to the round's clip.
 """
 
 from __future__ import annotations
