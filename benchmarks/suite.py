@@ -594,14 +594,14 @@ def engine_config(model: str, clients_per_round: int, num_rounds: int, *, mechan
 
 def forward_flops(keras_model, input_spec) -> int:
   """Floating-point operations of the model's forward pass on one example (TensorFlow's
-  graph profiler over the traced call)."""
+  graph profiler over the call `fl_analytics.engines.stacked` traces)."""
   import tensorflow as tf  # pylint: disable=g-import-not-at-top
+  from fl_analytics.engines import stacked  # pylint: disable=g-import-not-at-top
 
-  call = tf.function(lambda x: keras_model(x, training=True)).get_concrete_function(
-      tf.TensorSpec([1, *input_spec.shape[1:]], input_spec.dtype))
   options = tf.compat.v1.profiler.ProfileOptionBuilder.float_operation()
   options['output'] = 'none'
-  return int(tf.compat.v1.profiler.profile(graph=call.graph, options=options).total_float_ops)
+  graph = stacked.traced_forward(keras_model, input_spec).graph
+  return int(tf.compat.v1.profiler.profile(graph=graph, options=options).total_float_ops)
 
 
 def engine_point(model: str, clients_per_round: int, *, mechanism: str, engine: str,
@@ -706,6 +706,7 @@ def conv1d_forms(clients: int = 50, batch: int = 16, length: int = 8, channels: 
   the im2col form `fl_analytics.engines.stacked` gives Conv1D layers (the conv
   next-action model's shapes)."""
   import tensorflow as tf  # pylint: disable=g-import-not-at-top
+  from fl_analytics.engines import stacked  # pylint: disable=g-import-not-at-top
 
   x = tf.random.stateless_normal([clients, batch, length, channels], seed=[0, 1])
   kernels = tf.random.stateless_normal([clients, kernel_size, channels, filters],
@@ -715,10 +716,8 @@ def conv1d_forms(clients: int = 50, batch: int = 16, length: int = 8, channels: 
     return tf.nn.conv1d(tf.pad(a[0], [[0, 0], [kernel_size - 1, 0], [0, 0]]), a[1], 1,
                         'VALID')
 
-  def im2col(a):
-    padded = tf.pad(a[0], [[0, 0], [kernel_size - 1, 0], [0, 0]])
-    columns = tf.concat([padded[:, i:i + length] for i in range(kernel_size)], axis=-1)
-    return tf.matmul(columns, tf.reshape(a[1], [kernel_size * channels, filters]))
+  def im2col(a):  # the engine's own form
+    return stacked.im2col_conv1d(tf.pad(a[0], [[0, 0], [kernel_size - 1, 0], [0, 0]]), a[1])
 
   result = {'clients': clients, 'batch': batch}
   for name, fn in (('conv1d_ms', convolution), ('im2col_ms', im2col)):

@@ -20,7 +20,7 @@ from tests.helpers import task_config
 from tests.helpers import tiny_config
 
 
-def _runners(config, **fast_kwargs):
+def _runners(config):
   """The run's data, TFF's round client by client (`mapreduce`, one group) and the
   vectorized runner of the same process."""
   task = tasks.get(config.task)
@@ -31,8 +31,6 @@ def _runners(config, **fast_kwargs):
   dataset_fn = training.client_datasets(config)
   reference = mrf_runner.MapReduceRunner(process, dataset_fn, groups=1, parallel=1)
   fast = engines.VectorizedEngine.make_runner(process, dataset_fn, config, groups=1)
-  for key, value in fast_kwargs.items():
-    setattr(fast, key, value)
   return task, data, reference, fast
 
 

@@ -42,20 +42,22 @@ _WEIGHT_COPIES = 4
 _ACTIVATION_COPIES = 2
 
 
+def im2col_conv1d(inputs, kernel, *, dilation: int = 1):
+  """A stride-1, channels-last 1-D convolution without padding (`inputs` [B, T, C],
+  `kernel` [K, C, F]) as one matmul over the input's K shifted copies (im2col)."""
+  kernel_size = kernel.shape[0]
+  length = tf.shape(inputs)[1] - dilation * (kernel_size - 1)
+  columns = tf.concat([inputs[:, i * dilation:i * dilation + length]
+                       for i in range(kernel_size)], axis=-1)
+  return tf.matmul(columns, tf.reshape(kernel, [-1, tf.shape(kernel)[-1]]))
+
+
 def _im2col_conv1d(layer):
-  """`layer.convolution_op` (a Conv1D with stride 1, channels last, one group) as one
-  matmul over the input's shifted copies (im2col); the causal or valid padding is
-  applied by the layer's `call` before, as for its own op."""
-  kernel_size, = layer.kernel_size
+  """`layer.convolution_op` (a Conv1D with stride 1, channels last, one group) as
+  `im2col_conv1d`; the causal or valid padding is applied by the layer's `call` before,
+  as for its own op."""
   dilation, = layer.dilation_rate
-
-  def convolution_op(inputs, kernel):
-    length = tf.shape(inputs)[1] - dilation * (kernel_size - 1)
-    columns = tf.concat([inputs[:, i * dilation:i * dilation + length]
-                         for i in range(kernel_size)], axis=-1)
-    return tf.matmul(columns, tf.reshape(kernel, [-1, tf.shape(kernel)[-1]]))
-
-  return convolution_op
+  return lambda inputs, kernel: im2col_conv1d(inputs, kernel, dilation=dilation)
 
 
 def _batched_layer_ops(model) -> None:
@@ -187,12 +189,18 @@ class StackedModel:
     return sums, norms, loss_sum, totals, counts
 
 
+def traced_forward(keras_model, input_spec):
+  """The model's training-mode forward pass on one example of `input_spec`
+  (`[None, ...]`), traced: the graph its memory estimate and its FLOPs are read from."""
+  return tf.function(lambda x: keras_model(x, training=True)).get_concrete_function(
+      tf.TensorSpec([1, *input_spec.shape[1:]], input_spec.dtype))
+
+
 def _activations_per_example(keras_model, input_spec) -> int:
   """Float values the model's forward pass computes for one example: every float
   output of every op of its traced call (a recurrent layer's gates at each step
   included), for the memory estimate."""
-  call = tf.function(lambda x: keras_model(x, training=True)).get_concrete_function(
-      tf.TensorSpec([1, *input_spec.shape[1:]], input_spec.dtype))
+  call = traced_forward(keras_model, input_spec)
   return int(sum(t.shape.num_elements() for op in call.graph.get_operations()
                  for t in op.outputs
                  if t.dtype.is_floating and t.shape.is_fully_defined()
