@@ -16,9 +16,10 @@ an engine is built.
   `worker.log`.
 * ``vectorized``: as ``mapreduce``, with the cohort's local training as stacked
   computations over chunks of clients (`fl_analytics.engines.vectorized`,
-  `fl_analytics.engines.stacked`): every task's model, the mechanisms that declare
-  `vectorized`, audit canaries; compression and secure sums refused by name
-  (`VectorizedEngine.refusals`).
+  `fl_analytics.engines.stacked`): every task's model whose weights are layer
+  attributes, every mechanism and option (the client-side aggregation that is more
+  than clipping runs as TFF's own graph, client by client); a model it cannot stack
+  is refused by name (`VectorizedEngine.refusals`).
 * ``auto`` (the default) is not an engine but a choice (`resolve`): ``vectorized`` where
   it runs the run, else ``mapreduce``, with the reason recorded in config.json
   (`resolved.engine`, `resolved.engine_reason`); a resumed run keeps its engine.
@@ -164,7 +165,9 @@ class MapReduceEngine(Engine):
                                       groups=groups or self.DEFAULT_GROUPS)
 
   @classmethod
-  def make_runner(cls, process, dataset_fn, config, *, groups: int):
+  def make_runner(cls, process, dataset_fn, config, *, groups: int, **options):
+    """The runner of `config`; `options`: more `VectorizedRunner` arguments (tests:
+    `lanes`, `pin_draws`)."""
     """The runner of a round's client work (also what each Ray actor runs)."""
     del config
     from fl_analytics.engines import mrf_runner  # pylint: disable=g-import-not-at-top
@@ -242,7 +245,9 @@ class VectorizedEngine(MapReduceEngine):
   DEFAULT_GROUPS = 1
 
   @classmethod
-  def make_runner(cls, process, dataset_fn, config, *, groups: int):
+  def make_runner(cls, process, dataset_fn, config, *, groups: int, **options):
+    """The runner of `config`; `options`: more `VectorizedRunner` arguments (tests:
+    `lanes`, `pin_draws`)."""
     from fl_analytics.engines import stacked  # pylint: disable=g-import-not-at-top
     from fl_analytics.engines import vectorized  # pylint: disable=g-import-not-at-top
 
@@ -254,26 +259,20 @@ class VectorizedEngine(MapReduceEngine):
         batch_size=config.client.batch_size, local_epochs=config.client.local_epochs,
         clip=config.dp.clip if mechanisms.get(config.dp.mechanism).private else None,
         groups=groups, memory_mb=config.runtime.get('vectorized_memory_mb', 1024),
-        canary_seed=config.seed if config.audit.canaries else None)
+        canary_seed=config.seed if config.audit.canaries else None, **options)
 
   @classmethod
   def refusals(cls, config) -> list[str]:
     """What of `config` this engine does not run, each named ([]: it runs it)."""
-    refused = []
-    if config.dp.mechanism not in mechanisms.names(vectorized=True):
-      refused.append(f'dp.mechanism={config.dp.mechanism} (it runs '
-                     f'{", ".join(mechanisms.names(vectorized=True))})')
-    if config.compression.bits:
-      refused.append(f'compression.bits={config.compression.bits}')
-    if config.dp.secure_sum:
-      refused.append('dp.secure_sum=True')
-    if not refused:  # the task's model, loss and metrics (builds the Keras model)
-      from fl_analytics.engines import stacked  # pylint: disable=g-import-not-at-top
+    # Every mechanism and option: the aggregator's client-side steps run as TFF's own
+    # graph where they are more than clipping (`vectorized._AggregationStep`). What
+    # remains is the task's model, loss and metrics (this builds the Keras model).
+    from fl_analytics.engines import stacked  # pylint: disable=g-import-not-at-top
 
-      task = tasks.get(config.task)
-      if refusal := stacked.refusal(task.build_model(config), task.keras_metrics()):
-        refused.append(f'task={config.task}\'s model ({refusal})')
-    return refused
+    task = tasks.get(config.task)
+    if refusal := stacked.refusal(task.build_model(config), task.keras_metrics()):
+      return [f'task={config.task}\'s model ({refusal})']
+    return []
 
   @classmethod
   def check(cls, config) -> None:
@@ -314,10 +313,15 @@ def resolve(config, previous: Optional[str] = None) -> tuple[str, str]:
   if refused:
     return MapReduceEngine.name, ('runtime.engine=auto chose mapreduce: the vectorized '
                                   'engine does not run ' + ', '.join(refused))
-  return VectorizedEngine.name, (
-      f'runtime.engine=auto chose vectorized: it runs task={config.task} with '
-      f'dp.mechanism={config.dp.mechanism}' + (', audit canaries' if config.audit.canaries
-                                               else ''))
+  options = [f'dp.mechanism={config.dp.mechanism}']
+  if config.compression.bits:
+    options.append(f'compression.bits={config.compression.bits}')
+  if config.dp.secure_sum:
+    options.append('dp.secure_sum=True')
+  if config.audit.canaries:
+    options.append('audit canaries')
+  return VectorizedEngine.name, (f'runtime.engine=auto chose vectorized: it runs '
+                                 f'task={config.task} with ' + ', '.join(options))
 
 
 def check_config(config) -> None:

@@ -46,10 +46,37 @@ def _flatten_value(value) -> list:
   return structure.flatten(structure.from_container(value, recursive=True))
 
 
-class _Imported:
-  """TFF TensorFlow computations stamped into one graph, run in one session."""
+# Stateful random ops of TFF's client-side aggregation (e.g. the stochastic rounding of
+# uniform quantization); `_Imported(pin_draws=True)` seeds them.
+_STATEFUL_RANDOM_OPS = ('RandomUniform', 'RandomUniformInt', 'RandomStandardNormal',
+                        'TruncatedNormal', 'RandomPoisson', 'RandomPoissonV2',
+                        'RandomGamma', 'Multinomial')
 
-  def __init__(self):
+
+def _pin_draws(graph_def) -> dict:
+  """For tests only: what makes a graph's random draws a fixed sequence. Every stateful
+  random op is given a seed (from its position in the graph, so the same graph imported
+  twice draws the same numbers call by call), and every `Timestamp` op (TFF seeds its
+  stateless draws from the clock) is mapped to a constant, returned as `input_map`
+  entries. Every client then draws with the same seeds: the noise is no longer private.
+  """
+  input_map = {}
+  for position, node in enumerate(graph_def.node):
+    if node.op in _STATEFUL_RANDOM_OPS:
+      node.attr['seed'].i, node.attr['seed2'].i = 1, position + 1
+    elif node.op == 'Timestamp':
+      input_map[f'{node.name}:0'] = tf.constant(1.0, tf.float64)
+  return input_map
+
+
+class _Imported:
+  """TFF TensorFlow computations stamped into one graph, run in one session.
+
+  `pin_draws`: for tests only, the random draws of every imported graph are a fixed
+  sequence (`_pin_draws`), so that two engines can be compared draw for draw."""
+
+  def __init__(self, pin_draws: bool = False):
+    self.pin_draws = pin_draws
     self.graph = tf.Graph()
     self._count = 0
     self._init_ops = []
@@ -69,8 +96,12 @@ class _Imported:
     value, _ = tensorflow_utils.stamp_parameter_in_graph(name, type_spec, self.graph)
     return value
 
-  def call(self, comp, arg):
+  def call(self, comp, arg, replace=None):
     """Imports `comp`'s graph with `arg` as its parameter; returns its result.
+
+    `replace`: a function of the graph's `GraphDef` and its parameters' tensor names
+    (flattened) returning more `input_map` entries (tensor names of the graph to the
+    tensors that replace them).
 
     As `tensorflow_utils.deserialize_and_call_tf_computation`, but without its
     check of the imported result's inferred shapes, which some of TFF's own graphs
@@ -78,7 +109,7 @@ class _Imported:
     """
     self._count += 1
     tf_proto = comp.get_proto(comp).tensorflow
-    input_map = {}
+    input_map, names = {}, []
     if arg is not None:
       names = tensorflow_utils.extract_tensor_names_from_binding(tf_proto.parameter)
       values = [tf.data.experimental.to_variant(v) if isinstance(v, tf.data.Dataset)
@@ -94,6 +125,10 @@ class _Imported:
     graph_def = tensorflow_utils._uniquify_shared_names_with_suffix(  # pylint: disable=protected-access
         serialization_utils.unpack_graph_def(tf_proto.graph_def), f'_mrf{self._count}')
     with self.graph.as_default():
+      if self.pin_draws:
+        input_map.update(_pin_draws(graph_def))
+      if replace is not None:
+        input_map.update(graph_utils.add_control_dep_mappings(replace(graph_def, names)))
       imported = tf.graph_util.import_graph_def(
           graph_def, input_map, outputs + ([init_op] if init_op else []),
           name='subcomputation')
@@ -108,8 +143,9 @@ class _Imported:
     self.graph.finalize()
     self.session = tf.compat.v1.Session(graph=self.graph, config=self._config)
 
-  def make_callable(self, fetches: list, feeds: list):
-    """A function of the values of `feeds` (in order) running init, then `fetches`.
+  def make_callable(self, fetches: list, feeds: list, init: bool = True):
+    """A function of the values of `feeds` (in order) running init, then `fetches`
+    (`init=False`: only `fetches`, which then must not read the graph's variables).
 
     `Session.make_callable` skips the per-call feed-dict handling of `Session.run`;
     the init call is fed only the placeholders it depends on (usually none), which
@@ -117,7 +153,7 @@ class _Imported:
     """
     feeds = list(feeds) + [self.token]
     run = self.session.make_callable(fetches, feeds)
-    if self.init is None:
+    if self.init is None or not init:
       return lambda *values: run(*values, _SESSION_TOKEN)
     needed = _placeholders_reached(self.init)
     init_positions = [i for i, t in enumerate(feeds) if t.op in needed]
@@ -144,19 +180,23 @@ class _Imported:
       self.session.close()
 
 
-def _placeholders_reached(op) -> set:
-  """The placeholder ops that `op` depends on, through data and control inputs."""
-  seen, stack, found = set(), [op], set()
+def ops_reached(ops) -> set:
+  """The ops that `ops` depend on (themselves included), through data and control
+  inputs."""
+  seen, stack = set(), list(ops)
   while stack:
     current = stack.pop()
     if current in seen:
       continue
     seen.add(current)
-    if current.type == 'Placeholder':
-      found.add(current)
     stack.extend(t.op for t in current.inputs)
     stack.extend(current.control_inputs)
-  return found
+  return seen
+
+
+def _placeholders_reached(op) -> set:
+  """The placeholder ops that `op` depends on, through data and control inputs."""
+  return {o for o in ops_reached([op]) if o.type == 'Placeholder'}
 
 
 def default_parallel() -> int:
@@ -186,7 +226,9 @@ class MapReduceRunner:
   _CLIENT_STEPS = True
 
   def __init__(self, process, dataset_fn, *, groups: int = 2,
-               parallel: Optional[int] = None):
+               parallel: Optional[int] = None, pin_draws: bool = False):
+    """`pin_draws`: for tests only, the clients' random draws are a fixed sequence
+    (`_pin_draws`; not private)."""
     if groups < 1:
       raise ValueError(f'groups must be >= 1. Found {groups}.')
     parallel = min(groups, parallel or default_parallel())
@@ -230,7 +272,8 @@ class MapReduceRunner:
     server.finalize()
 
     self.num_groups = groups
-    self._groups = ([_ClientStep(mrf, dataset_fn) for _ in range(groups)]
+    self._pin_draws = pin_draws
+    self._groups = ([_ClientStep(mrf, dataset_fn, pin_draws) for _ in range(groups)]
                     if self._CLIENT_STEPS else [])
     self._pool = (concurrent.futures.ThreadPoolExecutor(parallel)
                   if parallel > 1 else None)
@@ -329,8 +372,8 @@ class MapReduceRunner:
 class _ClientStep:
   """One client's `work` feeding `accumulate`, in one graph and one session run."""
 
-  def __init__(self, mrf, dataset_fn):
-    graph = _Imported()
+  def __init__(self, mrf, dataset_fn, pin_draws: bool = False):
+    graph = _Imported(pin_draws)
     self._graph = graph
     work_type = mrf.work.type_signature.parameter
     element = work_type[0].element

@@ -133,15 +133,29 @@ class StackedModel:
                            + steps * batch_size * (input_size + 2))
 
   def train(self, weights, x, y, mask, steps, *, learning_rate: float, clip):
-    """Local SGD of every client at once, then each delta clipped and the sums taken.
+    """Local SGD of every client at once (`train_deltas`), then each delta clipped to
+    L2 norm `clip` (inf: none) and the sums taken. Returns the sums over the clients
+    of the clipped deltas, and per client: the unclipped delta's norm, the loss's and
+    each metric's (total, count).
+    """
+    deltas, loss_sum, totals, counts = self.train_deltas(
+        weights, x, y, mask, steps, learning_rate=learning_rate)
+    cohort = tf.shape(x)[0]
+    # TF Privacy's clip_by_global_norm, per client.
+    norms = tf.sqrt(tf.add_n([tf.reduce_sum(tf.reshape(tf.square(d), [cohort, -1]), axis=1)
+                              for d in deltas]))
+    scale = tf.where(norms > clip, clip / norms, tf.ones_like(norms))
+    sums = [tf.reduce_sum(d * _per_client(scale, d), axis=0) for d in deltas]
+    return sums, norms, loss_sum, totals, counts
+
+  def train_deltas(self, weights, x, y, mask, steps, *, learning_rate: float):
+    """Local SGD of every client at once: each client's delta (initial minus final
+    weights, zeroed where not finite), the loss's and each metric's (total, count).
 
     `weights`: the global model's trainable tensors; x [C, S, B, ...], y [C, S, B, 1]
     and mask [C, S, B]: each client's padded batches; `steps` [C]: its real steps, in
     non-increasing order, so that the clients still training at step s are the first
-    ones (each step computes only those: no work on padded steps). `clip`: the L2 clip
-    of each client's delta (inf: none). Returns the sums over the clients of the
-    clipped deltas, and per client: the unclipped delta's norm, the loss's and each
-    metric's (total, count).
+    ones (each step computes only those: no work on padded steps).
     """
     cohort = tf.shape(x)[0]
     stacked = [tf.tile(w[None], tf.concat([[cohort], tf.ones([len(w.shape)], tf.int32)], 0))
@@ -174,19 +188,18 @@ class StackedModel:
       totals = [t + pad(tf.reduce_sum(v, axis=[1, 2])) for t, v in zip(totals, values)]
       counts = [c + pad(tf.reduce_sum(tf.ones_like(v) * ms[..., None], axis=[1, 2]))
                 for c, v in zip(counts, values)]
-    per_client = lambda t, like: tf.reshape(t, tf.concat(
-        [[cohort], tf.ones([len(like.shape) - 1], tf.int32)], 0))
     deltas = [w[None] - s for w, s in zip(weights, stacked)]
     finite = tf.reduce_all(tf.stack([
         tf.reduce_all(tf.math.is_finite(tf.reshape(d, [cohort, -1])), axis=1)
         for d in deltas]), axis=0)
-    deltas = [tf.where(per_client(finite, d), d, tf.zeros_like(d)) for d in deltas]
-    # TF Privacy's clip_by_global_norm, per client.
-    norms = tf.sqrt(tf.add_n([tf.reduce_sum(tf.reshape(tf.square(d), [cohort, -1]), axis=1)
-                              for d in deltas]))
-    scale = tf.where(norms > clip, clip / norms, tf.ones_like(norms))
-    sums = [tf.reduce_sum(d * per_client(scale, d), axis=0) for d in deltas]
-    return sums, norms, loss_sum, totals, counts
+    deltas = [tf.where(_per_client(finite, d), d, tf.zeros_like(d)) for d in deltas]
+    return deltas, loss_sum, totals, counts
+
+
+def _per_client(values, like):
+  """`values` [C] shaped to broadcast against `like` [C, ...]."""
+  return tf.reshape(values, tf.concat([[tf.shape(values)[0]],
+                                       tf.ones([len(like.shape) - 1], tf.int32)], 0))
 
 
 def traced_forward(keras_model, input_spec):

@@ -140,8 +140,6 @@ class Mechanism:
   canary_refusal: str = ''
   # Its own `dp.*` keys, with defaults and meanings (`DpSettings.param` reads them).
   config: tuple[ConfigKey, ...] = ()
-  # The `vectorized` engine has a stacked path for its client-side steps.
-  vectorized: bool = False
   color: str = 'black'
   marker: str = 'o'
   linestyle: str = '-'

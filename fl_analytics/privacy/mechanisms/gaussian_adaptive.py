@@ -69,5 +69,5 @@ MECHANISM = base.Mechanism(
                         'its quantization error relative to the clip is unbounded.'),
     compression_refusal=("no analysis here covers quantization's effect on the "
                          'clip-count query'),
-    config=(TARGET_UNCLIPPED_QUANTILE, CLIP_LEARNING_RATE), vectorized=True,
-    color='tab:blue', marker='o', linestyle='-')
+    config=(TARGET_UNCLIPPED_QUANTILE, CLIP_LEARNING_RATE), color='tab:blue', marker='o',
+    linestyle='-')

@@ -48,4 +48,4 @@ MECHANISM = base.Mechanism(
     build=_build, event=base.sampled_gaussian_event,
     statement=base.sampled_gaussian_statement, noise='Gaussian noise',
     secure_sum=True, compression=True, fixed_clip=True,
-    vectorized=True, color='tab:orange', marker='s', linestyle='--')
+    color='tab:orange', marker='s', linestyle='--')

@@ -80,5 +80,5 @@ MECHANISM = base.Mechanism(
     accountant_refusal=(
         'The pld accountant cannot analyse tree aggregation: dp_accounting 0.4.3 '
         'accounts SingleEpochTreeAggregationDpEvent with RDP only.'),
-    secure_sum=True, compression=True, fixed_clip=True, vectorized=True,
-    color='tab:green', marker='^', linestyle=':')
+    secure_sum=True, compression=True, fixed_clip=True, color='tab:green', marker='^',
+    linestyle=':')
