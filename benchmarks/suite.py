@@ -569,8 +569,16 @@ ENGINE_MODELS = {
                                 'model.hidden_units': 12_500}),
 }
 MEMORY_MODEL = 'churn_1m'
+# Options measured with a mechanism, as `MECHANISM+OPTION` in the benchmark's mechanism
+# column: their client-side steps run as TFF's client graph on the `vectorized` engine.
+ENGINE_OPTIONS = {'compression': {'compression.bits': 8, 'compression.threshold': 0},
+                  'secure_sum': {'dp.secure_sum': True}}
 ENGINE_USERS = 20_000  # enough for 5,000 clients per round without repeats in a pass
 ENGINE_COHORTS = (100, 1_000, 5_000)
+
+
+# What the `vectorized` engine runs through TFF's client graph, client by client.
+GRAPH_PATH = ('distributed', 'gaussian_fixed+compression', 'gaussian_fixed+secure_sum')
 
 
 def engine_config(model: str, clients_per_round: int, num_rounds: int, *, mechanism: str,
@@ -581,6 +589,8 @@ def engine_config(model: str, clients_per_round: int, num_rounds: int, *, mechan
   from fl_analytics.privacy import mechanisms  # pylint: disable=g-import-not-at-top
 
   path, overrides = ENGINE_MODELS[model]
+  mechanism, *option = mechanism.split('+')
+  overrides = {**overrides, **(ENGINE_OPTIONS[option[0]] if option else {})}
   config = config_files.apply_overrides(config_files.load(path), {
       **overrides, 'data.num_users': ENGINE_USERS, 'clients_per_round': clients_per_round,
       'num_rounds': num_rounds, 'eval_every': num_rounds, 'dp.mechanism': mechanism,
@@ -644,8 +654,9 @@ def engine_points(cohorts: Sequence[int], *, rounds: int, warmup: int,
                   flops_per_s: float, bytes_per_s: float, models: Sequence[str] = tuple(ENGINE_MODELS),
                   progress: Callable[[str], None] = print) -> list[dict]:
   """Per model: `gaussian_fixed` on `vectorized` at each cohort size, every other
-  mechanism the engine runs at 1,000 clients, and `mapreduce` at the smallest cohort
-  (its cost per client does not fall with the cohort); with the arithmetic bound
+  mechanism and `ENGINE_OPTIONS` at 1,000 clients, and `mapreduce` at the smallest
+  cohort (its cost per client does not fall with the cohort), for `gaussian_fixed` and
+  for those whose client-side steps run as TFF's graph; with the arithmetic bound
   (training FLOPs over this machine's matmul throughput) and each round's ratio to it,
   and the weight-traffic bound (`STEP_BYTES_PER_PARAMETER` per parameter and client
   step over the measured memory bandwidth), which bounds small batches of big models."""
@@ -658,9 +669,9 @@ def engine_points(cohorts: Sequence[int], *, rounds: int, warmup: int,
                                                                     max(cohorts))]
       continue
     plan += [(model, c, 'gaussian_fixed', 'vectorized') for c in cohorts]
-    plan += [(model, 1000, m, 'vectorized') for m in mechanisms.names(vectorized=True)
+    plan += [(model, 1000, m, 'vectorized') for m in (*mechanisms.REGISTRY, *GRAPH_PATH[1:])
              if m != 'gaussian_fixed']
-    plan.append((model, min(cohorts), 'gaussian_fixed', 'mapreduce'))
+    plan += [(model, min(cohorts), m, 'mapreduce') for m in ('gaussian_fixed', *GRAPH_PATH)]
   rows = []
   for k, (model, cohort, mechanism, engine) in enumerate(plan):
     progress(f'[{k + 1}/{len(plan)}] {model}, {cohort} clients per round, {mechanism}, '
@@ -684,13 +695,13 @@ def engine_points(cohorts: Sequence[int], *, rounds: int, warmup: int,
 
 
 def engine_table(rows: Sequence[dict]) -> str:
-  lines = [f'{"model":<17} {"params":>8} {"clients":>7} {"mechanism":<17} {"engine":<10} '
+  lines = [f'{"model":<17} {"params":>8} {"clients":>7} {"mechanism":<26} {"engine":<10} '
            f'{"round s":>8} {"ms/client":>9} {"FLOP s":>8} {"x FLOP":>7} {"bytes s":>8} '
            f'{"x bytes":>7} {"x fixed":>7} {"peak MiB":>8}']
   for r in rows:
     fixed = r.get('over_gaussian_fixed')
     lines.append(f'{r["model"]:<17} {r["parameters"]:>8} {r["clients_per_round"]:>7} '
-                 f'{r["mechanism"]:<17} {r["engine"]:<10} {r["round_s"]:>8.3f} '
+                 f'{r["mechanism"]:<26} {r["engine"]:<10} {r["round_s"]:>8.3f} '
                  f'{r["ms_per_client"]:>9.3f} {r["arithmetic_bound_s"]:>8.4f} '
                  f'{r["times_arithmetic_bound"]:>7.1f} {r["traffic_bound_s"]:>8.4f} '
                  f'{r["times_traffic_bound"]:>7.1f} '

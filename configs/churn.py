@@ -163,12 +163,12 @@ def get_config() -> ml_collections.ConfigDict:
 
   # How rounds run (docs/performance.md, docs/cluster.md); may change when resuming.
   c.runtime = ml_collections.ConfigDict()
-  # auto: vectorized where it runs the run's task, mechanism and options, else
-  # mapreduce (logged with the reason; a resumed run keeps its engine). mapreduce: the
-  # process's MapReduceForm run in this process; cpp: TFF's local C++ runtime (a
-  # worker_binary); vectorized: as mapreduce, the cohort trained as stacked
-  # computations (every task; not compression or secure sums). Same results to float
-  # tolerance.
+  # auto: vectorized where it can stack the task's model, else mapreduce (logged with
+  # the reason; a resumed run keeps its engine). mapreduce: the process's MapReduceForm
+  # run in this process; cpp: TFF's local C++ runtime (a worker_binary); vectorized: as
+  # mapreduce, the cohort trained as stacked computations (every task, mechanism and
+  # option; client-side steps beyond clipping run as TFF's client graph, per client).
+  # Same results to float tolerance.
   c.runtime.engine = 'auto'
   # vectorized: engine memory for a chunk of a round's clients trained at once (their
   # stacked weights, one step's activations, their batches; an estimate).
