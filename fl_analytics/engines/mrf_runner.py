@@ -272,7 +272,6 @@ class MapReduceRunner:
     server.finalize()
 
     self.num_groups = groups
-    self._pin_draws = pin_draws
     self._groups = ([_ClientStep(mrf, dataset_fn, pin_draws) for _ in range(groups)]
                     if self._CLIENT_STEPS else [])
     self._pool = (concurrent.futures.ThreadPoolExecutor(parallel)
