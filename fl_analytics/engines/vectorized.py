@@ -14,18 +14,24 @@ The clients' local training is the task's own Keras model, trained for a stack o
 clients at once (`fl_analytics.engines.stacked`): the clients sorted by their number of
 steps, in chunks sized to `runtime.vectorized_memory_mb` whose sums are added in order.
 
-That is a second implementation of TFF's client work, so it runs only what it was
-checked against (`tests/vectorized_test.py`, every accumulator leaf to float tolerance
-against the `mapreduce` engine's round, for every task and model): unweighted FedAvg with
-plain local SGD, and the aggregators whose client work is the model delta itself
-(`none`), the delta clipped to an L2 norm (`gaussian_fixed`; `tree`, whose noise is
-added on the server), or that and the norm compared with adaptive clipping's current
-estimate (`gaussian_adaptive`, Andrew et al. 2021); audit canaries, whose update is
-their direction (`fl_analytics.privacy.canaries`). The client work TFF would run is
-read off the accumulator's type (the metric sums by name, the model's tensors by
-shape, the client count); anything else in it fails before the first round, and what
-is known not to run here (compression, secure sums) is refused by name
-(`engines.VectorizedEngine.check`) before a run starts.
+The aggregator's client-side steps take one of two paths, checked against the
+`mapreduce` engine's round (`tests/vectorized_test.py`: every accumulator leaf and
+secure sum to float tolerance, for every task, model, mechanism and option):
+
+* the summed path, a second implementation of the client work where it is small:
+  the delta itself (`none`), clipped to an L2 norm (`gaussian_fixed`; `tree`, whose
+  noise is added on the server), or that and the norm compared with adaptive
+  clipping's current estimate (`gaussian_adaptive`, Andrew et al. 2021); audit
+  canaries, whose update is their direction (`fl_analytics.privacy.canaries`). The
+  clipped deltas are summed in the stacked computation. It is used when the
+  accumulator's type holds only what it computes (the metric sums by name, the model's
+  tensors by shape, the client count, the estimate's count) and nothing is summed
+  securely;
+* the graph path for everything else (`distributed`, compression, `dp.secure_sum`, and
+  any mechanism added later): each client's delta goes through TFF's own client graph
+  with the training cut out (`_AggregationStep`), so TFF's rotation, rounding, noise
+  and quantization run as TFF wrote them, one session call per client, in
+  `GRAPH_LANES` lanes side by side.
 """
 
 from __future__ import annotations
