@@ -148,14 +148,16 @@ class _AggregationStep:
     graph.finalize()
     self._graph_leaves = list(graph_leaves)
     self._secure_sizes = [len(t) for t in secure]
-    self._call = graph.make_callable(
-        fetches, self._broadcast + self._acc_in + self._deltas
-        + ([x, y] if self.needs_data else []), init=False)
+    # Only what the fetches read is fed (a session call's cost grows with its feeds).
+    feeds = self._broadcast + self._acc_in + self._deltas + [x, y]
+    self._fed = [k for k, t in enumerate(feeds) if t.op in reached]
+    self._call = graph.make_callable(fetches, [feeds[k] for k in self._fed], init=False)
 
   def run(self, broadcast, acc, deltas, data=()):
     """The accumulator after this client's `deltas` (its graph leaves; the others as
     given), and its secure-sum inputs. `data`: the client's (x, y), if `needs_data`."""
-    out = self._call(*broadcast, *acc, *deltas, *(data if self.needs_data else ()))
+    values = [*broadcast, *acc, *deltas, *(data if self.needs_data else (None, None))]
+    out = self._call(*[values[k] for k in self._fed])
     acc = list(acc)
     for k, value in zip(self._graph_leaves, out):
       acc[k] = value
