@@ -149,14 +149,13 @@ def test_simulation_only_follows_which_randomness_is_reproducible():
 
 def test_unseeded_tree_noise_is_seeded_from_the_os_not_the_clock():
   import tensorflow as tf  # pylint: disable=g-import-not-at-top
-  import tensorflow_federated as tff  # pylint: disable=g-import-not-at-top
 
-  def noise_seeds():
+  def noise_seeds():  # the seeds in the initial state of the factory's DP query (eager)
     settings = mechanisms.settings(
         mechanism='tree', noise_multiplier=1.0, clip=0.1, clients_per_round=20,
         population_size=100, sampling='shuffle', accountant='rdp', restart_period=4)
     factory = aggregators.build(settings, record_specs=[tf.TensorSpec([3], tf.float32)])
-    state = factory.create(tff.types.to_type([tff.TensorType(np.float32, [3])])).initialize()
+    state = factory._query.initial_global_state()  # pylint: disable=protected-access
     return [np.asarray(v) for v in tf.nest.flatten(state)
             if np.asarray(v).dtype == np.int64 and np.shape(v) == (2,)]
 
