@@ -183,6 +183,25 @@ def test_each_mechanism_builds_its_tff_aggregator(mechanism):
   assert process.initialize.type_signature.result.placement is tff.SERVER
 
 
+@pytest.mark.parametrize('mechanism', PRIVATE)
+def test_no_mechanism_with_guessable_noise_is_labelled_deployable(mechanism):
+  # Unseeded noise and secret sampling: deployable unless a library seeds the
+  # mechanism's noise from the clock, which the statement then says.
+  m = mechanisms.get(mechanism)
+  settings = dataclasses.replace(_settings(mechanism, m.samplings[0]),
+                                 reproducible_noise=False, reproducible_sampling=False)
+  written = statement.statement(settings, rounds=2)
+  assert written['simulation_only'] is bool(m.clock_seeded_noise)
+  assert written['differentially_private'] is not bool(m.clock_seeded_noise)
+  if m.clock_seeded_noise:
+    assert written['simulation_caveats'] == [
+        f'the DP noise is seeded from the clock: {m.clock_seeded_noise}']
+  # With the noise drawn from the recorded seed, no mechanism is private against
+  # whoever reads it.
+  seeded = statement.statement(dataclasses.replace(settings, reproducible_noise=True), 2)
+  assert seeded['differentially_private'] is False and seeded['simulation_only']
+
+
 # --- sampling schemes ---------------------------------------------------------------------
 
 

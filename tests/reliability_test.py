@@ -17,12 +17,15 @@ import time
 import numpy as np
 import pytest
 
+from fl_analytics.privacy import aggregators
+from fl_analytics.privacy import mechanisms
 from fl_analytics.privacy import statement
 from fl_analytics.core import rundir
 from fl_analytics.core import runtime
 from fl_analytics.data import events
 from fl_analytics.data import generators
 from fl_analytics.data import synthetic
+from fl_analytics.reporting import report
 from fl_analytics.reporting import summary
 from fl_analytics import sweeps
 from fl_analytics import tasks
@@ -101,10 +104,17 @@ def test_tree_restarts_follow_rounds_when_a_whole_cohort_drops_out(tree_run):
 @pytest.mark.slow
 def test_statement_says_simulation_only_and_what_the_guarantee_does_not_cover(tree_run):
   written = rundir.read_json(os.path.join(tree_run, rundir.PRIVACY_FILE))
-  assert written['differentially_private'] is True
+  # The noise is drawn from the recorded seed: not private against whoever reads it.
+  assert written['differentially_private'] is False
+  assert 'can be regenerated' in written['differentially_private_note']
   assert written['simulation_only'] is True
   caveats = ' '.join(written['simulation_caveats'])
   assert 'recorded in config.json' in caveats and 'dp.reproducible_noise=True' in caveats
+  # The summary train.py prints carries the same caveats.
+  printed = report.run_summary(tree_run)
+  assert 'Simulation only, not a deployment guarantee (differentially_private: false)' in printed
+  for caveat in written['simulation_caveats']:
+    assert caveat in printed
   outputs = ' '.join(item['output'] for item in written['not_covered'])
   for name in ('cohort_size', 'reported', 'train_batches', 'train_loss',
                'train_accuracy', 'eval_*', 'evaluation.json', 'eval_users.csv'):
@@ -122,15 +132,39 @@ def test_simulation_only_follows_which_randomness_is_reproducible():
         mechanism='gaussian_fixed', noise_multiplier=1.0, clients_per_round=20,
         population_size=100, rounds=2, reproducible_noise=noise,
         reproducible_sampling=sampling)
-  assert len(statement_of(True, True)['simulation_caveats']) == 2
+  seeded = statement_of(True, True)
+  assert len(seeded['simulation_caveats']) == 2 and not seeded['differentially_private']
   unseeded = statement_of(False, True)
   assert unseeded['simulation_only'] and len(unseeded['simulation_caveats']) == 1
   assert 'cohort sampling' in unseeded['simulation_caveats'][0]
+  # Known cohorts lose the amplification, not the noise: still private, qualified.
+  assert unseeded['differentially_private'] is True
   deployment = statement_of(False, False)
   assert deployment['simulation_only'] is False and deployment['simulation_caveats'] == []
+  assert deployment['differentially_private'] is True
   none = statement.privacy_statement(mechanism='none', noise_multiplier=0.0,
                                    clients_per_round=20, population_size=100, rounds=2)
   assert 'not_covered' not in none and none['differentially_private'] is False
+
+
+def test_unseeded_tree_noise_is_seeded_from_the_os_not_the_clock():
+  import tensorflow as tf  # pylint: disable=g-import-not-at-top
+
+  def noise_seeds():  # the seeds in the initial state of the factory's DP query (eager)
+    settings = mechanisms.settings(
+        mechanism='tree', noise_multiplier=1.0, clip=0.1, clients_per_round=20,
+        population_size=100, sampling='shuffle', accountant='rdp', restart_period=4)
+    factory = aggregators.build(settings, record_specs=[tf.TensorSpec([3], tf.float32)])
+    state = factory._query.initial_global_state()  # pylint: disable=protected-access
+    return [np.asarray(v) for v in tf.nest.flatten(state)
+            if np.asarray(v).dtype == np.int64 and np.shape(v) == (2,)]
+
+  first, second = noise_seeds(), noise_seeds()
+  assert first and len(first) == len(second)
+  microseconds = time.time() * 1e6  # TF Privacy's default seed: the clock, in us
+  for a, b in zip(first, second):
+    assert not np.array_equal(a, b)
+    assert abs(float(a[0]) - microseconds) > 1e12
 
 
 @pytest.mark.slow

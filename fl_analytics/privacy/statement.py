@@ -422,25 +422,36 @@ NOT_COVERED = (
 )
 
 
-def randomness_caveats(*, reproducible_noise: bool,
-                       reproducible_sampling: bool = True) -> list[str]:
+def randomness_caveats(*, reproducible_noise: bool, reproducible_sampling: bool = True,
+                       clock_seeded_noise: str = '') -> list[str]:
   """Why a simulated run's guarantee holds only in simulation, one reason each.
 
   The guarantee assumes the adversary does not know the mechanism's randomness. With
   `dp.reproducible_sampling` a run draws its cohorts (and dropout) from `seed`, which
   `config.json` records; with `dp.reproducible_noise` it draws the noise from `seed`
-  too, and whoever knows the seed can subtract it. Empty: neither is reproducible.
+  too, and whoever knows the seed can subtract it; a mechanism whose library seeds
+  its noise from the clock (`clock_seeded_noise`, `Mechanism.clock_seeded_noise`:
+  why) can be regenerated whatever the config says. Empty: none of these.
   """
   caveats = []
+  if clock_seeded_noise:
+    caveats.append(f'the DP noise is seeded from the clock: {clock_seeded_noise}')
   if reproducible_sampling:
     caveats.append(
         'cohort sampling and dropout are drawn from seed, recorded in config.json: '
         'whoever reads it knows who took part in every round, so the sampling '
         'amplification does not hold against them (dp.reproducible_sampling=True)')
-  if reproducible_noise:
+  if reproducible_noise and not clock_seeded_noise:
     caveats.append('the DP noise is drawn from seed (dp.reproducible_noise=True): '
                    'whoever knows the seed can regenerate the noise and remove it')
   return caveats
+
+
+def noise_can_be_regenerated(caveats: Sequence[str]) -> bool:
+  """Whether `randomness_caveats` says the noise itself can be regenerated (then the
+  release is not differentially private against whoever can; the sampling caveat
+  alone only loses the amplification)."""
+  return any(c.startswith('the DP noise') for c in caveats)
 
 
 # What population_size counts, and how that differs from runs before 2026-11-29.
@@ -450,6 +461,13 @@ POPULATION_NOTE = (
     'training example: a sampled user without one sends a zero update. Runs before '
     '2026-11-29 left training users without examples out of the population, so their '
     'population_size (and sampling probability) depended on the data.')
+
+
+NOISE_REGENERATED_NOTE = (
+    'false: the DP noise can be regenerated (simulation_caveats), so against whoever '
+    'can, the release is not private; epsilon is what this mechanism gives when its '
+    'noise is secret (dp.reproducible_noise=False with a mechanism whose noise is not '
+    'seeded from the clock)')
 
 
 def guarantee_fields(*, private: bool, epsilon: Optional[float], delta: float,
@@ -463,11 +481,18 @@ def guarantee_fields(*, private: bool, epsilon: Optional[float], delta: float,
   one), among whom (`population_size`), whether only in simulation
   (`simulation_only`, `simulation_caveats`) and what the guarantee leaves out
   (`not_covered`). The last three only for private releases.
+
+  `differentially_private` is false when the noise can be regenerated
+  (`noise_can_be_regenerated`): the epsilon is then what the mechanism would give
+  with secret noise, which `differentially_private_note` says.
   """
+  regenerated = private and noise_can_be_regenerated(caveats)
   return {
       'epsilon': epsilon if epsilon is None or math.isfinite(epsilon) else None,
       'delta': delta,
-      'differentially_private': private and (epsilon is None or math.isfinite(epsilon)),
+      'differentially_private': (private and not regenerated
+                                 and (epsilon is None or math.isfinite(epsilon))),
+      **({'differentially_private_note': NOISE_REGENERATED_NOTE} if regenerated else {}),
       **({'simulation_only': bool(caveats), 'simulation_caveats': list(caveats),
           'not_covered': [dict(item) for item in not_covered]} if private else {}),
       'mechanism': mechanism,
@@ -500,7 +525,8 @@ def statement(settings: DpSettings, rounds: int) -> dict[str, Any]:
                            population_size=s.population_size)
   eps = epsilon(s, rounds)
   caveats = randomness_caveats(reproducible_noise=s.reproducible_noise,
-                               reproducible_sampling=s.reproducible_sampling)
+                               reproducible_sampling=s.reproducible_sampling,
+                               clock_seeded_noise=m.clock_seeded_noise if m.private else '')
   own, sampling_note = m.statement(s, rounds) if m.private else ({}, '')
   return {
       **guarantee_fields(

@@ -20,6 +20,11 @@ def run_summary(workdir: str) -> str:
   rows = rundir.read_csv(os.path.join(workdir, rundir.METRICS_FILE))
   statement = rundir.read_json(os.path.join(workdir, rundir.PRIVACY_FILE))
   lines = [f"{len(rows)} rounds, {_privacy_line(statement)}."]
+  if statement.get('simulation_only'):  # the same caveats as privacy.json
+    lines.append('Simulation only, not a deployment guarantee'
+                 + (' (differentially_private: false)'
+                    if not statement.get('differentially_private') else '')
+                 + ': ' + '; '.join(statement['simulation_caveats']) + '.')
   ev = last_evaluated_row(rows)
   config = rundir.read_json(os.path.join(workdir, rundir.CONFIG_FILE))
   task = tasks.for_run(config)

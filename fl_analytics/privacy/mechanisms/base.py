@@ -138,6 +138,9 @@ class Mechanism:
   # `audit.canaries` > 0: canaries need a clip to bring them to (fl_analytics.privacy.canaries)
   canaries: bool = True
   canary_refusal: str = ''
+  # Why its noise is guessable whatever `dp.reproducible_noise` says ('': it is not):
+  # a library seeds it from the clock (`statement.randomness_caveats`).
+  clock_seeded_noise: str = ''
   # Its own `dp.*` keys, with defaults and meanings (`DpSettings.param` reads them).
   config: tuple[ConfigKey, ...] = ()
   color: str = 'black'

@@ -12,7 +12,8 @@ and a scale recomputed every round) and its adaptive zeroing (a norm quantile
 estimated without noise). The clip is `dp.clip`, fixed, so every round runs the same
 Skellam mechanism, accounted from the parameters `parameters` reads off TFF's own
 construction. TFF draws the Skellam noise from a timestamp seed:
-these runs do not repeat exactly. Needs every sampled client to add its noise share, so
+these runs do not repeat exactly, and their statement is simulation-only
+(`clock_seeded_noise`). Needs every sampled client to add its noise share, so
 fixed-size cohorts and no dropout.
 
 Accounting: each of the exactly `m` sampled clients adds Skellam noise of variance
@@ -239,4 +240,9 @@ MECHANISM = base.Mechanism(
     dropout=False,
     dropout_refusal=('each client adds a share of the noise, so clients that fail to '
                      'report would leave less noise than the accountant assumes.'),
-    fixed_clip=True, config=(BITS,), color='tab:red', marker='D', linestyle='-.')
+    fixed_clip=True, config=(BITS,),
+    clock_seeded_noise=(
+        "TFF's DistributedDpSumFactory seeds every client's Skellam noise and stochastic "
+        'rounding from tf.timestamp() (no seed can be given), so whoever knows when a '
+        'round ran to the microsecond can regenerate the noise and remove it'),
+    color='tab:red', marker='D', linestyle='-.')

@@ -7,7 +7,8 @@ tree_aggregation`, with the efficient estimator), the tree restarted every
 `restart_period` rounds (`tfp.RestartQuery`), i.e. after each pass over the users,
 which is what the accounting assumes (the round loop runs the aggregator every round,
 so restarts follow rounds). No sampling amplification: users take part in cyclic passes
-(`sampling=shuffle`).
+(`sampling=shuffle`). The noise is seeded from `seed` (`dp.reproducible_noise`) or else
+from the OS (`secrets`): TF Privacy's own default seed is the clock.
 
 Accounting: `T` rounds are `SingleEpochTreeAggregationDpEvent(z, R)` composed once per
 full pass of `R = population_size // clients_per_round` rounds, plus one for the partial
@@ -16,6 +17,8 @@ contributes zero), RDP only.
 """
 
 from __future__ import annotations
+
+import secrets
 
 import dp_accounting
 
@@ -63,9 +66,12 @@ def _build(settings: base.DpSettings, record_specs=None, record_sum=None):
   if record_specs is None or not period or period < 1:
     raise ValueError('dp.mechanism=tree needs the record specs and a restart period '
                      f'>= 1 (rounds per pass). Found {period!r}.')
+  # Without a seed, TF Privacy's tree seeds its noise from tf.timestamp(), which can be
+  # guessed from when the run started: unseeded runs take a seed from the OS instead.
+  seed = settings.noise_seed if settings.noise_seed is not None else secrets.randbits(62)
   sum_query = tfp.TreeResidualSumQuery.build_l2_gaussian_query(
-      settings.clip, settings.noise_multiplier, record_specs,
-      noise_seed=settings.noise_seed, use_efficient=True)
+      settings.clip, settings.noise_multiplier, record_specs, noise_seed=seed,
+      use_efficient=True)
   sum_query = tfp.RestartQuery(sum_query, tfp.restart_query.PeriodicRoundRestartIndicator(
       period=period))
   return tff.aggregators.DifferentiallyPrivateFactory(
