@@ -32,6 +32,7 @@ from fl_analytics import tasks
 from fl_analytics.runs import training
 from tests import event_store_test
 from tests import training_test
+from tests.helpers import REPO
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -145,6 +146,21 @@ def test_simulation_only_follows_which_randomness_is_reproducible():
   none = statement.privacy_statement(mechanism='none', noise_multiplier=0.0,
                                    clients_per_round=20, population_size=100, rounds=2)
   assert 'not_covered' not in none and none['differentially_private'] is False
+
+
+def test_restate_rewrites_a_recorded_statement_from_its_config(tmp_path):
+  # A committed run's small files, with the statement an older version wrote.
+  source = os.path.join(REPO, 'results', 'reference',
+                        'mechanism-gaussian_fixed_target_epsilon-2_seed-0')
+  run = str(tmp_path / 'run')
+  shutil.copytree(source, run)
+  path = os.path.join(run, rundir.PRIVACY_FILE)
+  current = rundir.read_json(path)
+  old = {k: v for k, v in current.items() if k != 'differentially_private_note'}
+  rundir.write_json(path, {**old, 'differentially_private': True, 'audit_note': 'kept'})
+  assert training.restate(run)
+  assert rundir.read_json(path) == {**current, 'audit_note': 'kept'}
+  assert not training.restate(run)  # nothing left to change
 
 
 def test_unseeded_tree_noise_is_seeded_from_the_os_not_the_clock():

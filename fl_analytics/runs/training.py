@@ -291,6 +291,24 @@ def dp_settings(resolved: dict,
       reproducible_sampling=dp['reproducible_sampling'])
 
 
+def restate(run_dir: str) -> bool:
+  """Writes a recorded run's privacy statement again from its `config.json` and the
+  rounds in its `metrics.csv`, with the current statement code (it is a function of
+  those alone), keeping the fields other code added (the audit's). Returns whether it
+  changed. For committed results after a change to what statements say; the run's
+  `evaluation.json` keeps the digest of the statement it finished with."""
+  path = os.path.join(run_dir, rundir.PRIVACY_FILE)
+  old = rundir.read_json(path)
+  rounds = len(rundir.read_csv(os.path.join(run_dir, rundir.METRICS_FILE)))
+  new = statement.statement(dp_settings(rundir.read_json(
+      os.path.join(run_dir, rundir.CONFIG_FILE))), rounds)
+  new.update({k: v for k, v in old.items() if k not in new})
+  if new == old:
+    return False
+  rundir.write_json(path, new)
+  return True
+
+
 def replay_config(run_config: dict, base, *, num_rounds: Optional[int] = None):
   """The config that re-runs a recorded run (its `config.json`).
 
