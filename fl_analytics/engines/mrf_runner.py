@@ -402,15 +402,20 @@ class _ClientStep:
   def run(self, broadcast, acc, x, y, max_steps=-1):
     """The accumulator after this client, and its secure-sum inputs."""
     out = self._call(*broadcast, *acc, x, y, max_steps)
-    acc, rest = out[:self._num_acc], out[self._num_acc:]
-    secure = []
-    for size in self._secure_sizes:
-      secure.append(rest[:size])
-      rest = rest[size:]
-    return acc, secure
+    return out[:self._num_acc], split(out[self._num_acc:], self._secure_sizes)
 
   def close(self):
     self._graph.close()
+
+
+def split(values: Sequence, sizes: Sequence[int]) -> list:
+  """`values` cut into consecutive parts of `sizes` (a client step's secure-sum inputs:
+  those of secure_sum_bitwidth, secure_sum and secure_modular_sum)."""
+  parts, start = [], 0
+  for size in sizes:
+    parts.append(list(values[start:start + size]))
+    start += size
+  return parts
 
 
 def _type_bytes(type_spec) -> Optional[int]:

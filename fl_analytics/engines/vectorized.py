@@ -161,11 +161,7 @@ class _AggregationStep:
     acc = list(acc)
     for k, value in zip(self._graph_leaves, out):
       acc[k] = value
-    rest, secure = out[len(self._graph_leaves):], []
-    for size in self._secure_sizes:
-      secure.append(rest[:size])
-      rest = rest[size:]
-    return acc, secure
+    return acc, mrf_runner.split(out[len(self._graph_leaves):], self._secure_sizes)
 
   def close(self):
     self._graph.close()
