@@ -165,9 +165,7 @@ class MapReduceEngine(Engine):
                                       groups=groups or self.DEFAULT_GROUPS)
 
   @classmethod
-  def make_runner(cls, process, dataset_fn, config, *, groups: int, **options):
-    """The runner of `config`; `options`: more `VectorizedRunner` arguments (tests:
-    `lanes`, `pin_draws`)."""
+  def make_runner(cls, process, dataset_fn, config, *, groups: int):
     """The runner of a round's client work (also what each Ray actor runs)."""
     del config
     from fl_analytics.engines import mrf_runner  # pylint: disable=g-import-not-at-top
