@@ -12,6 +12,8 @@ setuptools.setup(
     version='0.1.0',
     description='Privacy-preserving user analytics with federated learning (TFF).',
     packages=setuptools.find_packages(include=['fl_analytics', 'fl_analytics.*', 'benchmarks']),
+    # Tree aggregation's precomputed sensitivities (tools/tree_sensitivity.py).
+    package_data={'fl_analytics.privacy': ['tree_sensitivity.json']},
     python_requires='>=3.9,<3.12',
     install_requires=[
         'absl-py',

@@ -1,6 +1,7 @@
 """Accounting: values computed with dp_accounting directly, pinned numbers, calibration."""
 
 import dataclasses
+import json
 import math
 
 import dp_accounting
@@ -12,6 +13,8 @@ from fl_analytics.privacy import accounting
 from fl_analytics.privacy import mechanisms
 from fl_analytics.privacy import statement
 from fl_analytics.privacy.mechanisms import distributed
+
+REPLACE_SPECIAL = dp_accounting.NeighboringRelation.REPLACE_SPECIAL
 
 
 def test_epsilon_equals_dp_accounting_rdp_of_poisson_gaussian_rounds():
@@ -282,3 +285,52 @@ def test_rdp_clearly_below_zero_is_still_refused():
   with pytest.raises(ValueError, match='cannot be negative'):
     accounting.compute_epsilon([2.0, 3.0], [0.1, -1e-6], 1e-5)
   assert accounting.compute_epsilon([2.0, 3.0], [0.1, -1e-12], 1e-5)[0] > 0
+
+
+# --- tree aggregation with several participations ---------------------------------------
+
+
+def test_gboard_dp_ftrl_accounting_reproduces_its_published_rho_and_epsilon():
+  # Gboard's first DP next-word model (es-ES, 2022): tree aggregation with noise
+  # multiplier 7.0, 2,000 rounds, each device at most 6 times and at least 313 rounds
+  # apart: rho = 0.81 zCDP, epsilon 8.9 at delta 1e-10 (Xu et al. 2023, "Federated
+  # Learning of Gboard Language Models with Differential Privacy", arXiv 2305.18465;
+  # Google Research blog, "Advances in private training for production on-device
+  # language models", 2024). The sensitivity is the committed value of
+  # tools/tree_sensitivity.py (TF Privacy's computation, minutes at this size).
+  event = accounting.TreeAggregationZcdpDpEvent(7.0, 2000, 6, 313)
+  assert round(event.zcdp(), 2) == 0.81
+  accountant = accounting.RdpAccountant(orders=np.linspace(1.1, 64, 630),
+                                        neighboring_relation=REPLACE_SPECIAL)
+  accountant.compose(event)
+  assert round(accountant.get_epsilon(1e-10), 1) == 8.9
+
+
+def test_committed_tree_sensitivities_are_tf_privacys():
+  # Every committed entry small enough to compute here (the Gboard one takes minutes:
+  # the test above checks it against its published numbers instead).
+  with open(accounting.TREE_SENSITIVITY_FILE) as f:
+    values = json.load(f)['values']
+  small = {k: v for k, v in values.items() if int(k.split(',')[0]) <= 500}
+  assert small and len(small) < len(values)
+  for key, value in small.items():
+    steps, k, b = (int(x) for x in key.split(','))
+    assert accounting.compute_tree_sensitivity_square_sum(steps, k, b) == value, key
+
+
+@pytest.mark.parametrize('steps', [1, 2, 7, 64, 100, 2000])
+def test_one_participation_per_tree_is_dp_accountings_single_epoch_tree(steps):
+  # Two implementations of one tree with each user once: TF Privacy's worst case over
+  # participation patterns and dp_accounting's SingleEpochTreeAggregationDpEvent.
+  orders = np.array([1.5, 2.0, 8.0, 32.0])
+  ours = accounting.TreeAggregationZcdpDpEvent(3.0, steps, 1, 0).rdp(orders)
+  theirs = dp_accounting.rdp.RdpAccountant(orders, neighboring_relation=REPLACE_SPECIAL)
+  theirs.compose(dp_accounting.SingleEpochTreeAggregationDpEvent(3.0, steps))
+  np.testing.assert_allclose(ours, theirs._rdp, rtol=1e-12)  # pylint: disable=protected-access
+
+
+def test_tree_participation_bounds_are_checked():
+  with pytest.raises(ValueError, match='max_participations >= 1'):
+    accounting.tree_zcdp(1.0, 100, 0, 10)
+  # More participations than fit at that separation count as the most that fit.
+  assert accounting.tree_zcdp(1.0, 20, 6, 9) == accounting.tree_zcdp(1.0, 20, 2, 9)
