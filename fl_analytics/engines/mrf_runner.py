@@ -333,6 +333,11 @@ class MapReduceRunner:
       indexes = range(self.num_groups)
       results = (list(self._pool.map(run_group, indexes)) if self._pool is not None
                  else [run_group(g) for g in indexes])
+    return self.merge(results)
+
+  def merge(self, results: Sequence) -> tuple:
+    """`(accumulator, secure-sum totals)` of several parts, in order: the accumulators
+    with TFF's `merge`, the totals added."""
     acc, secure_sums = results[0]
     for acc_g, secure_g in results[1:]:
       acc = self._server.run(self._merged, {**dict(zip(self._acc_feeds, acc)),
@@ -349,15 +354,11 @@ class MapReduceRunner:
     """One group's clients, in order, from `acc`: `(accumulator, secure-sum totals)`.
 
     `g`: which of this runner's sessions runs it (groups run side by side)."""
-    acc_g = acc
-    secure_g = [[np.zeros_like(np.asarray(v), dtype=np.int64) for v in params]
-                for params in secure_params]
+    acc_g, secure_g = acc, zero_secure(secure_params)
     for x, y, *max_steps in client_data:
       acc_g, secure = self._groups[g].run(
           broadcast, acc_g, x, y, max_steps[0] if max_steps else -1)
-      for totals, values in zip(secure_g, secure):
-        for j, v in enumerate(values):
-          totals[j] = totals[j] + np.asarray(v, np.int64)
+      add_secure(secure_g, secure)
     return acc_g, secure_g
 
   def close(self):
@@ -368,30 +369,55 @@ class MapReduceRunner:
       group.close()
 
 
+def client_graph(graph: _Imported, mrf, dataset, broadcast, replace=None):
+  """Stamps one client's `work` fused with `accumulate` into `graph`, on `dataset` and
+  the `broadcast` placeholders (made with `graph.placeholders`); `replace` as in
+  `_Imported.call`. Returns the accumulator's placeholders and its new value (flat),
+  and the inputs of secure_sum_bitwidth, secure_sum and secure_modular_sum."""
+  acc = graph.placeholders('acc_in', mrf.accumulate.type_signature.parameter[0])
+  with graph.graph.as_default():
+    out = graph.call(mrf.work, structure.Struct.unnamed(dataset, broadcast), replace=replace)
+    acc_out = _flat_tensors(graph.call(mrf.accumulate, structure.Struct.unnamed(acc, out[0])))
+    secure = [_flat_tensors(out[i]) if out[i] else [] for i in (1, 2, 3)]
+  return _flat_tensors(acc), acc_out, secure
+
+
+def client_arrays(graph: _Imported, mrf):
+  """Placeholders of one client's whole arrays (x, y), as the work's dataset batches."""
+  element = mrf.work.type_signature.parameter[0].element
+  with graph.graph.as_default():
+    return (tf.compat.v1.placeholder(element[0].dtype, element[0].shape, name='x'),
+            tf.compat.v1.placeholder(element[1].dtype, element[1].shape, name='y'))
+
+
+def zero_secure(secure_params) -> list:
+  """Zero totals of each secure sum's inputs (int64, shaped as its parameters)."""
+  return [[np.zeros_like(np.asarray(v), dtype=np.int64) for v in params]
+          for params in secure_params]
+
+
+def add_secure(totals: list, secure: list) -> None:
+  """Adds one client's secure-sum inputs to `totals` (`zero_secure`), in place."""
+  for part, values in zip(totals, secure):
+    for j, v in enumerate(values):
+      part[j] = part[j] + np.asarray(v, np.int64)
+
+
 class _ClientStep:
   """One client's `work` feeding `accumulate`, in one graph and one session run."""
 
   def __init__(self, mrf, dataset_fn, pin_draws: bool = False):
     graph = _Imported(pin_draws)
     self._graph = graph
-    work_type = mrf.work.type_signature.parameter
-    element = work_type[0].element
-    broadcast = graph.placeholders('broadcast', work_type[1])
+    broadcast = graph.placeholders('broadcast', mrf.work.type_signature.parameter[1])
     self._broadcast = _flat_tensors(broadcast)
-    acc = graph.placeholders('acc_in', mrf.accumulate.type_signature.parameter[0])
-    self._acc_in = _flat_tensors(acc)
+    # The client's whole arrays; `dataset_fn` batches them as the process expects.
+    self._x, self._y = client_arrays(graph, mrf)
     with graph.graph.as_default():
-      # The client's whole arrays; `dataset_fn` batches them as the process expects.
-      self._x = tf.compat.v1.placeholder(element[0].dtype, element[0].shape, name='x')
-      self._y = tf.compat.v1.placeholder(element[1].dtype, element[1].shape, name='y')
       self._max_steps = tf.compat.v1.placeholder_with_default(
           tf.constant(-1, tf.int64), [], name='max_steps')
-      out = graph.call(mrf.work, structure.Struct.unnamed(
-          dataset_fn(self._x, self._y).take(self._max_steps), broadcast))
-      self._acc_out = _flat_tensors(
-          graph.call(mrf.accumulate, structure.Struct.unnamed(acc, out[0])))
-      # The inputs of secure_sum_bitwidth, secure_sum and secure_modular_sum.
-      secure = [_flat_tensors(out[i]) if out[i] else [] for i in (1, 2, 3)]
+      dataset = dataset_fn(self._x, self._y).take(self._max_steps)
+    self._acc_in, self._acc_out, secure = client_graph(graph, mrf, dataset, broadcast)
     graph.finalize()
     self._secure_sizes = [len(s) for s in secure]
     self._num_acc = len(self._acc_out)

@@ -115,27 +115,20 @@ class _AggregationStep:
                pin_draws: bool = False):
     graph = mrf_runner._Imported(pin_draws)  # pylint: disable=protected-access
     self._graph = graph
-    work_type = mrf.work.type_signature.parameter
-    element = work_type[0].element
-    broadcast = graph.placeholders('broadcast', work_type[1])
+    broadcast = graph.placeholders('broadcast', mrf.work.type_signature.parameter[1])
     self._broadcast = mrf_runner._flat_tensors(broadcast)  # pylint: disable=protected-access
-    acc = graph.placeholders('acc_in', mrf.accumulate.type_signature.parameter[0])
-    self._acc_in = mrf_runner._flat_tensors(acc)  # pylint: disable=protected-access
+    # The work's dataset, from the client's arrays: fed only where the aggregation reads
+    # them (`needs_data`), else pruned with the training.
+    x, y = mrf_runner.client_arrays(graph, mrf)
     with graph.graph.as_default():
       self._deltas = [tf.compat.v1.placeholder(tf.float32, s, name=f'delta_{k}')
                       for k, s in enumerate(shapes)]
-      # The work's dataset parameter (never fed: the training is pruned).
-      x = tf.compat.v1.placeholder(element[0].dtype, element[0].shape, name='x')
-      y = tf.compat.v1.placeholder(element[1].dtype, element[1].shape, name='y')
-      # Flattened parameters: the dataset, then the broadcast.
-      replace = lambda graph_def, names: _delta_replacements(
-          graph_def, [names[1 + p] for p in weight_positions], self._deltas)
-      out = graph.call(mrf.work, structure.Struct.unnamed(dataset_fn(x, y), broadcast),
-                       replace=replace)
-      acc_out = mrf_runner._flat_tensors(  # pylint: disable=protected-access
-          graph.call(mrf.accumulate, structure.Struct.unnamed(acc, out[0])))
-      secure = [mrf_runner._flat_tensors(out[i]) if out[i] else []  # pylint: disable=protected-access
-                for i in (1, 2, 3)]
+      dataset = dataset_fn(x, y)
+    # Flattened parameters of `work`: the dataset, then the broadcast.
+    replace = lambda graph_def, names: _delta_replacements(
+        graph_def, [names[1 + p] for p in weight_positions], self._deltas)
+    self._acc_in, acc_out, secure = mrf_runner.client_graph(graph, mrf, dataset, broadcast,
+                                                            replace=replace)
     fetches = [acc_out[k] for k in graph_leaves] + [t for part in secure for t in part]
     reached = mrf_runner.ops_reached([t.op for t in fetches])
     if trained := sorted(o.name for o in reached if o.type == 'ReadVariableOp'):
@@ -334,8 +327,7 @@ class VectorizedRunner(mrf_runner.MapReduceRunner):
   def accumulate_group(self, broadcast, acc, secure_params, client_data, g: int = 0):
     del g  # one session runs every group, one after another
     if not client_data:
-      return acc, [[np.zeros_like(np.asarray(v), dtype=np.int64) for v in params]
-                   for params in secure_params]
+      return acc, mrf_runner.zero_secure(secure_params)
     if self._steps:
       return self._accumulate_graph(broadcast, acc, secure_params, client_data)
     return self._accumulate_summed(broadcast, acc, client_data), [[], [], []]
@@ -378,15 +370,12 @@ class VectorizedRunner(mrf_runner.MapReduceRunner):
     aggregation's zero), merged in lane order with TFF's `merge`."""
     lanes = len(self._steps)
     sums, accs = self._metric_sums(), [list(acc) for _ in range(lanes)]
-    secures = [[[np.zeros_like(np.asarray(v), dtype=np.int64) for v in params]
-                for params in secure_params] for _ in range(lanes)]
+    secures = [mrf_runner.zero_secure(secure_params) for _ in range(lanes)]
 
     def run_lane(lane, updates):  # a lane's own accumulator and secure-sum totals
       for update, data in updates:
         accs[lane], secure = self._steps[lane].run(broadcast, accs[lane], update, data)
-        for totals, values in zip(secures[lane], secure):
-          for j, v in enumerate(values):
-            totals[j] = totals[j] + np.asarray(v, np.int64)
+        mrf_runner.add_secure(secures[lane], secure)
 
     for indexes, _, mask, steps, out in self._chunks(client_data,
                                                      self._weights(broadcast)):
@@ -401,11 +390,7 @@ class VectorizedRunner(mrf_runner.MapReduceRunner):
       else:
         list(self._lane_pool.map(lambda job: run_lane(*job), jobs))
       self._add_metrics(sums, mask, steps, *metrics)
-    acc, secure_g = accs[0], secures[0]
-    for other, other_secure in zip(accs[1:], secures[1:]):
-      acc = self._server.run(self._merged, {**dict(zip(self._acc_feeds, acc)),
-                                            **dict(zip(self._other_feeds, other))})
-      secure_g = [[a + b for a, b in zip(x, y)] for x, y in zip(secure_g, other_secure)]
+    acc, secure_g = self.merge(list(zip(accs, secures)))
     return self._filled(acc, sums, roles=set(sums)), secure_g
 
   def _canary_update(self, canary_id: int) -> list[np.ndarray]:

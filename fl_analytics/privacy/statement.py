@@ -447,11 +447,11 @@ def randomness_caveats(*, reproducible_noise: bool, reproducible_sampling: bool 
   return caveats
 
 
-def noise_can_be_regenerated(caveats: Sequence[str]) -> bool:
-  """Whether `randomness_caveats` says the noise itself can be regenerated (then the
-  release is not differentially private against whoever can; the sampling caveat
-  alone only loses the amplification)."""
-  return any(c.startswith('the DP noise') for c in caveats)
+def noise_can_be_regenerated(*, reproducible_noise: bool, clock_seeded_noise: str) -> bool:
+  """Whether the noise itself can be regenerated (from the recorded seed or from the
+  clock): then the release is not differentially private against whoever can. Known
+  cohorts alone only lose the amplification."""
+  return reproducible_noise or bool(clock_seeded_noise)
 
 
 # What population_size counts, and how that differs from runs before 2026-11-29.
@@ -473,7 +473,8 @@ NOISE_REGENERATED_NOTE = (
 def guarantee_fields(*, private: bool, epsilon: Optional[float], delta: float,
                      mechanism: str, accountant: str, neighboring_relation: str,
                      population_size: int, caveats: Sequence[str],
-                     not_covered: Sequence[dict]) -> dict[str, Any]:
+                     not_covered: Sequence[dict],
+                     noise_regenerable: bool = False) -> dict[str, Any]:
   """The fields every `privacy.json` starts with, training's and analytics' alike.
 
   What is protected and how (`unit_of_privacy`, `neighboring_relation`, `mechanism`,
@@ -483,10 +484,10 @@ def guarantee_fields(*, private: bool, epsilon: Optional[float], delta: float,
   (`not_covered`). The last three only for private releases.
 
   `differentially_private` is false when the noise can be regenerated
-  (`noise_can_be_regenerated`): the epsilon is then what the mechanism would give
-  with secret noise, which `differentially_private_note` says.
+  (`noise_regenerable`, `noise_can_be_regenerated`): the epsilon is then what the
+  mechanism would give with secret noise, which `differentially_private_note` says.
   """
-  regenerated = private and noise_can_be_regenerated(caveats)
+  regenerated = private and noise_regenerable
   return {
       'epsilon': epsilon if epsilon is None or math.isfinite(epsilon) else None,
       'delta': delta,
@@ -524,15 +525,18 @@ def statement(settings: DpSettings, rounds: int) -> dict[str, Any]:
   q = sampling_probability(clients_per_round=s.clients_per_round,
                            population_size=s.population_size)
   eps = epsilon(s, rounds)
+  clock = m.clock_seeded_noise if m.private else ''
   caveats = randomness_caveats(reproducible_noise=s.reproducible_noise,
                                reproducible_sampling=s.reproducible_sampling,
-                               clock_seeded_noise=m.clock_seeded_noise if m.private else '')
+                               clock_seeded_noise=clock)
   own, sampling_note = m.statement(s, rounds) if m.private else ({}, '')
   return {
       **guarantee_fields(
           private=m.private, epsilon=eps, delta=s.delta, mechanism=s.mechanism,
           accountant=s.accountant, neighboring_relation=scheme.neighboring_relation,
-          population_size=s.population_size, caveats=caveats, not_covered=NOT_COVERED),
+          population_size=s.population_size, caveats=caveats, not_covered=NOT_COVERED,
+          noise_regenerable=noise_can_be_regenerated(
+              reproducible_noise=s.reproducible_noise, clock_seeded_noise=clock)),
       'population': POPULATION_NOTE,
       'sampling': s.sampling,
       'sampling_probability': q,
