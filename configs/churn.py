@@ -28,8 +28,23 @@ def get_config() -> ml_collections.ConfigDict:
   # clients_per_round / population_size) or exact cohort (fixed_size).
   c.clients_per_round = 50
   # poisson | fixed_size (uniform without replacement, accounted under replace-one
-  # neighbours) | shuffle (cyclic passes over one shuffle of the users, for tree)
+  # neighbours) | shuffle (cyclic passes over one shuffle of the users, for tree) |
+  # min_separation ((k, b)-participation: min_separation groups in turn) | available
+  # (availability-driven check-ins, capped by participation.*); the last two claim no
+  # amplification (fl_analytics/privacy/sampling.py).
   c.sampling = 'poisson'
+  # What production schedules bound (sampling=min_separation or available; the
+  # accounting uses these bounds, and the run checks them round by round).
+  c.participation = ml_collections.ConfigDict()
+  # At most this many participations per user (None: as many as min_separation allows).
+  c.participation.max_participations = config_dict.placeholder(int)
+  # Two participations of a user are at least this many rounds apart (1: consecutive
+  # rounds allowed).
+  c.participation.min_separation = 1
+  c.participation.rounds_per_day = 24  # available: rounds per day (the round's hour)
+  # available: hours a day each device is idle, charging and on an unmetered network
+  # (a window starting around 22:00).
+  c.participation.window_hours = 8.0
   c.eval_every = 5  # evaluate on held-out users every this many rounds, and after the last
 
   # The population (docs/data.md).

@@ -2,13 +2,23 @@ r"""A privacy statement for DP-FedAvg settings, without training (no TensorFlow)
 
   .venv/bin/python experiments/privacy.py --num_clients=N --clients_per_round=M \
       --noise_multiplier=Z --rounds=T --delta=D [--accountant=rdp|pld] \
-      [--sampling=poisson|fixed_size|shuffle] \
+      [--sampling=poisson|fixed_size|shuffle|min_separation|available] \
+      [--max_participations=K --min_separation=B] \
       [--mechanism=gaussian|gaussian_fixed|gaussian_adaptive|tree|distributed] \
       [--clip=C --bits=B --dim=D] [--target_epsilon=E] [--json]
 
 Calls `fl_analytics.privacy.statement.statement`, the function `train.py` uses for privacy.json,
 on the same `mechanisms.DpSettings`. With --target_epsilon it calibrates the noise
-multiplier instead (`statement.calibrate`). `--mechanism=distributed` (Skellam over secure
+multiplier instead (`statement.calibrate`). The production schedules
+(`--sampling=min_separation` or `available`) claim no amplification: their guarantee
+comes from each user's at most --max_participations participations, at least
+--min_separation rounds apart, e.g. Gboard's 2022 DP-FTRL setting:
+
+  experiments/privacy.py --mechanism=tree --sampling=min_separation --rounds=2000 \
+      --max_participations=6 --min_separation=313 --noise_multiplier=7 \
+      --clients_per_round=6500 --num_clients=10000000 --delta=1e-10
+
+prints epsilon 8.9 and rho 0.81. `--mechanism=distributed` (Skellam over secure
 aggregation, sampling=fixed_size) also needs the clip, the bit width and the number of
 model parameters: its scaled parameters come from TFF's own construction
 (`mechanisms.distributed.parameters`), so only this mechanism loads TensorFlow.
@@ -42,6 +52,11 @@ _MECHANISM = flags.DEFINE_enum(
     'mechanism', 'gaussian', ['gaussian', *mechanisms.names(private=True)],
     'gaussian (gaussian_fixed or gaussian_adaptive), tree (DP-FTRL) or distributed '
     '(Skellam): the values of dp.mechanism.')
+_K = flags.DEFINE_integer(
+    'max_participations', None, 'min_separation, available: at most this many '
+    'participations per user (default: as many as --min_separation allows).')
+_B = flags.DEFINE_integer('min_separation', 1, 'min_separation, available: two '
+                          'participations of a user at least this many rounds apart.')
 _CLIP = flags.DEFINE_float('clip', 0.2, 'distributed: the L2 clip (dp.clip).')
 # Every mechanism's own keys (`Mechanism.config`), as flags of the same names.
 _DEFINE = {bool: flags.DEFINE_bool, int: flags.DEFINE_integer, float: flags.DEFINE_float,
@@ -53,6 +68,10 @@ _TARGET = flags.DEFINE_float('target_epsilon', None,
                              'Calibrate the noise multiplier to this epsilon.')
 _JSON = flags.DEFINE_bool('json', False, 'Print one JSON object.')
 flags.mark_flags_as_required(['num_clients', 'clients_per_round', 'rounds'])
+
+
+# What a production schedule's statement adds (its bounds; zCDP rho for one tree).
+_SCHEDULE_FIELDS = ('max_participations', 'min_separation', 'zcdp_rho')
 
 
 def _mechanism() -> str:
@@ -71,10 +90,13 @@ def _settings(z: float) -> mechanisms.DpSettings:
       raise ValueError(f'--clients_per_round must be a whole number for '
                        f'--mechanism={name}. Found {_M.value}.')
     num_parameters = _DIM.value
+  participation = sampling_lib.Participation(max_participations=_K.value,
+                                             min_separation=_B.value)
+  participation.check(prefix='--')
   return mechanisms.settings(
       mechanism=name, noise_multiplier=z, clip=_CLIP.value, clients_per_round=_M.value,
       population_size=_N.value, sampling=_SAMPLING.value, accountant=_ACCOUNTANT.value,
-      delta=_DELTA.value, num_parameters=num_parameters,
+      delta=_DELTA.value, num_parameters=num_parameters, participation=participation,
       **{flag.name: flag.value for flag in _OWN})
 
 
@@ -102,7 +124,9 @@ def main(argv):
                         'unit_of_privacy': privacy_statement['unit_of_privacy'],
                         'rounds': privacy_statement['rounds'],
                         'clients_per_round': privacy_statement['clients_per_round'],
-                        'population_size': privacy_statement['population_size']}))
+                        'population_size': privacy_statement['population_size']}
+                     | {k: privacy_statement[k] for k in _SCHEDULE_FIELDS
+                        if k in privacy_statement}))
     return
   s = privacy_statement
   sampling = sampling_lib.get(s['sampling']).description.format(**s)
@@ -115,7 +139,8 @@ def main(argv):
       f", noise multiplier {s['noise_multiplier']:.4g}"
       + (' (calibrated to the target)' if _TARGET.value is not None else '')
       + f", {s['rounds']} rounds.",
-      f"Guarantee: ({eps}, {s['delta']:g})-DP by the {s['accountant'].upper()} accountant.",
+      f"Guarantee: ({eps}, {s['delta']:g})-DP by the {s['accountant'].upper()} accountant"
+      + (f" (from {s['zcdp_rho']:.4g}-zCDP)." if 'zcdp_rho' in s else '.'),
   ]
   if _TARGET.value is not None:
     lines.append(f"Calibrated noise multiplier for epsilon {_TARGET.value:g}: "

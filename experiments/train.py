@@ -8,6 +8,7 @@ from absl import flags
 from ml_collections import config_flags
 
 from fl_analytics.core import cli
+from fl_analytics.privacy import sampling
 from fl_analytics.reporting import report
 from fl_analytics.core import rundir
 from fl_analytics.runs import training
@@ -27,5 +28,6 @@ if __name__ == '__main__':
   cli.run(main, interrupted='Interrupted; run the same command again to resume after '
                             'the last completed round.',
           known=(training.InvalidSettingsError, rundir.RunDirectoryError),
-          failures=(training.DivergenceError, ConnectionError),  # ConnectionError: Ray
+          failures=(training.DivergenceError, sampling.ParticipationError,
+                    ConnectionError),  # ConnectionError: Ray
           log_dir=lambda: _WORKDIR.value)

@@ -90,7 +90,7 @@ def test_event_composes_in_dp_accounting_to_the_statement_epsilon(
         orders=list(m.rdp_orders) if m.rdp_orders else None, neighboring_relation=relation)
   if not acc.supports(event):
     pytest.skip(f'{mechanism}: an event dp_accounting {accountant} does not analyse (its '
-                'RDP is checked against the Gaussian limit in tests/privacy_test.py)')
+                'RDP is checked in tests/privacy_test.py and tests/schedules_test.py)')
   expected = acc.compose(event).get_epsilon(settings.delta)
   got = statement.epsilon(settings, rounds)
   if accountant == 'pld':  # the statement's coarser discretization is pessimistic
@@ -207,8 +207,11 @@ def test_no_mechanism_with_guessable_noise_is_labelled_deployable(mechanism):
 
 @pytest.mark.parametrize('scheme', SCHEMES)
 def test_a_cohort_is_a_pure_function_of_seed_and_round_of_about_the_asked_size(scheme):
+  # Devices available all day (`available`), so every round can fill its cohort.
+  everyone = sampling.Participation(window_hours=24)
   draw = lambda seed, r: sampling.cohort(
-      sampling=scheme, population_size=400, clients_per_round=40, seed=seed, round_num=r)
+      sampling=scheme, population_size=400, clients_per_round=40, seed=seed, round_num=r,
+      participation=everyone)
   first = draw(3, 1)
   np.testing.assert_array_equal(first, draw(3, 1))
   assert not np.array_equal(first, draw(3, 2)) or not np.array_equal(first, draw(4, 1))

@@ -70,7 +70,7 @@ def test_unknown_accountant_and_sampling_are_refused():
   with pytest.raises(ValueError, match="accountant must be one of rdp, pld. Found 'gdp'"):
     statement.check_accounting(accountant='gdp', sampling='poisson')
   with pytest.raises(ValueError, match="sampling must be one of poisson, fixed_size, "
-                     "shuffle. Found 'cyclic'"):
+                     "shuffle, min_separation, available. Found 'cyclic'"):
     statement.check_accounting(accountant='rdp', sampling='cyclic')
 
 

@@ -543,7 +543,8 @@ def statement(settings: DpSettings, rounds: int) -> dict[str, Any]:
       'noise_multiplier': s.noise_multiplier if m.private else 0.0,
       'clients_per_round': s.clients_per_round,
       'rounds': rounds,
-      **(scheme.statement_fields(s.clients_per_round, s.population_size, rounds)
+      **(scheme.statement_fields(s.clients_per_round, s.population_size, rounds,
+                                 s.participation)
          if scheme.statement_fields else {}),
       **_aggregation_fields(s, private=m.private),
       **own,

@@ -173,6 +173,7 @@ def check_config(config) -> None:
       threshold=config.compression.threshold, secure_sum=dp.secure_sum)
   engines.check_config(config)
   canaries.check_config(config)
+  participation_of(config).check()
   if (sampling.get(config.sampling).whole_cohort
       and int(config.clients_per_round) != config.clients_per_round):
     raise ValueError(f'clients_per_round must be a whole number with sampling='
@@ -217,6 +218,9 @@ def resolve_config(config, *, population_size: int, stored: Optional[dict] = Non
         f'population that can be sampled ({population_size} enrolled training users '
         'and audit canaries). Lower clients_per_round or raise data.num_users.')
   statement.check_budget(delta=dp['delta'], population_size=population_size, prefix='dp.')
+  sampling.check_schedule(sampling=config.sampling, population_size=population_size,
+                          clients_per_round=config.clients_per_round,
+                          rounds=config.num_rounds, participation=participation_of(config))
   tensor_sizes = tasks.get(config.task).tensor_sizes(config)
   engine, engine_reason = engines.resolve(config, previous=previous_engine(stored))
   resolved['resolved'] = {
@@ -271,6 +275,14 @@ def _sensitivity_factor(config, tensor_sizes) -> float:
   return 1.0
 
 
+def participation_of(config) -> sampling.Participation:
+  """The `participation` section as `sampling.Participation` (its defaults for a
+  recorded config from before the section)."""
+  section = config.get('participation') or {}
+  section = section.to_dict() if hasattr(section, 'to_dict') else dict(section)
+  return sampling.Participation(**section)
+
+
 def dp_settings(resolved: dict,
                 num_parameters: Optional[int] = None) -> mechanisms.DpSettings:
   """The DP settings of a run's config dict (`config.json`'s layout)."""
@@ -288,7 +300,8 @@ def dp_settings(resolved: dict,
       sensitivity_factor=r['sensitivity_factor'], dropout=resolved['clients']['dropout'],
       opted_out_users=r['opted_out_users'], canaries=r.get('canaries', 0),
       reproducible_noise=dp['reproducible_noise'],
-      reproducible_sampling=dp['reproducible_sampling'])
+      reproducible_sampling=dp['reproducible_sampling'],
+      participation=participation_of(resolved), planned_rounds=resolved['num_rounds'])
 
 
 def restate(run_dir: str) -> bool:
@@ -498,6 +511,9 @@ class _Run:
   eval_users: Any
   recorder: recording.RunRecorder
   on_round: Optional[Callable[[dict], None]]
+  # What the schedule did, against the bounds the accounting used (sampling.
+  # ParticipationCheck); rebuilt on resume by sampling the completed rounds again.
+  participation: Optional[sampling.ParticipationCheck] = None
 
   @property
   def config(self) -> ml_collections.FrozenConfigDict:
@@ -514,6 +530,17 @@ class _Run:
   def sample(self, round_num: int) -> 'Cohort':
     return sample_round(self.config, population_size=self.settings.population_size,
                         seed=self.sampling_seed, round_num=round_num)
+
+  def check_participation(self, round_num: int, cohort: 'Cohort') -> dict:
+    """Records round `round_num`'s sampled users (`ParticipationError` if they break the
+    schedule's bounds); returns the statement's `participation_checked`."""
+    if self.participation is None:
+      self.participation = sampling.ParticipationCheck(
+          self.settings.population_size, self.settings.bounds(self.config.num_rounds))
+      for earlier in range(1, round_num):  # a resumed run: the rounds it already ran
+        self.participation.record(earlier, self.sample(earlier).sampled)
+    self.participation.record(round_num, cohort.sampled)
+    return self.participation.fields()
 
 
 def observers_for(config, *, keras_model, data) -> list:
@@ -639,6 +666,7 @@ def _loop(run: _Run, engine, state, start_round: int):
       break
     t0 = time.monotonic()  # round_seconds: sampling, local training, aggregation
     cohort = upcoming if upcoming is not None else run.sample(round_num)
+    claim = {**claim, 'participation_checked': run.check_participation(round_num, cohort)}
     for observer in run.observers:
       observer.before_round(round_num, engine, state)
     upcoming = run.sample(round_num + 1) if round_num < config.num_rounds else None
@@ -757,7 +785,7 @@ def sample_round(config, *, population_size: int, seed: int, round_num: int) -> 
   samples what an uninterrupted one did."""
   sampled = sampling.cohort(sampling=config.sampling, population_size=population_size,
                             clients_per_round=config.clients_per_round, seed=seed,
-                            round_num=round_num)
+                            round_num=round_num, participation=participation_of(config))
   # Sampled clients that fail to report send nothing (clients.dropout).
   reporting = devices.reporting(sampled, config.clients.dropout, seed=seed,
                                 round_num=round_num)

@@ -26,6 +26,9 @@ import dp_accounting
 from fl_analytics.privacy import sampling
 
 
+_DEFAULT_PARTICIPATION = sampling.Participation()
+
+
 @dataclasses.dataclass(frozen=True)
 class DpSettings:
   """A run's resolved DP settings: what the aggregator, accountant and statement read.
@@ -47,6 +50,13 @@ class DpSettings:
   delta: float = 1e-5
   noise_seed: Optional[int] = None  # seeded noise (simulation); None: TF Privacy's
   restart_period: Optional[int] = None  # tree: rounds per pass (None: from the cohort)
+  # The schedules' participation limits (`sampling.Participation`; schemes with
+  # `bounds` only).
+  participation: sampling.Participation = _DEFAULT_PARTICIPATION
+  # The rounds the run is planned for (`num_rounds`): a mechanism whose noise is
+  # correlated across the whole run (one tree, a matrix factorization) accounts the
+  # planned run at every round, which bounds any prefix of it; None: the rounds asked.
+  planned_rounds: Optional[int] = None
   # The mechanisms' own `dp.*` keys (`Mechanism.config`), by name; a key missing here
   # has its declared default (`param`).
   params: Mapping[str, Any] = dataclasses.field(default_factory=dict)
@@ -71,6 +81,14 @@ class DpSettings:
   @property
   def scheme(self) -> sampling.Scheme:
     return sampling.get(self.sampling)
+
+  def bounds(self, rounds: int) -> Optional[tuple[int, int]]:
+    """(k, b): the most participations of a user in `rounds` rounds and their least
+    separation under the scheme (None: a sampled scheme, no bound)."""
+    if self.scheme.bounds is None:
+      return None
+    return self.scheme.bounds(self.clients_per_round, self.population_size, rounds,
+                              self.participation)
 
   def param(self, key: 'ConfigKey'):
     """The value of a mechanism's own config key: given, or its declared default."""
@@ -153,6 +171,8 @@ class Mechanism:
 
 
 SAMPLED = ('poisson', 'fixed_size')  # the schemes with sampling amplification
+# The production schedules: participations bounded, no amplification.
+SCHEDULES = ('min_separation', 'available')
 
 
 def sampled_gaussian_event(settings: DpSettings, rounds: int) -> dp_accounting.DpEvent:
@@ -160,9 +180,13 @@ def sampled_gaussian_event(settings: DpSettings, rounds: int) -> dp_accounting.D
 
   The noise relative to the clipped sum's sensitivity: `noise_multiplier /
   sensitivity_factor`, halved again under replace-one neighbours (the sum moves by up
-  to twice the clip).
+  to twice the clip). Under a schedule without amplification (`Scheme.bounds`), the
+  Gaussian mechanism once per participation: k of them, however the rounds fall.
   """
   z = settings.accounted_noise_multiplier
+  bounds = settings.bounds(rounds)
+  if bounds is not None:
+    return dp_accounting.SelfComposedDpEvent(dp_accounting.GaussianDpEvent(z), bounds[0])
   return dp_accounting.SelfComposedDpEvent(settings.scheme.sampled_event(
       lambda sensitivity: dp_accounting.GaussianDpEvent(z / sensitivity),
       clients_per_round=settings.clients_per_round,
@@ -170,8 +194,11 @@ def sampled_gaussian_event(settings: DpSettings, rounds: int) -> dp_accounting.D
 
 
 def sampled_gaussian_statement(settings: DpSettings, rounds: int) -> tuple[dict, str]:
-  del rounds
   note = settings.scheme.note
+  bounds = settings.bounds(rounds)
+  if bounds is not None:
+    return {}, (note + f'; each of a user\'s at most {bounds[0]} participations is one '
+                'Gaussian mechanism on the clipped sum (no amplification).')
   if settings.scheme.relation is dp_accounting.NeighboringRelation.REPLACE_ONE:
     note += ('; under replace-one neighbours the clipped sum moves by up to 2 * clip, '
              'so the accountant uses noise_multiplier / 2')

@@ -3,7 +3,9 @@
 `tff.aggregators.DifferentiallyPrivateFactory.gaussian_fixed`: each user's update is
 clipped to L2 norm `dp.clip` and Gaussian noise of stddev `noise_multiplier * clip` is
 added to the sum, divided by the expected cohort. Accounted as a sampled Gaussian
-(`base.sampled_gaussian_event`).
+(`base.sampled_gaussian_event`), or, on a production schedule without amplification
+(`base.SCHEDULES`), as k Gaussian mechanisms for a user's k participations: DP-FedAvg
+as production could run it, the identity factorization of the matrix mechanisms.
 """
 
 from __future__ import annotations
@@ -44,7 +46,7 @@ def _build(settings: base.DpSettings, record_specs=None, record_sum=None):
 MECHANISM = base.Mechanism(
     name='gaussian_fixed',
     label='fixed clipping', title='DP-FedAvg, fixed clipping',
-    samplings=base.SAMPLED, accountants=('rdp', 'pld'),
+    samplings=base.SAMPLED + base.SCHEDULES, accountants=('rdp', 'pld'),
     build=_build, event=base.sampled_gaussian_event,
     statement=base.sampled_gaussian_statement, noise='Gaussian noise',
     secure_sum=True, compression=True, fixed_clip=True,

@@ -14,6 +14,14 @@ Accounting: `T` rounds are `SingleEpochTreeAggregationDpEvent(z, R)` composed on
 full pass of `R = population_size // clients_per_round` rounds, plus one for the partial
 pass, under dp_accounting's REPLACE_SPECIAL relation (one user replaced by a user who
 contributes zero), RDP only.
+
+With a production schedule (`sampling=min_separation` or `available`: each user at most
+k times, at least b rounds apart) the tree is not restarted: one tree over the run,
+accounted as `accounting.TreeAggregationZcdpDpEvent(z, T, k, b - 1)` (Kairouz et al.
+2021, Appendix D, TF Privacy's `compute_zcdp_single_tree`, the accounting of Gboard's
+DP-FTRL models). A prefix of the tree's releases is a function of the whole run's, so
+every round is accounted as the planned run (`DpSettings.planned_rounds`): the bound
+holds for the rounds so far, and is exact at the end.
 """
 
 from __future__ import annotations
@@ -22,6 +30,7 @@ import secrets
 
 import dp_accounting
 
+from fl_analytics.privacy import accounting
 from fl_analytics.privacy import sampling
 from fl_analytics.privacy.mechanisms import base
 
@@ -31,8 +40,22 @@ def _rounds_per_pass(settings: base.DpSettings) -> int:
                                   population_size=settings.population_size)
 
 
+def _one_tree(settings: base.DpSettings) -> bool:
+  return settings.sampling != 'shuffle'
+
+
+def _tree_rounds(settings: base.DpSettings, rounds: int) -> int:
+  return max(rounds, settings.planned_rounds or 0)
+
+
 def _event(settings: base.DpSettings, rounds: int) -> dp_accounting.DpEvent:
-  """`rounds` rounds: one tree per pass, each user once per tree."""
+  """`rounds` rounds: one tree per pass, each user once per tree; or one tree over the
+  planned run, each user at most k times, b apart."""
+  if _one_tree(settings):
+    steps = _tree_rounds(settings, rounds)
+    k, b = settings.bounds(steps)
+    return accounting.TreeAggregationZcdpDpEvent(
+        settings.accounted_noise_multiplier, steps, k, b - 1)
   per_pass = _rounds_per_pass(settings)
   z = settings.accounted_noise_multiplier
   full, rest = divmod(rounds, per_pass)
@@ -46,6 +69,18 @@ def _event(settings: base.DpSettings, rounds: int) -> dp_accounting.DpEvent:
 
 
 def _statement(settings: base.DpSettings, rounds: int) -> tuple[dict, str]:
+  if _one_tree(settings):
+    steps = _tree_rounds(settings, rounds)
+    k, b = settings.bounds(steps)
+    event = _event(settings, rounds)
+    return {'max_participations': k, 'min_separation': b, 'accounted_rounds': steps,
+            'zcdp_rho': event.zcdp()}, (
+        f'DP-FTRL (Kairouz et al. 2021) with one aggregation tree over {steps} rounds '
+        f'(not restarted): {settings.scheme.note}. Accounted as rho-zCDP '
+        '(TreeAggregationZcdpDpEvent: TF Privacy compute_zcdp_single_tree with '
+        f'max_participation={k}, min_separation={b - 1} leaves between two '
+        f'participations), for the {steps} rounds planned, which bounds any prefix of '
+        'the run.')
   del rounds
   per_pass = _rounds_per_pass(settings)
   return {}, (
@@ -61,9 +96,9 @@ def _build(settings: base.DpSettings, record_specs=None, record_sum=None):
   import tensorflow_privacy as tfp  # pylint: disable=g-import-not-at-top
 
   period = settings.restart_period
-  if period is None and settings.population_size is not None:
+  if period is None and settings.population_size is not None and not _one_tree(settings):
     period = _rounds_per_pass(settings)
-  if record_specs is None or not period or period < 1:
+  if record_specs is None or (not _one_tree(settings) and (not period or period < 1)):
     raise ValueError('dp.mechanism=tree needs the record specs and a restart period '
                      f'>= 1 (rounds per pass). Found {period!r}.')
   # Without a seed, TF Privacy's tree seeds its noise from tf.timestamp(), which can be
@@ -72,8 +107,9 @@ def _build(settings: base.DpSettings, record_specs=None, record_sum=None):
   sum_query = tfp.TreeResidualSumQuery.build_l2_gaussian_query(
       settings.clip, settings.noise_multiplier, record_specs, noise_seed=seed,
       use_efficient=True)
-  sum_query = tfp.RestartQuery(sum_query, tfp.restart_query.PeriodicRoundRestartIndicator(
-      period=period))
+  if period:
+    sum_query = tfp.RestartQuery(
+        sum_query, tfp.restart_query.PeriodicRoundRestartIndicator(period=period))
   return tff.aggregators.DifferentiallyPrivateFactory(
       tfp.NormalizedQuery(sum_query, denominator=float(settings.clients_per_round)),
       record_sum)
@@ -81,7 +117,8 @@ def _build(settings: base.DpSettings, record_specs=None, record_sum=None):
 
 MECHANISM = base.Mechanism(
     name='tree', label='DP-FTRL (tree)', title='DP-FTRL',
-    samplings=('shuffle',), accountants=('rdp',), build=_build, event=_event,
+    samplings=('shuffle',) + base.SCHEDULES, accountants=('rdp',),
+    build=_build, event=_event,
     statement=_statement, noise='tree aggregation (DP-FTRL) noise',
     accountant_refusal=(
         'The pld accountant cannot analyse tree aggregation: dp_accounting 0.4.3 '
