@@ -40,7 +40,7 @@ def test_adaptive_bound_agrees_with_tff():
 @pytest.mark.parametrize('kw, message', [
     (dict(clip=-1.0), r'dp.clip must be a finite number > 0. Found -1.0'),
     (dict(mechanism='laplace'), r'dp.mechanism must be one of none, gaussian_fixed, '
-     r"gaussian_adaptive, tree, distributed. Found 'laplace'"),
+     r"gaussian_adaptive, tree, distributed, banded, blt. Found 'laplace'"),
     (dict(mechanism='distributed', bits=30), r'dp.bits must be an integer in \[1, 22\]. '
      r'Found 30'),
     (dict(mechanism='distributed', bits=5), r'dp.bits=5 is too small for '

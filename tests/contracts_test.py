@@ -53,7 +53,8 @@ def _settings(mechanism, scheme, accountant='rdp', z=2.0):
   settings = mechanisms.DpSettings(
       mechanism=mechanism, noise_multiplier=z, clip=0.2, clients_per_round=50,
       population_size=800, sampling=scheme, accountant=accountant, delta=1e-5,
-      num_parameters=NUM_PARAMETERS if m.needs_num_parameters else None)
+      num_parameters=NUM_PARAMETERS if m.needs_num_parameters else None,
+      planned_rounds=30)
   return m.resolve(settings)
 
 

@@ -156,7 +156,9 @@ def test_the_import_finder_sees_imports_inside_functions(tmp_path):
 # registries import only when it is built; docs/architecture.md's table says which.
 LIGHT = ('core', 'data', 'cluster', 'tasks', 'privacy', 'engines', 'reporting', 'sweeps')
 TENSORFLOW_INSIDE = ('fl_analytics.engines.floor', 'fl_analytics.engines.mrf_runner',
-                     'fl_analytics.engines.vectorized', 'fl_analytics.engines.stacked', 'fl_analytics.privacy.seeded_noise')
+                     'fl_analytics.engines.vectorized', 'fl_analytics.engines.stacked',
+                     'fl_analytics.privacy.seeded_noise',
+                     'fl_analytics.privacy.correlated_noise')
 
 
 def test_the_light_layers_import_neither_tensorflow_nor_tff():

@@ -530,7 +530,7 @@ class ParticipationCheck:
     self._bounds = bounds
     self._count = np.zeros(population_size, np.int32)
     self._last = np.zeros(population_size, np.int64)  # 0: never
-    self._rounds = 0
+    self.rounds = 0  # the last round recorded
     self._min_gap: Optional[int] = None
 
   def record(self, round_num: int, users) -> None:
@@ -542,7 +542,7 @@ class ParticipationCheck:
       self._min_gap = gap if self._min_gap is None else min(self._min_gap, gap)
     self._count[users] += 1
     self._last[users] = round_num
-    self._rounds = round_num
+    self.rounds = round_num
     if self._bounds is None:
       return
     k, b = self._bounds
@@ -563,7 +563,7 @@ class ParticipationCheck:
     """The statement's `participation_checked`: rounds checked, the most
     participations of one user, their least separation (None: nobody twice), and
     whether the bounds held."""
-    return {'rounds': self._rounds,
+    return {'rounds': self.rounds,
             'max_participations_seen': int(self._count.max(initial=0)),
             'min_separation_seen': self._min_gap,
             **({'bounds': {'max_participations': self._bounds[0],

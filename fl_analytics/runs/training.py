@@ -531,15 +531,17 @@ class _Run:
     return sample_round(self.config, population_size=self.settings.population_size,
                         seed=self.sampling_seed, round_num=round_num)
 
-  def check_participation(self, round_num: int, cohort: 'Cohort') -> dict:
-    """Records round `round_num`'s sampled users (`ParticipationError` if they break the
-    schedule's bounds); returns the statement's `participation_checked`."""
+  def checked(self, round_num: int, cohort: Optional['Cohort'] = None) -> dict:
+    """Records the sampled users of every round up to `round_num` not recorded yet
+    (`cohort`: round `round_num`'s, already drawn; the earlier ones, of a resumed run,
+    are drawn again) against the schedule's bounds (`ParticipationError` if broken);
+    returns the statement's `participation_checked`."""
     if self.participation is None:
       self.participation = sampling.ParticipationCheck(
           self.settings.population_size, self.settings.bounds(self.config.num_rounds))
-      for earlier in range(1, round_num):  # a resumed run: the rounds it already ran
-        self.participation.record(earlier, self.sample(earlier).sampled)
-    self.participation.record(round_num, cohort.sampled)
+    for r in range(self.participation.rounds + 1, round_num + 1):
+      drawn = cohort if r == round_num and cohort is not None else self.sample(r)
+      self.participation.record(r, drawn.sampled)
     return self.participation.fields()
 
 
@@ -620,7 +622,8 @@ def _initial_state(run: _Run, engine, start_round: int, start_leaves):
   it), or the model's seeded initial weights (and the contract's files)."""
   if start_round:
     state = _restore(run, engine, start_round, start_leaves)
-    run.recorder.resume(statement.statement(run.settings, start_round))
+    run.recorder.resume({**statement.statement(run.settings, start_round),
+                         'participation_checked': run.checked(start_round)})
     return state
   run.recorder.start(statement.statement(run.settings, 0))
   return engine.set_model_weights(engine.initialize(), tff.learning.models.ModelWeights(
@@ -666,7 +669,7 @@ def _loop(run: _Run, engine, state, start_round: int):
       break
     t0 = time.monotonic()  # round_seconds: sampling, local training, aggregation
     cohort = upcoming if upcoming is not None else run.sample(round_num)
-    claim = {**claim, 'participation_checked': run.check_participation(round_num, cohort)}
+    claim = {**claim, 'participation_checked': run.checked(round_num, cohort)}
     for observer in run.observers:
       observer.before_round(round_num, engine, state)
     upcoming = run.sample(round_num + 1) if round_num < config.num_rounds else None

@@ -17,6 +17,8 @@ dp_accounting has no event for defines one (`fl_analytics.privacy.accounting.Rdp
 
 from __future__ import annotations
 
+from fl_analytics.privacy.mechanisms import banded
+from fl_analytics.privacy.mechanisms import blt
 from fl_analytics.privacy.mechanisms import distributed
 from fl_analytics.privacy.mechanisms import gaussian_adaptive
 from fl_analytics.privacy.mechanisms import gaussian_fixed
@@ -27,7 +29,7 @@ from fl_analytics.privacy.mechanisms.base import DpSettings
 from fl_analytics.privacy.mechanisms.base import Mechanism
 
 REGISTRY: dict[str, Mechanism] = {m.MECHANISM.name: m.MECHANISM for m in (
-    none, gaussian_fixed, gaussian_adaptive, tree, distributed)}
+    none, gaussian_fixed, gaussian_adaptive, tree, distributed, banded, blt)}
 
 
 def get(name: str) -> Mechanism:

@@ -1,0 +1,62 @@
+"""``banded``: banded matrix factorization DP-FTRL (Choquette-Choo et al. 2023,
+"(Amplified) banded matrix factorization"), with a banded Toeplitz strategy (McKenna
+2024, "Scaling up the banded matrix factorization mechanism").
+
+The strategy C has `dp.bands` coefficients (0: the schedule's `min_separation`, capped
+at the rounds), optimized for the run's rounds, k and b
+(`matrix_factorization.optimize_banded`); the noise generator keeps the last
+`bands - 1` noise vectors, bounded memory for any number of rounds. With bands <= b,
+a user's participations touch disjoint bands. Accounted as one Gaussian mechanism
+(`mechanisms.matrix`), on the production schedules only.
+"""
+
+from __future__ import annotations
+
+from fl_analytics.privacy import matrix_factorization as mf
+from fl_analytics.privacy.mechanisms import base
+from fl_analytics.privacy.mechanisms import matrix
+
+BANDS = base.ConfigKey(
+    'bands', 0, 'banded: nonzero Toeplitz coefficients of the strategy (0: '
+    'participation.min_separation, at most num_rounds); its noise keeps bands - 1 '
+    'noise vectors.')
+
+
+def _bands(settings: base.DpSettings, n: int, b: int) -> int:
+  bands = int(settings.param(BANDS)) or b
+  return max(1, min(bands, n))
+
+
+def _check(settings: base.DpSettings) -> None:
+  bands = settings.param(BANDS)
+  if isinstance(bands, bool) or int(bands) != bands or bands < 0:
+    raise ValueError(f'dp.bands must be an integer >= 0 (0: min_separation). Found {bands!r}.')
+
+
+def _optimizer(settings):
+  """optimize(n, k, b) with the settings' bands (`mf.optimize_banded` caches)."""
+  return lambda n, k, b: mf.optimize_banded(n, _bands(settings, n, b), b, k)
+
+
+def _resolve(settings):
+  return matrix.resolver(_optimizer(settings))(settings)
+
+
+def _statement(settings, rounds):
+  return matrix.statement_of('Banded matrix factorization DP-FTRL',
+                             _optimizer(settings))(settings, rounds)
+
+
+def _build(settings, record_specs=None, record_sum=None):
+  return matrix.builder(_optimizer(settings))(settings, record_specs, record_sum)
+
+
+MECHANISM = base.Mechanism(
+    name='banded', label='banded MF', title='banded matrix factorization DP-FTRL',
+    samplings=base.SCHEDULES, accountants=('rdp',), build=_build,
+    event=matrix.event, check=_check, statement=_statement, resolve=_resolve,
+    noise='correlated noise of a banded Toeplitz factorization',
+    sampling_refusal=('Its sensitivity comes from bounding participations, so it '
+                      'runs on the production schedules.'),
+    secure_sum=True, compression=True, fixed_clip=True, config=(BANDS,),
+    color='tab:purple', marker='D', linestyle='-.')

@@ -1,0 +1,107 @@
+"""What the matrix-factorization mechanisms (`banded`, `blt`) share: their strategy for
+the run, their accounting, their statement and their aggregator. Not a mechanism itself.
+
+A matrix mechanism adds, in round t, the t-th entry of C^{-1} z with z Gaussian of
+stddev `noise_multiplier * clip * sens(C)` (`fl_analytics.privacy.correlated_noise`).
+The released sums are then a post-processing of C x + z, one Gaussian mechanism on a
+stream whose sensitivity to one user is `clip * sens(C)` under the schedule's bounds
+(k participations, b apart: `matrix_factorization.minsep_sensitivity_squared`). So the
+whole run is `GaussianDpEvent(noise_multiplier)` under the zero-out relation, whatever
+the rounds so far: every prefix of the run is covered by it (Choquette-Choo et al. 2023;
+McMahan et al. 2024). The strategy is optimized for the planned rounds (`num_rounds`),
+k and b (`resolve`, recorded in config.json under the mechanism's name, so a resumed
+run generates its noise with exactly the strategy it started with).
+"""
+
+from __future__ import annotations
+
+import secrets
+from typing import Callable, Optional
+
+import dp_accounting
+
+from fl_analytics.privacy import matrix_factorization as mf
+from fl_analytics.privacy.mechanisms import base
+
+
+def planned_rounds(settings: base.DpSettings, rounds: Optional[int] = None) -> int:
+  n = max(rounds or 0, settings.planned_rounds or 0)
+  if n < 1:
+    raise ValueError(f'dp.mechanism={settings.mechanism} optimizes its noise for the '
+                     'planned number of rounds (num_rounds): none was given.')
+  return n
+
+
+def strategy(settings: base.DpSettings, optimize: Callable[..., mf.Strategy],
+             rounds: Optional[int] = None) -> mf.Strategy:
+  """The run's strategy: the one recorded in `settings.derived` (what `resolve`
+  optimized for the planned rounds), else `optimize(n, k, b)` for the rounds."""
+  n = planned_rounds(settings, rounds)
+  derived = settings.derived
+  if derived and derived.get('n') == n:
+    fields = {k: tuple(v) if isinstance(v, list) else v for k, v in derived.items()}
+    return mf.Strategy(**fields)
+  k, b = settings.bounds(n)
+  return optimize(n, k, b)
+
+
+def resolver(optimize: Callable[..., mf.Strategy]):
+  """The mechanism's `resolve`: its strategy for the planned rounds, in `derived`."""
+
+  def resolve(settings: base.DpSettings) -> base.DpSettings:
+    import dataclasses  # pylint: disable=g-import-not-at-top
+
+    if settings.planned_rounds is None or settings.scheme.bounds is None:
+      return settings
+    return dataclasses.replace(settings, derived=strategy(settings, optimize).fields())
+
+  return resolve
+
+
+def event(settings: base.DpSettings, rounds: int) -> dp_accounting.DpEvent:
+  """One Gaussian mechanism on C x: its noise multiplier, relative to clip * sens(C)."""
+  del rounds
+  return dp_accounting.GaussianDpEvent(settings.accounted_noise_multiplier)
+
+
+def statement_of(title: str, optimize: Callable[..., mf.Strategy]):
+  """The mechanism's `statement`: its bounds, strategy and note."""
+
+  def statement(settings: base.DpSettings, rounds: int) -> tuple[dict, str]:
+    s = strategy(settings, optimize, rounds)
+    return {'max_participations': s.max_participations, 'min_separation': s.min_sep,
+            'accounted_rounds': s.n, 'strategy_sensitivity': s.sensitivity,
+            'strategy_max_error': s.max_error}, (
+        f'{title}: {settings.scheme.note}. The noise of round t is the t-th entry of '
+        f'C^(-1) z for a strategy C optimized for {s.n} rounds, at most '
+        f'{s.max_participations} participations {s.min_sep} apart, whose sensitivity '
+        f'under those bounds is {s.sensitivity:.4g} (clip units; z has stddev noise '
+        'multiplier x clip x sensitivity): one Gaussian mechanism over the whole run '
+        '(GaussianDpEvent, zero-out neighbours), which covers every prefix of it.')
+
+  return statement
+
+
+def builder(optimize: Callable[..., mf.Strategy]):
+  """The mechanism's `build`: TFF's DifferentiallyPrivateFactory over the correlated
+  noise query, normalized by the cohort."""
+
+  def build(settings: base.DpSettings, record_specs=None, record_sum=None):
+    import tensorflow_federated as tff  # pylint: disable=g-import-not-at-top
+    import tensorflow_privacy as tfp  # pylint: disable=g-import-not-at-top
+
+    from fl_analytics.privacy import correlated_noise  # pylint: disable=g-import-not-at-top
+
+    if record_specs is None:
+      raise ValueError(f'dp.mechanism={settings.mechanism} needs the record specs.')
+    s = strategy(settings, optimize)
+    seed = (settings.noise_seed if settings.noise_seed is not None
+            else secrets.randbits(62))
+    query = correlated_noise.CorrelatedNoiseSumQuery(
+        settings.clip, settings.noise_multiplier * settings.clip * s.sensitivity, s,
+        record_specs, seed)
+    return tff.aggregators.DifferentiallyPrivateFactory(
+        tfp.NormalizedQuery(query, denominator=float(settings.clients_per_round)),
+        record_sum)
+
+  return build
