@@ -191,3 +191,22 @@ def test_a_schedule_that_breaks_its_bounds_stops_the_run_before_the_round(tmp_pa
                      'rounds after'):
     training.train_and_evaluate(tiny_config(**_RUN), workdir)
   assert len(rundir.read_csv(os.path.join(workdir, rundir.METRICS_FILE))) == 1
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize('mechanism', ['blt', 'banded'])
+def test_a_matrix_mechanism_run_records_its_strategy_and_cannot_outgrow_it(tmp_path,
+                                                                          mechanism):
+  workdir = str(tmp_path / 'run')
+  config = {**_RUN, 'dp.mechanism': mechanism, 'dp.target_epsilon': 4.0}
+  training.train_and_evaluate(tiny_config(**config), workdir)
+  written = rundir.read_json(os.path.join(workdir, rundir.PRIVACY_FILE))
+  assert written['epsilon'] == pytest.approx(4.0, rel=1e-3)
+  assert written['accounted_rounds'] == 4 and written['participation_checked']['held']
+  recorded = rundir.read_json(os.path.join(workdir, rundir.CONFIG_FILE))['resolved']
+  assert recorded[mechanism]['n'] == 4 and recorded[mechanism]['kind'] == mechanism
+  assert written['strategy_sensitivity'] == pytest.approx(
+      recorded[mechanism]['sensitivity'])
+  # Its noise was optimized for 4 rounds: a 6-round continuation is another strategy.
+  with pytest.raises(training.ConfigMismatchError, match=f'resolved.{mechanism}'):
+    training.train_and_evaluate(tiny_config(**{**config, 'num_rounds': 6}), workdir)

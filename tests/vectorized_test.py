@@ -126,7 +126,8 @@ _OPTIONS = [(m, option) for m in _MECHANISMS for option, allowed in (
     for k, (m, o) in enumerate(_OPTIONS)])
 def test_compression_and_secure_sums_are_tffs_client_graph_draw_for_draw(mechanism, option):
   config = tiny_config(**{'dp.mechanism': mechanism, option: 8 if option.startswith(
-      'compression') else True, 'compression.threshold': 0, 'client.learning_rate': 0.5})
+      'compression') else True, 'compression.threshold': 0, 'client.learning_rate': 0.5,
+                          'sampling': mechanisms.get(mechanism).samplings[0]})
   task, data, reference, fast = _runners(config)
   assert fast.client_path == 'graph'
   expected, got = _accumulators(config, task, data, reference, [fast],

@@ -84,6 +84,8 @@ _ADDED_KEYS = {'audit.canaries': 0, 'audit.unseen_canaries': None, 'audit.alpha'
                'data.generator': 'archetypes', 'data.context_gaps': False,
                'model.architecture': 'conv', 'model.gru_units': 256,
                'resolved.canaries': 0,
+               'participation.max_participations': None, 'participation.min_separation': 1,
+               'participation.rounds_per_day': 24, 'participation.window_hours': 8.0,
                # a mechanism's own keys, declared with it: at their defaults
                **{f'dp.{k.name}': k.default for k in mechanisms.config_keys()}}
 # A training or evaluation loss this many times the task's chance loss (uniform

@@ -41,8 +41,12 @@ def strategy(settings: base.DpSettings, optimize: Callable[..., mf.Strategy],
   if derived and derived.get('n') == n:
     fields = {k: tuple(v) if isinstance(v, list) else v for k, v in derived.items()}
     return mf.Strategy(**fields)
-  k, b = settings.bounds(n)
-  return optimize(n, k, b)
+  bounds = settings.bounds(n)
+  if bounds is None:
+    raise ValueError(f'dp.mechanism={settings.mechanism} needs a schedule that bounds '
+                     f'participations (sampling={" or ".join(base.SCHEDULES)}). Found '
+                     f'sampling={settings.sampling}.')
+  return optimize(n, *bounds)
 
 
 def resolver(optimize: Callable[..., mf.Strategy]):
