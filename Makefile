@@ -12,10 +12,11 @@ DEMO_DIR ?= runs/demo
 REFERENCE_RUNS ?= runs/reference
 PARALLEL ?=
 
-.PHONY: setup test test-fast docs tutorial demo reproduce mechanisms compression analytics next_action export audit scale bench bench-scale bench-ray bench-generators population clean-runs
+.PHONY: setup test test-fast docs tutorial demo reproduce mechanisms compression analytics next_action production export audit scale bench bench-scale bench-ray bench-generators population clean-runs
 MECHANISM_RUNS ?= runs/mechanisms
 COMPRESSION_RUNS ?= runs/compression
 NEXT_ACTION_RUNS ?= runs/next_action
+PRODUCTION_RUNS ?= runs/production
 EXPORT_RUNS ?= runs/export
 AUDIT_RUNS ?= runs/audit
 SCALE_RUNS ?= runs/scale
@@ -88,6 +89,15 @@ mechanisms: setup
 compression: setup
 	$(call sweep_and_plot,configs/sweeps/compression.py,$(COMPRESSION_RUNS))
 	$(call export_small_files,$(COMPRESSION_RUNS),results/compression)
+
+# What production's mechanisms cost (configs/sweeps/production.py): DP-FedAvg with
+# Poisson sampling, and tree, banded MF and BLT on (k, b)-participation, three budgets,
+# two seeds; the frontier and the epsilon each needs at the tree's utility, exported to
+# results/production/.
+production: setup
+	$(call sweep_and_plot,configs/sweeps/production.py,$(PRODUCTION_RUNS))
+	$(PY) experiments/plot.py --workdir=$(PRODUCTION_RUNS) --equal_utility=tree
+	$(call export_small_files,$(PRODUCTION_RUNS),results/production)
 
 # Next-action prediction across privacy budgets (configs/sweeps/next_action.py),
 # exported to results/next_action/.

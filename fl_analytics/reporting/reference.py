@@ -18,7 +18,8 @@ EXPORTED_RUN_FILES = (rundir.CONFIG_FILE, rundir.METRICS_FILE, rundir.PRIVACY_FI
 
 
 def export_small_files(src: str, dst: str, *, extra_dirs: Sequence[str] = ()) -> None:
-  """Copies what a committed reference keeps: summary, figures, per-run small files.
+  """Copies what a committed reference keeps: summary (and the equal-utility table where
+  there is one), figures, per-run small files.
 
   The copy is assembled next to `dst` and renamed into place, so an interrupted export
   leaves the previous reference intact.
@@ -30,6 +31,8 @@ def export_small_files(src: str, dst: str, *, extra_dirs: Sequence[str] = ()) ->
     shutil.rmtree(tmp)
   os.makedirs(tmp)
   shutil.copy2(os.path.join(src, summary.SUMMARY_FILE), tmp)
+  if os.path.exists(os.path.join(src, summary.EQUAL_UTILITY_FILE)):
+    shutil.copy2(os.path.join(src, summary.EQUAL_UTILITY_FILE), tmp)
   for d in extra_dirs:
     if os.path.isdir(os.path.join(src, d)):
       shutil.copytree(os.path.join(src, d), os.path.join(tmp, d))

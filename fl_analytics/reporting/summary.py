@@ -222,3 +222,58 @@ def format_summary(rows: Sequence[dict[str, Any]]) -> str:
       for r in rows]
   widths = [max(len(row[i]) for row in table) for i in range(len(header))]
   return '\n'.join('  '.join(c.ljust(w) for c, w in zip(row, widths)) for row in table)
+
+
+EQUAL_UTILITY_FILE = 'equal_utility.csv'
+
+
+def epsilon_for_utility(points: Sequence[tuple[float, float]],
+                        utility: float) -> Optional[float]:
+  """The epsilon at which a mechanism's frontier (epsilon, utility) points reach
+  `utility`: linear interpolation in log epsilon between the first two consecutive
+  budgets that bracket it; None when no budget reaches it, the smallest when the
+  smallest already does."""
+  points = sorted((e, u) for e, u in points if math.isfinite(e) and math.isfinite(u))
+  if not points or max(u for _, u in points) < utility:
+    return None
+  if points[0][1] >= utility:
+    return points[0][0]
+  for (e0, u0), (e1, u1) in zip(points, points[1:]):
+    if u0 < utility == u1:
+      return e1
+    if u0 < utility < u1:
+      share = (utility - u0) / (u1 - u0)
+      return float(math.exp(math.log(e0) + share * (math.log(e1) - math.log(e0))))
+  return None
+
+
+def equal_utility(rows: Sequence[dict[str, Any]], reference: str) -> list[dict[str, Any]]:
+  """At the utility `reference` reaches at each of its budgets (the headline metric's
+  mean over seeds), the epsilon each private mechanism needs for it
+  (`epsilon_for_utility`), and its ratio to the reference's: one row per mechanism and
+  reference budget."""
+  metric = primary_metric(rows) + '_mean'
+  curves: dict[str, list[tuple[float, float]]] = {}
+  for r in rows:
+    if mechanisms.get(r['mechanism']).private:
+      curves.setdefault(r['mechanism'], []).append((r['epsilon_mean'], r[metric]))
+  if reference not in curves:
+    raise ValueError(f'The reference mechanism {reference!r} has no private runs in the '
+                     f'sweep (it has {", ".join(curves) or "none"}).')
+  out = []
+  for ref_eps, utility in sorted(curves[reference]):
+    for mechanism, points in curves.items():
+      eps = epsilon_for_utility(points, utility)
+      out.append({'reference': reference, 'reference_epsilon': ref_eps,
+                  'utility_column': metric, 'utility': utility, 'mechanism': mechanism,
+                  'epsilon': eps, 'epsilon_ratio': None if eps is None else eps / ref_eps})
+  return out
+
+
+def write_equal_utility(workdir: str, reference: str) -> list[dict[str, Any]]:
+  """`equal_utility` of the sweep's summary, written to equal_utility.csv."""
+  rows = equal_utility(summarize(collect_runs(workdir)), reference)
+  rundir.write_csv(os.path.join(workdir, EQUAL_UTILITY_FILE),
+                   ('reference', 'reference_epsilon', 'utility_column', 'utility',
+                    'mechanism', 'epsilon', 'epsilon_ratio'), rows)
+  return rows
