@@ -177,3 +177,20 @@ def test_noise_ten_times_too_small_is_flagged(tmp_path, monkeypatch, caplog):
 def test_audit_settings_are_refused_by_name(overrides, message):
   with pytest.raises(ValueError, match=message):
     training.check_config(_audit_config(1.0, **overrides))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize('factor, verdict', [(1.0, 'consistent with claim'),
+                                             (10.0, 'estimate exceeds claim')])
+def test_blt_audit_is_consistent_with_its_claim_and_flags_ten_times_less_noise(
+    tmp_path, monkeypatch, factor, verdict):
+  """BLT-DP-FTRL on (k, b)-participation (every round allowed: b = 1, k = 5): its
+  correlated noise hides the canaries as its one Gaussian mechanism claims, and the
+  same noise divided by ten does not."""
+  if factor != 1.0:
+    _break_noise(monkeypatch, factor)
+  workdir = str(tmp_path / 'run')
+  training.train_and_evaluate(_audit_config(
+      3.0, **{'dp.mechanism': 'blt', 'sampling': 'min_separation'}), workdir)
+  report = _audit(workdir)
+  assert report['verdict'] == verdict
