@@ -12,7 +12,7 @@ DEMO_DIR ?= runs/demo
 REFERENCE_RUNS ?= runs/reference
 PARALLEL ?=
 
-.PHONY: setup test test-fast docs tutorial demo reproduce mechanisms compression analytics next_action production export audit scale bench bench-scale bench-ray bench-generators population clean-runs
+.PHONY: setup test test-fast docs tutorial demo reproduce mechanisms compression analytics next_action production mf-reference export audit scale bench bench-scale bench-ray bench-generators population clean-runs
 MECHANISM_RUNS ?= runs/mechanisms
 COMPRESSION_RUNS ?= runs/compression
 NEXT_ACTION_RUNS ?= runs/next_action
@@ -98,6 +98,13 @@ production: setup
 	$(call sweep_and_plot,configs/sweeps/production.py,$(PRODUCTION_RUNS))
 	$(PY) experiments/plot.py --workdir=$(PRODUCTION_RUNS) --equal_utility=tree
 	$(call export_small_files,$(PRODUCTION_RUNS),results/production)
+
+# jax-privacy's matrix-factorization values the tests compare with
+# (results/reference_values/jax_privacy_mf.json), from its own virtualenv (.venv-oracle,
+# tools/oracle_venv.sh: it needs a newer jax than TFF allows); about 2 minutes.
+mf-reference:
+	tools/oracle_venv.sh
+	.venv-oracle/bin/python tools/mf_reference.py
 
 # Next-action prediction across privacy budgets (configs/sweeps/next_action.py),
 # exported to results/next_action/.

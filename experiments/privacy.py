@@ -71,7 +71,8 @@ flags.mark_flags_as_required(['num_clients', 'clients_per_round', 'rounds'])
 
 
 # What a production schedule's statement adds (its bounds; zCDP rho for one tree).
-_SCHEDULE_FIELDS = ('max_participations', 'min_separation', 'zcdp_rho')
+_SCHEDULE_FIELDS = ('max_participations', 'min_separation', 'zcdp_rho',
+                    'strategy_sensitivity', 'strategy_max_error')
 
 
 def _mechanism() -> str:
@@ -142,6 +143,11 @@ def main(argv):
       f"Guarantee: ({eps}, {s['delta']:g})-DP by the {s['accountant'].upper()} accountant"
       + (f" (from {s['zcdp_rho']:.4g}-zCDP)." if 'zcdp_rho' in s else '.'),
   ]
+  if 'strategy_sensitivity' in s:  # a matrix mechanism: what its noise multiplier means
+    lines.insert(-1, f"Strategy: optimized for {s['accounted_rounds']} rounds, "
+                     f"{s['max_participations']} participations {s['min_separation']} "
+                     f"apart; sensitivity {s['strategy_sensitivity']:.4g} (the noise "
+                     "stddev is noise multiplier x clip x sensitivity).")
   if _TARGET.value is not None:
     lines.append(f"Calibrated noise multiplier for epsilon {_TARGET.value:g}: "
                  f"{s['noise_multiplier']:.6g}")

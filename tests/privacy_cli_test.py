@@ -80,3 +80,34 @@ def test_distributed_statement_and_calibration_are_those_of_training():
   assert 'Calibrated noise multiplier for epsilon 4:' in out.stdout
   missing = _run('--noise_multiplier=1', '--sampling=fixed_size', '--mechanism=distributed')
   assert missing.returncode == 2 and '--mechanism=distributed needs --dim' in missing.stderr
+
+
+_GBOARD = ('--sampling=min_separation', '--rounds=2000', '--max_participations=6',
+           '--min_separation=313', '--clients_per_round=6500', '--num_clients=10000000',
+           '--delta=1e-10')
+
+
+def test_gboards_production_setting_costs_its_published_epsilon():
+  out = _run('--mechanism=tree', '--noise_multiplier=7', *_GBOARD)
+  assert out.returncode == 0, out.stderr
+  assert ('Guarantee: (8.899, 1e-10)-DP by the RDP accountant (from 0.8061-zCDP).'
+          in out.stdout)
+
+
+@pytest.mark.parametrize('mechanism', ['blt', 'banded'])
+def test_a_matrix_mechanism_states_its_strategy_and_calibrates(mechanism):
+  out = _run(f'--mechanism={mechanism}', '--target_epsilon=5.37', '--json', *_GBOARD)
+  assert out.returncode == 0, out.stderr
+  got = json.loads(out.stdout)
+  assert got['epsilon'] == pytest.approx(5.37, rel=1e-3)
+  assert (got['max_participations'], got['min_separation']) == (6, 313)
+  assert got['strategy_sensitivity'] > 1
+  text = _run(f'--mechanism={mechanism}', '--noise_multiplier=2', *_GBOARD).stdout
+  assert 'Strategy: optimized for 2000 rounds, 6 participations 313 apart' in text
+
+
+def test_a_schedule_bound_out_of_range_is_refused_by_flag():
+  out = _run('--mechanism=tree', '--sampling=min_separation', '--noise_multiplier=1',
+             '--min_separation=0')
+  assert out.returncode == 2
+  assert '--min_separation must be an integer >= 1. Found 0.' in out.stderr
