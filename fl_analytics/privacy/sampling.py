@@ -366,6 +366,20 @@ class Scheme:
     return self.round_event(inner, clients_per_round, population_size)
 
 
+def _schedule_scheme(*, name: str, **fields) -> Scheme:
+  """A production schedule: participations bounded (`_schedule_bounds`), no
+  amplification, zero-out neighbours, RDP."""
+  return Scheme(
+      name=name, bounds=_schedule_bounds, accountants=('rdp',),
+      neighboring_relation=('replace one user by a user who contributes nothing '
+                            '(zero update)'),
+      relation=dp_accounting.NeighboringRelation.REPLACE_SPECIAL,
+      pld_refusal=(f'The pld accountant cannot analyse sampling={name} here: its '
+                   'mechanisms are accounted with RDP or zCDP. Use the rdp accountant.'),
+      dropout_reason=('a user who drops out contributes nothing that round, which keeps '
+                      'its participations within the bounds'), **fields)
+
+
 SCHEMES: dict[str, Scheme] = {s.name: s for s in (
     Scheme(
         name='poisson', label='Poisson',
@@ -419,26 +433,17 @@ SCHEMES: dict[str, Scheme] = {s.name: s for s in (
         dropout_reason=(
             'a user still takes part at most once per pass, one pass apart, and a user '
             'who drops out contributes nothing that round')),
-    Scheme(
+    _schedule_scheme(
         name='min_separation', label='(k, b)-participation',
         summary='{max_participations} participations, {min_separation} rounds apart',
         description=('(k, b)-participation: {min_separation} groups in turn, so a user '
                      'takes part at most {max_participations} times, multiples of '
                      '{min_separation} rounds apart; no amplification claimed'),
-        neighboring_relation=('replace one user by a user who contributes nothing '
-                              '(zero update)'),
-        relation=dp_accounting.NeighboringRelation.REPLACE_SPECIAL,
-        accountants=('rdp',), draw=_draw_min_separation, statement_fields=_schedule,
-        bounds=_schedule_bounds, pld_refusal=(
-            'The pld accountant cannot analyse sampling=min_separation here: its '
-            'mechanisms are accounted with RDP or zCDP. Use the rdp accountant.'),
+        draw=_draw_min_separation, statement_fields=_schedule,
         note=('(k, b)-participation: the users are shuffled once into min_separation '
               'groups, taken in turn, so a user takes part at most max_participations '
-              'times, min_separation rounds apart; no sampling amplification is claimed'),
-        dropout_reason=(
-            'a user who drops out contributes nothing that round, which keeps its '
-            'participations within the bounds')),
-    Scheme(
+              'times, min_separation rounds apart; no sampling amplification is claimed')),
+    _schedule_scheme(
         name='available', label='availability check-ins',
         summary=('check-ins: {max_participations} participations, {min_separation} '
                  'rounds apart'),
@@ -446,20 +451,11 @@ SCHEMES: dict[str, Scheme] = {s.name: s for s in (
                      'devices available {window_hours:g} h a day), capped at '
                      '{max_participations} participations per user, {min_separation} '
                      'rounds apart; no amplification claimed'),
-        neighboring_relation=('replace one user by a user who contributes nothing '
-                              '(zero update)'),
-        relation=dp_accounting.NeighboringRelation.REPLACE_SPECIAL,
-        accountants=('rdp',), draw=_draw_available, statement_fields=_check_ins_fields,
-        bounds=_schedule_bounds, pld_refusal=(
-            'The pld accountant cannot analyse sampling=available here: its mechanisms '
-            'are accounted with RDP or zCDP. Use the rdp accountant.'),
+        draw=_draw_available, statement_fields=_check_ins_fields,
         note=('Availability-driven check-ins: each round draws its cohort from the users '
               'whose daily window holds its hour, capped so that a user takes part at '
               'most max_participations times, at least min_separation rounds apart; no '
-              'sampling amplification is claimed'),
-        dropout_reason=(
-            'a user who drops out contributes nothing that round, which keeps its '
-            'participations within the bounds')),
+              'sampling amplification is claimed')),
 )}
 
 

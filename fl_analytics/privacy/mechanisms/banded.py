@@ -38,25 +38,8 @@ def _optimizer(settings):
   return lambda n, k, b: mf.optimize_banded(n, _bands(settings, n, b), b, k)
 
 
-def _resolve(settings):
-  return matrix.resolver(_optimizer(settings))(settings)
-
-
-def _statement(settings, rounds):
-  return matrix.statement_of('Banded matrix factorization DP-FTRL',
-                             _optimizer(settings))(settings, rounds)
-
-
-def _build(settings, record_specs=None, record_sum=None):
-  return matrix.builder(_optimizer(settings))(settings, record_specs, record_sum)
-
-
-MECHANISM = base.Mechanism(
+MECHANISM = matrix.mechanism(
     name='banded', label='banded MF', title='banded matrix factorization DP-FTRL',
-    samplings=base.SCHEDULES, accountants=('rdp',), build=_build,
-    event=matrix.event, check=_check, statement=_statement, resolve=_resolve,
+    optimizer=_optimizer, check=_check, config=(BANDS,),
     noise='correlated noise of a banded Toeplitz factorization',
-    sampling_refusal=('Its sensitivity comes from bounding participations, so it '
-                      'runs on the production schedules.'),
-    secure_sum=True, compression=True, fixed_clip=True, config=(BANDS,),
     color='tab:purple', marker='D', linestyle='-.')

@@ -34,25 +34,8 @@ def _optimizer(settings):
                                          max_buffers=int(settings.param(MAX_BUFFERS)))
 
 
-def _resolve(settings):
-  return matrix.resolver(_optimizer(settings))(settings)
-
-
-def _statement(settings, rounds):
-  return matrix.statement_of('BLT-DP-FTRL (buffered linear Toeplitz)',
-                             _optimizer(settings))(settings, rounds)
-
-
-def _build(settings, record_specs=None, record_sum=None):
-  return matrix.builder(_optimizer(settings))(settings, record_specs, record_sum)
-
-
-MECHANISM = base.Mechanism(
-    name='blt', label='BLT', title='BLT-DP-FTRL', samplings=base.SCHEDULES,
-    accountants=('rdp',), build=_build, event=matrix.event, check=_check,
-    statement=_statement, resolve=_resolve,
+MECHANISM = matrix.mechanism(
+    name='blt', label='BLT', title='BLT-DP-FTRL (buffered linear Toeplitz)',
+    optimizer=_optimizer, check=_check, config=(MAX_BUFFERS,),
     noise='correlated noise of a buffered linear Toeplitz (BLT) factorization',
-    sampling_refusal=('Its sensitivity comes from bounding participations, so it '
-                      'runs on the production schedules.'),
-    secure_sum=True, compression=True, fixed_clip=True, config=(MAX_BUFFERS,),
     color='tab:brown', marker='P', linestyle='-')

@@ -15,6 +15,7 @@ run generates its noise with exactly the strategy it started with).
 
 from __future__ import annotations
 
+import dataclasses
 import secrets
 from typing import Callable, Optional
 
@@ -49,17 +50,11 @@ def strategy(settings: base.DpSettings, optimize: Callable[..., mf.Strategy],
   return optimize(n, *bounds)
 
 
-def resolver(optimize: Callable[..., mf.Strategy]):
+def resolve(settings: base.DpSettings, optimize: Callable[..., mf.Strategy]):
   """The mechanism's `resolve`: its strategy for the planned rounds, in `derived`."""
-
-  def resolve(settings: base.DpSettings) -> base.DpSettings:
-    import dataclasses  # pylint: disable=g-import-not-at-top
-
-    if settings.planned_rounds is None or settings.scheme.bounds is None:
-      return settings
-    return dataclasses.replace(settings, derived=strategy(settings, optimize).fields())
-
-  return resolve
+  if settings.planned_rounds is None or settings.scheme.bounds is None:
+    return settings
+  return dataclasses.replace(settings, derived=strategy(settings, optimize).fields())
 
 
 def event(settings: base.DpSettings, rounds: int) -> dp_accounting.DpEvent:
@@ -68,44 +63,54 @@ def event(settings: base.DpSettings, rounds: int) -> dp_accounting.DpEvent:
   return dp_accounting.GaussianDpEvent(settings.accounted_noise_multiplier)
 
 
-def statement_of(title: str, optimize: Callable[..., mf.Strategy]):
+def statement(settings: base.DpSettings, rounds: int, *, title: str,
+              optimize: Callable[..., mf.Strategy]) -> tuple[dict, str]:
   """The mechanism's `statement`: its bounds, strategy and note."""
-
-  def statement(settings: base.DpSettings, rounds: int) -> tuple[dict, str]:
-    s = strategy(settings, optimize, rounds)
-    return {'max_participations': s.max_participations, 'min_separation': s.min_sep,
-            'accounted_rounds': s.n, 'strategy_sensitivity': s.sensitivity,
-            'strategy_max_error': s.max_error}, (
-        f'{title}: {settings.scheme.note}. The noise of round t is the t-th entry of '
-        f'C^(-1) z for a strategy C optimized for {s.n} rounds, at most '
-        f'{s.max_participations} participations {s.min_sep} apart, whose sensitivity '
-        f'under those bounds is {s.sensitivity:.4g} (clip units; z has stddev noise '
-        'multiplier x clip x sensitivity): one Gaussian mechanism over the whole run '
-        '(GaussianDpEvent, zero-out neighbours), which covers every prefix of it.')
-
-  return statement
+  s = strategy(settings, optimize, rounds)
+  return {'max_participations': s.max_participations, 'min_separation': s.min_sep,
+          'accounted_rounds': s.n, 'strategy_sensitivity': s.sensitivity,
+          'strategy_max_error': s.max_error}, (
+      f'{title}: {settings.scheme.note}. The noise of round t is the t-th entry of '
+      f'C^(-1) z for a strategy C optimized for {s.n} rounds, at most '
+      f'{s.max_participations} participations {s.min_sep} apart, whose sensitivity '
+      f'under those bounds is {s.sensitivity:.4g} (clip units; z has stddev noise '
+      'multiplier x clip x sensitivity): one Gaussian mechanism over the whole run '
+      '(GaussianDpEvent, zero-out neighbours), which covers every prefix of it.')
 
 
-def builder(optimize: Callable[..., mf.Strategy]):
+def build(settings: base.DpSettings, record_specs=None, record_sum=None, *,
+          optimize: Callable[..., mf.Strategy]):
   """The mechanism's `build`: TFF's DifferentiallyPrivateFactory over the correlated
   noise query, normalized by the cohort."""
+  import tensorflow_federated as tff  # pylint: disable=g-import-not-at-top
+  import tensorflow_privacy as tfp  # pylint: disable=g-import-not-at-top
 
-  def build(settings: base.DpSettings, record_specs=None, record_sum=None):
-    import tensorflow_federated as tff  # pylint: disable=g-import-not-at-top
-    import tensorflow_privacy as tfp  # pylint: disable=g-import-not-at-top
+  from fl_analytics.privacy import correlated_noise  # pylint: disable=g-import-not-at-top
 
-    from fl_analytics.privacy import correlated_noise  # pylint: disable=g-import-not-at-top
+  if record_specs is None:
+    raise ValueError(f'dp.mechanism={settings.mechanism} needs the record specs.')
+  s = strategy(settings, optimize)
+  seed = settings.noise_seed if settings.noise_seed is not None else secrets.randbits(62)
+  query = correlated_noise.CorrelatedNoiseSumQuery(
+      settings.clip, settings.noise_multiplier * settings.clip * s.sensitivity, s,
+      record_specs, seed)
+  return tff.aggregators.DifferentiallyPrivateFactory(
+      tfp.NormalizedQuery(query, denominator=float(settings.clients_per_round)),
+      record_sum)
 
-    if record_specs is None:
-      raise ValueError(f'dp.mechanism={settings.mechanism} needs the record specs.')
-    s = strategy(settings, optimize)
-    seed = (settings.noise_seed if settings.noise_seed is not None
-            else secrets.randbits(62))
-    query = correlated_noise.CorrelatedNoiseSumQuery(
-        settings.clip, settings.noise_multiplier * settings.clip * s.sensitivity, s,
-        record_specs, seed)
-    return tff.aggregators.DifferentiallyPrivateFactory(
-        tfp.NormalizedQuery(query, denominator=float(settings.clients_per_round)),
-        record_sum)
 
-  return build
+def mechanism(*, optimizer: Callable[[base.DpSettings], Callable[..., mf.Strategy]],
+              **fields) -> base.Mechanism:
+  """A matrix mechanism's registry entry. `optimizer(settings)` is its optimize(n, k, b)
+  for the settings' own keys; `fields` are the `Mechanism`'s own (name, label, title,
+  noise, check, config, style); it runs on the production schedules, RDP."""
+  return base.Mechanism(
+      samplings=base.SCHEDULES, accountants=('rdp',), event=event,
+      build=lambda settings, record_specs=None, record_sum=None: build(
+          settings, record_specs, record_sum, optimize=optimizer(settings)),
+      statement=lambda settings, rounds: statement(
+          settings, rounds, title=fields['title'], optimize=optimizer(settings)),
+      resolve=lambda settings: resolve(settings, optimizer(settings)),
+      sampling_refusal=('Its sensitivity comes from bounding participations, so it '
+                        'runs on the production schedules.'),
+      secure_sum=True, compression=True, fixed_clip=True, **fields)
