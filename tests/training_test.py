@@ -399,9 +399,14 @@ def test_changed_config_is_refused_for_an_existing_run(tmp_path):
     ({'dp.max_epsilon': -1.0}, r'dp.max_epsilon must be > 0. Found -1.0'),
     ({'task': 'forecast'}, r"task must be one of churn, next_action. Found 'forecast'"),
     ({'dp.mechanism': 'tree'}, r'dp.mechanism=tree \(DP-FTRL\) is accounted for '
-     r'sampling=shuffle'),
+     r'sampling=shuffle or min_separation or available'),
+    ({'sampling': 'min_separation', 'dp.mechanism': 'tree',
+      'participation.min_separation': 8}, r'clients_per_round=20 must be at most '
+     r'population // participation.min_separation = 120 // 8 = 15'),
+    ({'participation.window_hours': 0.0},
+     r'participation.window_hours must be in \(0, 24\]. Found 0.0'),
     ({'dp.secure_sum': True}, r'dp.secure_sum=True is supported for dp.mechanism in '
-     r"gaussian_fixed, tree. Found 'gaussian_adaptive'"),
+     r"gaussian_fixed, tree, banded, blt. Found 'gaussian_adaptive'"),
     ({'dp.mechanism': 'distributed'}, r'dp.mechanism=distributed \(distributed Skellam\) '
      r'is accounted for sampling=fixed_size with the rdp accountant only'),
     ({'dp.mechanism': 'distributed', 'sampling': 'fixed_size', 'dp.bits': 4},
@@ -410,7 +415,7 @@ def test_changed_config_is_refused_for_an_existing_run(tmp_path):
     ({'clients.dropout': 0.1, 'dp.mechanism': 'distributed', 'sampling': 'fixed_size'},
      r'clients.dropout > 0 is not supported with dp.mechanism=distributed'),
     ({'compression.bits': 8}, r'compression.bits > 0 is supported for dp.mechanism in '
-     r"none, gaussian_fixed, tree. Found 'gaussian_adaptive': no analysis"),
+     r"none, gaussian_fixed, tree, banded, blt. Found 'gaussian_adaptive': no analysis"),
     ({'compression.bits': 17, 'dp.mechanism': 'none'},
      r'compression.bits must be an integer in \[0, 16\] \(0: no compression\). Found 17'),
     ({'compression.bits': 8, 'dp.mechanism': 'gaussian_fixed', 'dp.secure_sum': True},

@@ -1,7 +1,9 @@
-"""Every DP mechanism on one frontier: adaptive and fixed clipping (Poisson sampling),
-DP-FTRL tree aggregation (cyclic passes) and distributed Skellam over secure aggregation
-(fixed-size cohorts), each calibrated to four privacy budgets, two seeds, and the
-non-private reference, on the default churn config (32 runs of 40 rounds).
+"""The DP mechanisms of sampled and cyclic cohorts on one frontier: adaptive and fixed
+clipping (Poisson sampling), DP-FTRL tree aggregation (cyclic passes) and distributed
+Skellam over secure aggregation (fixed-size cohorts), each calibrated to four privacy
+budgets, two seeds, and the non-private reference, on the default churn config (32 runs
+of 40 rounds). The mechanisms of the production schedules (one tree over the run,
+banded MF, BLT) are compared in configs/sweeps/production.py.
 
 Distributed Skellam is not run at epsilon = 1: the general amplification bound it needs
 calibrates to a noise multiplier of about 63 there (the Gaussian with the same

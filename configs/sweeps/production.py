@@ -25,7 +25,7 @@ results/production).
 
 import ml_collections
 
-BUDGETS = (2.0, 4.0, 8.0)
+BUDGETS = (0.5, 1.0, 2.0, 4.0, 8.0)
 ROUNDS, COHORT, USERS, MIN_SEPARATION = 200, 200, 10_000, 40
 # The schedule's mechanisms, and the baseline on Poisson sampling.
 MECHANISMS = (('gaussian_fixed', 'poisson'), ('tree', 'min_separation'),
