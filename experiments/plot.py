@@ -32,8 +32,9 @@ def main(argv):
     print(f'Epsilon at the utility {_EQUAL_UTILITY.value} reaches '
           f'({summary.EQUAL_UTILITY_FILE}):')
     for r in rows:
-      eps = 'not reached' if r['epsilon'] is None else (
-          f"{r['epsilon']:.3g} ({r['epsilon_ratio']:.2f}x)")
+      eps = 'more than any budget run' if r['epsilon'] is None else (
+          f"{'at most ' if r['bound'] == '<=' else ''}{r['epsilon']:.3g} "
+          f"({r['epsilon_ratio']:.2f}x)")
       print(f"  {r['utility_column']} {r['utility']:.4f} "
             f"({_EQUAL_UTILITY.value} at {r['reference_epsilon']:.3g}): "
             f"{r['mechanism']} {eps}")

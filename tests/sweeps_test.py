@@ -303,10 +303,11 @@ def test_next_action_sweep_summarizes_and_plots_top_k_accuracy(tmp_path):
 
 def test_epsilon_for_utility_interpolates_in_log_epsilon_and_says_when_unreached():
   points = [(2.0, 0.70), (8.0, 0.80), (4.0, 0.76)]
-  assert summary.epsilon_for_utility(points, 0.76) == pytest.approx(4.0)
-  assert summary.epsilon_for_utility(points, 0.73) == pytest.approx(2 * 2**0.5)
-  assert summary.epsilon_for_utility(points, 0.65) == 2.0  # the smallest budget does
-  assert summary.epsilon_for_utility(points, 0.81) is None
+  assert summary.epsilon_for_utility(points, 0.76) == (4.0, '=')
+  eps, bound = summary.epsilon_for_utility(points, 0.73)
+  assert eps == pytest.approx(2 * 2**0.5) and bound == '='
+  assert summary.epsilon_for_utility(points, 0.65) == (2.0, '<=')  # less may do
+  assert summary.epsilon_for_utility(points, 0.81) == (None, '>')
 
 
 def test_equal_utility_reads_each_mechanisms_frontier_at_the_references_utility():
@@ -314,9 +315,9 @@ def test_equal_utility_reads_each_mechanisms_frontier_at_the_references_utility(
                              'eval_auc_mean': acc}
   rows = [row('none', math.inf, 0.9), row('tree', 2.0, 0.70), row('tree', 8.0, 0.80),
           row('blt', 1.0, 0.70), row('blt', 4.0, 0.80)]
-  got = {(r['reference_epsilon'], r['mechanism']): r['epsilon_ratio']
+  got = {(r['reference_epsilon'], r['mechanism']): (r['bound'], r['epsilon_ratio'])
          for r in summary.equal_utility(rows, 'tree')}
-  assert got == {(2.0, 'tree'): 1.0, (2.0, 'blt'): 0.5, (8.0, 'tree'): 1.0,
-                 (8.0, 'blt'): 0.5}
+  assert got == {(2.0, 'tree'): ('=', 1.0), (2.0, 'blt'): ('=', 0.5),
+                 (8.0, 'tree'): ('=', 1.0), (8.0, 'blt'): ('=', 0.5)}
   with pytest.raises(ValueError, match="reference mechanism 'banded' has no private"):
     summary.equal_utility(rows, 'banded')

@@ -228,29 +228,30 @@ EQUAL_UTILITY_FILE = 'equal_utility.csv'
 
 
 def epsilon_for_utility(points: Sequence[tuple[float, float]],
-                        utility: float) -> Optional[float]:
+                        utility: float) -> tuple[Optional[float], str]:
   """The epsilon at which a mechanism's frontier (epsilon, utility) points reach
-  `utility`: linear interpolation in log epsilon between the first two consecutive
-  budgets that bracket it; None when no budget reaches it, the smallest when the
-  smallest already does."""
+  `utility`, and how it bounds the one needed: linear interpolation in log epsilon
+  between the first two consecutive budgets that bracket it ('='); the smallest budget
+  when it already reaches it ('<=': less may do); (None, '>') when no budget does."""
   points = sorted((e, u) for e, u in points if math.isfinite(e) and math.isfinite(u))
   if not points or max(u for _, u in points) < utility:
-    return None
+    return None, '>'
   if points[0][1] >= utility:
-    return points[0][0]
+    return points[0][0], '=' if points[0][1] == utility else '<='
   for (e0, u0), (e1, u1) in zip(points, points[1:]):
     if u0 < utility == u1:
-      return e1
+      return e1, '='
     if u0 < utility < u1:
       share = (utility - u0) / (u1 - u0)
-      return float(math.exp(math.log(e0) + share * (math.log(e1) - math.log(e0))))
-  return None
+      return float(math.exp(math.log(e0) + share * (math.log(e1) - math.log(e0)))), '='
+  return None, '>'
 
 
 def equal_utility(rows: Sequence[dict[str, Any]], reference: str) -> list[dict[str, Any]]:
   """At the utility `reference` reaches at each of its budgets (the headline metric's
   mean over seeds), the epsilon each private mechanism needs for it
-  (`epsilon_for_utility`), and its ratio to the reference's: one row per mechanism and
+  (`epsilon_for_utility`: `bound` says whether it is that epsilon, at most it, or more
+  than any budget run), and its ratio to the reference's: one row per mechanism and
   reference budget."""
   metric = primary_metric(rows) + '_mean'
   curves: dict[str, list[tuple[float, float]]] = {}
@@ -263,10 +264,11 @@ def equal_utility(rows: Sequence[dict[str, Any]], reference: str) -> list[dict[s
   out = []
   for ref_eps, utility in sorted(curves[reference]):
     for mechanism, points in curves.items():
-      eps = epsilon_for_utility(points, utility)
+      eps, bound = epsilon_for_utility(points, utility)
       out.append({'reference': reference, 'reference_epsilon': ref_eps,
                   'utility_column': metric, 'utility': utility, 'mechanism': mechanism,
-                  'epsilon': eps, 'epsilon_ratio': None if eps is None else eps / ref_eps})
+                  'bound': bound, 'epsilon': eps,
+                  'epsilon_ratio': None if eps is None else eps / ref_eps})
   return out
 
 
@@ -275,5 +277,5 @@ def write_equal_utility(workdir: str, reference: str) -> list[dict[str, Any]]:
   rows = equal_utility(summarize(collect_runs(workdir)), reference)
   rundir.write_csv(os.path.join(workdir, EQUAL_UTILITY_FILE),
                    ('reference', 'reference_epsilon', 'utility_column', 'utility',
-                    'mechanism', 'epsilon', 'epsilon_ratio'), rows)
+                    'mechanism', 'bound', 'epsilon', 'epsilon_ratio'), rows)
   return rows
