@@ -94,6 +94,7 @@ def test_gboards_production_setting_costs_its_published_epsilon():
           in out.stdout)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize('mechanism', ['blt', 'banded'])
 def test_a_matrix_mechanism_states_its_strategy_and_calibrates(mechanism):
   out = _run(f'--mechanism={mechanism}', '--target_epsilon=5.37', '--json', *_GBOARD)
