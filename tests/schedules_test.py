@@ -84,6 +84,27 @@ def test_participation_check_names_the_user_and_the_bound_it_breaks(users, messa
       check.record(r, cohort)
 
 
+@pytest.mark.parametrize('scheme', ['poisson', 'fixed_size'])
+def test_correctly_sampled_cohorts_are_never_taken_for_broken_ones(scheme):
+  check = sampling.ParticipationCheck(2000, None, rate=0.05)
+  for r in range(1, 301):
+    check.record(r, sampling.cohort(sampling=scheme, population_size=2000,
+                                    clients_per_round=100, seed=4, round_num=r))
+  assert check.fields()['max_participations_probability'] > 1e-3
+
+
+def test_the_same_cohort_every_round_is_not_the_stated_sampling():
+  """The audit's frozen-cohort fault (issue 29): 50 of 900 users, q = 1/18, the same
+  users every round. Ten rounds in a row happen to one of 900 users with probability
+  900 / 18**10 < 1e-9."""
+  check = sampling.ParticipationCheck(900, None, rate=50 / 900)
+  with pytest.raises(sampling.ParticipationError,
+                     match=r'Round 10: user 0 takes part for the 10th time in 10 '
+                           r'rounds; sampled at rate 0.05556'):
+    for r in range(1, 41):
+      check.record(r, np.arange(50))
+
+
 def test_participation_check_without_bounds_records_what_it_saw():
   check = sampling.ParticipationCheck(10, None)
   for r, cohort in enumerate([[1, 2], [2], [], [1]], 1):
@@ -181,16 +202,22 @@ def test_a_run_records_and_checks_its_schedule_and_resumes_the_check(tmp_path):
 
 
 @pytest.mark.slow
-def test_a_schedule_that_breaks_its_bounds_stops_the_run_before_the_round(tmp_path,
-                                                                          monkeypatch):
+@pytest.mark.parametrize('scheme, overrides, match, completed', [
+    ('available', _RUN, 'Round 2: user 0 takes part 1 rounds after', 1),
+    # Poisson at q = 20 / 120: the same 20 users in round after round is out of reach of
+    # the stated sampling (below 1e-9 for any of the 120) from round 15 on.
+    ('poisson', {'dp.mechanism': 'gaussian_fixed', 'num_rounds': 16, 'eval_every': 16},
+     'Round 15: user 0 takes part for the 15th time in 15 rounds; sampled at rate '
+     '0.1667', 14)])
+def test_cohorts_that_break_the_stated_scheme_stop_the_run_before_the_round(
+    tmp_path, monkeypatch, scheme, overrides, match, completed):
   broken = lambda **kw: np.arange(20)  # the same users every round
-  monkeypatch.setitem(sampling.SCHEMES, 'available',
-                      dataclasses.replace(sampling.SCHEMES['available'], draw=broken))
+  monkeypatch.setitem(sampling.SCHEMES, scheme,
+                      dataclasses.replace(sampling.SCHEMES[scheme], draw=broken))
   workdir = str(tmp_path / 'run')
-  with pytest.raises(sampling.ParticipationError, match='Round 2: user 0 takes part 1 '
-                     'rounds after'):
-    training.train_and_evaluate(tiny_config(**_RUN), workdir)
-  assert len(rundir.read_csv(os.path.join(workdir, rundir.METRICS_FILE))) == 1
+  with pytest.raises(sampling.ParticipationError, match=match):
+    training.train_and_evaluate(tiny_config(**overrides), workdir)
+  assert len(rundir.read_csv(os.path.join(workdir, rundir.METRICS_FILE))) == completed
 
 
 @pytest.mark.slow

@@ -512,18 +512,32 @@ class ParticipationError(RuntimeError):
   """A round's cohort breaks the participation bounds the accounting assumed."""
 
 
+# Below this probability (a union bound over the users), a sampled scheme's most
+# frequent participant is taken as proof that the cohorts are not the stated ones.
+IMPOSSIBLE = 1e-9
+
+
 class ParticipationCheck:
   """What the schedule did in a run, against the bounds its accounting assumed.
 
   `record(t, users)` before round `t` runs: each user's count and last round are
   updated, and a `ParticipationError` names the first user that takes part more than
   `max_participations` times or fewer than `min_separation` rounds after its previous
-  participation (`bounds`: (k, b); None: a sampled scheme, nothing to break).
+  participation (`bounds`: (k, b)). A sampled scheme (`bounds` None) has no bound to
+  break, but it has a distribution: each user takes part in each round with
+  probability `rate`, independently across rounds, so a user's count after t rounds is
+  Binomial(t, rate). When the most frequent participant's count is beyond what any of
+  the users would reach with probability `IMPOSSIBLE` (a union bound over them), the
+  cohorts are not the ones the accountant assumed (the same users every round, a rate
+  higher than stated), and that too is a `ParticipationError`.
   `fields()` is what the privacy statement records of it.
   """
 
-  def __init__(self, population_size: int, bounds: Optional[tuple[int, int]]):
+  def __init__(self, population_size: int, bounds: Optional[tuple[int, int]],
+               rate: Optional[float] = None):
     self._bounds = bounds
+    self._rate = rate
+    self._tail = 1.0  # the union bound on the most frequent participant's count
     self._count = np.zeros(population_size, np.int32)
     self._last = np.zeros(population_size, np.int64)  # 0: never
     self.rounds = 0  # the last round recorded
@@ -540,6 +554,7 @@ class ParticipationCheck:
     self._last[users] = round_num
     self.rounds = round_num
     if self._bounds is None:
+      self._check_rate(round_num, users)
       return
     k, b = self._bounds
     over = users[self._count[users] > k]
@@ -555,13 +570,33 @@ class ParticipationCheck:
           f'{int(gaps[close[0]])} rounds after its previous participation; the '
           f'accounting assumed at least min_separation={b}.')
 
+  def _check_rate(self, round_num: int, users: np.ndarray) -> None:
+    if self._rate is None or not len(users):
+      return
+    from scipy import stats  # pylint: disable=g-import-not-at-top
+
+    user = int(users[np.argmax(self._count[users])])
+    count = int(self._count[user])
+    tail = min(1.0, len(self._count) * float(
+        stats.binom.sf(count - 1, round_num, self._rate)))
+    self._tail = min(self._tail, tail)
+    if tail < IMPOSSIBLE:
+      raise ParticipationError(
+          f'Round {round_num}: user {user} takes part for the {count}th time in '
+          f'{round_num} rounds; sampled at rate {self._rate:.4g} per round, as the '
+          f'accountant assumes, any of the {len(self._count)} users would with '
+          f'probability below {tail:.1e}: the cohorts are not the ones accounted for.')
+
   def fields(self) -> dict:
     """The statement's `participation_checked`: rounds checked, the most
     participations of one user, their least separation (None: nobody twice), and
-    whether the bounds held."""
+    whether the bounds held; for a sampled scheme, the union bound on the probability
+    of the most frequent participant's count under the stated rate."""
     return {'rounds': self.rounds,
             'max_participations_seen': int(self._count.max(initial=0)),
             'min_separation_seen': self._min_gap,
+            **({'max_participations_probability': self._tail}
+               if self._rate is not None else {}),
             **({'bounds': {'max_participations': self._bounds[0],
                            'min_separation': self._bounds[1]}, 'held': True}
                if self._bounds is not None else {})}

@@ -539,8 +539,12 @@ class _Run:
     are drawn again) against the schedule's bounds (`ParticipationError` if broken);
     returns the statement's `participation_checked`."""
     if self.participation is None:
+      bounds = self.settings.bounds(self.config.num_rounds)
       self.participation = sampling.ParticipationCheck(
-          self.settings.population_size, self.settings.bounds(self.config.num_rounds))
+          self.settings.population_size, bounds,
+          rate=None if bounds is not None else statement.sampling_probability(
+              clients_per_round=self.settings.clients_per_round,
+              population_size=self.settings.population_size))
     for r in range(self.participation.rounds + 1, round_num + 1):
       drawn = cohort if r == round_num and cohort is not None else self.sample(r)
       self.participation.record(r, drawn.sampled)
