@@ -15,10 +15,11 @@ parameters) on the calibrated population (`data.generator=app_paths`), 10^4 user
 each calibrated to epsilon in {0.5, 1, 2, 4, 8} at delta = 1e-7, two seeds, and the
 non-private reference. Every point runs on the `vectorized` engine.
 
-A point takes about 54 s here (200 rounds at 0.13-0.18 s), the sweep about 20 minutes,
-two points at a time. Production's size (10^5 users, 1,000 rounds of 1,000 clients)
-would take about five times the rounds at five times the cohort: some 12 minutes a
-point if the round time grows with the cohort, 9 hours for the sweep. This is the same
+A point takes about 54 s here (200 rounds at 0.13-0.18 s): the 16 points at epsilon 0.5
+and 1 took 7.5 minutes, two at a time, so the 42 take about 20 minutes. Production's
+size (10^5 users, 1,000 rounds of 1,000 clients) is five times the rounds at five
+times the cohort: some 12 minutes a point if the round time grows with the cohort
+(not measured), 9 hours for the sweep. This is the same
 question at a fifth of the rounds and cohort.
 
 Run: `make production` (sweep, plots, the equal-utility table, export to

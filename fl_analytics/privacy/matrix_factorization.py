@@ -47,14 +47,17 @@ import numpy as np
 from scipy import optimize as scipy_optimize
 from scipy import signal
 
+from fl_analytics.privacy import sampling
+
 ERRORS = ('max', 'mean')
 
 
 def true_max_participations(n: int, min_sep: int,
                             max_participations: Optional[int] = None) -> int:
-  """The most participations n rounds allow at separation b, capped at k."""
-  possible = -(-int(n) // int(min_sep))
-  return possible if max_participations is None else min(int(max_participations), possible)
+  """The most participations n rounds allow at separation b, capped at k
+  (`sampling.Participation.participations`, what the schedules' accounting reads)."""
+  return sampling.Participation(max_participations=max_participations,
+                                min_separation=int(min_sep)).participations(n)
 
 
 def inverse_coefs(coefs, n: int) -> np.ndarray:
@@ -103,21 +106,29 @@ def _projected(coefs) -> np.ndarray:
   return np.maximum.accumulate(np.abs(np.asarray(coefs, float))[::-1])[::-1]
 
 
+def _worst_case_sum(coefs, n: int, min_sep: int,
+                    max_participations: Optional[int]) -> np.ndarray:
+  """The sum of columns 0, b, ..., (k - 1) b of the n x n lower-triangular Toeplitz C
+  whose first column is `coefs` made non-negative non-increasing (`_projected`),
+  padded or cut to n: the worst participation pattern's contribution."""
+  if min_sep < 1:
+    raise ValueError(f'min_sep must be >= 1. Found {min_sep}.')
+  c = np.zeros(n)
+  coefs = _projected(coefs)[:n]
+  c[:len(coefs)] = coefs
+  total = np.zeros(n)
+  for j in range(true_max_participations(n, min_sep, max_participations)):
+    total[j * min_sep:] += c[:n - j * min_sep]
+  return total
+
+
 def minsep_sensitivity_squared(coefs, n: int, min_sep: int,
                                max_participations: Optional[int] = None) -> float:
   """sens(C)^2 for C n x n lower-triangular Toeplitz (first column `coefs`, padded or
   cut to n) under b-min-separation with at most k participations: the squared norm of
   the sum of columns 0, b, ..., (k - 1) b of the projected C (exact for non-negative
   non-increasing coefficients, an upper bound otherwise)."""
-  if min_sep < 1:
-    raise ValueError(f'min_sep must be >= 1. Found {min_sep}.')
-  c = np.zeros(n)
-  coefs = _projected(coefs)[:n]
-  c[:len(coefs)] = coefs
-  k = true_max_participations(n, min_sep, max_participations)
-  total = np.zeros(n)
-  for j in range(k):
-    total[j * min_sep:] += c[:n - j * min_sep]
+  total = _worst_case_sum(coefs, n, min_sep, max_participations)
   return float(total @ total)
 
 
@@ -174,12 +185,6 @@ class Strategy:
       return blt_coefs(self.buf_decay, self.output_scale, n)
     return np.pad(np.asarray(self.coefs, float), (0, n))[:n]
 
-  def noising_coefs(self, n: Optional[int] = None) -> np.ndarray:
-    n = self.n if n is None else n
-    if self.kind == 'blt':
-      return blt_inverse_coefs(self.buf_decay, self.output_scale, n)
-    return inverse_coefs(self.coefs, n)
-
   def fields(self) -> dict:
     """What config.json records of it (under the mechanism's name)."""
     return {k: list(v) if isinstance(v, tuple) else v
@@ -219,18 +224,12 @@ def banded_loss_and_grad(coefs, n: int, min_sep: int, max_participations: Option
   weights = _error_weights(n, error)
   err = float(weights @ prefix**2)
   g = np.cumsum((weights * prefix)[::-1])[::-1]  # P^T (w * B)
-  h = inverse_coefs(c, n)  # C^{-T} g = reverse(C^{-1} reverse(g)), by convolution
-  y = np.convolve(g[::-1], h)[:n][::-1]
+  y = np.convolve(g[::-1], v)[:n][::-1]  # C^{-T} g = reverse(C^{-1} reverse(g))
   grad_err = -2 * np.array([v[:n - j] @ y[j:] for j in range(bands)])
-  sens2 = minsep_sensitivity_squared(c, n, min_sep, max_participations)
-  k = true_max_participations(n, min_sep, max_participations)
-  total = np.zeros(n)
-  full = np.zeros(n)
-  full[:min(bands, n)] = _projected(c)[:n]
-  for j in range(k):
-    total[j * min_sep:] += full[:n - j * min_sep]
+  total = _worst_case_sum(c, n, min_sep, max_participations)
+  sens2 = float(total @ total)
   grad_sens = np.zeros(bands)
-  for j in range(k):
+  for j in range(true_max_participations(n, min_sep, max_participations)):
     part = total[j * min_sep:j * min_sep + bands]
     grad_sens[:len(part)] += 2 * part
   return sens2 * err, sens2 * grad_err + err * grad_sens * np.sign(c)

@@ -22,11 +22,6 @@ BANDS = base.ConfigKey(
     'noise vectors.')
 
 
-def _bands(settings: base.DpSettings, n: int, b: int) -> int:
-  bands = int(settings.param(BANDS)) or b
-  return max(1, min(bands, n))
-
-
 def _check(settings: base.DpSettings) -> None:
   bands = settings.param(BANDS)
   if isinstance(bands, bool) or int(bands) != bands or bands < 0:
@@ -35,7 +30,8 @@ def _check(settings: base.DpSettings) -> None:
 
 def _optimizer(settings):
   """optimize(n, k, b) with the settings' bands (`mf.optimize_banded` caches)."""
-  return lambda n, k, b: mf.optimize_banded(n, _bands(settings, n, b), b, k)
+  # 0 bands: b of them (optimize_banded keeps them within [1, n]).
+  return lambda n, k, b: mf.optimize_banded(n, int(settings.param(BANDS)) or b, b, k)
 
 
 MECHANISM = matrix.mechanism(
