@@ -32,7 +32,7 @@ $(STAMP): requirements.txt requirements.lock setup.py
 	# its other pins come from requirements.txt, TFF itself without dependencies.
 	$(PY) -m pip install --quiet --no-deps tensorflow-federated==$(TFF_VERSION)
 	$(PY) -m pip install --quiet --no-deps -e .
-	$(PY) -c 'import tensorflow_federated, dp_accounting, tensorflow_privacy, ml_collections, matplotlib, pyarrow, ray, pytest_timeout, nbclient'
+	$(PY) -c 'import tensorflow_federated, dp_accounting, tensorflow_privacy, ml_collections, matplotlib, pyarrow, ray, pytest_timeout, nbclient, cryptography'
 	touch $(STAMP)
 
 # The whole suite, what CI runs (.ci/run).

@@ -17,6 +17,7 @@ setuptools.setup(
     python_requires='>=3.9,<3.12',
     install_requires=[
         'absl-py',
+        'cryptography==50.0.2',
         'dp-accounting==0.4.3',
         'matplotlib',
         'ml-collections',
