@@ -399,6 +399,10 @@ class Server:
     self._moduli = layout.moduli()
     self._wire = _Wire(SERVER)
     self._wire.round_id = secrets.token_bytes(16)
+    # Who answered each stage so far (a stage called early expects nobody).
+    self._keys: dict[int, tuple[bytes, bytes]] = {}
+    self._shared: set[int] = set()
+    self._masked: dict[int, np.ndarray] = {}
 
   def _receive(self, messages: Mapping[int, bytes], kind: int, expected) -> dict:
     bodies = {}
