@@ -159,6 +159,25 @@ def get_config() -> ml_collections.ConfigDict:
   # simulated by TFF's local runtime). The accounting covers its quantization.
   c.dp.secure_sum = False
 
+  # How the round's secure sums run (dp.secure_sum=True, dp.mechanism=distributed):
+  # docs/privacy.md, fl_analytics/privacy/secagg.py.
+  c.secure_aggregation = ml_collections.ConfigDict()
+  # simulated: summed in the clear, as TFF's local runtime does (fast). protocol: the
+  # SecAgg+ protocol run for real between the simulated devices and the server (X25519,
+  # AES, Shamir shares); the same sums, bit for bit (mapreduce and vectorized engines).
+  c.secure_aggregation.sum = 'simulated'
+  # protocol: each device's neighbourhood, itself included (odd >= 3; 0: 2 ceil(log2 n)
+  # + 1 for n devices; at least n: every device, the original SecAgg).
+  c.secure_aggregation.num_shares = 0
+  # protocol: the Shamir threshold t = floor(threshold * neighbourhood) + 1. Fewer than
+  # t colluding neighbours learn nothing of a device's masks; a round survives as long
+  # as every neighbourhood keeps t devices.
+  c.secure_aggregation.threshold = 0.5
+  # protocol: the chance that a reporting device drops after sending its masked input
+  # (its update is in the sum; it sends no shares to unmask). Devices that drop out
+  # (clients.dropout) drop before sending their keys or after sending their shares.
+  c.secure_aggregation.dropout_after_input = 0.0
+
   # Uniform quantization of the updates clients send (TFF EncodedSumFactory; none,
   # gaussian_fixed and tree). With DP the accountant covers the quantization error. The
   # bytes each client sent per round are in metrics.csv (client_bytes).

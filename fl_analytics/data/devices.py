@@ -7,6 +7,10 @@
 * Dropout (`clients.dropout`): every sampled client fails to report, independently,
   with this probability; the round completes with the others (the ones that failed
   send nothing). Drawn per `(seed, round)`, so a resumed run drops the same clients.
+  With the SecAgg protocol (`secure_aggregation.sum=protocol`) half of them drop before
+  sending their keys and half after sending their shares, and a reporting client drops
+  after sending its masked input with chance `secure_aggregation.dropout_after_input`
+  (`dropout_stages`).
 * Heterogeneous devices (`clients.max_local_steps`): a per-client cap on local steps
   (batches) in each round, drawn per `(seed, round, client)` from
   ``none`` (no cap), ``uniform:LOW:HIGH`` (integers, both included) or
@@ -82,6 +86,23 @@ def reporting(cohort: np.ndarray, dropout: float, *, seed: int,
     return cohort
   rng = np.random.default_rng([seed, 0xD409, round_num])
   return cohort[rng.random(len(cohort)) >= dropout]
+
+
+def dropout_stages(cohort: np.ndarray, dropout: float, after_input: float, *,
+                   seed: int, round_num: int) -> tuple[int, int, np.ndarray]:
+  """When the cohort's devices drop out of a SecAgg round: of those that do not report
+  (`reporting`'s draw), how many drop before sending their keys and how many after
+  sending their shares (half the chance each), and the positions among the reporting
+  ones of those that drop after sending their masked input (each w.p. `after_input`;
+  their updates are in the sum)."""
+  draw = (np.random.default_rng([seed, 0xD409, round_num]).random(len(cohort))
+          if dropout else np.ones(len(cohort)))
+  before = int(np.sum(draw < dropout / 2))
+  after_shares = int(np.sum(draw < dropout)) - before
+  reporting_count = len(cohort) - before - after_shares
+  late = (np.random.default_rng([seed, 0xD40A, round_num]).random(reporting_count)
+          < after_input) if after_input else np.zeros(reporting_count, bool)
+  return before, after_shares, np.flatnonzero(late)
 
 
 def max_local_steps(cohort: np.ndarray, spec: str, *, seed: int,

@@ -49,6 +49,7 @@ import numpy as np
 
 from fl_analytics import tasks
 from fl_analytics.privacy import mechanisms
+from fl_analytics.privacy import secagg
 from fl_analytics.core import rundir
 
 @dataclasses.dataclass(frozen=True)
@@ -97,8 +98,12 @@ class Engine(abc.ABC):
     """The process's initial server state."""
 
   @abc.abstractmethod
-  def next(self, state, clients: Sequence[Client]) -> tuple[Any, Any]:
-    """One round over `clients` (possibly none): `(new state, metrics)`."""
+  def next(self, state, clients: Sequence[Client], *,
+           dropouts=None) -> tuple[Any, Any]:
+    """One round over `clients` (possibly none): `(new state, metrics)`.
+
+    `dropouts` (`fl_analytics.privacy.secagg.Dropouts`): with the SecAgg protocol
+    (`secure_aggregation.sum=protocol`), when the cohort's devices drop out of it."""
 
   def get_model_weights(self, state):
     return self._process.get_model_weights(state)
@@ -167,10 +172,10 @@ class MapReduceEngine(Engine):
   @classmethod
   def make_runner(cls, process, dataset_fn, config, *, groups: int):
     """The runner of a round's client work (also what each Ray actor runs)."""
-    del config
     from fl_analytics.engines import mrf_runner  # pylint: disable=g-import-not-at-top
 
-    return mrf_runner.MapReduceRunner(process, dataset_fn, groups=groups)
+    return mrf_runner.MapReduceRunner(process, dataset_fn, groups=groups,
+                                      secure_protocol=_secure_protocol(config))
 
   @property
   def builds_client_data(self) -> bool:
@@ -184,10 +189,11 @@ class MapReduceEngine(Engine):
   def initialize(self):
     return self._runner.initialize()
 
-  def next(self, state, clients):
+  def next(self, state, clients, *, dropouts=None):
     if self._actors is not None:
       return self._runner.next(state, list(clients))
-    return self._runner.next(state, [(c.x, c.y, c.max_steps) for c in clients])
+    return self._runner.next(state, [(c.x, c.y, c.max_steps) for c in clients],
+                             dropouts=dropouts)
 
   def get_model_weights(self, state):
     return self._runner.get_model_weights(state)
@@ -225,7 +231,8 @@ class CppEngine(Engine):
   def initialize(self):
     return self._process.initialize()
 
-  def next(self, state, clients):
+  def next(self, state, clients, *, dropouts=None):
+    del dropouts  # the protocol is refused for this engine (`check_config`)
     output = self._process.next(
         state, [self._dataset_fn(c.x, c.y).take(c.max_steps) for c in clients])
     return output.state, output.metrics
@@ -257,7 +264,8 @@ class VectorizedEngine(MapReduceEngine):
         batch_size=config.client.batch_size, local_epochs=config.client.local_epochs,
         clip=config.dp.clip if mechanisms.get(config.dp.mechanism).private else None,
         groups=groups, memory_mb=config.runtime.get('vectorized_memory_mb', 1024),
-        canary_seed=config.seed if config.audit.canaries else None, **options)
+        canary_seed=config.seed if config.audit.canaries else None,
+        secure_protocol=_secure_protocol(config), **options)
 
   @classmethod
   def refusals(cls, config) -> list[str]:
@@ -277,6 +285,12 @@ class VectorizedEngine(MapReduceEngine):
     if refused := cls.refusals(config):
       raise ValueError('runtime.engine=vectorized does not run ' + ', '.join(refused)
                        + '. Use runtime.engine=mapreduce or auto.')
+
+
+def _secure_protocol(config):
+  """The SecAgg protocol's parameters of `config` (None: simulated secure sums)."""
+  return secagg.parameters_of(config.get('secure_aggregation') if config is not None
+                              else None)
 
 
 REGISTRY: dict[str, type[Engine]] = {e.name: e for e in (MapReduceEngine, CppEngine,
@@ -335,6 +349,13 @@ def check_config(config) -> None:
   if runtime.get('client_groups', 0) < 0:
     raise ValueError('runtime.client_groups must be >= 0 (0: the engine\'s default). '
                      f'Found {runtime.client_groups}.')
+  if _secure_protocol(config) is not None:
+    if runtime.engine == CppEngine.name or runtime.get('ray_address'):
+      raise ValueError('secure_aggregation.sum=protocol runs with runtime.engine='
+                       'mapreduce, vectorized or auto, without runtime.ray_address. '
+                       f'Found runtime.engine={runtime.engine}'
+                       + (', runtime.ray_address set.' if runtime.get('ray_address')
+                          else '.'))
   if runtime.get('ray_address'):
     if runtime.engine != AUTO and not issubclass(REGISTRY[runtime.engine], MapReduceEngine):
       raise ValueError('runtime.ray_address runs the client groups of the mapreduce or '

@@ -19,8 +19,11 @@ request, the gRPC round trips and the per-client launches of the process's separ
 graphs; what remains per client is essentially its local training.
 
 The secure sums are simulated in the clear (as TFF's own test backend,
-`tff.backends.test`, does). `tests/mrf_runner_test.py` checks that rounds give the
-same state and metrics as TFF's C++ runtime.
+`tff.backends.test`, does), or, with `secure_protocol`, run as the SecAgg+ protocol
+between the clients and the server (`fl_analytics.privacy.secagg`; `protocol_sum`):
+each client's secure-sum inputs are kept, and summed by the protocol modulo a modulus
+large enough that the sum is the one simulated, bit for bit. `tests/mrf_runner_test.py`
+checks that rounds give the same state and metrics as TFF's C++ runtime.
 """
 
 from __future__ import annotations
@@ -38,6 +41,8 @@ from tensorflow_federated.python.core.impl.types import type_conversions
 from tensorflow_federated.python.core.impl.utils import tensorflow_utils
 from tensorflow_federated.python.tensorflow_libs import graph_utils
 from tensorflow_federated.python.tensorflow_libs import serialization_utils
+
+from fl_analytics.privacy import secagg
 
 _SESSION_TOKEN = b'fl_analytics.engines.mrf_runner'
 
@@ -226,9 +231,11 @@ class MapReduceRunner:
   _CLIENT_STEPS = True
 
   def __init__(self, process, dataset_fn, *, groups: int = 2,
-               parallel: Optional[int] = None, pin_draws: bool = False):
+               parallel: Optional[int] = None, pin_draws: bool = False,
+               secure_protocol: Optional[secagg.Parameters] = None):
     """`pin_draws`: for tests only, the clients' random draws are a fixed sequence
-    (`_pin_draws`; not private)."""
+    (`_pin_draws`; not private). `secure_protocol`: the secure sums run as the SecAgg+
+    protocol with these parameters (None: simulated in the clear)."""
     if groups < 1:
       raise ValueError(f'groups must be >= 1. Found {groups}.')
     parallel = min(groups, parallel or default_parallel())
@@ -272,6 +279,8 @@ class MapReduceRunner:
     server.finalize()
 
     self.num_groups = groups
+    self.secure_protocol = secure_protocol
+    self.secagg_costs: Optional[secagg.Costs] = None  # the last protocol round's
     self._groups = ([_ClientStep(mrf, dataset_fn, pin_draws) for _ in range(groups)]
                     if self._CLIENT_STEPS else [])
     self._pool = (concurrent.futures.ThreadPoolExecutor(parallel)
@@ -300,16 +309,26 @@ class MapReduceRunner:
     """As `set_model_weights` of TFF's composed processes (`composers.py`)."""
     return state._replace(global_model_weights=model_weights)
 
-  def next(self, state, client_data: Sequence[tuple[np.ndarray, np.ndarray]]):
-    """One round; returns `(new_state, metrics)` in the process's Python containers."""
+  def next(self, state, client_data: Sequence[tuple[np.ndarray, np.ndarray]], *,
+           dropouts: Optional[secagg.Dropouts] = None):
+    """One round; returns `(new_state, metrics)` in the process's Python containers.
+
+    `dropouts`: with `secure_protocol`, who else of the cohort drops out of it when
+    (`after_input`: positions among the clients, in the order the groups merge them;
+    which clients they are does not change the sum)."""
     flat_state = _flatten_value(state)
     server_feed = dict(zip(self._state_feeds, flat_state))
     broadcast, acc, secure_params = self._server.run(
         [self._broadcast, self._zero, self._secure_params], server_feed)
     acc, secure_sums = self._accumulate_clients(broadcast, acc, secure_params, client_data)
-    # secure_sum_bitwidth and secure_sum: plain sums; secure_modular_sum: mod modulus.
-    modular = [t % np.asarray(m, np.int64) for t, m in zip(secure_sums[2], secure_params[2])]
-    secure_values = secure_sums[0] + secure_sums[1] + modular
+    if isinstance(secure_sums, PerClient):
+      secure_values, self.secagg_costs = protocol_sum(
+          secure_sums, secure_params, self.secure_protocol, dropouts or secagg.Dropouts())
+    else:
+      # secure_sum_bitwidth and secure_sum: plain sums; secure_modular_sum: mod modulus.
+      modular = [t % np.asarray(m, np.int64)
+                 for t, m in zip(secure_sums[2], secure_params[2])]
+      secure_values = secure_sums[0] + secure_sums[1] + modular
     report = self._server.run(self._report, dict(zip(self._acc_feeds, acc)))
     agg_values = list(report) + [
         v.astype(t.dtype.as_numpy_dtype) for v, t in
@@ -337,13 +356,20 @@ class MapReduceRunner:
 
   def merge(self, results: Sequence) -> tuple:
     """`(accumulator, secure-sum totals)` of several parts, in order: the accumulators
-    with TFF's `merge`, the totals added."""
+    with TFF's `merge`, the totals added (the clients' inputs listed in order, with
+    the protocol)."""
     acc, secure_sums = results[0]
     for acc_g, secure_g in results[1:]:
       acc = self._server.run(self._merged, {**dict(zip(self._acc_feeds, acc)),
                                             **dict(zip(self._other_feeds, acc_g))})
-      secure_sums = [[a + b for a, b in zip(x, y)] for x, y in zip(secure_sums, secure_g)]
+      secure_sums = (PerClient(secure_sums + secure_g) if isinstance(secure_sums, PerClient)
+                     else [[a + b for a, b in zip(x, y)]
+                           for x, y in zip(secure_sums, secure_g)])
     return acc, secure_sums
+
+  def zero_secure(self, secure_params):
+    """A group's empty secure-sum totals (`zero_secure`; per client with the protocol)."""
+    return PerClient() if self.secure_protocol is not None else zero_secure(secure_params)
 
   def groups_of(self, clients: Sequence) -> list:
     """`clients` in their groups: client k in group k % groups, whatever runs them
@@ -354,7 +380,7 @@ class MapReduceRunner:
     """One group's clients, in order, from `acc`: `(accumulator, secure-sum totals)`.
 
     `g`: which of this runner's sessions runs it (groups run side by side)."""
-    acc_g, secure_g = acc, zero_secure(secure_params)
+    acc_g, secure_g = acc, self.zero_secure(secure_params)
     for x, y, *max_steps in client_data:
       acc_g, secure = self._groups[g].run(
           broadcast, acc_g, x, y, max_steps[0] if max_steps else -1)
@@ -396,8 +422,74 @@ def zero_secure(secure_params) -> list:
           for params in secure_params]
 
 
+def _modulus(kind: int, param: int, clients: int) -> int:
+  """The protocol's modulus for one coordinate of TFF secure sum `kind` (0: bitwidth,
+  1: max_input, 2: modular) over `clients` inputs: large enough that the sum mod R is
+  the plain sum (0, 1), or the sum's own modulus (2)."""
+  modulus = (2**(param + (clients - 1).bit_length()) if kind == 0 else
+             2**((clients * param).bit_length()) if kind == 1 else param)
+  if not 2 <= modulus <= secagg.MAX_MODULUS:
+    raise ValueError(f'The SecAgg protocol sums modulo at most 2^63; {clients} inputs of '
+                     f'this secure sum need a modulus of {modulus}.')
+  return modulus
+
+
+def protocol_sum(per_client: 'PerClient', secure_params, parameters: secagg.Parameters,
+                 dropouts: secagg.Dropouts) -> tuple[list, Optional[secagg.Costs]]:
+  """The secure sums' values as the simulated path gives them (plain sums, and the
+  modular sums mod their modulus), from the SecAgg+ protocol over each client's
+  inputs, and what the round cost. With no client the sums are zero and no protocol
+  runs (there is nothing to hide)."""
+  zeros = zero_secure(secure_params)
+  if not per_client:
+    return zeros[0] + zeros[1] + [
+        t % np.asarray(m, np.int64) for t, m in zip(zeros[2], secure_params[2])], None
+  n, first = len(per_client), per_client[0]
+  moduli, shapes, modular = [], [], []
+  for kind, params in enumerate(secure_params):
+    for j, param in enumerate(params):
+      shape = np.shape(first[kind][j])
+      modular.append(np.full(int(np.prod(shape, dtype=np.int64)), kind == 2))
+      unique, inverse = np.unique(np.broadcast_to(np.asarray(param, np.int64), shape),
+                                  return_inverse=True)
+      moduli.append(np.array([_modulus(kind, int(u), n) for u in unique],
+                             np.uint64)[inverse].reshape(-1))
+      shapes.append(shape)
+  flat_moduli, modular = np.concatenate(moduli), np.concatenate(modular)
+  inputs = []
+  for client in per_client:
+    values = np.concatenate([np.asarray(v, np.int64).reshape(-1)
+                             for part in client for v in part])
+    # A modular sum's inputs reduced first (the same sum mod m); the others are in
+    # range by TFF's contract, checked.
+    values = np.where(modular, np.mod(values, flat_moduli.astype(np.int64)), values)
+    if np.any(values < 0) or np.any(values.astype(np.uint64) >= flat_moduli):
+      raise ValueError('A secure-sum input is outside the range its bit width or bound '
+                       'allows; the protocol cannot sum it exactly.')
+    inputs.append(values.astype(np.uint64))
+  edges = np.flatnonzero(np.diff(flat_moduli)) + 1
+  starts, ends = np.concatenate([[0], edges]), np.concatenate([edges, [len(flat_moduli)]])
+  layout = secagg.Layout(tuple((int(e - b), int(flat_moduli[b]))
+                               for b, e in zip(starts, ends)))
+  outcome = secagg.run_cohort(inputs, layout, parameters, dropouts)
+  values, start = [], 0
+  for shape in shapes:
+    size = int(np.prod(shape, dtype=np.int64))
+    values.append(outcome.total[start:start + size].astype(np.int64).reshape(shape))
+    start += size
+  return values, outcome.costs
+
+
+class PerClient(list):
+  """Each client's secure-sum inputs, in order, for the protocol to sum."""
+
+
 def add_secure(totals: list, secure: list) -> None:
-  """Adds one client's secure-sum inputs to `totals` (`zero_secure`), in place."""
+  """Adds one client's secure-sum inputs to `totals` (`zero_secure`, or `PerClient`:
+  appended), in place."""
+  if isinstance(totals, PerClient):
+    totals.append([[np.asarray(v, np.int64) for v in part] for part in secure])
+    return
   for part, values in zip(totals, secure):
     for j, v in enumerate(values):
       part[j] = part[j] + np.asarray(v, np.int64)

@@ -169,7 +169,7 @@ class VectorizedRunner(mrf_runner.MapReduceRunner):
                learning_rate: float, batch_size: int, local_epochs: int,
                clip: Optional[float], groups: int = 1, memory_mb: float = 1024.0,
                canary_seed: Optional[int] = None, lanes: int = GRAPH_LANES,
-               pin_draws: bool = False):
+               pin_draws: bool = False, secure_protocol=None):
     """`model`: the task's model, loss and metrics (what TFF's client work trains).
     `clip`: the L2 clip of each update (None: not clipped); where `prepare` broadcasts
     the clip (adaptive clipping, whose clip moves), that one is used. `groups`: the
@@ -182,8 +182,9 @@ class VectorizedRunner(mrf_runner.MapReduceRunner):
     client (`_AggregationStep`), that many run side by side (the result depends on
     it, as on `groups`: float sums in another order). `pin_draws`: for tests only,
     the client-side draws of the aggregation graph are a fixed sequence
-    (`mrf_runner._pin_draws`)."""
-    super().__init__(process, dataset_fn, groups=groups, parallel=1)
+    (`mrf_runner._pin_draws`). `secure_protocol`: as `MapReduceRunner`'s."""
+    super().__init__(process, dataset_fn, groups=groups, parallel=1,
+                     secure_protocol=secure_protocol)
     self._model = model
     self._lr, self._batch, self._epochs, self._clip = (
         float(learning_rate), int(batch_size), int(local_epochs), clip)
@@ -327,7 +328,7 @@ class VectorizedRunner(mrf_runner.MapReduceRunner):
   def accumulate_group(self, broadcast, acc, secure_params, client_data, g: int = 0):
     del g  # one session runs every group, one after another
     if not client_data:
-      return acc, mrf_runner.zero_secure(secure_params)
+      return acc, self.zero_secure(secure_params)
     if self._steps:
       return self._accumulate_graph(broadcast, acc, secure_params, client_data)
     return self._accumulate_summed(broadcast, acc, client_data), [[], [], []]
@@ -370,7 +371,7 @@ class VectorizedRunner(mrf_runner.MapReduceRunner):
     aggregation's zero), merged in lane order with TFF's `merge`."""
     lanes = len(self._steps)
     sums, accs = self._metric_sums(), [list(acc) for _ in range(lanes)]
-    secures = [mrf_runner.zero_secure(secure_params) for _ in range(lanes)]
+    secures = [self.zero_secure(secure_params) for _ in range(lanes)]
 
     def run_lane(lane, updates):  # a lane's own accumulator and secure-sum totals
       for update, data in updates:

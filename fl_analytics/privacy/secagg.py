@@ -154,6 +154,55 @@ class Layout:
     return cls(tuple(struct.unpack('>IQ', rest[12 * i:12 * i + 12]) for i in range(count)))
 
 
+SUMS = ('simulated', 'protocol')  # `secure_aggregation.sum`
+
+
+def parameters_of(section) -> Optional[Parameters]:
+  """The protocol's parameters from a config's `secure_aggregation` section (a mapping;
+  missing keys at their defaults), None when the secure sums are simulated; ValueError
+  naming a bad key and what is allowed."""
+  section = dict(section or {})
+  how = section.get('sum', 'simulated')
+  if how not in SUMS:
+    raise ValueError(f'secure_aggregation.sum must be one of {", ".join(SUMS)}. '
+                     f'Found {how!r}.')
+  late = section.get('dropout_after_input', 0.0)
+  if isinstance(late, bool) or not isinstance(late, (int, float)) or not 0 <= late < 1:
+    raise ValueError('secure_aggregation.dropout_after_input must be a number in [0, 1). '
+                     f'Found {late!r}.')
+  parameters = Parameters(section.get('num_shares', 0), section.get('threshold', 0.5))
+  parameters.check()
+  return parameters if how == 'protocol' else None
+
+
+def check_config(section, *, secure_sums: bool) -> None:
+  """`parameters_of`, and the protocol refused for a run without secure sums."""
+  if parameters_of(section) is not None and not secure_sums:
+    raise ValueError('secure_aggregation.sum=protocol runs the round\'s secure sums, and '
+                     'this run has none: set dp.secure_sum=True (a mechanism that '
+                     'allows it) or dp.mechanism=distributed, or use '
+                     'secure_aggregation.sum=simulated.')
+
+
+def describe(parameters: Optional[Parameters]) -> str:
+  """What ran as the secure sum, and what it guarantees against whom, in words (the
+  privacy statement's `secure_aggregation`)."""
+  if parameters is None:
+    return ("TFF's local runtime simulates the secure sum in the clear, so no "
+            'cryptography ran here (secure_aggregation.sum=simulated)')
+  size = (f'{parameters.num_shares} devices' if parameters.num_shares else
+          '2 ceil(log2 n) + 1 devices for n devices')
+  return ('the SecAgg+ protocol (Bell et al. 2020; Bonawitz et al. 2017) run between '
+          'the simulated devices and the server, which handled only their messages: '
+          'X25519 key agreement, AES-CTR masks, Shamir shares of each device\'s mask '
+          f'keys among its neighbourhood of {size} (all of them if fewer), threshold '
+          f't = floor({parameters.threshold:g} * neighbourhood) + 1. It holds against an '
+          'honest-but-curious server, also colluding with fewer than t members of any '
+          'device\'s neighbourhood: they learn the sum of the surviving devices\' '
+          'updates and who dropped out, nothing else. It does not hold against a server '
+          'that lies about who dropped out (no consistency round, no signatures).')
+
+
 def prg(seed: bytes, moduli: np.ndarray) -> np.ndarray:
   """AES-256-CTR keystream of `seed`, one 64-bit word per coordinate, reduced mod its
   modulus (the bias, at most R / 2^64 per word, is below 2^-32 for R <= 2^32 and
@@ -587,3 +636,27 @@ def run(inputs: Sequence[Optional[np.ndarray]], layout: Layout,
   members, t = parameters.neighbourhood(sum(dropouts.get(u) != BEFORE_KEYS for u in range(n)))
   return Outcome(total, Costs(sent, received, cpu, server_cpu, time.perf_counter() - wall,
                               len(replies), members, t))
+
+
+@dataclasses.dataclass(frozen=True)
+class Dropouts:
+  """Who of a round's cohort drops out when (the device model, `clients.dropout` and
+  `secure_aggregation.dropout_after_input`): counts of devices with no input that drop
+  before sending keys or after sending shares, and the positions, among the devices
+  with inputs, of those that drop after sending their masked input."""
+
+  before_keys: int = 0
+  after_shares: int = 0
+  after_input: tuple[int, ...] = ()
+
+
+def run_cohort(inputs: Sequence[np.ndarray], layout: Layout, parameters: Parameters,
+               dropouts: Dropouts = Dropouts(), **kwargs) -> Outcome:
+  """`run` over the devices with `inputs` and the `dropouts`' devices without any."""
+  late = {i: AFTER_INPUT for i in dropouts.after_input}
+  first = len(inputs)
+  early = {first + i: BEFORE_KEYS for i in range(dropouts.before_keys)}
+  first += dropouts.before_keys
+  early.update({first + i: AFTER_SHARES for i in range(dropouts.after_shares)})
+  return run(list(inputs) + [None] * len(early), layout, parameters,
+             dropouts={**late, **early}, **kwargs)

@@ -34,6 +34,7 @@ import numpy as np
 from fl_analytics.privacy import accounting
 from fl_analytics.privacy import mechanisms
 from fl_analytics.privacy import sampling as sampling_lib
+from fl_analytics.privacy import secagg
 from fl_analytics.privacy.mechanisms import distributed as distributed_mechanism
 
 DEFAULT_DELTA = 1e-5
@@ -560,8 +561,8 @@ def _aggregation_fields(s: DpSettings, *, private: bool) -> dict[str, Any]:
   fields = {}
   if s.secure_sum:
     fields['secure_aggregation'] = (
-        "TFF SecureSumFactory (32-bit quantized secure sum of the clipped updates); "
-        "TFF's local runtime simulates the secure sum, so no cryptography ran here")
+        'TFF SecureSumFactory (32-bit quantized secure sum of the clipped updates); '
+        + secagg.describe(s.secure_protocol))
   if s.compression_bits:
     fields['compression'] = (
         f'Updates uniformly quantized to {s.compression_bits} bits per coordinate '

@@ -56,6 +56,7 @@ from fl_analytics.core import rundir
 from fl_analytics.core import cli
 from fl_analytics.cluster import ray_cluster
 from fl_analytics.privacy import sampling
+from fl_analytics.privacy import secagg
 from fl_analytics import tasks
 from fl_analytics.data import clients
 from fl_analytics.data import events
@@ -86,6 +87,9 @@ _ADDED_KEYS = {'audit.canaries': 0, 'audit.unseen_canaries': None, 'audit.alpha'
                'resolved.canaries': 0,
                'participation.max_participations': None, 'participation.min_separation': 1,
                'participation.rounds_per_day': 24, 'participation.window_hours': 8.0,
+               'secure_aggregation.sum': 'simulated', 'secure_aggregation.num_shares': 0,
+               'secure_aggregation.threshold': 0.5,
+               'secure_aggregation.dropout_after_input': 0.0,
                # a mechanism's own keys, declared with it: at their defaults
                **{f'dp.{k.name}': k.default for k in mechanisms.config_keys()}}
 # A training or evaluation loss this many times the task's chance loss (uniform
@@ -170,6 +174,8 @@ def check_config(config) -> None:
   statement.check_accounting(accountant=dp.accountant, sampling=config.sampling,
                            mechanism=dp.mechanism)
   aggregators.check_secure_sum(dp.mechanism, dp.secure_sum)
+  secagg.check_config(config.secure_aggregation, secure_sums=bool(
+      dp.secure_sum or mechanisms.get(dp.mechanism).secure_aggregation))
   aggregators.check_compression(
       mechanism=dp.mechanism, bits=config.compression.bits,
       threshold=config.compression.threshold, secure_sum=dp.secure_sum)
@@ -303,7 +309,8 @@ def dp_settings(resolved: dict,
       opted_out_users=r['opted_out_users'], canaries=r.get('canaries', 0),
       reproducible_noise=dp['reproducible_noise'],
       reproducible_sampling=dp['reproducible_sampling'],
-      participation=participation_of(resolved), planned_rounds=resolved['num_rounds'])
+      participation=participation_of(resolved), planned_rounds=resolved['num_rounds'],
+      secure_protocol=secagg.parameters_of(resolved.get('secure_aggregation')))
 
 
 def restate(run_dir: str) -> bool:
@@ -787,6 +794,8 @@ class Cohort:
   sampled: np.ndarray  # training-user indices
   reporting: np.ndarray  # the sampled clients that did not drop out
   caps: Optional[np.ndarray]  # per reporting client; None: no cap
+  # When the cohort's devices drop out of the SecAgg protocol (None: simulated sums).
+  secure_dropouts: Optional[secagg.Dropouts] = None
 
 
 def sample_round(config, *, population_size: int, seed: int, round_num: int) -> Cohort:
@@ -800,7 +809,14 @@ def sample_round(config, *, population_size: int, seed: int, round_num: int) -> 
                                 round_num=round_num)
   caps = devices.max_local_steps(reporting, config.clients.max_local_steps, seed=seed,
                                  round_num=round_num)
-  return Cohort(sampled, reporting, caps)
+  section = config.get('secure_aggregation') or {}
+  if section.get('sum') != 'protocol':
+    return Cohort(sampled, reporting, caps)
+  before, after_shares, late = devices.dropout_stages(
+      sampled, config.clients.dropout, section.get('dropout_after_input', 0.0), seed=seed,
+      round_num=round_num)
+  return Cohort(sampled, reporting, caps, secagg.Dropouts(
+      before, after_shares, tuple(int(i) for i in late)))
 
 
 def run_round(engine: engines.Engine, state, cohort: Cohort, *, round_num: int, data,
@@ -837,7 +853,8 @@ def run_round(engine: engines.Engine, state, cohort: Cohort, *, round_num: int, 
       engine.prefetch(upcoming.reporting, users)
     elif upcoming is not None:
       data.prefetch(upcoming.reporting[upcoming.reporting < users])
-    state, metrics = engine.next(state, clients)
+    state, metrics = (engine.next(state, clients) if cohort.secure_dropouts is None else
+                      engine.next(state, clients, dropouts=cohort.secure_dropouts))
     if len(cohort.reporting) and engine.client_bytes is not None:
       row['client_bytes'] = engine.client_bytes
     dp_metrics = metrics['aggregator'].get('dp_query_metrics') or {}

@@ -65,6 +65,9 @@ class DpSettings:
   derived: Optional[Mapping[str, Any]] = None
   num_parameters: Optional[int] = None  # the model's (distributed: its parameters)
   secure_sum: bool = False
+  # The secure sums ran as the SecAgg+ protocol with these parameters
+  # (`secagg.Parameters`); None: simulated in the clear.
+  secure_protocol: Optional[Any] = None
   compression_bits: int = 0
   compression_threshold: int = 0
   sensitivity_factor: float = 1.0

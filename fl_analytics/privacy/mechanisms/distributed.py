@@ -40,6 +40,7 @@ import numpy as np
 
 from fl_analytics.privacy import accounting
 from fl_analytics.privacy import sampling
+from fl_analytics.privacy import secagg
 from fl_analytics.privacy.mechanisms import base
 
 # TFF's range for the bit width of the modular secure sum.
@@ -123,8 +124,8 @@ def _statement(settings: base.DpSettings, rounds: int) -> tuple[dict, str]:
   params = settings.derived
   return {
       'secure_aggregation': (
-          f"TFF modular secure sum of {params['bits']}-bit integers; TFF's local "
-          'runtime simulates it, so no cryptography ran here'),
+          f"TFF modular secure sum of {params['bits']}-bit integers; "
+          + secagg.describe(settings.secure_protocol)),
       'analysis': (
           'Distributed Skellam (Agarwal, Kairouz, Liu 2021): every sampled client '
           'clips its update to L2 norm clip, rotates it (randomized Hadamard), '
