@@ -211,6 +211,16 @@ def default_parallel() -> int:
   return int(value) if value.isdigit() and int(value) > 0 else (os.cpu_count() or 1)
 
 
+def _checked_parallel(groups: int, parallel: Optional[int]) -> int:
+  """Groups run at once (at most `groups`; None: `default_parallel`), both checked."""
+  if groups < 1:
+    raise ValueError(f'groups must be >= 1. Found {groups}.')
+  parallel = min(groups, parallel or default_parallel())
+  if parallel < 1:
+    raise ValueError(f'parallel must be >= 1. Found {parallel}.')
+  return parallel
+
+
 def _flat_tensors(value) -> list:
   if isinstance(value, structure.Struct):
     return structure.flatten(value)
@@ -233,14 +243,9 @@ class MapReduceRunner:
   def __init__(self, process, dataset_fn, *, groups: int = 2,
                parallel: Optional[int] = None, pin_draws: bool = False,
                secure_protocol: Optional[secagg.Parameters] = None):
-    """`pin_draws`: for tests only, the clients' random draws are a fixed sequence
-    (`_pin_draws`; not private). `secure_protocol`: the secure sums run as the SecAgg+
-    protocol with these parameters (None: simulated in the clear)."""
-    if groups < 1:
-      raise ValueError(f'groups must be >= 1. Found {groups}.')
-    parallel = min(groups, parallel or default_parallel())
-    if parallel < 1:
-      raise ValueError(f'parallel must be >= 1. Found {parallel}.')
+    """`pin_draws`: tests only, the clients' draws a fixed sequence (`_pin_draws`).
+    `secure_protocol`: SecAgg+'s parameters (None: secure sums in the clear)."""
+    parallel = _checked_parallel(groups, parallel)
     self._state_type = process.next.type_signature.result.state.member
     self._metrics_type = process.next.type_signature.result.metrics.member
     mrf = tff.backends.mapreduce.get_map_reduce_form_for_computation(process.next)
@@ -279,8 +284,7 @@ class MapReduceRunner:
     server.finalize()
 
     self.num_groups = groups
-    self.secure_protocol = secure_protocol
-    self.secagg_costs: Optional[secagg.Costs] = None  # the last protocol round's
+    self.secure_protocol, self.secagg_costs = secure_protocol, None  # last round's
     self._groups = ([_ClientStep(mrf, dataset_fn, pin_draws) for _ in range(groups)]
                     if self._CLIENT_STEPS else [])
     self._pool = (concurrent.futures.ThreadPoolExecutor(parallel)
