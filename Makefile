@@ -12,7 +12,7 @@ DEMO_DIR ?= runs/demo
 REFERENCE_RUNS ?= runs/reference
 PARALLEL ?=
 
-.PHONY: setup test test-fast docs tutorial demo reproduce mechanisms compression analytics next_action production mf-reference export audit scale bench bench-scale bench-ray bench-generators population clean-runs
+.PHONY: setup test test-fast docs tutorial demo reproduce mechanisms compression analytics next_action production mf-reference export audit scale bench bench-scale bench-ray bench-generators bench-secagg population clean-runs
 MECHANISM_RUNS ?= runs/mechanisms
 COMPRESSION_RUNS ?= runs/compression
 NEXT_ACTION_RUNS ?= runs/next_action
@@ -173,6 +173,12 @@ bench-generators: setup
 # 5,000 clients in one process against on Ray actors.
 bench-ray: setup
 	$(PY) experiments/benchmark.py --ray --rounds=5 --sweep_points=4 --json=results/benchmark/ray.json
+
+# What SecAgg+ costs (experiments/benchmark.py --secagg, benchmarks/secagg.py): bytes,
+# device and server CPU per cohort (100-5,000) and model, against the wire format and
+# the operation counts; a round of churn at 1,000 clients over it (about 5 minutes).
+bench-secagg: setup
+	$(PY) experiments/benchmark.py --secagg --engine_rounds=3 --json=results/benchmark/secagg.json
 
 clean-runs:
 	rm -rf runs

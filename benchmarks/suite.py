@@ -572,7 +572,9 @@ MEMORY_MODEL = 'churn_1m'
 # Options measured with a mechanism, as `MECHANISM+OPTION` in the benchmark's mechanism
 # column: their client-side steps run as TFF's client graph on the `vectorized` engine.
 ENGINE_OPTIONS = {'compression': {'compression.bits': 8, 'compression.threshold': 0},
-                  'secure_sum': {'dp.secure_sum': True}}
+                  'secure_sum': {'dp.secure_sum': True},
+                  # the same secure sum over the SecAgg+ protocol (benchmarks/secagg.py)
+                  'secagg': {'dp.secure_sum': True, 'secure_aggregation.sum': 'protocol'}}
 ENGINE_USERS = 20_000  # enough for 5,000 clients per round without repeats in a pass
 ENGINE_COHORTS = (100, 1_000, 5_000)
 

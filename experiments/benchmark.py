@@ -8,6 +8,16 @@ r"""How fast the pipeline's rounds are, against the plain-TensorFlow floor of th
       [--ray_cohorts=1000,5000] [--sweep_points=4]
   .venv/bin/python experiments/benchmark.py --generators
       [--json=results/benchmark/generators.json]
+  .venv/bin/python experiments/benchmark.py --secagg [--json=results/benchmark/secagg.json]
+
+With --secagg (`make bench-secagg`; benchmarks/secagg.py): one round of the SecAgg+
+protocol per model (the churn MLP, the next-action conv model) and cohort (100, 1,000,
+5,000), and at 1,000 clients with 5% of the devices dropping after their shares: each
+device's bytes sent and received (and the wire format's prediction), its CPU, the
+server's CPU, the simulation's wall time and the simulated sum's time, and the CPU
+against the operation counts times this machine's unit costs; then the round of churn
+at 1,000 clients on the `vectorized` engine, `gaussian_fixed` over the simulated secure
+sum and over the protocol.
 
 With --generators (`make bench-generators`): per behaviour model (`data.generator`), the
 milliseconds per user to generate a log (1,000 users at a time, and one at a time) and
@@ -52,6 +62,7 @@ from absl import logging
 import tensorflow as tf  # pylint: disable=unused-import
 
 from fl_analytics.core import cli
+from benchmarks import secagg as secagg_bench
 from benchmarks import suite
 from fl_analytics.core import rundir
 from fl_analytics.data import generators
@@ -78,6 +89,7 @@ SCALE_SECTIONS = ('populations', 'engines', 'layers', 'event_file')
 _SCALE_SECTIONS = flags.DEFINE_list(
     'scale_sections', list(SCALE_SECTIONS),
     '--scale: which tables to measure (populations also gives the cohorts table).')
+_SECAGG = flags.DEFINE_bool('secagg', False, 'SecAgg+ costs instead (benchmarks/secagg.py).')
 _ENGINE_ROUNDS = flags.DEFINE_integer('engine_rounds', 3,
                                       '--scale: timed rounds per engine point.')
 _EVENTS = flags.DEFINE_integer('events', 10_000_000,
@@ -100,6 +112,8 @@ def main(argv):
     return _ray()
   if _GENERATORS.value:
     return _generators()
+  if _SECAGG.value:
+    return _secagg()
   cohorts = _integers('cohorts', _COHORTS.value)
   result = {'engine': _ENGINE.value, 'rows': []}
   for cohort in cohorts:
@@ -186,6 +200,33 @@ def _generators():
     result['generators'].append(costs)
     print(suite.user_cost_line(costs) + f'; {costs["budget_ratio"]:.2f} of the '
           f'{GENERATOR_BUDGET_MS} ms budget', flush=True)
+  _write(result)
+
+
+def _secagg():
+  """--secagg: the protocol's costs and a round over it (module docstring)."""
+  points = [(n, p, 0.0) for p in secagg_bench.MODELS.values() for n in secagg_bench.COHORTS]
+  points.append((1000, secagg_bench.MODELS['churn_mlp'], secagg_bench.DROPOUT))
+  rows = []
+  for k, (clients, parameters, dropout) in enumerate(points):
+    print(f'[{k + 1}/{len(points)}] SecAgg+ round: {clients:,} clients, {parameters:,} '
+          f'parameters, dropout {dropout:g} ...', flush=True)
+    rows.append(secagg_bench.protocol_point(clients, parameters, dropout=dropout))
+    print(secagg_bench.table(rows[-1:]).splitlines()[-1], flush=True)
+  rounds = {}
+  for how in ('secure_sum', 'secagg'):
+    print(f'churn_mlp round at 1,000 clients, gaussian_fixed+{how}, vectorized ...',
+          flush=True)
+    rounds[how] = suite.run_in_child('engine_point', 'churn_mlp', 1000,
+                                     mechanism=f'gaussian_fixed+{how}', engine='vectorized',
+                                     rounds=_ENGINE_ROUNDS.value, warmup=1)
+  result = {'rows': rows, 'round': secagg_bench.round_summary(
+      rounds['secure_sum'], rounds['secagg'],
+      next(r for r in rows if r['clients'] == 1000 and not r['dropped_after_shares']
+           and r['parameters'] == secagg_bench.MODELS['churn_mlp']))}
+  print()
+  print(secagg_bench.table(rows))
+  print(secagg_bench.round_line(result['round']))
   _write(result)
 
 
