@@ -469,7 +469,8 @@ class Server:
     # Who answered each stage so far (a stage called early expects nobody).
     self._keys: dict[int, tuple[bytes, bytes]] = {}
     self._shared: set[int] = set()
-    self._masked: dict[int, np.ndarray] = {}
+    self._masked: set[int] = set()
+    self._total = np.zeros(layout.length, np.uint64)  # the masked inputs, summed as read
 
   def _receive(self, messages: Mapping[int, bytes], kind: int, expected) -> dict:
     bodies = {}
@@ -522,8 +523,10 @@ class Server:
     """Stage 3 answered: each survivor is asked for its neighbours' shares."""
     bodies = self._receive(messages, _MASKED, self._shared)
     word = self._layout.word_bytes
-    self._masked = {u: decode_vector(b, self._layout.length, word)
-                    for u, b in bodies.items()}
+    for body in bodies.values():  # read and added one by one: O(d) memory, not O(n d)
+      self._total = self._field.add(self._total,
+                                    decode_vector(body, self._layout.length, word))
+    self._masked = set(bodies)
     if len(self._masked) < self._t:
       raise AbortError(f'SecAgg aborted: {len(self._masked)} device(s) sent a masked '
                        f'input, fewer than the threshold t={self._t}; no sum was formed.')
@@ -538,7 +541,7 @@ class Server:
   def _collect(self, bodies: Mapping[int, bytes]) -> tuple[dict, dict]:
     """Shares of each survivor's `b` and each dropped device's `s`, by device."""
     b_shares: dict[int, list] = {u: [] for u in self._masked}
-    s_shares: dict[int, list] = {u: [] for u in self._shared - set(self._masked)}
+    s_shares: dict[int, list] = {u: [] for u in self._shared - self._masked}
     entry = 5 + _SHARE
     for v, body in bodies.items():
       if len(body) % entry:
@@ -558,16 +561,15 @@ class Server:
     b_shares, s_shares = self._collect(bodies)
     for what, shares in (('self-mask seed', b_shares), ('mask key', s_shares)):
       short = {u: len(s) for u, s in shares.items() if len(s) < self._t
-               and (what == 'self-mask seed' or set(self._graph[u]) & set(self._masked))}
+               and (what == 'self-mask seed' or set(self._graph[u]) & self._masked)}
       if short:
         u, count = min(short.items(), key=lambda kv: kv[1])
         raise AbortError(
             f'SecAgg aborted: the {what} of {len(short)} device(s) cannot be rebuilt '
             f'(device {u}: {count} of t={self._t} shares answered; too many dropouts); '
             'no sum was formed.')
-    total = np.zeros(self._layout.length, np.uint64)
-    for u, y in self._masked.items():
-      total = self._field.add(total, y)
+    total = self._total
+    for u in self._masked:
       b = shamir.combine(b_shares[u], threshold=self._t)
       total = self._field.add(total, prg(b, self._field), -1)
     for u, shares in s_shares.items():
