@@ -101,3 +101,36 @@ def test_a_run_over_the_protocol_with_dropouts_equals_the_simulated_run(tmp_path
 def test_bad_secure_aggregation_settings_are_refused_by_name(overrides, message):
   with pytest.raises(ValueError, match=message):
     training.check_config(tiny_config(**{**PROTOCOL, **overrides}))
+
+
+def test_distributed_rounds_over_the_protocol_equal_the_simulated_rounds_bit_for_bit():
+  # The vectorized engine's runners, their client-side draws (Skellam noise,
+  # stochastic rounding) pinned to the same sequence; a round without, then one with
+  # dropouts at each stage of the protocol (distributed refuses clients.dropout: a
+  # device's noise share must arrive; the devices dropping here send no input).
+  runs = {}
+  for how in ('simulated', 'protocol'):
+    config = tiny_config(**{'dp.mechanism': 'distributed', 'sampling': 'fixed_size',
+                            'secure_aggregation.sum': how})
+    task = tasks.get(config.task)
+    data = task.build_data(config)
+    settings = training.resolve_config(config, population_size=data.population_size).dp
+    runner = engines.VectorizedEngine.make_runner(
+        training.build_process(config, task, settings), training.client_datasets(config),
+        config, groups=1, pin_draws=True, lanes=1)
+    try:
+      state = runner.set_model_weights(runner.initialize(), tff.learning.models.ModelWeights(
+          *models.initial_weights(task.build_model(config))))
+      clients = [(*data.train_examples(i), -1) for i in range(8)]
+      states = []
+      for dropouts in (None, secagg.Dropouts(2, 1, (3,))):
+        state, _ = runner.next(state, clients, dropouts=dropouts)
+        states.append(mrf_runner._flatten_value(state))  # pylint: disable=protected-access
+      runs[how] = states
+    finally:
+      runner.close()
+  for a, b in zip(runs['simulated'], runs['protocol']):
+    assert len(a) == len(b) and all(np.array_equal(np.asarray(x), np.asarray(y))
+                                    for x, y in zip(a, b))
+  assert not all(np.array_equal(np.asarray(x), np.asarray(y))  # the rounds moved it
+                 for x, y in zip(runs['simulated'][0], runs['simulated'][1]))

@@ -243,3 +243,37 @@ def test_bad_parameters_and_layouts_are_refused_by_name():
     secagg.Layout(((3, 2**64),))
   with pytest.raises(ValueError, match='Dropout stages are'):
     secagg.run(_inputs(2), LAYOUT, dropouts={0: 'later'})
+
+
+def test_the_benchmarks_bytes_are_the_wire_formats_and_its_cpu_model_has_every_term():
+  from benchmarks import secagg as bench  # pylint: disable=g-import-not-at-top
+
+  row = bench.protocol_point(30, 40)
+  assert row['client_sent_bytes'] == row['predicted']['sent']
+  assert row['client_received_bytes'] == row['predicted']['received']
+  assert row['neighbourhood'] == 11 and row['threshold'] == 6  # 2 ceil(log2 30) + 1
+  # The model's counts grow as the protocol's: more neighbours, more predicted CPU.
+  unit = row['unit_costs']
+  small, large = (bench.predicted_cpu(unit, members=m, clients=30, dropped=2)
+                  for m in (5, 11))
+  assert large['client_s'] > small['client_s'] and large['server_s'] > small['server_s']
+  assert 'x pred' in bench.table([row])
+
+
+def test_the_committed_secagg_costs_hold_their_own_checks():
+  import json  # pylint: disable=g-import-not-at-top
+  import os  # pylint: disable=g-import-not-at-top
+
+  from tests.helpers import REPO  # pylint: disable=g-import-not-at-top
+
+  with open(os.path.join(REPO, 'results', 'benchmark', 'secagg.json')) as f:
+    result = json.load(f)
+  rows = result['rows']
+  assert {(r['clients'], r['parameters']) for r in rows} >= {
+      (n, p) for n in (100, 1000, 5000) for p in (577, 17691)}
+  for r in rows:
+    assert r['client_sent_bytes'] == r['predicted']['sent']
+    assert r['client_received_bytes'] == r['predicted']['received']
+    # The operation counts explain the CPU to within a factor of 2 at every size.
+    assert 0.5 < r['client_cpu_ratio'] < 2 and 0.5 < r['server_cpu_ratio'] < 2
+  assert result['round']['clients'] == 1000 and result['round']['protocol_round_s'] > 0
