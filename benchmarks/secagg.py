@@ -186,3 +186,18 @@ def round_line(r: dict) -> str:
           f'protocol ({r["protocol_over_simulated"]:.2f}x, every device in turn); '
           f'{r["critical_path_round_s"]:.3f} s with devices side by side '
           f'({r["critical_path_over_simulated"]:.2f}x)')
+
+
+def markdown(result: dict) -> str:
+  """The cost table of docs/secure_aggregation.md, from secagg.json."""
+  lines = ['| clients | parameters | dropped | neighbourhood k, t | device sends | device '
+           'receives | device CPU (x model) | server CPU (x model) | simulation wall | '
+           'simulated sum |', '|' + '---|' * 10]
+  for r in result['rows']:
+    lines.append(
+        f'| {r["clients"]:,} | {r["parameters"]:,} | {r["dropped_after_shares"]} | '
+        f'{r["neighbourhood"]}, {r["threshold"]} | {r["client_sent_bytes"]:,.0f} B | '
+        f'{r["client_received_bytes"]:,.0f} B | {r["client_cpu_ms"]:.2f} ms '
+        f'({r["client_cpu_ratio"]:.2f}) | {r["server_cpu_s"]:.3f} s '
+        f'({r["server_cpu_ratio"]:.2f}) | {r["wall_s"]:.2f} s | {r["simulated_sum_s"]:.4f} s |')
+  return '\n'.join(lines)
