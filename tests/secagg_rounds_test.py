@@ -107,8 +107,9 @@ def test_distributed_rounds_over_the_protocol_equal_the_simulated_rounds_bit_for
   # The vectorized engine's runners, their client-side draws (Skellam noise,
   # stochastic rounding) pinned to the same sequence; a round without, then one with
   # dropouts at each stage of the protocol (distributed refuses clients.dropout: a
-  # device's noise share must arrive; the devices dropping here send no input).
-  runs = {}
+  # device's noise share must arrive; the devices dropping here send no input). Both
+  # start from one state (its rotation seed is drawn from the clock at initialize).
+  runs, start = {}, None
   for how in ('simulated', 'protocol'):
     config = tiny_config(**{'dp.mechanism': 'distributed', 'sampling': 'fixed_size',
                             'secure_aggregation.sum': how})
@@ -119,10 +120,11 @@ def test_distributed_rounds_over_the_protocol_equal_the_simulated_rounds_bit_for
         training.build_process(config, task, settings), training.client_datasets(config),
         config, groups=1, pin_draws=True, lanes=1)
     try:
-      state = runner.set_model_weights(runner.initialize(), tff.learning.models.ModelWeights(
-          *models.initial_weights(task.build_model(config))))
+      start = start or runner.set_model_weights(
+          runner.initialize(), tff.learning.models.ModelWeights(
+              *models.initial_weights(task.build_model(config))))
+      state, states = start, []
       clients = [(*data.train_examples(i), -1) for i in range(8)]
-      states = []
       for dropouts in (None, secagg.Dropouts(2, 1, (3,))):
         state, _ = runner.next(state, clients, dropouts=dropouts)
         states.append(mrf_runner._flatten_value(state))  # pylint: disable=protected-access
