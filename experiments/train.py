@@ -9,6 +9,7 @@ from ml_collections import config_flags
 
 from fl_analytics.core import cli
 from fl_analytics.privacy import sampling
+from fl_analytics.privacy import secagg
 from fl_analytics.reporting import report
 from fl_analytics.core import rundir
 from fl_analytics.runs import training
@@ -29,5 +30,5 @@ if __name__ == '__main__':
                             'the last completed round.',
           known=(training.InvalidSettingsError, rundir.RunDirectoryError),
           failures=(training.DivergenceError, sampling.ParticipationError,
-                    ConnectionError),  # ConnectionError: Ray
+                    secagg.AbortError, ConnectionError),  # ConnectionError: Ray
           log_dir=lambda: _WORKDIR.value)

@@ -136,3 +136,13 @@ def test_distributed_rounds_over_the_protocol_equal_the_simulated_rounds_bit_for
                                     for x, y in zip(a, b))
   assert not all(np.array_equal(np.asarray(x), np.asarray(y))  # the rounds moved it
                  for x, y in zip(runs['simulated'][0], runs['simulated'][1]))
+
+
+def test_a_round_the_protocol_cannot_finish_stops_the_run_naming_the_round(tmp_path):
+  # t = 8 of 9 in each neighbourhood, 80% of the devices gone: no round survives.
+  with pytest.raises(secagg.AbortError, match=r'^Round 1: SecAgg aborted: .*no sum was '
+                     r'formed\. Rounds up to 0 are checkpointed; lower clients.dropout'):
+    training.train_and_evaluate(tiny_config(**{
+        'dp.mechanism': 'gaussian_fixed', 'dp.secure_sum': True, 'clients.dropout': 0.8,
+        **PROTOCOL, 'secure_aggregation.num_shares': 9,
+        'secure_aggregation.threshold': 0.8}), str(tmp_path / 'run'))

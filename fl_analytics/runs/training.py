@@ -853,8 +853,14 @@ def run_round(engine: engines.Engine, state, cohort: Cohort, *, round_num: int, 
       engine.prefetch(upcoming.reporting, users)
     elif upcoming is not None:
       data.prefetch(upcoming.reporting[upcoming.reporting < users])
-    state, metrics = (engine.next(state, clients) if cohort.secure_dropouts is None else
-                      engine.next(state, clients, dropouts=cohort.secure_dropouts))
+    try:
+      state, metrics = (engine.next(state, clients) if cohort.secure_dropouts is None else
+                        engine.next(state, clients, dropouts=cohort.secure_dropouts))
+    except secagg.AbortError as e:  # fail closed, the last checkpoint kept
+      raise secagg.AbortError(
+          f'Round {round_num}: {e} Rounds up to {round_num - 1} are checkpointed; lower '
+          'clients.dropout or secure_aggregation.threshold, or raise '
+          'secure_aggregation.num_shares.') from None
     if len(cohort.reporting) and engine.client_bytes is not None:
       row['client_bytes'] = engine.client_bytes
     dp_metrics = metrics['aggregator'].get('dp_query_metrics') or {}
