@@ -125,7 +125,7 @@ def test_distributed_skellam_run_is_calibrated_and_accounted_from_its_parameters
   assert written['epsilon'] <= 8.0 and written['epsilon'] == pytest.approx(8.0, rel=1e-3)
   assert written['neighboring_relation'] == 'replace one user'
   assert 'Skellam' in written['analysis'] and 'report' in written['assumptions']
-  assert 'simulates it' in written['secure_aggregation']
+  assert 'simulates the secure sum' in written['secure_aggregation']
   for row in rows:
     assert math.isfinite(float(row['train_loss'])) and 0 <= float(row['eval_auc']) <= 1
 
