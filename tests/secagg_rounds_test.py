@@ -27,7 +27,9 @@ def test_every_mechanism_with_a_secure_sum_is_covered():
   assert {m for m, _ in _SECURE} >= {'gaussian_fixed', 'tree', 'distributed'}
 
 
-@pytest.mark.parametrize('mechanism, option', _SECURE, ids=[m for m, _ in _SECURE])
+@pytest.mark.parametrize('mechanism, option', [
+    pytest.param(m, o, id=m, marks=[] if k == 0 else pytest.mark.slow)
+    for k, (m, o) in enumerate(_SECURE)])  # the first in the inner loop, all in CI
 def test_the_protocol_sums_the_round_inputs_as_the_simulated_sum_bit_for_bit(
     mechanism, option):
   config = tiny_config(**{'dp.mechanism': mechanism, **option, **PROTOCOL,
@@ -67,6 +69,7 @@ def test_the_protocol_sums_the_round_inputs_as_the_simulated_sum_bit_for_bit(
     assert max(np.abs(a).max() for a in simulated) > 0  # the sums are not all zero
 
 
+@pytest.mark.slow
 def test_a_run_over_the_protocol_with_dropouts_equals_the_simulated_run(tmp_path):
   runs = {}
   for how in ('simulated', 'protocol'):
@@ -103,6 +106,7 @@ def test_bad_secure_aggregation_settings_are_refused_by_name(overrides, message)
     training.check_config(tiny_config(**{**PROTOCOL, **overrides}))
 
 
+@pytest.mark.slow
 def test_distributed_rounds_over_the_protocol_equal_the_simulated_rounds_bit_for_bit():
   # The vectorized engine's runners, their client-side draws (Skellam noise,
   # stochastic rounding) pinned to the same sequence; a round without, then one with
@@ -138,6 +142,7 @@ def test_distributed_rounds_over_the_protocol_equal_the_simulated_rounds_bit_for
                  for x, y in zip(runs['simulated'][0], runs['simulated'][1]))
 
 
+@pytest.mark.slow
 def test_a_round_the_protocol_cannot_finish_stops_the_run_naming_the_round(tmp_path):
   # t = 8 of 9 in each neighbourhood, 80% of the devices gone: no round survives.
   with pytest.raises(secagg.AbortError, match=r'^Round 1: SecAgg aborted: .*no sum was '
