@@ -27,9 +27,8 @@ def test_every_mechanism_with_a_secure_sum_is_covered():
   assert {m for m, _ in _SECURE} >= {'gaussian_fixed', 'tree', 'distributed'}
 
 
-@pytest.mark.parametrize('mechanism, option', [
-    pytest.param(m, o, id=m, marks=[] if k == 0 else pytest.mark.slow)
-    for k, (m, o) in enumerate(_SECURE)])  # the first in the inner loop, all in CI
+@pytest.mark.slow  # builds a TFF process per mechanism; tests/secagg_test.py is fast
+@pytest.mark.parametrize('mechanism, option', _SECURE, ids=[m for m, _ in _SECURE])
 def test_the_protocol_sums_the_round_inputs_as_the_simulated_sum_bit_for_bit(
     mechanism, option):
   config = tiny_config(**{'dp.mechanism': mechanism, **option, **PROTOCOL,

@@ -853,14 +853,7 @@ def run_round(engine: engines.Engine, state, cohort: Cohort, *, round_num: int, 
       engine.prefetch(upcoming.reporting, users)
     elif upcoming is not None:
       data.prefetch(upcoming.reporting[upcoming.reporting < users])
-    try:
-      state, metrics = (engine.next(state, clients) if cohort.secure_dropouts is None else
-                        engine.next(state, clients, dropouts=cohort.secure_dropouts))
-    except secagg.AbortError as e:  # fail closed, the last checkpoint kept
-      raise secagg.AbortError(
-          f'Round {round_num}: {e} Rounds up to {round_num - 1} are checkpointed; lower '
-          'clients.dropout or secure_aggregation.threshold, or raise '
-          'secure_aggregation.num_shares.') from None
+    state, metrics = _engine_round(engine, state, clients, cohort, round_num)
     if len(cohort.reporting) and engine.client_bytes is not None:
       row['client_bytes'] = engine.client_bytes
     dp_metrics = metrics['aggregator'].get('dp_query_metrics') or {}
@@ -880,6 +873,20 @@ def run_round(engine: engines.Engine, state, cohort: Cohort, *, round_num: int, 
   if mechanism.fixed_clip:
     row['clip'] = settings.clip
   return state, row
+
+
+def _engine_round(engine: engines.Engine, state, clients, cohort: Cohort, round_num: int):
+  """`engine.next`, with the cohort's SecAgg dropouts if the protocol runs; a round the
+  protocol cannot finish fails closed, naming the round (the last checkpoint kept)."""
+  try:
+    if cohort.secure_dropouts is None:
+      return engine.next(state, clients)
+    return engine.next(state, clients, dropouts=cohort.secure_dropouts)
+  except secagg.AbortError as e:
+    raise secagg.AbortError(
+        f'Round {round_num}: {e} Rounds up to {round_num - 1} are checkpointed; lower '
+        'clients.dropout or secure_aggregation.threshold, or raise '
+        'secure_aggregation.num_shares.') from None
 
 
 def _check_divergence(task, row: dict, key: str, config) -> None:
