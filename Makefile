@@ -12,7 +12,7 @@ DEMO_DIR ?= runs/demo
 REFERENCE_RUNS ?= runs/reference
 PARALLEL ?=
 
-.PHONY: setup test test-fast docs tutorial demo reproduce mechanisms compression analytics next_action production mf-reference export audit scale bench bench-scale bench-ray bench-generators bench-secagg population clean-runs
+.PHONY: setup test test-fast docs tutorial demo reproduce mechanisms compression analytics next_action production mf-reference audit-reference export audit scale bench bench-scale bench-ray bench-generators bench-secagg population clean-runs
 MECHANISM_RUNS ?= runs/mechanisms
 COMPRESSION_RUNS ?= runs/compression
 NEXT_ACTION_RUNS ?= runs/next_action
@@ -105,6 +105,12 @@ production: setup
 mf-reference:
 	tools/oracle_venv.sh
 	.venv-oracle/bin/python tools/mf_reference.py
+
+# jax-privacy's audit statistics on seeded canary scores (tools/audit_reference.py), in
+# the oracle virtualenv: results/reference_values/jax_privacy_audit.json.
+audit-reference:
+	tools/oracle_venv.sh
+	.venv-oracle/bin/python tools/audit_reference.py
 
 # Next-action prediction across privacy budgets (configs/sweeps/next_action.py),
 # exported to results/next_action/.

@@ -125,3 +125,38 @@ def test_membership_inference_on_separated_and_identical_losses():
   assert same['tpr_at_fpr']['0.001'] is None
   with pytest.raises(ValueError, match='needs members and non-members'):
     audit.membership_inference([], [1.0])
+
+
+def _jax_privacy_cases():
+  import json  # pylint: disable=g-import-not-at-top
+  import os  # pylint: disable=g-import-not-at-top
+
+  from tests.helpers import REPO  # pylint: disable=g-import-not-at-top
+
+  with open(os.path.join(REPO, 'results', 'reference_values', 'jax_privacy_audit.json')) as f:
+    return json.load(f)['cases']
+
+
+def test_clopper_pearson_and_one_run_bounds_are_jax_privacys_on_its_scores():
+  # results/reference_values/jax_privacy_audit.json: jax-privacy 2.0.0's
+  # CanaryScoreAuditor at explicit thresholds (tools/audit_reference.py, run in its own
+  # virtualenv by `make audit-reference`), on the scores it holds.
+  compared = 0
+  for case in _jax_privacy_cases():
+    for v in case['values']:
+      kw = dict(threshold=v['threshold'], alpha=v['significance'], delta=v['delta'])
+      assert audit.epsilon_clopper_pearson(case['in_scores'], case['out_scores'], **kw) \
+          == pytest.approx(v['epsilon_clopper_pearson'], abs=1e-3)
+      if v['epsilon_one_run'] is not None:
+        assert audit.epsilon_one_run(case['in_scores'], case['out_scores'], **kw) \
+            == pytest.approx(v['epsilon_one_run'], abs=1e-3)
+        compared += v['epsilon_one_run'] > 0.5
+  assert compared >= 6  # the comparison is not of zeros
+
+
+def test_the_one_run_bound_grows_with_right_guesses_and_delta_weakens_it():
+  p = [audit.one_run_p_value(1000, 100, c, 1.0, 0.0) for c in (60, 75, 90)]
+  assert p[0] > p[1] > p[2]
+  assert audit.one_run_p_value(1000, 100, 90, 1.0, 1e-5) > p[2]
+  with pytest.raises(ValueError, match=r'delta must be in \[0, 1\)'):
+    audit.epsilon_one_run([1.0], [0.0], threshold=0.5, alpha=0.05, delta=-1)

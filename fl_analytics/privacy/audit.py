@@ -63,6 +63,7 @@ import math
 from typing import Any, Optional, Sequence
 
 import numpy as np
+from scipy import optimize
 from scipy import special
 from scipy import stats
 
@@ -201,9 +202,71 @@ def epsilon_lower_bound(seen_cosines: Sequence[float], *, dim: Optional[int] = N
   return float(_epsilon_from_rates(log_fpr(t, 1), fnr, delta))
 
 
-def _check_delta(delta: float) -> None:
-  if not 0 < delta < 1:
-    raise ValueError(f'delta must be in (0, 1). Found {delta}.')
+def threshold_counts(in_scores: Sequence[float], out_scores: Sequence[float],
+                     threshold: float) -> tuple[int, int]:
+  """(true positives, false positives) of guessing "in" for every score >= threshold."""
+  return (int(np.sum(np.asarray(in_scores) >= threshold)),
+          int(np.sum(np.asarray(out_scores) >= threshold)))
+
+
+def epsilon_clopper_pearson(in_scores: Sequence[float], out_scores: Sequence[float], *,
+                            threshold: float, alpha: float, delta: float) -> float:
+  """The epsilon lower bound of one threshold test (Jagielski, Ullman, Oprea 2020,
+  "Auditing differentially private machine learning: how private is private SGD?"):
+  with probability >= 1 - alpha, TPR >= its Clopper-Pearson lower bound and FPR <= its
+  upper bound (alpha / 2 each), and (epsilon, delta)-DP needs TPR <= e^epsilon FPR +
+  delta, so epsilon >= log((TPR_lower - delta) / FPR_upper); 0 when that is not
+  positive. `tests/audit_test.py` checks it against jax-privacy's."""
+  _check_delta(delta, allow_zero=True)
+  tp, fp = threshold_counts(in_scores, out_scores, threshold)
+  tpr_lower = 1.0 - float(clopper_pearson_upper(len(in_scores) - tp, len(in_scores),
+                                                alpha / 2))
+  fpr_upper = float(clopper_pearson_upper(fp, len(out_scores), alpha / 2))
+  if tpr_lower <= delta:
+    return 0.0
+  return max(0.0, math.log(tpr_lower - delta) - math.log(fpr_upper))
+
+
+def one_run_p_value(canaries: int, guesses: int, correct: int, epsilon: float,
+                    delta: float) -> float:
+  """How likely `correct` or more right guesses of `guesses` are among `canaries`
+  canaries each included with probability 1/2, under (epsilon, delta)-DP (Steinke,
+  Nasr, Jagielski 2023, Theorem 5.2): P[Binomial(guesses, e^eps / (1 + e^eps)) >=
+  correct] plus, for delta > 0, 2 * canaries * delta times the largest excess tail per
+  extra right guess."""
+  q = special.expit(epsilon)
+  beta = stats.binom.sf(correct - 1, guesses, q)
+  if delta == 0 or correct == 0:
+    return float(min(beta, 1.0))
+  extra = np.arange(1, correct + 1)
+  alpha = np.max((stats.binom.sf(correct - extra - 1, guesses, q) - beta) / extra)
+  return float(min(beta + max(alpha, 0.0) * delta * 2 * canaries, 1.0))
+
+
+def epsilon_one_run(in_scores: Sequence[float], out_scores: Sequence[float], *,
+                    threshold: float, alpha: float, delta: float) -> float:
+  """The largest epsilon that the guesses above `threshold` refute with confidence
+  1 - alpha (`one_run_p_value` <= alpha; 0 if none): the one-run audit of Steinke,
+  Nasr and Jagielski (2023), one-sided, in which every canary counts, in or out.
+  `tests/audit_test.py` checks it against jax-privacy's."""
+  _check_delta(delta, allow_zero=True)
+  tp, fp = threshold_counts(in_scores, out_scores, threshold)
+  canaries, guesses = len(in_scores) + len(out_scores), tp + fp
+
+  def refuted(epsilon):
+    return alpha - one_run_p_value(canaries, guesses, tp, epsilon, delta)
+
+  if guesses == 0 or refuted(0.0) <= 0:
+    return 0.0
+  high = 1.0
+  while refuted(high) > 0:
+    high *= 2
+  return float(optimize.brentq(refuted, 0.0, high, xtol=1e-9))
+
+
+def _check_delta(delta: float, allow_zero: bool = False) -> None:
+  if not ((delta >= 0 if allow_zero else delta > 0) and delta < 1):
+    raise ValueError(f'delta must be in {"[0" if allow_zero else "(0"}, 1). Found {delta}.')
 
 
 def cosines(directions: np.ndarray, update: np.ndarray) -> np.ndarray:
