@@ -90,14 +90,14 @@ def unit_costs(members: int, threshold: int, parameters: int, clients: int) -> d
 
 
 def predicted_cpu(unit: dict, *, members: int, clients: int, dropped: int) -> dict:
-  """CPU seconds from the operation counts: a device agrees three keys with each
-  neighbour (to encrypt the shares it sends, to decrypt those it gets, for their
-  mask), shares two secrets, expands a mask per member; the server rebuilds each
+  """CPU seconds from the operation counts: a device agrees two keys with each
+  neighbour (the key that seals the shares both ways, and their mask's seed), shares
+  two secrets, expands a mask per member; the server rebuilds each
   survivor's seed, adds its input and removes its mask, and rebuilds each dropped
   device's key and the masks it shared with its surviving neighbours; besides, it
   routes every encrypted share and reads every input and unmasking share."""
   others = members - 1
-  client = 3 * others * unit['agreement_s'] + 2 * unit['share_s'] + members * unit['mask_s']
+  client = 2 * others * unit['agreement_s'] + 2 * unit['share_s'] + members * unit['mask_s']
   survivors = clients - dropped
   server = (clients * others * unit['route_s']
             + survivors * (unit['read_input_s'] + members * unit['read_share_s'])

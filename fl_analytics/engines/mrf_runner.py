@@ -284,7 +284,7 @@ class MapReduceRunner:
     server.finalize()
 
     self.num_groups = groups
-    self.secure_protocol, self.secagg_costs = secure_protocol, None  # last round's
+    self.secure_protocol = secure_protocol
     self._groups = ([_ClientStep(mrf, dataset_fn, pin_draws) for _ in range(groups)]
                     if self._CLIENT_STEPS else [])
     self._pool = (concurrent.futures.ThreadPoolExecutor(parallel)
@@ -326,7 +326,7 @@ class MapReduceRunner:
         [self._broadcast, self._zero, self._secure_params], server_feed)
     acc, secure_sums = self._accumulate_clients(broadcast, acc, secure_params, client_data)
     if isinstance(secure_sums, PerClient):
-      secure_values, self.secagg_costs = protocol_sum(
+      secure_values, _ = protocol_sum(
           secure_sums, secure_params, self.secure_protocol, dropouts or secagg.Dropouts())
     else:
       # secure_sum_bitwidth and secure_sum: plain sums; secure_modular_sum: mod modulus.

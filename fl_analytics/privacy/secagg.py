@@ -248,7 +248,7 @@ def decode_vector(data: bytes, length: int, word_bytes: int) -> np.ndarray:
     raise ProtocolError(f'A masked input is {length * word_bytes} bytes. Found {len(data)}.')
   padded = np.zeros((length, 8), np.uint8)
   padded[:, :word_bytes] = np.frombuffer(data, np.uint8).reshape(length, word_bytes)
-  return padded.reshape(-1).view('<u8').copy()
+  return padded.reshape(-1).view('<u8')
 
 
 class _Wire:
@@ -363,6 +363,8 @@ class Device:
     self._s = x25519.X25519PrivateKey.generate()
     self._b = secrets.token_bytes(_KEY)
     self._held: dict[int, tuple[bytes, bytes]] = {}  # neighbour -> (share of s, of b)
+    self._keys: dict[int, tuple[bytes, bytes]] = {}  # neighbour -> its public keys
+    self._share_keys: dict[int, bytes] = {}  # neighbour -> the AES-GCM key of shares
 
   @property
   def index(self) -> int:
@@ -399,13 +401,17 @@ class Device:
                                   serialization.NoEncryption())
     s_shares = shamir.split(s_raw, threshold=t, num_shares=len(members))
     b_shares = shamir.split(self._b, threshold=t, num_shares=len(members))
+    # One AES-GCM key per neighbour, the same both ways: it seals the shares sent now
+    # and opens those received in stage 3.
+    self._share_keys = {u: _pairwise_seed(self._c, c, self._wire.round_id, b'share key')
+                        for u, (c, _) in self._keys.items()}
     out = []
     for x, u in enumerate(members):
       pair = (s_shares[x].to_bytes(), b_shares[x].to_bytes())
       if u == self.index:
         self._held[u] = pair
         continue
-      key = _pairwise_seed(self._c, self._keys[u][0], self._wire.round_id, b'share key')
+      key = self._share_keys[u]
       nonce = secrets.token_bytes(_NONCE)
       aad = self._wire.round_id + struct.pack('>II', self.index, u)
       out.append((u, nonce + AESGCM(key).encrypt(nonce, pair[0] + pair[1], aad)))
@@ -419,10 +425,9 @@ class Device:
       if u not in self._keys or u in self._held:
         raise ProtocolError(f'Device {self.index} refused a share from {u}: not a '
                             'neighbour, or a second one.')
-      key = _pairwise_seed(self._c, self._keys[u][0], self._wire.round_id, b'share key')
       aad = self._wire.round_id + struct.pack('>II', u, self.index)
       try:
-        plain = AESGCM(key).decrypt(sealed[:_NONCE], sealed[_NONCE:], aad)
+        plain = AESGCM(self._share_keys[u]).decrypt(sealed[:_NONCE], sealed[_NONCE:], aad)
       except InvalidTag:
         raise ProtocolError(f'Device {self.index}: the share from {u} does not '
                             'authenticate.') from None
