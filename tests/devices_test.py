@@ -92,3 +92,15 @@ def test_dropout_note_explains_each_sampling():
     assert 'independently of the data' in statement.dropout_note(0.2, sampling)
   with pytest.raises(ValueError, match="No dropout analysis for sampling='other'"):
     statement.dropout_note(0.2, 'other')
+
+
+def test_protocol_dropout_stages_split_the_clients_that_do_not_report():
+  cohort = np.arange(400)
+  for round_num in (1, 2):
+    reporting = devices.reporting(cohort, 0.3, seed=5, round_num=round_num)
+    before, after_shares, late = devices.dropout_stages(cohort, 0.3, 0.2, seed=5,
+                                                        round_num=round_num)
+    assert before + after_shares == len(cohort) - len(reporting)
+    assert 0.3 < before / (before + after_shares) < 0.7  # half each, by the same draw
+    assert late.max() < len(reporting) and 0.1 < len(late) / len(reporting) < 0.3
+  assert devices.dropout_stages(cohort, 0.0, 0.0, seed=5, round_num=1)[:2] == (0, 0)

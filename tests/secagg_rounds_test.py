@@ -93,6 +93,8 @@ def test_a_run_over_the_protocol_with_dropouts_equals_the_simulated_run(tmp_path
      r"round's secure sums, and this run has none"),
     ({'dp.mechanism': 'gaussian_fixed', 'dp.secure_sum': True, 'runtime.engine': 'cpp'},
      r'runs with runtime.engine=mapreduce, vectorized or auto.*Found runtime.engine=cpp'),
+    ({'dp.mechanism': 'gaussian_fixed', 'dp.secure_sum': True,
+      'runtime.ray_address': 'auto'}, r'without runtime.ray_address.*ray_address set'),
     ({'secure_aggregation.sum': 'real'}, r'secure_aggregation.sum must be one of '
      r"simulated, protocol. Found 'real'"),
     ({'secure_aggregation.num_shares': 4}, r'num_shares must be 0 \(automatic\) or an '

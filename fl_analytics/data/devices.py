@@ -84,8 +84,12 @@ def reporting(cohort: np.ndarray, dropout: float, *, seed: int,
   """The clients of `cohort` that report in round `round_num` (each fails w.p. dropout)."""
   if not dropout:
     return cohort
-  rng = np.random.default_rng([seed, 0xD409, round_num])
-  return cohort[rng.random(len(cohort)) >= dropout]
+  return cohort[_dropout_draws(len(cohort), seed, round_num) >= dropout]
+
+
+def _dropout_draws(count: int, seed: int, round_num: int) -> np.ndarray:
+  """One uniform draw per sampled client of the round: it drops out below `dropout`."""
+  return np.random.default_rng([seed, 0xD409, round_num]).random(count)
 
 
 def dropout_stages(cohort: np.ndarray, dropout: float, after_input: float, *,
@@ -95,8 +99,7 @@ def dropout_stages(cohort: np.ndarray, dropout: float, after_input: float, *,
   sending their shares (half the chance each), and the positions among the reporting
   ones of those that drop after sending their masked input (each w.p. `after_input`;
   their updates are in the sum)."""
-  draw = (np.random.default_rng([seed, 0xD409, round_num]).random(len(cohort))
-          if dropout else np.ones(len(cohort)))
+  draw = _dropout_draws(len(cohort), seed, round_num) if dropout else np.ones(len(cohort))
   before = int(np.sum(draw < dropout / 2))
   after_shares = int(np.sum(draw < dropout)) - before
   reporting_count = len(cohort) - before - after_shares
