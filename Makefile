@@ -12,7 +12,7 @@ DEMO_DIR ?= runs/demo
 REFERENCE_RUNS ?= runs/reference
 PARALLEL ?=
 
-.PHONY: setup test test-fast docs tutorial demo reproduce mechanisms compression analytics next_action production mf-reference audit-reference export audit scale bench bench-scale bench-ray bench-generators bench-secagg population clean-runs
+.PHONY: setup test test-fast docs tutorial demo reproduce mechanisms compression analytics next_action production mf-reference audit-reference export audit audit-mechanisms scale bench bench-scale bench-ray bench-generators bench-secagg population clean-runs
 MECHANISM_RUNS ?= runs/mechanisms
 COMPRESSION_RUNS ?= runs/compression
 NEXT_ACTION_RUNS ?= runs/next_action
@@ -123,6 +123,12 @@ next_action: setup
 # results/analytics/.
 analytics: setup
 	$(PY) experiments/analytics.py --config=configs/feature_usage.py --workdir=results/analytics
+
+# The white-box audit of every registered mechanism and of the sabotaged aggregators
+# (configs/audit_mechanisms.py, about 15 minutes): results/audit/mechanisms/.
+audit-mechanisms: setup
+	$(PY) experiments/audit_mechanisms.py --config=configs/audit_mechanisms.py \
+	    --output=results/audit/mechanisms
 
 # The empirical privacy audit of the reference settings (configs/sweeps/audit.py): every
 # run with 100 canaries, audit.json beside privacy.json, the estimated-against-claimed

@@ -14,8 +14,6 @@ epsilon. No TensorFlow.
 from absl import flags
 import dp_accounting
 import numpy as np
-from scipy import optimize
-from scipy import stats
 
 from fl_analytics.privacy import audit
 from fl_analytics.core import cli
@@ -28,15 +26,6 @@ _NOISE = flags.DEFINE_list('noise', ['1', '2', '4'], 'Noise multipliers z.')
 _DELTA = flags.DEFINE_float('delta', 1e-5, 'Delta.')
 
 
-def exact_gaussian_epsilon(sigma: float, delta: float) -> float:
-  """Epsilon at `delta` of the Gaussian mechanism, sensitivity 1, noise `sigma` (the
-  analytic Gaussian of Balle and Wang 2018)."""
-  def excess(eps):
-    return (stats.norm.cdf(-eps * sigma + 1 / (2 * sigma))
-            - np.exp(eps) * stats.norm.cdf(-eps * sigma - 1 / (2 * sigma)) - delta)
-  return optimize.brentq(excess, 0, 50)
-
-
 def main(argv):
   del argv  # cli.parse_flags refuses positional arguments
   d, k, delta = _DIM.value, _CANARIES.value, _DELTA.value
@@ -46,7 +35,7 @@ def main(argv):
   for z in (float(v) for v in _NOISE.value):
     accountant = dp_accounting.rdp.RdpAccountant()
     accountant.compose(dp_accounting.GaussianDpEvent(z))
-    claim, exact = accountant.get_epsilon(delta), exact_gaussian_epsilon(z, delta)
+    claim, exact = accountant.get_epsilon(delta), audit.gdp_epsilon(1 / z, delta)
     runs = []
     for seed in range(_SEEDS.value):
       directions = audit.canary_directions(2 * k, d, seed=seed)

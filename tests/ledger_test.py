@@ -1,15 +1,13 @@
 """The privacy budget of an analytics session (`privacy.ledger`)."""
 
-import math
 import os
 import subprocess
 import sys
 
 import pytest
-from scipy import optimize
-from scipy import stats
 
 from fl_analytics.core import rundir
+from fl_analytics.privacy import audit
 from fl_analytics.privacy import ledger as ledger_lib
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -17,13 +15,9 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 def _exact_gaussian_epsilon(noise_multipliers, delta):
   """Epsilon at delta of composed Gaussian mechanisms, in closed form: k Gaussians of
-  noise multipliers z_i compose to one of z = (sum z_i^-2)^-1/2, whose exact
-  delta(epsilon) is Phi(1/(2z) - epsilon z) - e^epsilon Phi(-1/(2z) - epsilon z)
-  (Balle and Wang 2018, Theorem 8) -- independent of dp_accounting."""
-  z = sum(x**-2 for x in noise_multipliers)**-0.5
-  d = lambda eps: (stats.norm.cdf(1 / (2 * z) - eps * z)
-                   - math.exp(eps) * stats.norm.cdf(-1 / (2 * z) - eps * z)) - delta
-  return optimize.brentq(d, 1e-9, 100)
+  noise multipliers z_i compose to mu-GDP with mu = (sum z_i^-2)^1/2 (Dong, Roth, Su
+  2022), whose epsilon `audit.gdp_epsilon` solves -- independent of dp_accounting."""
+  return audit.gdp_epsilon(sum(x**-2 for x in noise_multipliers)**0.5, delta)
 
 
 @pytest.mark.parametrize('accountant', ['pld', 'rdp'])

@@ -147,6 +147,28 @@ def epsilon_interval(seen_cosines: Sequence[float], *, dim: Optional[int] = None
 MIN_ABOVE = 10
 
 
+def gdp_epsilon(mu: float, delta: float) -> float:
+  """Epsilon at `delta` of mu-Gaussian DP (Dong, Roth, Su 2022, Corollary 2.13):
+  delta(eps) = Phi(-eps/mu + mu/2) - e^eps Phi(-eps/mu - mu/2), solved for eps >= 0.
+  The Gaussian mechanism with noise multiplier z is (1/z)-GDP; `tests/
+  mechanism_audit_test.py` checks it against dp_accounting's PLD."""
+  if not 0 < delta < 1:
+    raise ValueError(f'delta must be in (0, 1). Found {delta}.')
+  if not mu > 0:
+    return 0.0
+  if not math.isfinite(mu):
+    return math.inf
+
+  def excess(eps):
+    tail = stats.norm.logcdf(-eps / mu - mu / 2) + eps
+    return stats.norm.cdf(-eps / mu + mu / 2) - math.exp(min(tail, 700.0)) - delta
+
+  if excess(0.0) <= 0:
+    return 0.0
+  high = mu * mu / 2 + mu * math.sqrt(2 * math.log(1 / delta)) + 10
+  return float(optimize.brentq(excess, 0.0, high, xtol=1e-10))
+
+
 def clopper_pearson_upper(failures, trials: int, alpha: float) -> np.ndarray:
   """One-sided upper (1 - alpha) Clopper-Pearson bound on a binomial rate (exact)."""
   failures = np.asarray(failures, dtype=float)

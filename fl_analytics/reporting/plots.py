@@ -16,6 +16,10 @@
 * `audit` (runs with audit canaries): the estimated epsilon (and its 90% interval and
   lower bound) against the claimed one, every run, with the diagonal; one panel for
   the final-model statistic and one for all iterates.
+* `mechanism_audit` (`make audit-mechanisms`): per audited mechanism and sabotaged
+  aggregator, each property's measured over claimed value (noise scale, clip, sampling,
+  epsilon; the noise correlation as 1 + its gap to the claimed), failures in red; and
+  the epsilon estimate with its interval and lower bound against the claim.
 Compressed settings are lines of their own, labelled with their bit width.
 """
 
@@ -582,3 +586,85 @@ def population_calibration(rows: Sequence[dict], workdir: str, *, title: str) ->
   axes[0, 0].set_title(title, fontsize=10)
   fig.tight_layout(rect=(0, 0.04, 1, 1))
   return _save(fig, workdir, 'calibration')
+
+
+_AUDIT_PROPERTIES = (('noise scale', 'o'), ('noise correlation', 's'), ('clip', 'D'),
+                     ('sampling', 'v'), ('epsilon', '^'))
+
+
+def _audit_ratio(name: str, check: dict) -> Optional[float]:
+  measured, claimed = check['measured'], check['claimed']
+  if measured is None or claimed is None:
+    return None
+  if name == 'noise correlation':
+    return 1 + abs(measured - claimed)
+  return measured / claimed if claimed else None
+
+
+def _audit_rows(results: dict) -> list[tuple[str, dict, bool]]:
+  rows = [(f"{r['label']}, {r['rounds']} round{'s' if r['rounds'] > 1 else ''}", r, False)
+          for r in results['mechanisms']]
+  rows += [(f"sabotaged: {r['label']}", r, True) for r in results['faults']]
+  rows += [(f'sampling: {name}', {'checks': {'sampling': check}}, False)
+           for name, check in results['sampling'].items()]
+  return rows + [(f'sabotaged sampling: {name}', {'checks': {'sampling': check}}, True)
+                 for name, check in results['sampling_faults'].items()]
+
+
+def _audit_property_panel(ax, rows) -> None:
+  labelled = set()
+  for y, (_, row, _) in enumerate(rows):
+    for name, marker in _AUDIT_PROPERTIES:
+      check = row['checks'].get(name)
+      ratio = _audit_ratio(name, check) if check else None
+      if ratio is None:
+        continue
+      ax.scatter(min(max(ratio, 1e-3), 1e3), y, marker=marker, s=40,
+                 color='tab:blue' if check['ok'] else 'tab:red',
+                 label=None if name in labelled else name, zorder=3)
+      labelled.add(name)
+  ax.axvspan(0.9, 1.1, color='0.9', zorder=0)
+  ax.set_xscale('log')
+  ax.set_xlim(1e-3, 1.5e3)
+  ax.set_xlabel('measured / claimed (clipped to [1e-3, 1e3]); red: check failed')
+  ax.legend(loc='lower right', fontsize='small')
+
+
+def _audit_epsilon_panel(ax, rows) -> None:
+  for y, (_, row, _) in enumerate(rows):
+    if 'epsilon' not in row:
+      continue
+    eps = row['epsilon']
+    claimed = row['claimed_epsilon']
+    ax.scatter(claimed, y, marker='|', s=200, color='black',
+               label='claimed' if y == 0 else None, zorder=3)
+    if eps['estimate'] is not None:
+      estimate = min(eps['estimate'], 1e6)
+      low, high = (min(max(v, 1e-2), 1e6) if v is not None else 1e6
+                   for v in eps['interval'])
+      ax.errorbar(estimate, y, color='tab:blue', fmt='o',
+                  xerr=[[max(estimate - low, 0)], [max(high - estimate, 0)]],
+                  label='estimate (interval)' if y == 0 else None)
+    ax.scatter(max(eps['lower_bound'] or 0, 1e-2), y, marker='>', color='tab:green',
+               label='lower bound' if y == 0 else None, zorder=3)
+  ax.set_xscale('log')
+  ax.set_xlim(1e-2, 1e6)
+  ax.set_xlabel('epsilon at delta')
+  ax.legend(loc='lower right', fontsize='small')
+
+
+def mechanism_audit(results: dict, directory: str) -> list[str]:
+  """The white-box audit's figure (`mechanism_audit.audit_suite`'s results)."""
+  rows = _audit_rows(results)
+  fig, (left, right) = plt.subplots(1, 2, figsize=(13, 0.45 * len(rows) + 2),
+                                    sharey=True)
+  _audit_property_panel(left, rows)
+  _audit_epsilon_panel(right, rows)
+  left.set_yticks(range(len(rows)))
+  left.set_yticklabels([label for label, _, _ in rows])
+  for tick, (_, _, sabotaged) in zip(left.get_yticklabels(), rows):
+    tick.set_color('tab:red' if sabotaged else 'black')
+  left.invert_yaxis()
+  fig.suptitle('White-box audit of each mechanism (noise multiplier 1, clip 1); '
+               'sabotaged aggregators in red')
+  return _save(fig, directory, 'mechanisms')

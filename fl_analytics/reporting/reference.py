@@ -15,6 +15,9 @@ from fl_analytics.core import rundir
 from fl_analytics.reporting import summary
 
 EXPORTED_RUN_FILES = (rundir.CONFIG_FILE, rundir.METRICS_FILE, rundir.PRIVACY_FILE)
+# Directories of a committed reference that another target writes (`make
+# audit-mechanisms`: results/audit/mechanisms/), carried over when the sweep is exported.
+PRESERVED_DIRS = ('mechanisms',)
 
 
 def export_small_files(src: str, dst: str, *, extra_dirs: Sequence[str] = ()) -> None:
@@ -36,6 +39,9 @@ def export_small_files(src: str, dst: str, *, extra_dirs: Sequence[str] = ()) ->
   for d in extra_dirs:
     if os.path.isdir(os.path.join(src, d)):
       shutil.copytree(os.path.join(src, d), os.path.join(tmp, d))
+  for d in PRESERVED_DIRS:
+    if os.path.isdir(os.path.join(dst, d)):
+      shutil.copytree(os.path.join(dst, d), os.path.join(tmp, d))
   for run in summary.collect_runs(src):
     os.makedirs(os.path.join(tmp, run.name))
     for name in EXPORTED_RUN_FILES + ((rundir.AUDIT_FILE,) if run.audit else ()) + (

@@ -22,6 +22,7 @@ import dataclasses
 from typing import Any, Callable, Mapping, Optional
 
 import dp_accounting
+import numpy as np
 
 from fl_analytics.privacy import sampling
 
@@ -121,6 +122,12 @@ def _same_settings(settings: DpSettings) -> DpSettings:
   return settings
 
 
+def independent_noise(settings: DpSettings, rounds: int) -> np.ndarray:
+  """The claimed covariance across `rounds` rounds of one coordinate of the noise added
+  to the clipped sum: N(0, (noise_multiplier * clip)**2), drawn afresh every round."""
+  return (settings.noise_multiplier * settings.clip)**2 * np.eye(rounds)
+
+
 @dataclasses.dataclass(frozen=True)
 class Mechanism:
   """One value of `dp.mechanism`: what it is, what it allows, what it builds."""
@@ -164,6 +171,14 @@ class Mechanism:
   clock_seeded_noise: str = ''
   # Its own `dp.*` keys, with defaults and meanings (`DpSettings.param` reads them).
   config: tuple[ConfigKey, ...] = ()
+  # (settings, rounds) -> what it claims of its noise: the covariance across `rounds`
+  # rounds of one coordinate of the noise on the clipped sum (coordinates independent),
+  # which the white-box audit tests (`fl_analytics.privacy.mechanism_audit`); None:
+  # no claim beyond the accountant's epsilon.
+  noise_covariance: Optional[Callable[[DpSettings, int], np.ndarray]] = independent_noise
+  # The most rounds its white-box audit runs (None: any): adaptive clipping's clip
+  # moves after the first round, and with it the noise.
+  audit_rounds: Optional[int] = None
   color: str = 'black'
   marker: str = 'o'
   linestyle: str = '-'

@@ -45,6 +45,18 @@ def _check(settings: base.DpSettings) -> None:
     raise ValueError(f'dp.clip_learning_rate must be > 0. Found {rate}.')
 
 
+def _value_noise(settings: base.DpSettings, rounds: int):
+  """The claimed noise on the clipped sum: the value query's share of the noise
+  multiplier (TFF's `adaptive_clip_noise_params`; the clip-count query takes the rest),
+  at the initial clip."""
+  import numpy as np  # pylint: disable=g-import-not-at-top
+  from tensorflow_federated.python.aggregators import differential_privacy  # pylint: disable=g-import-not-at-top
+
+  value_z, _ = differential_privacy.adaptive_clip_noise_params(
+      settings.noise_multiplier, float(settings.clients_per_round))
+  return (value_z * settings.clip)**2 * np.eye(rounds)
+
+
 def _build(settings: base.DpSettings, record_specs=None, record_sum=None):
   del record_specs
   import tensorflow_federated as tff  # pylint: disable=g-import-not-at-top
@@ -69,5 +81,6 @@ MECHANISM = base.Mechanism(
                         'its quantization error relative to the clip is unbounded.'),
     compression_refusal=("no analysis here covers quantization's effect on the "
                          'clip-count query'),
-    config=(TARGET_UNCLIPPED_QUANTILE, CLIP_LEARNING_RATE), color='tab:blue', marker='o',
+    config=(TARGET_UNCLIPPED_QUANTILE, CLIP_LEARNING_RATE), noise_covariance=_value_noise,
+    audit_rounds=1, color='tab:blue', marker='o',
     linestyle='-')

@@ -63,6 +63,20 @@ def event(settings: base.DpSettings, rounds: int) -> dp_accounting.DpEvent:
   return dp_accounting.GaussianDpEvent(settings.accounted_noise_multiplier)
 
 
+def noise_covariance(settings: base.DpSettings, rounds: int, *,
+                     optimize: Callable[..., mf.Strategy]):
+  """The claimed covariance of one coordinate's noise over the first `rounds` rounds:
+  stddev**2 L L^T, L the first `rounds` rows of C^{-1} (lower-triangular Toeplitz)."""
+  import numpy as np  # pylint: disable=g-import-not-at-top
+  from scipy import linalg  # pylint: disable=g-import-not-at-top
+
+  s = strategy(settings, optimize, rounds)
+  inverse = mf.inverse_coefs(s.toeplitz_coefs(), s.n)[:rounds]
+  lower = linalg.toeplitz(inverse, np.zeros(rounds))
+  stddev = settings.noise_multiplier * settings.clip * s.sensitivity
+  return stddev**2 * lower @ lower.T
+
+
 def statement(settings: base.DpSettings, rounds: int, *, title: str,
               optimize: Callable[..., mf.Strategy]) -> tuple[dict, str]:
   """The mechanism's `statement`: its bounds, strategy and note."""
@@ -111,6 +125,8 @@ def mechanism(*, optimizer: Callable[[base.DpSettings], Callable[..., mf.Strateg
       statement=lambda settings, rounds: statement(
           settings, rounds, title=fields['title'], optimize=optimizer(settings)),
       resolve=lambda settings: resolve(settings, optimizer(settings)),
+      noise_covariance=lambda settings, rounds: noise_covariance(
+          settings, rounds, optimize=optimizer(settings)),
       sampling_refusal=('Its sensitivity comes from bounding participations, so it '
                         'runs on the production schedules.'),
       secure_sum=True, compression=True, fixed_clip=True, **fields)
