@@ -32,11 +32,11 @@ def get_config() -> ml_collections.ConfigDict:
   c.population_size = 10_000
   c.clients_per_round = 100
   c.sampling_rounds = 200
-  # One round at 10^5 trials: the tightness of the Gaussian mechanisms; then every
+  # One round at 2 x 10^5 trials: the tightness of the Gaussian mechanisms; then every
   # mechanism over 4 rounds, the correlated ones with a strategy for 4 rounds.
   c.audits = [
-      _audit('gaussian_fixed', 1, 100_000),
-      _audit('gaussian_adaptive', 1, 100_000),
+      _audit('gaussian_fixed', 1, 200_000),
+      _audit('gaussian_adaptive', 1, 200_000),
       _audit('gaussian_fixed', 4, 20_000),
       _audit('tree', 4, 20_000),
       _audit('banded', 4, 20_000, bands=4),

@@ -481,6 +481,28 @@ def test_divergence_stops_the_run_and_keeps_the_last_good_round(tmp_path, mechan
 
 
 @pytest.mark.slow
+def test_a_diverging_run_whose_clip_does_not_hold_is_an_audit_failure(tmp_path,
+                                                                       monkeypatch):
+  """The registry's gaussian_fixed replaced by a build that does not clip (the noise
+  as accounted, `sabotage.no_clip`'s fault): the diverging run names the clip."""
+  import dataclasses  # pylint: disable=g-import-not-at-top
+
+  from fl_analytics.privacy import mechanisms  # pylint: disable=g-import-not-at-top
+
+  honest = mechanisms.get('gaussian_fixed')
+  unclipped = dataclasses.replace(honest, build=lambda settings, **kw: honest.build(
+      dataclasses.replace(settings, clip=settings.clip * 1e6,
+                          noise_multiplier=settings.noise_multiplier / 1e6), **kw))
+  monkeypatch.setitem(mechanisms.REGISTRY, 'gaussian_fixed', unclipped)
+  with pytest.raises(training.DivergenceError, match=r'Training diverged at round \d+: '
+                     r'.*Audit failure: the clip of dp.mechanism=gaussian_fixed does not '
+                     r'hold \(an insertion of 1000 clips moves the sum by'):
+    training.train_and_evaluate(
+        _config(**{'dp.mechanism': 'gaussian_fixed', 'client.learning_rate': 1e6,
+                   'server.learning_rate': 1e6}), str(tmp_path / 'run'))
+
+
+@pytest.mark.slow
 def test_secret_sampling_uses_a_seed_that_config_json_does_not_give_away(tmp_path):
   from fl_analytics.privacy import sampling  # pylint: disable=g-import-not-at-top
 

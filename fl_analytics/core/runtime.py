@@ -163,6 +163,7 @@ def local_cpp_context(
   """
   import tensorflow_federated as tff  # pylint: disable=g-import-not-at-top
 
+  global _installed
   worker = LocalWorker(
       max_concurrent_computation_calls=max_concurrent_computation_calls,
       log_path=log_path,
@@ -170,9 +171,27 @@ def local_cpp_context(
   try:
     worker.start()
     with tff.framework.get_context_stack().install(_worker_context(worker, log_path)):
-      yield worker
+      _installed += 1
+      try:
+        yield worker
+      finally:
+        _installed -= 1
   finally:
     worker.stop()
+
+
+_installed = 0  # local_cpp_context blocks open in this process
+
+
+@contextlib.contextmanager
+def shared_cpp_context() -> Iterator[None]:
+  """`local_cpp_context()`, unless one is already open: then its worker runs the
+  computations (a worker takes about a second to start)."""
+  if _installed:
+    yield
+    return
+  with local_cpp_context():
+    yield
 
 
 def _worker_context(worker: LocalWorker, log_path: Optional[str]):

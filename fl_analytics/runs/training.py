@@ -697,7 +697,7 @@ def _loop(run: _Run, engine, state, start_round: int):
       ev = _evaluate(run.task, run.keras_model, engine.get_model_weights(state),
                      run.eval_users.x, run.eval_users.y)
       row.update({f'eval_{k}': v for k, v in ev.items()})
-      _check_divergence(run.task, row, 'eval_loss', config)
+      _check_divergence(run.task, row, 'eval_loss', config, run.settings)
     run.recorder.record(row, tf.nest.flatten(state) + [
         leaf for observer in run.observers for leaf in observer.leaves()], claim)
     if run.on_round is not None:
@@ -865,7 +865,7 @@ def run_round(engine: engines.Engine, state, cohort: Cohort, *, round_num: int, 
     row['train_accuracy'] = float(train[task.train_accuracy_key])
     if not private:  # depends on users' data sizes, un-noised (statement.NOT_COVERED)
       row['train_batches'] = int(train['num_batches'])  # local steps, all clients
-    _check_divergence(task, row, 'train_loss', config)
+    _check_divergence(task, row, 'train_loss', config, settings)
   elif not reported:
     logging.warning('Round %d: no sampled client reported (%d sampled)%s.', round_num,
                     len(cohort.sampled), '; the aggregator still ran (noise only)'
@@ -889,20 +889,32 @@ def _engine_round(engine: engines.Engine, state, clients, cohort: Cohort, round_
         'secure_aggregation.num_shares.') from None
 
 
-def _check_divergence(task, row: dict, key: str, config) -> None:
+def _check_divergence(task, row: dict, key: str, config,
+                      settings: Optional[mechanisms.DpSettings] = None) -> None:
   """DivergenceError when `row[key]` is non-finite or above DIVERGENCE_FACTOR times the
   task's chance loss. Raised before the round is recorded, so the last checkpoint is
-  the last good round."""
+  the last good round. Under a private mechanism the aggregator's clip is checked
+  first (`mechanism_audit.clip_probe`): a clip that does not hold is named as the
+  audit failure it is, not blamed on the learning rate."""
   value, limit = row[key], DIVERGENCE_FACTOR * task.chance_loss(config)
   if math.isfinite(value) and value <= limit:
     return
+  diverged = (f'Training diverged at round {row["round"]}: {key} is {value:.4g}'
+              + (f', more than {DIVERGENCE_FACTOR:g} times the loss of a uniform '
+                 f'prediction ({task.chance_loss(config):.3g})' if math.isfinite(value)
+                 else ''))
+  kept = f'Rounds up to {row["round"] - 1} are checkpointed in the run directory.'
+  if settings is not None and mechanisms.get(settings.mechanism).private:
+    from fl_analytics.privacy import mechanism_audit  # pylint: disable=g-import-not-at-top
+
+    clip = mechanism_audit.clip_probe(settings)
+    if not clip.ok:
+      raise DivergenceError(
+          f'{diverged}. Audit failure: the clip of dp.mechanism={settings.mechanism} '
+          f'does not hold ({clip.detail}), so neither does the privacy claim. {kept}')
   raise DivergenceError(
-      f'Training diverged at round {row["round"]}: {key} is {value:.4g}'
-      + (f', more than {DIVERGENCE_FACTOR:g} times the loss of a uniform prediction '
-         f'({task.chance_loss(config):.3g})' if math.isfinite(value) else '')
-      + f'. Lower client.learning_rate ({config.client.learning_rate:g}) or '
-      f'server.learning_rate ({config.server.learning_rate:g}). Rounds up to '
-      f'{row["round"] - 1} are checkpointed in the run directory.')
+      f'{diverged}. Lower client.learning_rate ({config.client.learning_rate:g}) or '
+      f'server.learning_rate ({config.server.learning_rate:g}). {kept}')
 
 
 def _final_evaluation(task, config, workdir, keras_model, model_weights, data,
