@@ -70,20 +70,17 @@ def test_a_correct_aggregator_passes_and_an_understated_claim_is_flagged(worker)
   trials against half the claim: the audit has the power to refuse it."""
   import tensorflow_federated as tff  # pylint: disable=g-import-not-at-top
 
-  from fl_analytics.core import runtime  # pylint: disable=g-import-not-at-top
-
   dim, users = 1000, 20
   pld = dp_accounting.pld.PLDAccountant(value_discretization_interval=1e-4)
   pld.compose(dp_accounting.GaussianDpEvent(1.0))
   claim = ma.Claim(epsilon=pld.get_epsilon(1e-5), delta=1e-5, clip=1.0,
                    denominator=dim + users, covariance=np.eye(1))
   del worker
-  with runtime.shared_cpp_context():
-    trials = ma.run_trials(
-        lambda: tff.aggregators.DifferentiallyPrivateFactory.gaussian_fixed(
-            noise_multiplier=1.0, clients_per_round=float(dim + users), clip=1.0),
-        dim=dim, rounds=1, trials=2000, users=users, clip=1.0, denominator=dim + users,
-        seed=3)
+  trials = ma.run_trials(
+      lambda: tff.aggregators.DifferentiallyPrivateFactory.gaussian_fixed(
+          noise_multiplier=1.0, clients_per_round=float(dim + users), clip=1.0),
+      dim=dim, rounds=1, trials=2000, users=users, clip=1.0, denominator=dim + users,
+      seed=3)
   report = ma.analyse(trials, claim, alpha=0.05, seed=3)
   assert report.ok, report.fields()
   assert abs(report.epsilon.estimate / claim.noise_epsilon - 1) < 0.25, report.fields()

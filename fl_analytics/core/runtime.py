@@ -183,6 +183,10 @@ def local_cpp_context(
 _installed = 0  # local_cpp_context blocks open in this process
 
 
+class WorkerExitedError(RuntimeError):
+  """The context's worker_binary is gone (it crashed): a fresh context can go on."""
+
+
 @contextlib.contextmanager
 def shared_cpp_context() -> Iterator[None]:
   """`local_cpp_context()`, unless one is already open: then its worker runs the
@@ -201,7 +205,7 @@ def _worker_context(worker: LocalWorker, log_path: Optional[str]):
   def stack_fn(cardinalities):
     # Not `stub.is_ready`: a healthy channel can be IDLE between calls.
     if not worker.alive:
-      raise RuntimeError(
+      raise WorkerExitedError(
           f'The TFF worker_binary (pid {worker.pid}) has exited; see '
           f'{log_path or "its log"}.')
     # As TFF's own local factory does: computations with no federated argument

@@ -133,32 +133,58 @@ def _user_updates(users: int, dim: int, clip: float, rng) -> tuple[np.ndarray, n
   return updates.astype(np.float32), clipped.sum(axis=0)
 
 
+# Batches per TFF worker: the audit starts a fresh one after this many, and runs a chunk
+# again on a fresh worker when its worker crashed (seen once in ~500 large computations:
+# a segfault in the worker's gRPC server).
+WORKER_BATCHES = 25
+
+
+def _batch(process, updates, users_sum, present, *, rounds: int, clip: float,
+           denominator: float) -> np.ndarray:
+  """One batch: `process` over the users and the canaries `present`, [dim, rounds]."""
+  dim = len(present)
+  canaries = np.zeros((dim, dim), np.float32)
+  canaries[np.arange(dim), np.arange(dim)] = CANARY_NORM * clip * present
+  clients = list(updates) + list(canaries)
+  outputs = np.zeros((dim, rounds))
+  state = process.initialize()
+  for t in range(rounds):
+    output = process.next(state, clients)
+    state = output.state
+    outputs[:, t] = np.asarray(output.result, np.float64) * denominator - users_sum
+  return outputs
+
+
 def run_trials(make_factory: Callable[[], Any], *, dim: int, rounds: int, trials: int,
                users: int, clip: float, denominator: float, seed: int,
                progress: Optional[Callable[[int, int], None]] = None) -> Trials:
   """Runs ceil(trials / dim) batches: each a freshly built process over `dim` canaries
-  and `users` users for `rounds` rounds (module docstring). `progress(done, total)`
-  after each batch. Needs an execution context (`audit_factory` sets one)."""
+  and `users` users for `rounds` rounds (module docstring), `WORKER_BATCHES` to a TFF
+  worker (the one open, if any). `progress(done, total)` after each batch."""
   import tensorflow_federated as tff  # pylint: disable=g-import-not-at-top
 
-  rng = np.random.default_rng([seed, 0xA0D17])
-  updates, users_sum = _user_updates(users, dim, clip, rng)
+  from fl_analytics.core import runtime  # pylint: disable=g-import-not-at-top
+
+  updates, users_sum = _user_updates(users, dim, clip,
+                                     np.random.default_rng([seed, 0xA0D17]))
   batches = -(-trials // dim)
+  present = np.stack([np.random.default_rng([seed, 0xCA9, b]).random(dim) < 0.5
+                      for b in range(batches)])
   outputs = np.zeros((batches, dim, rounds))
-  present = np.zeros((batches, dim), bool)
-  for b in range(batches):
-    process = make_factory().create(tff.TensorType(np.float32, [dim]))
-    present[b] = rng.random(dim) < 0.5
-    canaries = np.zeros((dim, dim), np.float32)
-    canaries[np.arange(dim), np.arange(dim)] = CANARY_NORM * clip * present[b]
-    clients = list(updates) + list(canaries)
-    state = process.initialize()
-    for t in range(rounds):
-      output = process.next(state, clients)
-      state = output.state
-      outputs[b, :, t] = np.asarray(output.result, np.float64) * denominator - users_sum
-    if progress is not None:
-      progress(b + 1, batches)
+  for start in range(0, batches, WORKER_BATCHES):
+    for attempt in (1, 2):
+      try:
+        with runtime.shared_cpp_context():
+          for b in range(start, min(start + WORKER_BATCHES, batches)):
+            process = make_factory().create(tff.TensorType(np.float32, [dim]))
+            outputs[b] = _batch(process, updates, users_sum, present[b], rounds=rounds,
+                                clip=clip, denominator=denominator)
+            if progress is not None:
+              progress(b + 1, batches)
+        break
+      except runtime.WorkerExitedError:
+        if attempt == 2:
+          raise
   return Trials(outputs.reshape(-1, rounds), present.reshape(-1))
 
 
@@ -356,15 +382,12 @@ def audit_factory(make_factory: Callable[[], Any], claim: Claim, *, trials: int 
   coordinates and each round's clients are `users` + `dim`, so `claim.denominator` is
   what the factory divides that sum by (e.g. its `clients_per_round`). This is how a
   new mechanism is audited before it is registered (`docs/audit.md`)."""
-  from fl_analytics.core import runtime  # pylint: disable=g-import-not-at-top
-
   if dim < 2 or trials < dim:
     raise ValueError(f'dim must be >= 2 and trials >= dim. Found dim={dim}, '
                      f'trials={trials}.')
-  with runtime.shared_cpp_context():
-    found = run_trials(make_factory, dim=dim, rounds=claim.rounds, trials=trials,
-                       users=users, clip=claim.clip, denominator=claim.denominator,
-                       seed=seed, progress=progress)
+  found = run_trials(make_factory, dim=dim, rounds=claim.rounds, trials=trials,
+                     users=users, clip=claim.clip, denominator=claim.denominator,
+                     seed=seed, progress=progress)
   return analyse(found, claim, alpha=alpha, seed=seed, label=label, extra=extra)
 
 
@@ -464,13 +487,9 @@ def clip_probe(settings: mechanisms.DpSettings, *, dim: int = 200,
                users: int = 10) -> Check:
   """The clip check alone, on one round of `settings`' aggregator as training builds
   it (a few seconds): what a diverging run asks before it blames the learning rate."""
-  from fl_analytics.core import runtime  # pylint: disable=g-import-not-at-top
-
   audited, claim = prepare(settings, rounds=1, dim=dim, users=users)
-  with runtime.shared_cpp_context():
-    found = run_trials(mechanism_factory(audited, dim), dim=dim, rounds=1, trials=dim,
-                       users=users, clip=claim.clip, denominator=claim.denominator,
-                       seed=0)
+  found = run_trials(mechanism_factory(audited, dim), dim=dim, rounds=1, trials=dim,
+                     users=users, clip=claim.clip, denominator=claim.denominator, seed=0)
   return clip_check(found, claim.clip)
 
 
