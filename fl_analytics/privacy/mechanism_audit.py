@@ -272,7 +272,8 @@ def _weights(noise: np.ndarray) -> np.ndarray:
 
 
 def _best_threshold(inside, outside, *, alpha: float, delta: float) -> float:
-  candidates = np.quantile(outside, np.linspace(0.5, 1.0, 101)[:-1])
+  # Quantiles of the out scores from the median to the tail where a handful remain.
+  candidates = np.quantile(outside, 1 - np.geomspace(0.5, 5 / len(outside), 100))
   bounds = [audit.epsilon_clopper_pearson(inside, outside, threshold=t, alpha=alpha,
                                           delta=delta) for t in candidates]
   return float(candidates[int(np.argmax(bounds))])
