@@ -38,7 +38,10 @@ so a bad value fails before anything is trained or written; `build` builds from 
 
 from __future__ import annotations
 
+import dataclasses
+import itertools
 import math
+from typing import Any, Callable, Optional
 
 from fl_analytics.privacy import mechanisms
 from fl_analytics.privacy.mechanisms import distributed
@@ -149,3 +152,21 @@ def build_model_aggregator(*, record_specs=None, **settings):
   check_secure_sum(dp.mechanism, dp.secure_sum)
   check(dp)
   return build(dp, record_specs=record_specs)
+
+
+def vector_factories(settings: mechanisms.DpSettings, dim: int,
+                     noise_seed: Optional[int] = None) -> Callable[[], Any]:
+  """make_factory(): `build(settings)` for one float32 vector of `dim` coordinates,
+  afresh at each call (the white-box audit's batches, `mechanism_audit`): call b draws
+  its noise from `noise_seed + b`, or from the OS with None."""
+  calls = itertools.count()
+
+  def make():
+    import tensorflow as tf  # pylint: disable=g-import-not-at-top
+
+    b = next(calls)
+    seeded = dataclasses.replace(
+        settings, noise_seed=None if noise_seed is None else noise_seed + b)
+    return build(seeded, record_specs=tf.TensorSpec([dim], tf.float32))
+
+  return make

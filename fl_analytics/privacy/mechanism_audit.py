@@ -51,6 +51,7 @@ from typing import Any, Callable, Optional
 import numpy as np
 from scipy import stats
 
+from fl_analytics.privacy import aggregators
 from fl_analytics.privacy import audit
 from fl_analytics.privacy import mechanisms
 from fl_analytics.privacy import sampling
@@ -430,31 +431,9 @@ def claim_of(settings: mechanisms.DpSettings, rounds: int) -> Claim:
                covariance=covariance)
 
 
-def mechanism_factory(settings: mechanisms.DpSettings, dim: int,
-                      noise_seed: Optional[int] = None) -> Callable[[], Any]:
-  """make_factory() for audited `settings`, as training builds it
-  (`aggregators.build`): batch b draws its noise from `noise_seed + b`, or from the
-  OS with None."""
-  from fl_analytics.privacy import aggregators  # pylint: disable=g-import-not-at-top
-
-  batches = iter(range(1 << 30))
-
-  def make():
-    import tensorflow as tf  # pylint: disable=g-import-not-at-top
-
-    b = next(batches)
-    seeded = dataclasses.replace(
-        settings, noise_seed=None if noise_seed is None else noise_seed + b)
-    return aggregators.build(seeded, record_specs=tf.TensorSpec([dim], tf.float32))
-
-  return make
-
-
 def prepare(settings: mechanisms.DpSettings, *, rounds: int, dim: int,
             users: int) -> tuple[mechanisms.DpSettings, Claim]:
   """The audited settings (`audit_settings`, checked as a run's are) and their claim."""
-  from fl_analytics.privacy import aggregators  # pylint: disable=g-import-not-at-top
-
   audited = audit_settings(dataclasses.replace(settings, num_parameters=dim),
                            rounds=rounds, cohort=users + dim)
   aggregators.check_secure_sum(audited.mechanism, audited.secure_sum)
@@ -478,7 +457,7 @@ def audit_mechanism(settings: mechanisms.DpSettings, *, rounds: int = 1,
   extra = (sampling_check(settings, rounds=sampling_rounds, seed=seed, draw=sampler),
            ) if sampling_rounds else ()
   make_factory = (fault(audited, dim) if fault is not None
-                  else mechanism_factory(audited, dim, noise_seed))
+                  else aggregators.vector_factories(audited, dim, noise_seed))
   return audit_factory(make_factory, claim, trials=trials, dim=dim, users=users,
                        seed=seed, alpha=alpha, label=audited.mechanism, extra=extra,
                        progress=progress)
@@ -489,7 +468,7 @@ def clip_probe(settings: mechanisms.DpSettings, *, dim: int = 200,
   """The clip check alone, on one round of `settings`' aggregator as training builds
   it (a few seconds): what a diverging run asks before it blames the learning rate."""
   audited, claim = prepare(settings, rounds=1, dim=dim, users=users)
-  found = run_trials(mechanism_factory(audited, dim), dim=dim, rounds=1, trials=dim,
+  found = run_trials(aggregators.vector_factories(audited, dim), dim=dim, rounds=1, trials=dim,
                      users=users, clip=claim.clip, denominator=claim.denominator, seed=0)
   return clip_check(found, claim.clip)
 

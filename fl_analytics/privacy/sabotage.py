@@ -22,14 +22,13 @@ from typing import Any, Callable
 
 import numpy as np
 
+from fl_analytics.privacy import aggregators
 from fl_analytics.privacy import sampling
 from fl_analytics.privacy.mechanisms import base
 
 
 def _rebuilt(settings: base.DpSettings, dim: int, **changes) -> Callable[[], Any]:
-  from fl_analytics.privacy import mechanism_audit  # pylint: disable=g-import-not-at-top
-
-  return mechanism_audit.mechanism_factory(dataclasses.replace(settings, **changes), dim)
+  return aggregators.vector_factories(dataclasses.replace(settings, **changes), dim)
 
 
 def smaller_noise(settings: base.DpSettings, dim: int) -> Callable[[], Any]:
