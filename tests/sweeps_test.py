@@ -189,6 +189,20 @@ def test_export_keeps_only_small_files(fake_sweep, tmp_path):
   assert os.path.exists(os.path.join(dst, 'summary.csv'))
 
 
+def test_export_keeps_the_folder_another_target_wrote(fake_sweep, tmp_path):
+  """`make audit` exports over results/audit/, where `make audit-mechanisms` writes
+  mechanisms/: that folder stays; the old runs go."""
+  summary.write_summary(fake_sweep)
+  dst = str(tmp_path / 'ref')
+  os.makedirs(os.path.join(dst, 'mechanisms'))
+  os.makedirs(os.path.join(dst, 'stale-run'))
+  rundir.write_json(os.path.join(dst, 'mechanisms', 'mechanisms.json'), {'kept': True})
+  reference.export_small_files(fake_sweep, dst)
+  assert rundir.read_json(os.path.join(dst, 'mechanisms', 'mechanisms.json')) == {
+      'kept': True}
+  assert not os.path.exists(os.path.join(dst, 'stale-run'))
+
+
 def _fake_audit(run_dir, *, claimed, estimate, lower, flagged=False):
   variant = {'epsilon_estimate': estimate, 'epsilon_interval_90': [lower, None],
              'epsilon_lower_bound': lower, 'exceeds_claim': flagged}
