@@ -135,8 +135,8 @@ def _user_updates(users: int, dim: int, clip: float, rng) -> tuple[np.ndarray, n
 
 
 # Batches per TFF worker: the audit starts a fresh one after this many, and runs a chunk
-# again on a fresh worker when its worker crashed (seen once in ~500 large computations:
-# a segfault in the worker's gRPC server).
+# again on a fresh worker when its worker crashed (seen in the distributed audit: a
+# segfault in the worker's gRPC server after many large computations).
 WORKER_BATCHES = 25
 
 

@@ -15,7 +15,8 @@ def _build(settings: base.DpSettings, record_specs=None, record_sum=None):
 MECHANISM = base.Mechanism(
     name='none', label='non-private', title='plain FedAvg',
     samplings=base.SAMPLED + ('shuffle',), accountants=('rdp', 'pld'),
-    build=_build, compression=True, canaries=False, noise_covariance=None, canary_refusal=(
+    build=_build, compression=True, canaries=False, noise_covariance=None,
+    canary_refusal=(
         'does not clip, so a canary has no norm to be brought to and there is no '
         'claim to audit. For a no-noise reference use dp.mechanism=gaussian_fixed '
         'with a small dp.noise_multiplier (e.g. 0.001).'))
