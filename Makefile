@@ -12,7 +12,7 @@ DEMO_DIR ?= runs/demo
 REFERENCE_RUNS ?= runs/reference
 PARALLEL ?=
 
-.PHONY: setup test test-fast docs tutorial demo reproduce mechanisms compression analytics next_action production mf-reference audit-reference export audit audit-mechanisms scale bench bench-scale bench-ray bench-generators bench-secagg population clean-runs
+.PHONY: setup test test-fast docs tutorial demo reproduce mechanisms compression analytics next_action production mf-reference audit-reference export audit audit-mechanisms audit-power scale bench bench-scale bench-ray bench-generators bench-secagg population clean-runs
 MECHANISM_RUNS ?= runs/mechanisms
 COMPRESSION_RUNS ?= runs/compression
 NEXT_ACTION_RUNS ?= runs/next_action
@@ -129,6 +129,16 @@ analytics: setup
 audit-mechanisms: setup
 	$(PY) experiments/audit_mechanisms.py --config=configs/audit_mechanisms.py \
 	    --output=results/audit/mechanisms
+
+# The canary audit's power by model size (configs/sweeps/audit_power.py and
+# audit_power_churn.py: 1,000 canaries, no noise and epsilon 2 and 8; about 12 minutes):
+# results/audit_power/.
+AUDIT_POWER_RUNS ?= runs/audit_power
+audit-power: setup
+	$(call sweep_and_plot,configs/sweeps/audit_power.py,$(AUDIT_POWER_RUNS)/next_action)
+	$(call export_small_files,$(AUDIT_POWER_RUNS)/next_action,results/audit_power/next_action)
+	$(call sweep_and_plot,configs/sweeps/audit_power_churn.py,$(AUDIT_POWER_RUNS)/churn)
+	$(call export_small_files,$(AUDIT_POWER_RUNS)/churn,results/audit_power/churn)
 
 # The empirical privacy audit of the reference settings (configs/sweeps/audit.py): every
 # run with 100 canaries, audit.json beside privacy.json, the estimated-against-claimed

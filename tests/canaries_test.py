@@ -111,6 +111,7 @@ def test_without_noise_the_canaries_are_plainly_visible(tmp_path):
   final = report['final_model']
   assert final['epsilon_estimate'] > 10 and final['epsilon_lower_bound'] > 3
   assert report['all_iterates']['epsilon_lower_bound'] > 1
+  assert report['first_insertion']['epsilon_lower_bound'] > 3
   assert report['canaries'] == K and report['dimension'] == 577
 
   # Canaries are sampled like users but never counted as users.
@@ -138,7 +139,7 @@ def test_correct_dp_is_consistent_with_its_claim_and_survives_a_crash(tmp_path,
   training.train_and_evaluate(config, straight)
   report = _audit(straight)
   assert report['verdict'] == 'consistent with claim' and not report['flagged_by']
-  for variant in ('final_model', 'all_iterates'):
+  for variant in ('final_model', 'all_iterates', 'first_insertion'):
     assert report[variant]['epsilon_lower_bound'] <= report['claimed_epsilon']
 
   # Crash after round 3's metrics, before its checkpoint; the same command resumes:
@@ -165,6 +166,31 @@ def test_noise_ten_times_too_small_is_flagged(tmp_path, monkeypatch, caplog):
   assert not rundir.incomplete_reasons(workdir, 5)
   os.unlink(os.path.join(workdir, rundir.AUDIT_FILE))
   assert 'audit.json' in ' '.join(rundir.incomplete_reasons(workdir, 5))
+
+
+def test_each_canary_is_scored_on_the_delta_of_its_first_insertion():
+  """Made-up weights: a canary's first-insertion cosine is the one of the round it was
+  first sampled in, later rounds leave it, a canary never sampled has none, and a
+  checkpoint's leaves give it back."""
+  dim, k = 50, 4
+  tracker = canaries.Tracker(canaries=k, unseen=3, initial_weights=[np.zeros(dim)],
+                             seed=0)
+  directions = canaries.directions(range(k + 3), dim, seed=0)
+  weights = np.zeros(dim)
+  deltas = np.random.default_rng(1).standard_normal((3, dim))
+  for delta, sampled in zip(deltas, ([0, 1], [1, 2], [0])):
+    tracker.record_round([weights], [weights - delta], sampled)
+    weights = weights - delta
+  cos = lambda i, d: float(directions[i] @ d / np.linalg.norm(d))
+  expected = [cos(0, deltas[0]), cos(1, deltas[0]), cos(2, deltas[1])]
+  np.testing.assert_allclose(tracker.first_cosines[:3], expected, rtol=1e-5)
+  assert np.isnan(tracker.first_cosines[3])  # never sampled
+  np.testing.assert_allclose(tracker.first_cosines[k:],
+                             [cos(i, deltas[0]) for i in range(k, k + 3)], rtol=1e-5)
+  assert list(tracker.times_sampled) == [2, 2, 1, 0]
+  fresh = canaries.Tracker(canaries=k, unseen=3, initial_weights=[np.zeros(dim)], seed=0)
+  fresh.restore(tracker.leaves())
+  np.testing.assert_array_equal(fresh.first_cosines, tracker.first_cosines)
 
 
 @pytest.mark.parametrize('overrides, message', [

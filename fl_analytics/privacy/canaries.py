@@ -21,9 +21,15 @@ by its direction. `build_process` composes it as `build_unweighted_fed_avg` does
 run without canaries builds `build_unweighted_fed_avg` itself.
 
 `Tracker` (NumPy) keeps the statistics: each canary's cosine with the final model delta
-(initial - final weights, the sign of a client update) and its largest cosine with any
-round's model delta (the paper's all-iterates variant). `fl_analytics.privacy.audit` turns them
-into the estimate. This module imports TensorFlow only inside its functions.
+(initial - final weights, the sign of a client update), its largest cosine with any
+round's model delta (the paper's all-iterates variant), and its cosine with the model
+delta of the round it was first inserted in (`first_insertion`). The last makes the
+insertions known to the auditor: every canary it scores was inserted exactly once
+before that delta, in a round the auditor knows, so its statistic is not a mixture over
+Poisson insertion counts; and a canary never inserted is independent of that delta, so
+the null is the exact cosine distribution, as for the final model. Its canaries are
+those inserted at least once. `fl_analytics.privacy.audit` turns them into the
+estimates. This module imports TensorFlow only inside its functions.
 """
 
 from __future__ import annotations
@@ -205,24 +211,37 @@ class Tracker:
     self._directions = directions(range(canaries + unseen), self.dim, seed=seed)
     self.max_cosines = np.full(canaries + unseen, -np.inf)
     self.times_sampled = np.zeros(canaries, np.int64)
+    # Each canary's cosine with the model delta of the round it was first inserted in
+    # (NaN: never inserted); the unseen canaries' with the first round's delta.
+    self.first_cosines = np.full(canaries + unseen, np.nan)
 
   def record_round(self, previous_weights, new_weights, sampled_canaries) -> None:
-    """One round: the model delta's cosines (largest so far), who was sampled."""
+    """One round: the model delta's cosines (largest so far; those of the canaries
+    inserted for the first time), who was sampled."""
     delta = flatten(previous_weights) - flatten(new_weights)
-    self.max_cosines = np.maximum(self.max_cosines, audit.cosines(self._directions, delta))
-    np.add.at(self.times_sampled, np.asarray(sampled_canaries, np.int64), 1)
+    cosines = audit.cosines(self._directions, delta)
+    self.max_cosines = np.maximum(self.max_cosines, cosines)
+    sampled = np.asarray(sampled_canaries, np.int64)
+    first = sampled[self.times_sampled[sampled] == 0]
+    self.first_cosines[first] = cosines[first]
+    unseen = slice(self.canaries, None)
+    if np.isnan(self.first_cosines[unseen]).all():
+      self.first_cosines[unseen] = cosines[unseen]
+    np.add.at(self.times_sampled, sampled, 1)
 
   def leaves(self) -> list[np.ndarray]:
     """What a checkpoint keeps (after the server state's leaves)."""
-    return [self.max_cosines, self.times_sampled]
+    return [self.max_cosines, self.times_sampled, self.first_cosines]
 
   def restore(self, leaves: Sequence[Any]) -> None:
-    max_cosines, times_sampled = (np.asarray(v) for v in leaves)
+    max_cosines, times_sampled, first_cosines = (np.asarray(v) for v in leaves)
     if max_cosines.shape != self.max_cosines.shape or (
-        times_sampled.shape != self.times_sampled.shape):
+        times_sampled.shape != self.times_sampled.shape) or (
+            first_cosines.shape != self.first_cosines.shape):
       raise ValueError('The checkpoint holds the statistics of a different number of '
                        'canaries.')
     self.max_cosines, self.times_sampled = max_cosines.astype(float), times_sampled
+    self.first_cosines = first_cosines.astype(float)
 
   def final_cosines(self, final_weights) -> np.ndarray:
     return audit.cosines(self._directions, self._initial - flatten(final_weights))
@@ -238,6 +257,10 @@ class Tracker:
         'all_iterates': audit.estimate_empirical_null(
             self.max_cosines[:k], self.max_cosines[k:], delta=delta, alpha=alpha),
     }
+    inserted = self.first_cosines[:k][self.times_sampled > 0]
+    if len(inserted) >= MIN_CANARIES:
+      variants['first_insertion'] = audit.estimate(
+          inserted, self.first_cosines[k:], dim=self.dim, delta=delta, alpha=alpha)
     claim = math.inf if claimed_epsilon is None else claimed_epsilon
     flagged = [name for name, e in variants.items() if e.exceeds(claim)]
     return {

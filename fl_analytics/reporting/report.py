@@ -121,11 +121,16 @@ def _eps(value) -> str:
 def audit_line(audit: dict) -> str:
   """One line of `audit.json`: the claim, both estimates with lower bounds, the verdict."""
   final, every = audit['final_model'], audit['all_iterates']
+  first = audit.get('first_insertion')
   return (
       f"Audit ({audit['canaries']} canaries, {audit['dimension']} parameters): claimed "
       f"epsilon {_eps(audit['claimed_epsilon'])}; estimated "
       f"{_eps(final['epsilon_estimate'])} (lower bound "
       f"{_eps(final['epsilon_lower_bound'])}) from the final model, "
       f"{_eps(every['epsilon_estimate'])} (lower bound "
-      f"{_eps(every['epsilon_lower_bound'])}) from all iterates; membership attack AUC "
-      f"{audit['membership_inference']['auc']:.3f}: {audit['verdict']}.")
+      f"{_eps(every['epsilon_lower_bound'])}) from all iterates"
+      + (f", {_eps(first['epsilon_estimate'])} (lower bound "
+         f"{_eps(first['epsilon_lower_bound'])}) from each canary's first insertion"
+         if first else '')
+      + f"; membership attack AUC {audit['membership_inference']['auc']:.3f}: "
+      f"{audit['verdict']}.")
