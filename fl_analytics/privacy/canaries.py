@@ -247,8 +247,12 @@ class Tracker:
     return audit.cosines(self._directions, self._initial - flatten(final_weights))
 
   def report(self, final_weights, *, claimed_epsilon: Optional[float], delta: float,
-             alpha: float, rounds: int) -> dict[str, Any]:
-    """What `audit.json` holds: both variants' estimates against the claim."""
+             alpha: float, rounds: int,
+             participation_epsilon: Optional[float] = None) -> dict[str, Any]:
+    """What `audit.json` holds: each statistic's estimate against its claim. The
+    first-insertion statistic knows when each canary took part, which sampling
+    amplification assumes nobody does, so it is held to `participation_epsilon`
+    (`statement.participation_epsilon`; None: the run's claim)."""
     k = self.canaries
     final = self.final_cosines(final_weights)
     variants = {
@@ -262,7 +266,10 @@ class Tracker:
       variants['first_insertion'] = audit.estimate(
           inserted, self.first_cosines[k:], dim=self.dim, delta=delta, alpha=alpha)
     claim = math.inf if claimed_epsilon is None else claimed_epsilon
-    flagged = [name for name, e in variants.items() if e.exceeds(claim)]
+    claims = {name: claim for name in variants}
+    if 'first_insertion' in claims and participation_epsilon is not None:
+      claims['first_insertion'] = participation_epsilon
+    flagged = [name for name, e in variants.items() if e.exceeds(claims[name])]
     return {
         'claimed_epsilon': claimed_epsilon,
         'delta': delta,
@@ -275,7 +282,9 @@ class Tracker:
             'mean': float(self.times_sampled.mean()),
             'min': int(self.times_sampled.min()), 'max': int(self.times_sampled.max()),
             'never': int(np.sum(self.times_sampled == 0))},
-        **{name: e.as_dict(claim) for name, e in variants.items()},
+        **{name: e.as_dict(claims[name]) for name, e in variants.items()},
+        **({'first_insertion_claim': claims['first_insertion']}
+           if 'first_insertion' in claims else {}),
         'flagged_by': flagged,
         'verdict': 'estimate exceeds claim' if flagged else 'consistent with claim',
     }

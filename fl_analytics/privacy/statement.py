@@ -197,6 +197,19 @@ def epsilon(settings: DpSettings, rounds: int) -> float:
                         delta=settings.delta)
 
 
+def participation_epsilon(settings: DpSettings) -> Optional[float]:
+  """What a test that knows when a user took part is held to: under a sampled scheme,
+  one round of the mechanism with the user in it, without sampling amplification (the
+  scheme's event at a cohort of the whole population, which the canary audit's
+  first-insertion statistic is compared with); None under a scheme without
+  amplification, whose claim already holds whoever knows the participations."""
+  if settings.scheme.round_event is None or not mechanisms.get(settings.mechanism).private:
+    return None
+  cohort = math.ceil(settings.clients_per_round)
+  return epsilon(dataclasses.replace(settings, population_size=cohort,
+                                     clients_per_round=float(cohort)), 1)
+
+
 def calibrate(settings: DpSettings, *, rounds: int, target_epsilon: float) -> float:
   """The smallest noise multiplier whose `rounds` rounds spend <= target_epsilon.
 

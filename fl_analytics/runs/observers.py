@@ -88,7 +88,8 @@ class CanaryAudit(RoundObserver):
     config, data, keras_model = self._config, self._data, self._keras_model
     report = self._tracker.report(
         final_weights.trainable, claimed_epsilon=claim['epsilon'], delta=claim['delta'],
-        alpha=config.audit.alpha, rounds=claim['rounds'])
+        alpha=config.audit.alpha, rounds=claim['rounds'],
+        participation_epsilon=claim.get('participation_epsilon'))
     final_weights.assign_weights_to(keras_model)
     held_out = data.eval_sample(config.evaluation.final_max_users, seed=config.seed)
     members = _training_users_like(data, len(held_out), seed=config.seed)

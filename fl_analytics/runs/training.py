@@ -715,7 +715,8 @@ def _finish(run: _Run, engine, state) -> None:
   claim = statement.statement(run.settings, len(run.recorder.rows))
   reports = {}
   for observer in run.observers:
-    report = observer.finish(final_weights, claim)
+    report = observer.finish(final_weights, {
+        **claim, 'participation_epsilon': statement.participation_epsilon(run.settings)})
     if report is not None:
       reports[observer.report_name] = report
   run.recorder.finish(result, **reports)
