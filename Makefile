@@ -139,6 +139,7 @@ audit-power: setup
 	$(call export_small_files,$(AUDIT_POWER_RUNS)/next_action,results/audit_power/next_action)
 	$(call sweep_and_plot,configs/sweeps/audit_power_churn.py,$(AUDIT_POWER_RUNS)/churn)
 	$(call export_small_files,$(AUDIT_POWER_RUNS)/churn,results/audit_power/churn)
+	$(PY) experiments/plot_audit_power.py --reference=results/audit_power
 
 # The empirical privacy audit of the reference settings (configs/sweeps/audit.py): every
 # run with 100 canaries, audit.json beside privacy.json, the estimated-against-claimed

@@ -25,6 +25,7 @@ from fl_analytics.core import rundir
 from fl_analytics import tasks
 from fl_analytics.runs import training
 from tests.training_test import crash_before_checkpoint
+from tests.helpers import REPO
 from tests.helpers import tiny_config
 
 K = 100
@@ -226,3 +227,49 @@ def test_blt_audit_is_consistent_with_its_claim_and_flags_ten_times_less_noise(
       3.0, **{'dp.mechanism': 'blt', 'sampling': 'min_separation'}), workdir)
   report = _audit(workdir)
   assert report['verdict'] == verdict
+
+
+POWER = os.path.join(REPO, 'results', 'audit_power')
+
+
+def _power_runs():
+  """(config.json, audit.json) of every committed `make audit-power` run."""
+  runs = []
+  for task in ('churn', 'next_action'):
+    for name in sorted(os.listdir(os.path.join(POWER, task))):
+      audit_path = os.path.join(POWER, task, name, rundir.AUDIT_FILE)
+      if os.path.exists(audit_path):
+        runs.append((rundir.read_json(os.path.join(POWER, task, name, rundir.CONFIG_FILE)),
+                     rundir.read_json(audit_path)))
+  return runs
+
+
+def test_the_committed_canary_audit_has_power_on_the_larger_models():
+  """Issue 29's target: without noise at the default learning rate, the final-model
+  lower bound reaches 4 on the models larger than churn's; every DP run is consistent
+  with its claims, the first-insertion statistic with one round's."""
+  runs = _power_runs()
+  assert sorted({a['dimension'] for _, a in runs}) == [577, 4314, 213354]
+  assert len(runs) == 9
+  for config, a in runs:
+    assert a['canaries'] == 1000 and a['verdict'] == 'consistent with claim', a
+    no_noise = config['dp']['target_epsilon'] is None
+    assert no_noise == (config['dp']['noise_multiplier'] == 0.001)
+    if no_noise and a['dimension'] > 577:
+      assert a['final_model']['epsilon_lower_bound'] >= 4, a
+    if not no_noise:
+      assert a['first_insertion']['epsilon_lower_bound'] <= a['first_insertion_claim']
+
+
+def test_the_power_table_and_figure_come_from_the_committed_runs(tmp_path):
+  from fl_analytics.reporting import plots  # pylint: disable=g-import-not-at-top
+
+  rows = plots.audit_power_rows([os.path.join(POWER, t) for t in ('churn', 'next_action')])
+  committed = rundir.read_csv(os.path.join(POWER, 'power.csv'))
+  assert len(rows) == len(committed) == 9
+  for row, line in zip(rows, committed):
+    assert int(line['parameters']) == row['parameters'] and line['setting'] == row['setting']
+    assert rundir.to_float(line['final_model_lower_bound']) == pytest.approx(
+        row['final_model_lower_bound'], rel=1e-6)
+  paths = plots.audit_power(rows, str(tmp_path))
+  assert all(os.path.getsize(p) > 0 for p in paths)

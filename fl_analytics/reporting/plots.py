@@ -16,6 +16,8 @@
 * `audit` (runs with audit canaries): the estimated epsilon (and its 90% interval and
   lower bound) against the claimed one, every run, with the diagonal; one panel for
   the final-model statistic and one for all iterates.
+* `audit_power` (`make audit-power`): the canaries' lower bounds (final model, all
+  iterates, first insertion) against the model's size, one panel per noise setting.
 * `mechanism_audit` (`make audit-mechanisms`): per audited mechanism and sabotaged
   aggregator, each property's measured over claimed value (noise scale, clip, sampling,
   epsilon; the noise correlation as 1 + its gap to the claimed), failures in red; and
@@ -668,3 +670,52 @@ def mechanism_audit(results: dict, directory: str) -> list[str]:
   fig.suptitle('White-box audit of each mechanism (noise multiplier 1, clip 1); '
                'sabotaged aggregators in red')
   return _save(fig, directory, 'mechanisms')
+
+
+AUDIT_STATISTICS = (('final_model', 'final model', 'o'), ('all_iterates', 'all iterates', 's'),
+                    ('first_insertion', 'first insertion', '^'))
+
+
+def audit_power_rows(directories: Sequence[str]) -> list[dict]:
+  """One row per run with canaries under `directories` (committed sweeps): its model
+  size, noise setting, claims and each statistic's estimate and lower bound."""
+  rows = []
+  for directory in directories:
+    for run in sweep_summary.collect_runs(directory):
+      if run.audit is None:
+        continue
+      a, dp = run.audit, run.config['dp']
+      row = {'task': run.config['task'], 'parameters': a['dimension'],
+             'setting': ('no noise' if dp['target_epsilon'] is None
+                         else f"epsilon {dp['target_epsilon']:g}"),
+             'claimed_epsilon': a['claimed_epsilon'],
+             'first_insertion_claim': a.get('first_insertion_claim')}
+      for key, _, _ in AUDIT_STATISTICS:
+        row[f'{key}_estimate'] = a[key]['epsilon_estimate']
+        row[f'{key}_lower_bound'] = a[key]['epsilon_lower_bound']
+      rows.append(row)
+  return sorted(rows, key=lambda r: (r['setting'], r['parameters']))
+
+
+def audit_power(rows: Sequence[dict], directory: str) -> list[str]:
+  """The canaries' lower bounds against the model's size, a panel per noise setting."""
+  settings = sorted({r['setting'] for r in rows}, key=lambda s: (s != 'no noise', s))
+  fig, axes = plt.subplots(1, len(settings), figsize=(4.5 * len(settings), 4),
+                           squeeze=False)
+  for ax, setting in zip(axes[0], settings):
+    chosen = sorted((r for r in rows if r['setting'] == setting),
+                    key=lambda r: r['parameters'])
+    sizes = [r['parameters'] for r in chosen]
+    for key, label, marker in AUDIT_STATISTICS:
+      ax.plot(sizes, [max(r[f'{key}_lower_bound'] or 0, 1e-2) for r in chosen],
+              marker=marker, label=f'{label} lower bound')
+    if setting != 'no noise':
+      ax.plot(sizes, [r['claimed_epsilon'] for r in chosen], 'k--', label='claimed')
+      ax.plot(sizes, [r['first_insertion_claim'] for r in chosen], 'k:',
+              label='one round, no amplification')
+    ax.set(xscale='log', yscale='log', title=setting, xlabel='model parameters',
+           ylabel='epsilon lower bound (95%; 0 drawn at 0.01)')
+    ax.legend(fontsize='small')
+  fig.suptitle('Canary audit: lower bounds by model size (1000 canaries, fixed '
+               'clipping, 40 rounds)')
+  return _save(fig, directory, 'power')
