@@ -154,6 +154,30 @@ def test_clopper_pearson_and_one_run_bounds_are_jax_privacys_on_its_scores():
   assert compared >= 6  # the comparison is not of zeros
 
 
+def test_the_gdp_bound_is_jax_privacys_over_absolute_values_and_ours_keeps_the_positive():
+  """jax-privacy 2.0.0's `epsilon_from_gdp` on the same scores (tools/audit_reference.py)
+  is the largest absolute mu bound, converted: ours gives its numbers that way. A
+  negative bound certifies nothing, so ours keeps the positive ones, which stay below
+  the exact epsilon of the scores' own mu; jax-privacy's certify 2.87 for two samples
+  of the same distribution and more than the exact 4.38 at mu = 1."""
+  checked = 0
+  for case in _jax_privacy_cases():
+    for g in case['gdp']:
+      kw = dict(alpha=g['significance'], delta=g['delta'])
+      bounds = audit.gdp_mu_bounds(case['in_scores'], case['out_scores'], **kw)
+      jax_like = min(audit.gdp_epsilon(float(np.max(np.abs(bounds))), g['delta']), 100.0)
+      assert jax_like == pytest.approx(g['epsilon_from_gdp'], abs=1e-3)
+      ours = audit.epsilon_from_gdp(case['in_scores'], case['out_scores'], **kw)
+      exact = audit.gdp_epsilon(case['mu'], g['delta']) if case['mu'] else 0.0
+      assert ours <= exact, (case['mu'], ours, exact)
+      checked += 1
+  assert checked == 8
+  same = _jax_privacy_cases()[0]
+  assert same['mu'] == 0 and same['gdp'][0]['epsilon_from_gdp'] > 2
+  assert audit.epsilon_from_gdp(same['in_scores'], same['out_scores'], alpha=0.05,
+                                delta=1e-5) == 0
+
+
 def test_the_one_run_bound_grows_with_right_guesses_and_delta_weakens_it():
   p = [audit.one_run_p_value(1000, 100, c, 1.0, 0.0) for c in (60, 75, 90)]
   assert p[0] > p[1] > p[2]

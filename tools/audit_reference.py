@@ -11,7 +11,9 @@ them at explicit thresholds, which `tests/audit_test.py` compares with
   false-positive rate at the threshold, each at significance / 2;
 - `epsilon_one_run` (Steinke, Nasr, Jagielski 2023, "Privacy auditing with one (1)
   training run"): the epsilon lower bound from the guesses above the threshold and how
-  many of them were right.
+  many of them were right;
+- `epsilon_from_gdp` (Nasr et al. 2023): the Gaussian-DP lower bound over every
+  threshold of the ROC's hull, Bonferroni-corrected (no explicit threshold).
 
 The scores are seeded draws (held-in canaries N(mu, 1), held-out N(0, 1)): the
 separations and sizes a canary audit meets, from none to strong.
@@ -50,8 +52,11 @@ def main():
             'epsilon_one_run': (float(auditor.epsilon_one_run(
                 significance, delta, threshold_strategy=strategy)) if delta > 0 else None),
         })
+    gdp = [{'significance': significance, 'delta': delta,
+            'epsilon_from_gdp': float(auditor.epsilon_from_gdp(significance, delta))}
+           for significance, delta in SETTINGS if delta > 0]
     cases.append({'mu': mu, 'in_scores': in_scores.tolist(),
-                  'out_scores': out_scores.tolist(), 'values': values})
+                  'out_scores': out_scores.tolist(), 'values': values, 'gdp': gdp})
   with open(OUT, 'w') as f:
     json.dump({'jax_privacy': '2.0.0', 'cases': cases}, f)
   print(f'Wrote {OUT}')

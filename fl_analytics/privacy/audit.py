@@ -249,6 +249,62 @@ def epsilon_clopper_pearson(in_scores: Sequence[float], out_scores: Sequence[flo
   return max(0.0, math.log(tpr_lower - delta) - math.log(fpr_upper))
 
 
+def _roc_frontier(false_negatives: np.ndarray, true_negatives: np.ndarray) -> np.ndarray:
+  """Indices of the thresholds on the upper concave hull of the (false negatives, true
+  negatives) points (sorted by both): those no mixture of two others beats. Collinear
+  points are dropped (Andrew's monotone chain)."""
+  hull: list[int] = []
+  for i in range(len(false_negatives)):
+    while len(hull) >= 2:
+      a, b = hull[-2], hull[-1]
+      fa, ta = false_negatives[a], true_negatives[a]
+      cross = ((false_negatives[b] - fa) * (true_negatives[i] - ta)
+               - (true_negatives[b] - ta) * (false_negatives[i] - fa))
+      if cross < 0:
+        break
+      hull.pop()
+    hull.append(i)
+  return np.asarray(hull)
+
+
+def gdp_mu_bounds(in_scores: Sequence[float], out_scores: Sequence[float], *,
+                  alpha: float, delta: float) -> np.ndarray:
+  """Phi^-1(1 - FPR) - Phi^-1(FNR) at each threshold on the hull of the scores' ROC, from
+  Clopper-Pearson upper bounds on the FPR and FNR (Bonferroni: alpha over twice the
+  thresholds; those where either bound is 1 - delta or more left out). Where it is
+  positive, it is a lower bound on mu for any mu-GDP mechanism (Dong, Roth, Su 2022,
+  Eq. 6), all of them at once with probability >= 1 - alpha."""
+  _check_delta(delta)
+  inside = np.sort(np.asarray(in_scores, float))
+  outside = np.sort(np.asarray(out_scores, float))
+  thresholds = np.append(np.union1d(inside, outside), np.inf)
+  fn = np.searchsorted(inside, thresholds, side='left')
+  tn = np.searchsorted(outside, thresholds, side='left')
+  hull = _roc_frontier(fn, tn)
+  each = alpha / (2 * len(hull))
+  fnr = clopper_pearson_upper(fn[hull], len(inside), each)
+  fpr = clopper_pearson_upper(len(outside) - tn[hull], len(outside), each)
+  usable = np.maximum(fnr, fpr) < 1 - delta
+  return stats.norm.isf(fpr[usable]) - stats.norm.ppf(fnr[usable])
+
+
+def epsilon_from_gdp(in_scores: Sequence[float], out_scores: Sequence[float], *,
+                     alpha: float, delta: float) -> float:
+  """The epsilon lower bound of a Gaussian-DP fit over every threshold (Nasr et al.
+  2023, "Tight auditing of differentially private machine learning"): the largest
+  `gdp_mu_bounds`, converted at `delta` (`gdp_epsilon`, capped at 100); 0 when none is
+  positive.
+
+  jax-privacy 2.0.0's `CanaryScoreAuditor.epsilon_from_gdp` takes the largest absolute
+  value instead. A negative value bounds nothing (the reversed test would need lower
+  bounds on the rates, not upper), and with it jax-privacy certifies 2.87 for two
+  samples of the same distribution. `tests/audit_test.py` checks that the absolute
+  values give jax-privacy's numbers and that the positive ones do not."""
+  bounds = gdp_mu_bounds(in_scores, out_scores, alpha=alpha, delta=delta)
+  mu = float(np.max(bounds, initial=0.0))
+  return min(gdp_epsilon(mu, delta), 100.0) if mu > 0 else 0.0
+
+
 def one_run_p_value(canaries: int, guesses: int, correct: int, epsilon: float,
                     delta: float) -> float:
   """How likely `correct` or more right guesses of `guesses` are among `canaries`
