@@ -5,7 +5,7 @@ Run:
       --output=results/audit/mechanisms
 Every registered mechanism with noise is audited at noise multiplier 1 and clip 1:
 `audits` lists each one's rounds (a canary in every round) and trials, with its own
-`dp.*` keys where they matter; `faults` are the broken aggregators of
+`dp.*` keys, secure sum or compression where they matter; `faults` are the broken aggregators of
 fl_analytics/privacy/sabotage.py, audited against gaussian_fixed's claim, and the
 sampler that samples ten times the rate the accountant is told.
 """
@@ -38,6 +38,10 @@ def get_config() -> ml_collections.ConfigDict:
       _audit('gaussian_fixed', 1, 200_000),
       _audit('gaussian_adaptive', 1, 200_000),
       _audit('gaussian_fixed', 4, 20_000),
+      # Its sum inside TFF's 32-bit secure sum, or quantized to 8 bits (the accountant
+      # divides the noise multiplier by each one's sensitivity factor).
+      _audit('gaussian_fixed', 1, 20_000, secure_sum=True),
+      _audit('gaussian_fixed', 1, 20_000, compression_bits=8, compression_threshold=0),
       _audit('tree', 4, 20_000),
       _audit('banded', 4, 20_000, bands=4),
       _audit('blt', 4, 20_000),

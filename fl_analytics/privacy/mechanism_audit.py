@@ -402,7 +402,8 @@ def audit_settings(settings: mechanisms.DpSettings, *, rounds: int,
                    cohort: int) -> mechanisms.DpSettings:
   """`settings` for the audited pattern: `cohort` clients, every one in each of `rounds`
   rounds (sampling probability 1, or k = rounds participations 1 apart), the PLD
-  accountant where the mechanism allows it, fresh noise."""
+  accountant where the mechanism allows it, fresh noise, and the sensitivity factor of
+  its secure sum or compression over `num_parameters` (the audit's vector)."""
   m = mechanisms.get(settings.mechanism)
   if not m.private:
     raise ValueError(f'dp.mechanism={m.name} adds no noise: there is no claim to audit.')
@@ -411,11 +412,17 @@ def audit_settings(settings: mechanisms.DpSettings, *, rounds: int,
                      f'round(s) (its noise follows a clip that moves). Found {rounds}.')
   scheme = _audited_sampling(m)
   pld = 'pld' in m.accountants and 'pld' in sampling.get(scheme).accountants
+  from fl_analytics.privacy import statement  # pylint: disable=g-import-not-at-top
+
+  dim = settings.num_parameters
   audited = dataclasses.replace(
       settings, sampling=scheme, accountant='pld' if pld else 'rdp',
       clients_per_round=float(cohort), population_size=cohort, planned_rounds=rounds,
       participation=sampling.Participation(max_participations=rounds, min_separation=1),
-      num_parameters=settings.num_parameters, derived=None, noise_seed=None)
+      derived=None, noise_seed=None, sensitivity_factor=statement.sensitivity_factor(
+          secure_sum=settings.secure_sum, compression_bits=settings.compression_bits,
+          compression_threshold=settings.compression_threshold,
+          tensor_sizes=[dim] if dim else [1]))
   return m.resolve(audited)
 
 
@@ -431,11 +438,21 @@ def claim_of(settings: mechanisms.DpSettings, rounds: int) -> Claim:
                covariance=covariance)
 
 
+def label(settings: mechanisms.DpSettings) -> str:
+  """The mechanism's name, with its secure sum or compression: an audit's label."""
+  return settings.mechanism + (' + secure sum' if settings.secure_sum else '') + (
+      f' + {settings.compression_bits}-bit compression' if settings.compression_bits
+      else '')
+
+
 def prepare(settings: mechanisms.DpSettings, *, rounds: int, dim: int,
             users: int) -> tuple[mechanisms.DpSettings, Claim]:
   """The audited settings (`audit_settings`, checked as a run's are) and their claim."""
   audited = audit_settings(dataclasses.replace(settings, num_parameters=dim),
                            rounds=rounds, cohort=users + dim)
+  aggregators.check_compression(mechanism=audited.mechanism, bits=audited.compression_bits,
+                                threshold=audited.compression_threshold,
+                                secure_sum=audited.secure_sum)
   aggregators.check_secure_sum(audited.mechanism, audited.secure_sum)
   aggregators.check(audited)
   return audited, claim_of(audited, rounds)
@@ -459,7 +476,7 @@ def audit_mechanism(settings: mechanisms.DpSettings, *, rounds: int = 1,
   make_factory = (fault(audited, dim) if fault is not None
                   else aggregators.vector_factories(audited, dim, noise_seed))
   return audit_factory(make_factory, claim, trials=trials, dim=dim, users=users,
-                       seed=seed, alpha=alpha, label=audited.mechanism, extra=extra,
+                       seed=seed, alpha=alpha, label=label(audited), extra=extra,
                        progress=progress)
 
 

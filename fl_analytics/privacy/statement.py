@@ -402,6 +402,18 @@ def compression_sensitivity_factor(*, bits: int, tensor_sizes: Sequence[int],
   return 1.0 + math.sqrt(2 * max(quantized)) / (2**bits - 1)
 
 
+def sensitivity_factor(*, secure_sum: bool, compression_bits: int,
+                       compression_threshold: int, tensor_sizes: Sequence[int]) -> float:
+  """How much a secure sum's or compression's rounding can grow a clipped update's norm
+  (`DpSettings.sensitivity_factor`), for a model of `tensor_sizes`."""
+  if secure_sum:
+    return secure_sum_sensitivity_factor(sum(tensor_sizes))
+  if compression_bits:
+    return compression_sensitivity_factor(bits=compression_bits, tensor_sizes=tensor_sizes,
+                                          threshold=compression_threshold)
+  return 1.0
+
+
 def dropout_note(dropout: float, sampling: str) -> str:
   """Why the accountant's epsilon still holds when sampled clients fail to report.
 

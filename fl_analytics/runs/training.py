@@ -274,13 +274,9 @@ def previous_engine(stored: Optional[dict]) -> Optional[str]:
 
 def _sensitivity_factor(config, tensor_sizes) -> float:
   """How much a secure sum's or compression's rounding can grow an update's norm."""
-  if config.dp.secure_sum:
-    return statement.secure_sum_sensitivity_factor(sum(tensor_sizes))
-  if config.compression.bits:
-    return statement.compression_sensitivity_factor(
-        bits=config.compression.bits, tensor_sizes=tensor_sizes,
-        threshold=config.compression.threshold)
-  return 1.0
+  return statement.sensitivity_factor(
+      secure_sum=config.dp.secure_sum, compression_bits=config.compression.bits,
+      compression_threshold=config.compression.threshold, tensor_sizes=tensor_sizes)
 
 
 def participation_of(config) -> sampling.Participation:
