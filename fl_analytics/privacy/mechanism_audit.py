@@ -564,7 +564,7 @@ def audit_suite(config, *, log: Callable[[str], None] = print) -> dict:
                              trials=int(a.trials), progress=progress(a.mechanism),
                              **common)
     results['mechanisms'].append(report.fields())
-    log(f'{a.mechanism}, {a.rounds} round(s): {report.verdict()}')
+    log(f'{report.label}, {a.rounds} round(s): {report.verdict()}')
   for name, fault in sabotage.AGGREGATOR_FAULTS.items():
     report = audit_mechanism(settings('gaussian_fixed', {}), fault=fault,
                              rounds=int(config.fault_rounds),
