@@ -286,7 +286,6 @@ class EpsilonEstimate:
   interval: tuple[float, float]  # at confidence 1 - alpha
   lower_bound: float  # Clopper-Pearson, confidence 1 - alpha
   mu: float
-  threshold: float
   check_low: float  # the interval's lower end at `CHECK_CONFIDENCE`
 
   def fields(self) -> dict:
@@ -314,8 +313,7 @@ def estimate_epsilon(trials: Trials, *, delta: float, alpha: float,
   z = stats.norm.ppf(1 - alpha / 2)
   interval = (audit.gdp_epsilon(mu - z * se, delta), audit.gdp_epsilon(mu + z * se, delta))
   check_low = audit.gdp_epsilon(mu - stats.norm.ppf((1 + CHECK_CONFIDENCE) / 2) * se, delta)
-  return EpsilonEstimate(audit.gdp_epsilon(mu, delta), interval, lower, mu, threshold,
-                         check_low)
+  return EpsilonEstimate(audit.gdp_epsilon(mu, delta), interval, lower, mu, check_low)
 
 
 def epsilon_check(found: EpsilonEstimate, claimed: float) -> Check:

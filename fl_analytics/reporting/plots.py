@@ -374,9 +374,10 @@ def audit(runs: Sequence[sweep_summary.Run], workdir: str) -> list[str]:
   axes[0].set_ylabel('estimated ε (canaries; bars: 90% bootstrap)')
   axes[0].legend(loc='upper left', fontsize=7, framealpha=0.9)
   a = audited[0].audit
+  sizes = ' and '.join(str(d) for d in sorted({r.audit['dimension'] for r in audited}))
   fig.suptitle(_title(audited, 'Empirical privacy audit: estimated against claimed ε '
                       f"({a['canaries']} canaries, {a['unseen_canaries']} unseen, "
-                      f"{a['dimension']} parameters; red edge: flagged)"), fontsize=9)
+                      f"{sizes} parameters; red edge: flagged)"), fontsize=9)
   fig.tight_layout()
   return _save(fig, workdir, 'audit')
 
