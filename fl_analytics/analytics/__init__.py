@@ -1,2 +1,4 @@
 """Layer 4, federated analytics: queries computed on the devices and released with DP
-(`feature_usage`). Beside the engines, not above them: neither imports the other."""
+under a budget across queries (`queries`, `heavy_hitters`, `release`, `gather`,
+`session`; accuracy against a central library: `accuracy`, `central`). Beside the
+engines, not above them: neither imports the other."""

@@ -9,7 +9,10 @@ budget is refused before it runs, naming what is spent and what is left.
 
 Each release is a Gaussian mechanism over the whole population (every user contributes
 once, with the sensitivity the query's contribution bound gives), described by its noise
-multiplier: `dp_accounting.GaussianDpEvent(noise_multiplier)`, composed `count` times.
+multiplier: `dp_accounting.GaussianDpEvent(noise_multiplier)`, composed `count` times,
+plus any delta it spends outright (`extra_delta`: a heavy-hitter release's threshold).
+The session's epsilon is that of the composed Gaussian mechanisms at the budget's delta
+less every entry's extra delta.
 Releases are charged before they run, so a release interrupted half-way counts as spent.
 """
 
@@ -40,16 +43,21 @@ class Entry:
   name: str  # what was released, e.g. 'feature_usage epsilon=1'
   noise_multiplier: float  # noise stddev / the release's L2 sensitivity
   count: int = 1  # how many such releases
+  extra_delta: float = 0.0  # delta spent outright, besides the Gaussian's (each)
 
 
 def composed_epsilon(entries: Sequence[Entry], *, delta: float, accountant: str) -> float:
-  """Epsilon at `delta` of all `entries` together (0 for none)."""
+  """Epsilon at `delta` of all `entries` together (0 for none; inf when their extra
+  deltas leave none)."""
   if not entries:
     return 0.0
+  left = delta - sum(e.extra_delta * e.count for e in entries)
+  if left <= 0:
+    return math.inf
   acc = statement.make_accountant(accountant=accountant, sampling='poisson')
   for e in entries:
     acc.compose(dp_accounting.GaussianDpEvent(e.noise_multiplier), e.count)
-  return float(acc.get_epsilon(delta))
+  return float(acc.get_epsilon(left))
 
 
 class Ledger:
@@ -73,7 +81,8 @@ class Ledger:
       saved = rundir.read_json(self.path)
       budget = (float(saved['budget']['epsilon']), float(saved['budget']['delta']),
                 saved['accountant'])
-      entries = [Entry(str(e['name']), float(e['noise_multiplier']), int(e['count']))
+      entries = [Entry(str(e['name']), float(e['noise_multiplier']), int(e['count']),
+                       float(e.get('extra_delta', 0.0)))
                  for e in saved['releases']]
     except (ValueError, KeyError, TypeError) as e:
       raise rundir.RunDirectoryError(
@@ -116,6 +125,8 @@ class Ledger:
         'spent_epsilon': self.spent,
         'composition': ('every release composed by dp_accounting '
                         f'({self.accountant}) as a Gaussian mechanism of its noise '
-                        'multiplier over all users, at the budget\'s delta'),
+                        'multiplier over all users, at the budget\'s delta less the '
+                        'releases\' extra_delta'),
+        'left_epsilon': max(self.epsilon - self.spent, 0.0),
         'releases': [dataclasses.asdict(e) for e in self.entries],
     }

@@ -281,67 +281,6 @@ def calibration(workdir: str, result: Optional[dict] = None) -> list[str]:
   return _save(fig, workdir, 'calibration')
 
 
-def analytics_error(workdir: str) -> list[str]:
-  """DP feature-usage counts: error against epsilon, and the counts at two epsilons."""
-  from fl_analytics.analytics import feature_usage  # pylint: disable=g-import-not-at-top
-
-  summary = rundir.read_csv(os.path.join(workdir, feature_usage.SUMMARY_FILE))
-  rows = rundir.read_csv(os.path.join(workdir, feature_usage.RESULTS_FILE))
-  statement = rundir.read_json(os.path.join(workdir, feature_usage.PRIVACY_FILE))
-  eps = np.array([float(r['epsilon']) for r in summary])
-  fig, (ax, bars) = plt.subplots(1, 2, figsize=(12, 4.6),
-                                 gridspec_kw={'width_ratios': [1, 1.4]})
-  per_release = {}
-  for r in rows:
-    per_release.setdefault((float(r['epsilon']), r['repeat']), []).append(float(r['error']))
-  release_rmse = {e: [math.sqrt(np.mean(np.square(v))) for (x, _), v in
-                      per_release.items() if x == e] for e in eps}
-  ax.plot(eps, [float(r['noise_stddev']) for r in summary], color='0.4', ls='--', lw=1.2,
-          label='noise stddev z·√K (from the accountant)')
-  ax.errorbar(eps, [float(r['rmse']) for r in summary],
-              yerr=[np.std(release_rmse[e], ddof=1) if len(release_rmse[e]) > 1 else 0
-                    for e in eps], marker='o', capsize=3, color='tab:blue', lw=1.5,
-              label='measured RMSE over features and releases (± sd over releases)')
-  ax.set_xscale('log')
-  ax.set_yscale('log')
-  ax.set_xticks(eps)
-  ax.xaxis.set_major_formatter(ticker.FuncFormatter(lambda x, _: f'{x:g}'))
-  ax.xaxis.set_minor_formatter(ticker.NullFormatter())
-  ax.set_xlabel('ε per release (log scale)')
-  ax.set_ylabel('error of a count, in users (log scale)')
-  ax.grid(True, which='both', alpha=0.3)
-  ax.legend(fontsize=8, loc='upper right')
-  ax.set_title(f"Error against ε (δ={statement['delta']:g}, "
-               f"{statement['population_size']} users)", fontsize=10)
-
-  features = list(dict.fromkeys(r['feature'] for r in rows))
-  true = {r['feature']: float(r['true_value']) for r in rows}
-  x = np.arange(len(features))
-  shown = sorted({eps.min(), eps.max()})
-  width = 0.8 / (len(shown) + 1)
-  bars.bar(x - 0.4 + width / 2, [true[f] for f in features], width, color='0.5',
-           label='true count')
-  for k, e in enumerate(shown):
-    values = {f: [float(r['dp_value']) for r in rows
-                  if float(r['epsilon']) == e and r['feature'] == f] for f in features}
-    bars.bar(x - 0.4 + width * (k + 1.5), [np.mean(values[f]) for f in features], width,
-             yerr=[np.std(values[f]) for f in features], capsize=2,
-             color=('tab:red', 'tab:blue')[k % 2],
-             label=f'DP release, ε={e:g} (mean ± sd over releases)')
-  bars.set_xticks(x)
-  bars.set_xticklabels(features, rotation=35, ha='right', fontsize=8)
-  bars.set_ylabel('users who used the feature')
-  bars.grid(True, axis='y', alpha=0.3)
-  bars.legend(fontsize=8)
-  bars.set_title(f"Users who used each feature in the last {statement['window_days']} "
-                 'days: true and released', fontsize=10)
-  fig.suptitle('DP feature-usage analytics (TFF DP sum'
-               + (', secure aggregation simulated)' if 'SecureSum' in
-                  statement['secure_aggregation'] else ')'), fontsize=10)
-  fig.tight_layout()
-  return _save(fig, workdir, 'analytics_error')
-
-
 # Claims above this are runs without (meaningful) noise: drawn in a column of their own.
 _NO_NOISE_CLAIM = 1e3
 
