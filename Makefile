@@ -12,7 +12,7 @@ DEMO_DIR ?= runs/demo
 REFERENCE_RUNS ?= runs/reference
 PARALLEL ?=
 
-.PHONY: setup test test-fast docs tutorial demo reproduce mechanisms compression analytics next_action production mf-reference audit-reference export audit audit-mechanisms audit-power scale bench bench-scale bench-ray bench-generators bench-secagg population clean-runs
+.PHONY: browser setup test test-fast docs tutorial demo reproduce mechanisms compression analytics next_action production mf-reference audit-reference export audit audit-mechanisms audit-power scale bench bench-scale bench-ray bench-generators bench-secagg population clean-runs
 MECHANISM_RUNS ?= runs/mechanisms
 COMPRESSION_RUNS ?= runs/compression
 NEXT_ACTION_RUNS ?= runs/next_action
@@ -20,6 +20,7 @@ PRODUCTION_RUNS ?= runs/production
 EXPORT_RUNS ?= runs/export
 AUDIT_RUNS ?= runs/audit
 SCALE_RUNS ?= runs/scale
+ANALYTICS_RUNS ?= runs/analytics
 
 setup: $(STAMP)
 
@@ -36,7 +37,7 @@ $(STAMP): requirements.txt requirements.lock setup.py
 	touch $(STAMP)
 
 # The whole suite, what CI runs (.ci/run).
-test: setup
+test: setup browser
 	$(PY) -m pytest tests --durations=15
 
 # The inner loop: every unit and contract test, without the end-to-end runs, Ray and
@@ -118,11 +119,20 @@ next_action: setup
 	$(call sweep_and_plot,configs/sweeps/next_action.py,$(NEXT_ACTION_RUNS))
 	$(call export_small_files,$(NEXT_ACTION_RUNS),results/next_action)
 
-# DP feature-usage analytics (configs/feature_usage.py): counts per feature released at
-# five epsilons, 20 releases each, their measured error and the figure, in
-# results/analytics/.
-analytics: setup
-	$(PY) experiments/analytics.py --config=configs/feature_usage.py --workdir=results/analytics
+# A federated analytics session at 10^6 users (configs/analytics.py): every query
+# released under one budget, the accuracy study against PipelineDP, the report and its
+# screenshot in headless Chromium, in results/analytics/ (about 25 minutes).
+analytics: setup browser
+	rm -rf $(ANALYTICS_RUNS)
+	$(PY) experiments/analytics.py --config=configs/analytics.py --workdir=$(ANALYTICS_RUNS)
+	rm -rf results/analytics && mkdir -p results/analytics
+	cp $(ANALYTICS_RUNS)/{analytics.csv,accuracy.csv,privacy.json,ledger.json} results/analytics/
+	$(PY) experiments/analytics_report.py --workdir=results/analytics \
+	    --screenshot=results/analytics/report.png
+
+# Headless Chromium from Debian's packages (tools/install_browser.sh; nothing when present).
+browser:
+	tools/install_browser.sh
 
 # The white-box audit of every registered mechanism and of the sabotaged aggregators
 # (configs/audit_mechanisms.py, about 15 minutes): results/audit/mechanisms/.

@@ -35,6 +35,9 @@ from fl_analytics.reporting import analytics_report
 
 _CONFIG = config_flags.DEFINE_config_file('config', None, 'Config file.')
 _WORKDIR = flags.DEFINE_string('workdir', None, 'Output directory (created if missing).')
+_QUERIES = flags.DEFINE_string(
+    'queries', None, 'The session\'s queries, comma-separated (overrides '
+    'analytics.queries of the config).')
 flags.mark_flags_as_required(['config', 'workdir'])
 
 
@@ -42,6 +45,8 @@ def _prepare(config):
   """Every input checked, the budget charged: (source, users, population, specs,
   ledger). Raises ValueError with a one-line reason."""
   a = config.analytics
+  if _QUERIES.value is not None:
+    a.queries = _QUERIES.value
   rundir.check_writable_directory(_WORKDIR.value)
   clients.check_data_config(config.data)
   devices.check_fraction('clients.opt_out', config.clients.opt_out)

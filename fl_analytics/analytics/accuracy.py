@@ -46,9 +46,11 @@ def _answer_errors(q, s, sums, truth_sums, stddev, n, pop) -> dict[str, Any]:
   true = q.answers(truth_sums, 0.0, n, pop, s)
   pick = [i for i, a in enumerate(true) if not a.item.startswith('p')
           or not q.hierarchical]
+  # Answers withheld (NaN: a cohort too small to say) are left out.
   err = np.asarray([got[i].value - true[i].value for i in pick])
   rel = np.abs(err) / np.maximum(np.abs([true[i].value for i in pick]), 1.0)
-  out = {'rmse': float(np.sqrt(np.mean(err**2))), 'mean_relative_error': float(np.mean(rel))}
+  out = {'rmse': float(np.sqrt(np.nanmean(err**2))),
+         'mean_relative_error': float(np.nanmean(rel))}
   if q.hierarchical:
     qs = [i for i, a in enumerate(true) if a.item.startswith('p')]
     out['quantile_error'] = float(np.nanmean([abs(got[i].value - true[i].value)
@@ -68,8 +70,8 @@ def federated_vector(name: str, s: Mapping, g: gather_lib.Gathered, pop, *, user
   if q.hierarchical:
     clients = [release_lib.leaves_of(c, s) for c in clients]
   z = release_lib.noise_multiplier_for(epsilon, delta=delta)
-  rel = release_lib.run(q, s, [c.astype(np.float32) for c in clients], epsilon=epsilon,
-                        noise_multiplier=z, group_size=per, repeats=repeats)
+  rel = release_lib.run(q, s, clients, epsilon=epsilon, noise_multiplier=z,
+                        group_size=per * g.group_size, repeats=repeats)
   truth = g.sums(name, users)
   true_counts = _counts_of(q, s, truth)
   rows = [{**_answer_errors(q, s, v, truth, rel.stddev, users, pop),

@@ -182,18 +182,25 @@ def _retention(batch, pop: Population, s) -> np.ndarray:
   return out
 
 
+# A cohort's rates are released only when its noisy size is at least this many noise
+# stddevs (post-processing): below it, the ratio of two noisy counts is noise.
+MIN_COHORT_STDDEVS = 10
+
+
 def _retention_answers(sums, stddev, num_users, pop, s) -> list[Answer]:
   width = 1 + len(s['days'])
   out = []
   for c, n in retention_cells(pop, s):
     size, kept = sums[c * width], sums[c * width + 1 + list(s['days']).index(n)]
-    size = max(float(size), 1.0)
-    rate = float(kept) / size
-    # Delta method for a ratio of independent noisy counts.
-    sd = stddev * math.sqrt(1 + rate**2) / size
     first = pop.origin_timestamp + c * s['cohort_days'] * DAY
-    out.append(Answer(f'day {n}, cohort {np.datetime64(first, "s").astype("M8[D]")}',
-                      100 * rate, 100 * sd, '%'))
+    item = f'day {n}, cohort {np.datetime64(first, "s").astype("M8[D]")}'
+    if size < max(MIN_COHORT_STDDEVS * stddev, 1.0):
+      out.append(Answer(item, math.nan, math.nan, '%'))  # too few users to say
+      continue
+    rate = float(kept) / float(size)
+    # Delta method for a ratio of independent noisy counts.
+    sd = stddev * math.sqrt(1 + rate**2) / float(size)
+    out.append(Answer(item, 100 * rate, 100 * sd, '%'))
   return out
 
 

@@ -89,8 +89,7 @@ def client_values(query: queries_lib.Query, s: Mapping, vectors: np.ndarray, *,
   if group_size > 1:
     values = np.stack([values[k:k + group_size].sum(axis=0)
                        for k in range(0, len(values), group_size)])
-  dtype = np.int32 if (query.hierarchical and group_size == 1) else np.float32
-  return [np.asarray(v, dtype) for v in values]
+  return list(values)
 
 
 def _flat(result) -> np.ndarray:
@@ -122,6 +121,9 @@ def run(query: queries_lib.Query, s: Mapping, clients: Sequence[np.ndarray], *,
 
   z = noise_multiplier
   factory = _factory(query, s, noise_multiplier=z, group_size=group_size)
+  # TFF's hierarchical histogram factory takes int32 leaves; the others float32.
+  dtype = np.int32 if (query.hierarchical and group_size == 1) else np.float32
+  clients = [np.asarray(c, dtype) for c in clients]
   spec = tff.TensorType(clients[0].dtype, clients[0].shape)
   values = []
   with runtime.local_cpp_context():

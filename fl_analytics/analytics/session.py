@@ -113,7 +113,7 @@ def release_vector_query(name: str, s: Mapping, g: gather_lib.Gathered,
     clients = release_lib.client_values(q, s, g.vectors(name), group_size=1)
     group = 1
   else:
-    clients, group = list(g.clients(name).astype(np.float32)), g.group_size
+    clients, group = list(g.clients(name)), g.group_size
     if q.hierarchical:
       clients = [release_lib.leaves_of(c, s) for c in clients]
   rel = release_lib.run(q, s, clients, epsilon=epsilon, noise_multiplier=z,
