@@ -12,6 +12,8 @@ settings into results/analytics/.
 
 import ml_collections
 
+from fl_analytics.analytics import heavy_hitters
+from fl_analytics.analytics import queries
 from fl_analytics.core import config_files
 
 
@@ -32,11 +34,12 @@ def get_config() -> ml_collections.ConfigDict:
   c.analytics.epsilon = ml_collections.ConfigDict({
       'feature_usage': 0.5, 'funnel': 0.5, 'retention': 0.5, 'session_length': 0.5,
       'sessions_per_day': 0.5, 'heavy_hitters': 1.0})
-  # Each query's settings beyond its defaults (fl_analytics/analytics/queries.py,
-  # heavy_hitters.py DEFAULTS), e.g. {'steps': ('search_open', 'search_query')}.
+  # Each query's settings: its contribution bound and what it asks (the defaults of
+  # fl_analytics/analytics/queries.py and heavy_hitters.py; docs/analytics.md), e.g.
+  # --config.analytics.settings.funnel.steps="('search_open','search_query')".
   c.analytics.settings = ml_collections.ConfigDict({
-      'feature_usage': {}, 'funnel': {}, 'retention': {}, 'session_length': {},
-      'sessions_per_day': {}, 'heavy_hitters': {}})
+      **{name: dict(q.defaults) for name, q in queries.REGISTRY.items()},
+      heavy_hitters.NAME: dict(heavy_hitters.DEFAULTS)})
   c.analytics.delta = 1e-8  # below 1 / number of users
   c.analytics.budget_epsilon = 4.0  # the session's total (PLD composition at delta)
   c.analytics.accountant = 'pld'  # pld | rdp

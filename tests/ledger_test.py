@@ -49,9 +49,22 @@ def test_charges_compose_refuse_past_the_budget_and_survive_a_restart(tmp_path):
     ledger_lib.Ledger(str(tmp_path), epsilon=2.0, delta=1e-6)
 
 
+def test_extra_delta_is_spent_outright_as_dp_accounting_composes_the_rest():
+  import dp_accounting  # pylint: disable=g-import-not-at-top
+  entries = [ledger_lib.Entry('hh', 3.0, extra_delta=4e-7),
+             ledger_lib.Entry('funnel', 6.0, count=2)]
+  acc = dp_accounting.pld.PLDAccountant()
+  acc.compose(dp_accounting.ComposedDpEvent([dp_accounting.GaussianDpEvent(3.0),
+                                             dp_accounting.GaussianDpEvent(6.0),
+                                             dp_accounting.GaussianDpEvent(6.0)]))
+  assert ledger_lib.composed_epsilon(entries, delta=1e-6, accountant='pld') == \
+      pytest.approx(acc.get_epsilon(6e-7), rel=1e-6)
+  assert ledger_lib.composed_epsilon(entries, delta=4e-7, accountant='pld') == float('inf')
+
+
 def test_a_release_calibrated_to_the_whole_budget_fits_it(tmp_path):
-  from fl_analytics.analytics import feature_usage  # pylint: disable=g-import-not-at-top
-  z = feature_usage.noise_multiplier_for(1.0, delta=1e-5, num_users=1000)
+  from fl_analytics.analytics import release  # pylint: disable=g-import-not-at-top
+  z = release.noise_multiplier_for(1.0, delta=1e-5)
   ledger = ledger_lib.Ledger(str(tmp_path), epsilon=1.0, delta=1e-5)
   assert ledger.charge([ledger_lib.Entry('all of it', z)]) == pytest.approx(1.0, rel=1e-3)
   with pytest.raises(ledger_lib.BudgetExceeded):
@@ -69,21 +82,27 @@ def test_a_damaged_ledger_is_refused_not_replaced(tmp_path):
 @pytest.mark.slow
 def test_analytics_sessions_share_the_budget_across_runs(tmp_path):
   workdir = tmp_path / 'session'
-  base = [sys.executable, 'experiments/analytics.py', '--config=configs/feature_usage.py',
-          f'--workdir={workdir}', '--config.data.num_users=80', '--config.data.num_days=30',
-          '--config.analytics.repeats=1', '--config.analytics.delta=1e-3',
-          '--config.analytics.budget_epsilon=1.5']
-  run = lambda eps: subprocess.run(base + [f'--config.analytics.epsilons=({eps},)'],
-                                   cwd=REPO, capture_output=True, text=True, timeout=600)
+  base = [sys.executable, 'experiments/analytics.py', '--config=configs/analytics.py',
+          f'--workdir={workdir}', '--config.data.num_users=200', '--config.data.num_days=60',
+          '--config.accuracy.enabled=False', '--config.analytics.delta=1e-4',
+          '--config.analytics.budget_epsilon=1.5', '--config.analytics.group_size=50']
+  run = lambda eps, queries='funnel': subprocess.run(
+      base + [f'--queries={queries}', f'--config.analytics.epsilon.{queries}={eps}'],
+      cwd=REPO, capture_output=True, text=True, timeout=600)
   first = run(1.0)
   assert first.returncode == 0, first.stderr[-2000:]
   privacy = rundir.read_json(str(workdir / 'privacy.json'))
   assert privacy['ledger']['spent_epsilon'] == pytest.approx(1.0, rel=1e-3)
-  refused = run(1.0)  # 1 and 1 compose to more than 1.5
+  assert privacy['epsilon'] == pytest.approx(1.0, rel=1e-3)
+  refused = run(1.0, 'retention')  # 1 and 1 compose to more than 1.5
   assert refused.returncode == 2, refused.stderr[-2000:]
   last = refused.stderr.strip().splitlines()[-1]
   assert last.startswith('error: ') and 'over its budget of 1.5: 1 is spent' in last, last
   saved = rundir.read_json(str(workdir / ledger_lib.LEDGER_FILE))
-  assert [r['name'] for r in saved['releases']] == ['feature_usage epsilon=1']
-  assert run(0.3).returncode == 0  # what is left pays for a smaller release
-  assert len(rundir.read_json(str(workdir / ledger_lib.LEDGER_FILE))['releases']) == 2
+  assert [r['name'] for r in saved['releases']] == ['funnel epsilon=1']
+  assert run(0.3, 'retention').returncode == 0  # what is left pays for a smaller one
+  saved = rundir.read_json(str(workdir / ledger_lib.LEDGER_FILE))
+  assert [r['name'] for r in saved['releases']] == ['funnel epsilon=1',
+                                                    'retention epsilon=0.3']
+  rows = rundir.read_csv(str(workdir / 'analytics.csv'))
+  assert {r['query'] for r in rows} == {'retention'}  # this run's release
