@@ -5,6 +5,7 @@ import pytest
 
 from fl_analytics.analytics import heavy_hitters as hh
 from fl_analytics.analytics import queries
+from fl_analytics.analytics import trees
 from fl_analytics.data import app_paths
 from fl_analytics.data import synthetic
 
@@ -104,7 +105,7 @@ def test_feature_usage_keeps_the_most_used_features_of_the_window():
 def test_histogram_tree_is_tffs_layout_and_records_are_bounded_on_the_device():
   s = queries.settings_of(queries.REGISTRY['session_length'], {'num_bins': 5,
                                                                'max_records': 2})
-  layers = queries.tree_layers(np.arange(5.0), 2)
+  layers = trees.tree_layers(np.arange(5.0), 2)
   assert [len(x) for x in layers] == [1, 2, 4, 8]  # padded to 8 leaves
   assert layers[0][0] == 10 and layers[1].tolist() == [6, 4]
   logs = [_log(['app_open', 'home_view'] * 3, [0, 1, 100, 105, 200, 203])]

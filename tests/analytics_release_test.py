@@ -8,6 +8,7 @@ import pytest
 from fl_analytics.analytics import heavy_hitters as hh
 from fl_analytics.analytics import queries
 from fl_analytics.analytics import release
+from fl_analytics.analytics import trees
 from fl_analytics.data import app_paths
 from fl_analytics.data import synthetic
 
@@ -50,10 +51,10 @@ def test_the_noise_has_the_stated_stddev(name):
 def test_the_consistent_leaves_have_the_stated_stddev():
   s = queries.settings_of(queries.REGISTRY['sessions_per_day'], {})
   rng = np.random.default_rng(1)
-  nodes = sum(len(x) for x in queries.tree_layers(np.zeros(s['num_bins']), s['arity']))
-  leaves = np.stack([release.decode_tree(rng.normal(0, 2.0, nodes), s, ())[0]
+  nodes = sum(len(x) for x in trees.tree_layers(np.zeros(s['num_bins']), s['arity']))
+  leaves = np.stack([trees.decode_tree(rng.normal(0, 2.0, nodes), s, ())[0]
                      for _ in range(300)])
-  stated = release.leaf_stddev(2.0, s)
+  stated = trees.leaf_stddev(2.0, s)
   assert stated < 2.0  # every level informs a leaf
   assert abs(leaves.std(axis=0).max() / stated - 1) < 0.15
 

@@ -85,7 +85,7 @@ def test_analytics_sessions_share_the_budget_across_runs(tmp_path):
   base = [sys.executable, 'experiments/analytics.py', '--config=configs/analytics.py',
           f'--workdir={workdir}', '--config.data.num_users=200', '--config.data.num_days=60',
           '--config.accuracy.enabled=False', '--config.analytics.delta=1e-4',
-          '--config.analytics.budget_epsilon=1.5', '--config.analytics.group_size=50']
+          '--config.analytics.budget_epsilon=1.3', '--config.analytics.group_size=50']
   run = lambda eps, queries='funnel': subprocess.run(
       base + [f'--queries={queries}', f'--config.analytics.epsilon.{queries}={eps}'],
       cwd=REPO, capture_output=True, text=True, timeout=600)
@@ -94,10 +94,10 @@ def test_analytics_sessions_share_the_budget_across_runs(tmp_path):
   privacy = rundir.read_json(str(workdir / 'privacy.json'))
   assert privacy['ledger']['spent_epsilon'] == pytest.approx(1.0, rel=1e-3)
   assert privacy['epsilon'] == pytest.approx(1.0, rel=1e-3)
-  refused = run(1.0, 'retention')  # 1 and 1 compose to more than 1.5
+  refused = run(1.0, 'retention')  # 1 and 1 compose to more than 1.3
   assert refused.returncode == 2, refused.stderr[-2000:]
   last = refused.stderr.strip().splitlines()[-1]
-  assert last.startswith('error: ') and 'over its budget of 1.5: 1 is spent' in last, last
+  assert last.startswith('error: ') and 'over its budget of 1.3: 1 is spent' in last, last
   saved = rundir.read_json(str(workdir / ledger_lib.LEDGER_FILE))
   assert [r['name'] for r in saved['releases']] == ['funnel epsilon=1']
   assert run(0.3, 'retention').returncode == 0  # what is left pays for a smaller one

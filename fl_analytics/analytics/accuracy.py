@@ -28,6 +28,7 @@ from fl_analytics.analytics import gather as gather_lib
 from fl_analytics.analytics import heavy_hitters as hh
 from fl_analytics.analytics import queries as queries_lib
 from fl_analytics.analytics import release as release_lib
+from fl_analytics.analytics import trees
 
 ACCURACY_FILE = 'accuracy.csv'
 COLUMNS = ('query', 'library', 'users', 'epsilon', 'repeats', 'rmse',
@@ -60,7 +61,7 @@ def _answer_errors(q, s, sums, truth_sums, stddev, n, pop) -> dict[str, Any]:
 
 def _counts_of(q, s, values: np.ndarray) -> np.ndarray:
   """The released counts a ratio compares: the vector, or a tree's consistent leaves."""
-  return release_lib.decode_tree(values, s, ())[0] if q.hierarchical else values
+  return trees.decode_tree(values, s, ())[0] if q.hierarchical else values
 
 
 def federated_vector(name: str, s: Mapping, g: gather_lib.Gathered, pop, *, users: int,
@@ -68,7 +69,7 @@ def federated_vector(name: str, s: Mapping, g: gather_lib.Gathered, pop, *, user
   q = queries_lib.get(name)
   clients, per = _regroup(g.clients(name, users), MAX_CLIENTS)
   if q.hierarchical:
-    clients = [release_lib.leaves_of(c, s) for c in clients]
+    clients = [trees.leaves_of(c, s) for c in clients]
   z = release_lib.noise_multiplier_for(epsilon, delta=delta)
   rel = release_lib.run(q, s, clients, epsilon=epsilon, noise_multiplier=z,
                         group_size=per * g.group_size, repeats=repeats)
@@ -89,11 +90,11 @@ def central_vector(name: str, s: Mapping, g: gather_lib.Gathered, pop, *, users:
   rows = []
   for _ in range(repeats):
     if q.hierarchical:
-      leaves = central.vector_counts(release_lib.leaves_of(vectors, s), epsilon=epsilon,
+      leaves = central.vector_counts(trees.leaves_of(vectors, s), epsilon=epsilon,
                                      delta=delta, l0=s['num_bins'],
                                      max_contributions=s.get('max_records', 1))
-      true_leaves = release_lib.leaves_of(truth, s)
-      tree = np.concatenate(queries_lib.tree_layers(leaves, s['arity']))
+      true_leaves = trees.leaves_of(truth, s)
+      tree = np.concatenate(trees.tree_layers(leaves, s['arity']))
       rows.append({**_answer_errors(q, s, tree, truth, 0.0, users, pop),
                    'rmse_counts': float(np.sqrt(np.mean((leaves - true_leaves)**2)))})
     else:

@@ -37,6 +37,7 @@ from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 
+from fl_analytics.analytics import trees
 from fl_analytics.data import counter_random as cr
 from fl_analytics.data import features
 from fl_analytics.data import synthetic
@@ -206,27 +207,6 @@ def _retention_answers(sums, stddev, num_users, pop, s) -> list[Answer]:
 
 # --- hierarchical histograms ---------------------------------------------------------
 
-def tree_depth(num_bins: int, arity: int) -> int:
-  """Levels of TFF's hierarchical histogram, root included (its `_tree_depth`)."""
-  return math.ceil(math.log(num_bins) / math.log(arity)) + 1
-
-
-def tree_layers(leaves: np.ndarray, arity: int) -> list[np.ndarray]:
-  """[..., bins] leaf counts -> the layers root first, as TFF's TreeRangeSumQuery
-  builds them: leaves padded with zeros to a power of `arity`, each node the sum of
-  its `arity` children."""
-  depth = tree_depth(leaves.shape[-1], arity)
-  width = arity ** (depth - 1)
-  layer = np.concatenate(
-      [leaves, np.zeros(leaves.shape[:-1] + (width - leaves.shape[-1],), leaves.dtype)],
-      axis=-1)
-  layers = [layer]
-  while layer.shape[-1] > 1:
-    layer = layer.reshape(layer.shape[:-1] + (-1, arity)).sum(axis=-1)
-    layers.append(layer)
-  return layers[::-1]
-
-
 def _bins(values: np.ndarray, s) -> np.ndarray:
   """TFF's discretization: bin floor((v - lower) / width); outside [lower, upper):
   dropped (-1)."""
@@ -252,7 +232,7 @@ def _record_histogram(record_user, values, n_users, s, *, seed: int, record_keys
 
 
 def _flat_tree(hist: np.ndarray, s) -> np.ndarray:
-  return np.concatenate(tree_layers(hist, s['arity']), axis=-1).astype(np.float32)
+  return np.concatenate(trees.tree_layers(hist, s['arity']), axis=-1).astype(np.float32)
 
 
 def _session_lengths(batch, user):
@@ -291,13 +271,13 @@ def _sessions_per_day(batch, pop: Population, s) -> np.ndarray:
 
 
 def _tree_dim(pop, s) -> int:
-  return sum(len(x) for x in tree_layers(np.zeros(s['num_bins']), s['arity']))
+  return sum(len(x) for x in trees.tree_layers(np.zeros(s['num_bins']), s['arity']))
 
 
 def _tree_sensitivity(s) -> float:
   """TFF's bound for 'sub-sampling' (hierarchical_histogram_factory): m records, each
   one node per level, all in the same nodes at worst."""
-  return s.get('max_records', 1) * math.sqrt(tree_depth(s['num_bins'], s['arity']))
+  return s.get('max_records', 1) * math.sqrt(trees.tree_depth(s['num_bins'], s['arity']))
 
 
 QUANTILES = (0.5, 0.9)
@@ -311,10 +291,8 @@ def bin_label(b: int, s) -> str:
 def _histogram_answers(sums, stddev, num_users, pop, s) -> list[Answer]:
   """The leaves' counts (Honaker's efficient estimate from every level, TFF's
   `HierarchicalHistogramDecoder`) and the quantiles of the consistent tree."""
-  from fl_analytics.analytics import release  # pylint: disable=g-import-not-at-top
-
-  leaves, quantiles = release.decode_tree(sums, s, QUANTILES)
-  sd_leaf = release.leaf_stddev(stddev, s)
+  leaves, quantiles = trees.decode_tree(sums, s, QUANTILES)
+  sd_leaf = trees.leaf_stddev(stddev, s)
   out = [Answer(bin_label(b, s), float(v), sd_leaf, s['unit_count'])
          for b, v in enumerate(leaves)]
   # Quantiles: the bin's midpoint; their noise has no closed form (stddev NaN).

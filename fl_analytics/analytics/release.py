@@ -29,13 +29,13 @@ the noise has the stated stddev.
 from __future__ import annotations
 
 import dataclasses
-import functools
 import math
 from typing import Mapping, Sequence
 
 import numpy as np
 
 from fl_analytics.analytics import queries as queries_lib
+from fl_analytics.analytics import trees
 from fl_analytics.privacy import statement
 
 ENGINES = ('users', 'groups')
@@ -46,12 +46,6 @@ def noise_multiplier_for(epsilon: float, *, delta: float) -> float:
   return statement.calibrate_noise_multiplier(
       target_epsilon=epsilon, clients_per_round=1, population_size=1, rounds=1,
       delta=delta, sampling='poisson', accountant='pld')
-
-
-def leaves_of(flat: np.ndarray, s: Mapping) -> np.ndarray:
-  """The leaf histograms [..., num_bins] of flat trees (`queries.tree_layers`)."""
-  width = s['arity'] ** (queries_lib.tree_depth(s['num_bins'], s['arity']) - 1)
-  return flat[..., flat.shape[-1] - width:flat.shape[-1] - width + s['num_bins']]
 
 
 def _factory(query: queries_lib.Query, s: Mapping, *, noise_multiplier: float,
@@ -85,7 +79,7 @@ def client_values(query: queries_lib.Query, s: Mapping, vectors: np.ndarray, *,
                   group_size: int) -> list[np.ndarray]:
   """What each TFF client sends: one user's vector (or leaf histogram), or a group's
   sum of them."""
-  values = leaves_of(vectors, s) if query.hierarchical else vectors
+  values = trees.leaves_of(vectors, s) if query.hierarchical else vectors
   if group_size > 1:
     values = np.stack([values[k:k + group_size].sum(axis=0)
                        for k in range(0, len(values), group_size)])
@@ -135,50 +129,3 @@ def run(query: queries_lib.Query, s: Mapping, clients: Sequence[np.ndarray], *,
       values.append(_flat(out.result))
   sens = query.sensitivity(s)
   return Release(query.name, epsilon, z, sens, np.stack(values), z * sens)
-
-
-@functools.lru_cache(maxsize=None)
-def _consistency_weights(num_bins: int, arity: int) -> np.ndarray:
-  """[num_bins, nodes]: the consistent leaves as a linear map of the tree's nodes (TFF's
-  `enforce_consistency` is least squares, so linear): column i decodes node i alone."""
-  s = {'num_bins': num_bins, 'arity': arity}
-  nodes = sum(len(x) for x in queries_lib.tree_layers(np.zeros(num_bins), arity))
-  return np.stack([_decoder(np.eye(nodes)[i], s)[0][:num_bins]
-                   for i in range(nodes)], axis=1)
-
-
-def _decoder(flat: np.ndarray, s: Mapping):
-  """TFF's decoder of the flat tree, made consistent; and its leaves."""
-  import tensorflow as tf  # pylint: disable=g-import-not-at-top
-  from tensorflow_federated.python.analytics.hierarchical_histogram import (  # pylint: disable=g-import-not-at-top
-      hierarchical_histogram_decoder as hhd)
-
-  lengths = [s['arity'] ** level
-             for level in range(queries_lib.tree_depth(s['num_bins'], s['arity']))]
-  tree = tf.RaggedTensor.from_row_lengths(np.asarray(flat, np.float64), lengths)
-  decoder = hhd.HierarchicalHistogramDecoder(tree, s.get('lower', 0.0),
-                                             s.get('upper', 1.0))
-  decoder.enforce_consistency()
-  return np.asarray([decoder.node_query(len(lengths) - 1, b)
-                     for b in range(lengths[-1])]), decoder
-
-
-def decode_tree(flat: np.ndarray, s: Mapping, quantiles: Sequence[float]):
-  """(consistent leaf counts [num_bins], the midpoints of the quantiles' bins)."""
-  leaves, decoder = _decoder(flat, s)
-  width = (s['upper'] - s['lower']) / s['num_bins']
-  out = []
-  for q in quantiles:
-    try:
-      lo, hi = decoder.quantile_query(q)
-      out.append(min((lo + hi) / 2, s['upper'] - width / 2))
-    except (ValueError, IndexError):  # a tree whose noisy total is not positive
-      out.append(math.nan)
-  return leaves[:s['num_bins']], out
-
-
-def leaf_stddev(node_stddev: float, s: Mapping) -> float:
-  """The stddev of a consistent leaf count when every node has noise `node_stddev`
-  (the largest over leaves)."""
-  w = _consistency_weights(s['num_bins'], s['arity'])
-  return float(node_stddev * np.sqrt((w**2).sum(axis=1)).max())

@@ -21,6 +21,7 @@ from fl_analytics.analytics import gather as gather_lib
 from fl_analytics.analytics import heavy_hitters as hh
 from fl_analytics.analytics import queries as queries_lib
 from fl_analytics.analytics import release as release_lib
+from fl_analytics.analytics import trees
 from fl_analytics.core import rundir
 from fl_analytics.privacy import ledger as ledger_lib
 from fl_analytics.privacy import statement
@@ -115,7 +116,7 @@ def release_vector_query(name: str, s: Mapping, g: gather_lib.Gathered,
   else:
     clients, group = list(g.clients(name)), g.group_size
     if q.hierarchical:
-      clients = [release_lib.leaves_of(c, s) for c in clients]
+      clients = [trees.leaves_of(c, s) for c in clients]
   rel = release_lib.run(q, s, clients, epsilon=epsilon, noise_multiplier=z,
                         group_size=group)
   got = q.answers(rel.values[0], rel.stddev, g.num_users, pop, s)
