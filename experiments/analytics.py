@@ -9,6 +9,7 @@ writes DIR/analytics.csv, DIR/privacy.json, with accuracy.enabled DIR/accuracy.c
 DIR/report.html with DIR/figures/. Bad settings stop with exit code 2 and one line.
 """
 
+import math
 import os
 import time
 
@@ -89,9 +90,11 @@ def main(argv):
   keep = len(users) if a.engine == 'users' else 0
   if config.accuracy.enabled:
     keep = max(keep, min(config.accuracy.central_max_users, len(users)))
+  # Chunks that end at every population size of the accuracy study.
+  chunk = math.gcd(10_000, *(config.accuracy.users if config.accuracy.enabled else ()))
   t0 = time.monotonic()
   g = gather.gather(source.logs, users, specs, pop, group_size=a.group_size,
-                    keep_users=keep, progress=lambda n, s: logging.info(
+                    keep_users=keep, chunk=chunk, progress=lambda n, s: logging.info(
                         'devices: %d/%d users (%.0f s)', n, len(users), s))
   rng = np.random.default_rng()  # the heavy hitters' noise: secret, unseeded
   results = []

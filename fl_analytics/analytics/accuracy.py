@@ -116,7 +116,7 @@ def heavy_hitter_rows(s, g: gather_lib.Gathered, *, sizes, epsilons, delta, repe
   out = []
   for n in sizes:
     truth = g.paths(n)
-    decoded, _ = hh.decode_groups(g.group_paths[:n // g.group_size], s)
+    decoded, _ = hh.decode_groups(g.group_paths[:g.path_groups(n)], s)
     for eps in epsilons:
       fed = [hh.top_k_metrics(hh.release(decoded, s, epsilon=eps, delta=delta,
                                          rng=rng).released, truth, s['top_k'])

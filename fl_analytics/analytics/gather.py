@@ -3,7 +3,8 @@
 The users' logs are made (or read from an event store) `chunk` users at a time; each
 query's bounded vectors (`queries`) and each device's bounded paths (`heavy_hitters`)
 are computed on the chunk and summed per group of `group_size` users, which is what a
-TFF client of the ``groups`` engine sends. The first `keep_users` users' own vectors
+TFF client of the ``groups`` engine sends (heavy hitters: one IBLT sketch per chunk,
+`path_group` users, since encoding costs per distinct string, not per user). The first `keep_users` users' own vectors
 and paths are kept too, for the ``users`` engine (one TFF client per user) and for the
 central library, which sees the raw rows.
 """
@@ -29,7 +30,9 @@ class Gathered:
   group_sums: dict[str, list[np.ndarray]] = dataclasses.field(default_factory=dict)
   # query -> [users, dim] vectors (keep_users only)
   user_vectors: dict[str, list[np.ndarray]] = dataclasses.field(default_factory=dict)
-  # heavy hitters: per group {string: users}; per user its strings (keep_users only)
+  # heavy hitters: per chunk of path_group users {string: users}; per user its
+  # strings (keep_users only)
+  path_group: int = 0
   group_paths: list[collections.Counter] = dataclasses.field(default_factory=list)
   user_paths: list[list[str]] = dataclasses.field(default_factory=list)
 
@@ -46,15 +49,20 @@ class Gathered:
 
   def paths(self, users: Optional[int] = None) -> collections.Counter:
     total = collections.Counter()
-    for g in self.group_paths[:self._groups(users)]:
+    for g in self.group_paths[:self.path_groups(users)]:
       total.update(g)
     return total
 
-  def _groups(self, users: Optional[int]) -> int:
+  def _groups(self, users: Optional[int], size: int = 0) -> int:
+    size = size or self.group_size
     n = self.num_users if users is None else users
-    if n % self.group_size and n != self.num_users:
-      raise ValueError(f'{n} users are not whole groups of {self.group_size}.')
-    return -(-n // self.group_size)
+    if n % size and n != self.num_users:
+      raise ValueError(f'{n} users are not whole groups of {size}.')
+    return -(-n // size)
+
+  def path_groups(self, users: Optional[int]) -> int:
+    """How many of `group_paths` hold the first `users` users."""
+    return self._groups(users, self.path_group)
 
 
 def gather(logs: Callable[[np.ndarray], object], users: np.ndarray,
@@ -64,8 +72,8 @@ def gather(logs: Callable[[np.ndarray], object], users: np.ndarray,
   """Every query of `specs` (name -> settings; `hh.NAME` for heavy hitters) over the
   users `users` of `logs(indices) -> LogBatch`, `chunk` users at a time (a multiple of
   `group_size`)."""
-  out = Gathered(group_size)
   chunk = max(group_size, chunk // group_size * group_size)
+  out = Gathered(group_size, path_group=chunk)
   t0 = time.monotonic()
   for start in range(0, len(users), chunk):
     batch = logs(users[start:start + chunk])
@@ -90,9 +98,7 @@ def _gather_paths(out: Gathered, batch, pop, s, *, keep_users: int) -> None:
   user, code = hh.path_codes(batch, pop, s)
   strings = np.asarray(hh.code_strings(np.unique(code), pop, s) or [''], object)
   names = strings[np.searchsorted(np.unique(code), code)] if len(code) else strings[:0]
-  for k in range(0, len(batch), out.group_size):
-    pick = (user >= k) & (user < k + out.group_size)
-    out.group_paths.append(collections.Counter(names[pick].tolist()))
+  out.group_paths.append(collections.Counter(names.tolist()))
   if keep_users:
     per_user = [[] for _ in range(keep_users)]
     for u, x in zip(user.tolist(), names.tolist()):

@@ -2,7 +2,7 @@
 
 The server does not know the vocabulary: a device's strings are its sessions' paths,
 the first `path_length` actions of each session joined by '>' (e.g.
-``app_open>search_open>search_query``), out of |actions|^path_length possible. Each
+``app_open>search_open>search_query>search_results``), out of |actions|^path_length possible. Each
 device keeps at most `max_strings` = L of its distinct paths (its most frequent; ties:
 the smaller path code), each counted once: the contribution bound. The sketches are
 TFF's IBLT (`tff.analytics.heavy_hitters.iblt`, invertible Bloom lookup tables, as in
@@ -37,7 +37,7 @@ from scipy import stats
 from fl_analytics.analytics import queries as queries_lib
 
 NAME = 'heavy_hitters'
-DEFAULTS = {'path_length': 3, 'max_strings': 4, 'capacity': 3000, 'top_k': 20,
+DEFAULTS = {'path_length': 4, 'max_strings': 4, 'capacity': 3000, 'top_k': 20,
             'string_max_bytes': 64}
 THRESHOLD_DELTA_SHARE = 0.5
 DESCRIPTION = ('Which session paths (the first actions of a session) are most common, '
@@ -118,11 +118,14 @@ def decode_groups(groups: Sequence[Mapping[str, int]], s: Mapping):
   encoder = iblt_tensor.IbltTensorEncoder(
       capacity=s['capacity'], string_max_bytes=s['string_max_bytes'],
       repetitions=3, value_shape=(1,), seed=0)
+  # One trace for groups of any size.
+  encode = tf.function(encoder.compute_iblt, input_signature=[
+      tf.TensorSpec([None], tf.string), tf.TensorSpec([None, 1], tf.int64)])
   sketch, values = 0, 0
   for group in groups:
     if not group:
       continue
-    g_sketch, g_values = encoder.compute_iblt(
+    g_sketch, g_values = encode(
         tf.constant(list(group)), tf.constant([[c] for c in group.values()], tf.int64))
     sketch = (sketch + g_sketch.numpy()) % iblt_lib.DEFAULT_FIELD_SIZE
     values = values + g_values.numpy()
