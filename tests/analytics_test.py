@@ -12,9 +12,6 @@ from tests import helpers
 @pytest.mark.slow
 @pytest.mark.parametrize('flags, message', [
     (['--queries=funnel,teleport'], 'analytics.queries must list queries among'),
-    (['--config.analytics.delta=0.5'], 'analytics.delta=0.5 must be in (0, 1 / number'),
-    (['--config.analytics.epsilon.funnel=-1', '--queries=funnel'],
-     'analytics.epsilon.funnel must be a finite number > 0'),
     (['--config.analytics.settings.funnel.steps=("item_view","teleport")',
       '--queries=funnel'], "['teleport'] are not"),
     (['--config.analytics.budget_epsilon=0.1'], 'over its budget of 0.1: 0 is spent'),

@@ -30,7 +30,7 @@ from fl_analytics.core import rundir  # pylint: disable=g-import-not-at-top
 from fl_analytics.reporting import plots  # pylint: disable=g-import-not-at-top
 
 REPORT_FILE = 'report.html'
-TOP_ROWS = 20  # heavy hitters shown
+TOP_ROWS = 60  # rows drawn, and heavy hitters listed
 
 
 def _by_query(rows) -> dict[str, list[dict]]:
@@ -41,8 +41,8 @@ def _by_query(rows) -> dict[str, list[dict]]:
 
 
 def _answer_figure(workdir: str, name: str, rows: Sequence[Mapping]) -> str:
-  rows = [r for r in rows if r['item'][:1] != 'p' or name == 'heavy_hitters'][:TOP_ROWS
-                                                                              if name == 'heavy_hitters' else None]
+  # A histogram's bins (its quantiles, in another unit, are in the table).
+  rows = [r for r in rows if r['unit'] == rows[0]['unit']][:TOP_ROWS]
   value = np.asarray([float(r['value']) for r in rows])
   half = np.asarray([float(r['ci_high']) - float(r['value']) for r in rows])
   true = np.asarray([float(r['true_value']) for r in rows])
@@ -78,7 +78,9 @@ def _budget_figure(workdir: str, privacy: Mapping) -> str:
   return os.path.basename(plots._save(fig, workdir, 'budget')[0])  # pylint: disable=protected-access
 
 
-def _accuracy_figure(workdir: str, rows: Sequence[Mapping]) -> str:
+def _accuracy_figure(workdir: str, rows: Sequence[Mapping],
+                     units: Mapping[str, str]) -> str:
+  """Each query's error against epsilon; `units`: the unit of its answers."""
   names = list(dict.fromkeys(r['query'] for r in rows))
   cols = 3
   fig, axes = plt.subplots(math.ceil(len(names) / cols), cols,
@@ -94,7 +96,8 @@ def _accuracy_figure(workdir: str, rows: Sequence[Mapping]) -> str:
       ax.set_yscale('log')
     ax.set_title(name)
     ax.set_xlabel('ε')
-    ax.set_ylabel('top-20 recall' if metric == 'recall' else 'RMSE of the answers')
+    unit = {'%': 'percentage points'}.get(units.get(name, ''), units.get(name, ''))
+    ax.set_ylabel('top-20 recall' if metric == 'recall' else f'RMSE ({unit})')
     ax.grid(True, which='both', alpha=0.3)
     ax.legend(fontsize=6)
   for ax in list(axes.flat)[len(names):]:
@@ -132,7 +135,8 @@ def _answers_table(rows: Sequence[Mapping]) -> str:
   return '\n'.join(out + ['</table>'])
 
 
-def _accuracy_section(workdir: str, rows: Sequence[Mapping]) -> str:
+def _accuracy_section(workdir: str, rows: Sequence[Mapping],
+                      units: Mapping[str, str]) -> str:
   """The study's figure, the ratio to the central library and the heavy hitters'
   recall."""
   if not rows:
@@ -158,7 +162,7 @@ def _accuracy_section(workdir: str, rows: Sequence[Mapping]) -> str:
              f'{at_one[0]:.2f} at ε = 1; recall reaches 0.9 at ε = '
              f'{eps90 if eps90 is not None else "none of the sweep"}.</p>'
              if at_one else '')
-  figure = _accuracy_figure(workdir, rows)
+  figure = _accuracy_figure(workdir, rows, units)
   return (f'<h2>Accuracy against ε and users (simulation)</h2>'
           f'<img src="figures/{figure}" alt="accuracy against epsilon">'
           f'{hh_line}<h3>Federated against central DP (PipelineDP)</h3>'
@@ -192,7 +196,8 @@ def write_report(workdir: str) -> str:
               f'<img src="figures/{_answer_figure(workdir, name, q_rows)}" '
               f'alt="{html.escape(name)}">',
               _answers_table(q_rows if name != 'heavy_hitters' else q_rows[:TOP_ROWS])]
-  parts.append(_accuracy_section(workdir, acc_rows))
+  units = {name: q_rows[0]['unit'] for name, q_rows in _by_query(rows).items()}
+  parts.append(_accuracy_section(workdir, acc_rows, units))
   page = _PAGE.format(body='\n'.join(parts))
   path = os.path.join(workdir, REPORT_FILE)
   rundir.atomic_write_bytes(path, page.encode())
