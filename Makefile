@@ -121,7 +121,7 @@ next_action: setup
 
 # A federated analytics session at 10^6 users (configs/analytics.py): every query
 # released under one budget, the accuracy study against PipelineDP, the report and its
-# screenshot in headless Chromium, in results/analytics/ (about 25 minutes).
+# screenshot in headless Chromium, in results/analytics/ (about 21 minutes here).
 analytics: setup browser
 	rm -rf $(ANALYTICS_RUNS)
 	$(PY) experiments/analytics.py --config=configs/analytics.py --workdir=$(ANALYTICS_RUNS)
