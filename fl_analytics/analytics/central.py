@@ -8,9 +8,10 @@ contribution per partition, so L2 sensitivity sqrt(L0), as the federated release
 a histogram's records become rows of their bin (`max_contributions` = the records'
 bound, L2 sensitivity m: a flat histogram, where the federated one is a tree); heavy
 hitters' paths are partitions it selects privately (Gaussian thresholding, no public
-partitions). Its budget accountant is the naive one with the whole (epsilon, delta) on
-the one aggregation, so its Gaussian noise is PyDP's analytic calibration (Balle and
-Wang 2018).
+partitions). Its budget accountant is the naive one with the whole (epsilon, delta) for
+the one aggregation (which, with private partition selection, PipelineDP splits
+between the selection and the counts); its Gaussian noise is PyDP's analytic
+calibration (Balle and Wang 2018).
 """
 
 from __future__ import annotations

@@ -1,8 +1,8 @@
 """Heavy hitters over an open vocabulary: the most common session paths, with DP.
 
 The server does not know the vocabulary: a device's strings are its sessions' paths,
-the first `path_length` actions of each session joined by '>' (e.g.
-``app_open>search_open>search_query>search_results``), out of |actions|^path_length possible. Each
+the first `path_length` (4) actions of each session joined by '>' (e.g.
+``app_open>home_view>search_open>search_query``), out of |actions|^4 possible. Each
 device keeps at most `max_strings` = L of its distinct paths (its most frequent; ties:
 the smaller path code), each counted once: the contribution bound. The sketches are
 TFF's IBLT (`tff.analytics.heavy_hitters.iblt`, invertible Bloom lookup tables, as in
