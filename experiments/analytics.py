@@ -58,9 +58,9 @@ def _prepare(config):
     raise ValueError(f'analytics.group_size must be a positive integer. Found '
                      f'{a.group_size!r}.')
   source = clients.load_source(config.data, seed=config.data.seed)
-  out = set(devices.opted_out(source.num_users, config.clients.opt_out,
-                              seed=config.data.seed).tolist())
-  users = np.asarray([u for u in range(source.num_users) if u not in out], np.int64)
+  users = np.setdiff1d(np.arange(source.num_users, dtype=np.int64),
+                       devices.opted_out(source.num_users, config.clients.opt_out,
+                                         seed=config.data.seed))
   if not len(users) or not 0 < a.delta < 1 / len(users):
     raise ValueError(f'analytics.delta={a.delta:g} must be in (0, 1 / number of users '
                      f'= {1 / max(len(users), 1):.3g}); {len(users)} users take part.')

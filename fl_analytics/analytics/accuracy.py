@@ -45,15 +45,16 @@ def _regroup(clients: np.ndarray, max_clients: int) -> tuple[list[np.ndarray], i
 def _answer_errors(q, s, sums, truth_sums, stddev, n, pop) -> dict[str, Any]:
   got = q.answers(sums, stddev, n, pop, s)
   true = q.answers(truth_sums, 0.0, n, pop, s)
-  pick = [i for i, a in enumerate(true) if not a.item.startswith('p')
-          or not q.hierarchical]
+  # A histogram's quantiles (in the unit of its records) are scored apart.
+  quantile = [q.hierarchical and a.unit == s['unit'] for a in true]
+  pick = [i for i, is_q in enumerate(quantile) if not is_q]
   # Answers withheld (NaN: a cohort too small to say) are left out.
   err = np.asarray([got[i].value - true[i].value for i in pick])
   rel = np.abs(err) / np.maximum(np.abs([true[i].value for i in pick]), 1.0)
   out = {'rmse': float(np.sqrt(np.nanmean(err**2))),
          'mean_relative_error': float(np.nanmean(rel))}
   if q.hierarchical:
-    qs = [i for i, a in enumerate(true) if a.item.startswith('p')]
+    qs = [i for i, is_q in enumerate(quantile) if is_q]
     out['quantile_error'] = float(np.nanmean([abs(got[i].value - true[i].value)
                                               for i in qs]))
   return out
@@ -67,9 +68,8 @@ def _counts_of(q, s, values: np.ndarray) -> np.ndarray:
 def federated_vector(name: str, s: Mapping, g: gather_lib.Gathered, pop, *, users: int,
                      epsilon: float, delta: float, repeats: int) -> dict[str, Any]:
   q = queries_lib.get(name)
-  clients, per = _regroup(g.clients(name, users), MAX_CLIENTS)
-  if q.hierarchical:
-    clients = [trees.leaves_of(c, s) for c in clients]
+  sums, per = _regroup(g.clients(name, users), MAX_CLIENTS)
+  clients = release_lib.tff_values(q, s, np.stack(sums))
   z = release_lib.noise_multiplier_for(epsilon, delta=delta)
   rel = release_lib.run(q, s, clients, epsilon=epsilon, noise_multiplier=z,
                         group_size=per * g.group_size, repeats=repeats)

@@ -3,9 +3,9 @@
 The users' logs are made (or read from an event store) `chunk` users at a time; each
 query's bounded vectors (`queries`) and each device's bounded paths (`heavy_hitters`)
 are computed on the chunk and summed per group of `group_size` users, which is what a
-TFF client of the ``groups`` engine sends (heavy hitters: one IBLT sketch per chunk,
-`path_group` users, since encoding costs per distinct string, not per user). The first `keep_users` users' own vectors
-and paths are kept too, for the ``users`` engine (one TFF client per user) and for the
+TFF client of the ``groups`` engine sends (heavy hitters: one IBLT sketch per chunk of
+`path_group` users, since encoding costs per distinct string, not per user). The first
+`keep_users` users' own vectors and paths are kept too, for the ``users`` engine (one TFF client per user) and for the
 central library, which sees the raw rows.
 """
 
@@ -96,8 +96,8 @@ def gather(logs: Callable[[np.ndarray], object], users: np.ndarray,
 
 def _gather_paths(out: Gathered, batch, pop, s, *, keep_users: int) -> None:
   user, code = hh.path_codes(batch, pop, s)
-  strings = np.asarray(hh.code_strings(np.unique(code), pop, s) or [''], object)
-  names = strings[np.searchsorted(np.unique(code), code)] if len(code) else strings[:0]
+  distinct, index = np.unique(code, return_inverse=True)
+  names = np.asarray(hh.code_strings(distinct, pop, s), object)[index]
   out.group_paths.append(collections.Counter(names.tolist()))
   if keep_users:
     per_user = [[] for _ in range(keep_users)]

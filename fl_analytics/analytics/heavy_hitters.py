@@ -136,6 +136,11 @@ def decode_groups(groups: Sequence[Mapping[str, int]], s: Mapping):
   return _decoded(strings, tf.squeeze(counts, 1)), int(not_decoded)
 
 
+def split_delta(delta: float) -> tuple[float, float]:
+  """(delta_g, delta_t): the Gaussian's share of `delta` and the threshold's."""
+  return delta * (1 - THRESHOLD_DELTA_SHARE), delta * THRESHOLD_DELTA_SHARE
+
+
 def threshold(noise_stddev: float, *, delta_t: float, max_strings: int) -> float:
   """tau: a string of one user passes with probability delta_t / L."""
   return 1.0 + noise_stddev * float(stats.norm.isf(delta_t / max_strings))
@@ -155,10 +160,10 @@ def release(decoded: Mapping[str, int], s: Mapping, *, epsilon: float, delta: fl
   """The DP release of `decoded` counts at (epsilon, delta) (module docstring)."""
   from fl_analytics.analytics import release as release_lib  # pylint: disable=g-import-not-at-top
 
-  z = release_lib.noise_multiplier_for(epsilon, delta=delta * (1 - THRESHOLD_DELTA_SHARE))
+  delta_g, delta_t = split_delta(delta)
+  z = release_lib.noise_multiplier_for(epsilon, delta=delta_g)
   sigma = z * math.sqrt(s['max_strings'])
-  tau = threshold(sigma, delta_t=delta * THRESHOLD_DELTA_SHARE,
-                  max_strings=s['max_strings'])
+  tau = threshold(sigma, delta_t=delta_t, max_strings=s['max_strings'])
   names = sorted(decoded)
   noisy = np.asarray([decoded[x] for x in names], float) + rng.normal(0, sigma, len(names))
   return Release(epsilon, z, sigma, tau,

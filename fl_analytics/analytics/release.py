@@ -29,6 +29,7 @@ the noise has the stated stddev.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 from typing import Mapping, Sequence
 
@@ -41,8 +42,10 @@ from fl_analytics.privacy import statement
 ENGINES = ('users', 'groups')
 
 
+@functools.lru_cache(maxsize=None)
 def noise_multiplier_for(epsilon: float, *, delta: float) -> float:
-  """z of one Gaussian mechanism that is (epsilon, delta)-DP (PLD accountant)."""
+  """z of one Gaussian mechanism that is (epsilon, delta)-DP (PLD accountant; cached:
+  the ledger, the release and every repeat of the accuracy study ask for the same)."""
   return statement.calibrate_noise_multiplier(
       target_epsilon=epsilon, clients_per_round=1, population_size=1, rounds=1,
       delta=delta, sampling='poisson', accountant='pld')
@@ -79,11 +82,16 @@ def client_values(query: queries_lib.Query, s: Mapping, vectors: np.ndarray, *,
                   group_size: int) -> list[np.ndarray]:
   """What each TFF client sends: one user's vector (or leaf histogram), or a group's
   sum of them."""
-  values = trees.leaves_of(vectors, s) if query.hierarchical else vectors
   if group_size > 1:
-    values = np.stack([values[k:k + group_size].sum(axis=0)
-                       for k in range(0, len(values), group_size)])
-  return list(values)
+    vectors = np.stack([vectors[k:k + group_size].sum(axis=0)
+                        for k in range(0, len(vectors), group_size)])
+  return tff_values(query, s, vectors)
+
+
+def tff_values(query: queries_lib.Query, s: Mapping, sums: np.ndarray) -> list[np.ndarray]:
+  """What TFF's factory takes of each client's vector (or sum of vectors): the vector,
+  or a tree's leaves (TFF builds the tree itself)."""
+  return list(trees.leaves_of(sums, s) if query.hierarchical else sums)
 
 
 def _flat(result) -> np.ndarray:

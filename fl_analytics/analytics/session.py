@@ -21,7 +21,6 @@ from fl_analytics.analytics import gather as gather_lib
 from fl_analytics.analytics import heavy_hitters as hh
 from fl_analytics.analytics import queries as queries_lib
 from fl_analytics.analytics import release as release_lib
-from fl_analytics.analytics import trees
 from fl_analytics.core import rundir
 from fl_analytics.privacy import ledger as ledger_lib
 from fl_analytics.privacy import statement
@@ -84,10 +83,10 @@ def ledger_entries(analytics, names: Sequence[str]) -> list[ledger_lib.Entry]:
   for name in names:
     eps = epsilon_of(analytics, name)
     if name == hh.NAME:
-      share = hh.THRESHOLD_DELTA_SHARE
-      z = release_lib.noise_multiplier_for(eps, delta=delta * (1 - share))
-      out.append(ledger_lib.Entry(f'{name} epsilon={eps:g}', z,
-                                  extra_delta=delta * share))
+      delta_g, delta_t = hh.split_delta(delta)
+      out.append(ledger_lib.Entry(f'{name} epsilon={eps:g}',
+                                  release_lib.noise_multiplier_for(eps, delta=delta_g),
+                                  extra_delta=delta_t))
     else:
       out.append(ledger_lib.Entry(f'{name} epsilon={eps:g}',
                                   release_lib.noise_multiplier_for(eps, delta=delta)))
@@ -114,9 +113,7 @@ def release_vector_query(name: str, s: Mapping, g: gather_lib.Gathered,
     clients = release_lib.client_values(q, s, g.vectors(name), group_size=1)
     group = 1
   else:
-    clients, group = list(g.clients(name)), g.group_size
-    if q.hierarchical:
-      clients = [trees.leaves_of(c, s) for c in clients]
+    clients, group = release_lib.tff_values(q, s, g.clients(name)), g.group_size
   rel = release_lib.run(q, s, clients, epsilon=epsilon, noise_multiplier=z,
                         group_size=group)
   got = q.answers(rel.values[0], rel.stddev, g.num_users, pop, s)
